@@ -1,0 +1,66 @@
+//! What the server advertises: FEAT lines, HELP and SITE HELP texts, MLST facts.
+
+use super::command::VERBS;
+
+/// FEAT lines (RFC 2389), each with its single leading space. Only features that work end to end
+/// are listed: globus-url-copy changes behaviour on `REST STREAM`, `SIZE`, `MLST` and `SBUF`.
+pub const FEATURES: &[&str] = &[
+    " ERET",
+    " ESTO",
+    " MDTM",
+    " MLST Type*;Size*;Modify*;Perm*;UNIX.mode*;",
+    " REST STREAM",
+    " SBUF",
+    " SIZE",
+    " TVFS",
+    " UTF8",
+];
+
+/// The SITE subcommands that SITE HELP lists. globus-url-copy greps this text for the
+/// buffer-size commands (`gridftp-protocol.md` §2.9).
+pub const SITE_COMMANDS: &[&str] = &["BUFSIZE", "CLIENTINFO", "HELP", "RETRBUFSIZE", "STORBUFSIZE"];
+
+/// The `211` FEAT reply lines.
+pub fn feat_lines() -> Vec<String> {
+    let mut lines = vec!["Extensions supported".to_string()];
+    lines.extend(FEATURES.iter().map(|s| s.to_string()));
+    lines.push("End.".into());
+    lines
+}
+
+/// The `214` HELP reply lines: every recognised verb, eight per line.
+pub fn help_lines() -> Vec<String> {
+    let mut lines = vec!["The following commands are recognized:".to_string()];
+    for chunk in VERBS.chunks(8) {
+        lines.push(format!("    {}", chunk.iter().map(|v| format!("{v:<8}")).collect::<String>().trim_end()));
+    }
+    lines.push("End".into());
+    lines
+}
+
+/// The `214` SITE HELP reply lines.
+pub fn site_help_lines() -> Vec<String> {
+    let mut lines = vec!["The following SITE commands are recognized:".to_string()];
+    lines.extend(SITE_COMMANDS.iter().map(|c| format!("    SITE {c}")));
+    lines.push("End".into());
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feat_is_211_framed_with_leading_spaces() {
+        let lines = feat_lines();
+        assert_eq!(lines.first().map(String::as_str), Some("Extensions supported"));
+        assert!(lines[1..lines.len() - 1].iter().all(|l| l.starts_with(' ')));
+        assert!(lines.iter().any(|l| l == " REST STREAM"));
+    }
+
+    #[test]
+    fn site_help_names_buffer_commands_after_a_space() {
+        let text = site_help_lines().join("\n");
+        assert!(text.contains(" RETRBUFSIZE") && text.contains(" STORBUFSIZE") && text.contains(" BUFSIZE"));
+    }
+}

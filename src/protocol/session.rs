@@ -1,0 +1,849 @@
+//! The server side of one control connection, sans-IO.
+//!
+//! A [`Session`] never touches sockets or files. The driver (the door) calls it like this:
+//!
+//! 1. `Session::new(config)`; drain [`Session::poll_reply`] (the 220 greeting).
+//! 2. For every complete line: [`Session::handle_line`], then drain `poll_reply` and
+//!    [`Session::poll_action`] and carry the actions out.
+//! 3. Each action that needs work (authentication, a passive listener, a storage operation, a
+//!    transfer) is answered with the matching `handle_*` call: [`Session::handle_auth`],
+//!    [`Session::handle_passive`], [`Session::handle_storage`],
+//!    [`Session::handle_transfer_started`] and [`Session::handle_transfer_done`]. Drain again.
+//! 4. While a transfer runs the driver feeds only `ABOR` (and holds other lines back until the
+//!    transfer is done, so replies stay in command order). [`Session::busy`] says when.
+//! 5. After [`Action::Close`] the driver closes the connection.
+//!
+//! ```text
+//!   Greeted --USER--> AwaitPass --PASS--> [Authenticate] --ok--> LoggedIn
+//!                         ^                      |fail (penalty)
+//!                         +----------------------+
+//!   LoggedIn: PASV/EPSV -> [OpenPassive] -> Passive      PORT/EPRT -> Active
+//!             RETR/STOR/APPE/ERET/ESTO/LIST/NLST/MLSD -> [Transfer] -> 150 -> 226 | 4xx
+//!                                                         ABOR -> [Abort] -> 426, 226
+//! ```
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::command::{
+    Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode, TransferType,
+};
+use super::facts::{self, Facts, ListFormat};
+use super::feat;
+use super::reply::{host_port, Code, Reply};
+use super::vpath::{self, PathError};
+use super::SessionError;
+
+/// Who is logged in and what they may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub user: String,
+    pub writable: bool,
+}
+
+/// Fixed facts of the connection and server policy.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Whether `USER anonymous`/`ftp` may log in (read-only).
+    pub allow_anonymous: bool,
+    /// The client's address on the control connection.
+    pub peer_ip: IpAddr,
+    /// Greeting text of the 220 reply.
+    pub banner: String,
+}
+
+/// What a data transfer moves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferKind {
+    /// Send `length` bytes (all when `None`) of `path` from `offset`.
+    Retrieve { path: String, offset: u64, length: Option<u64> },
+    /// Receive into `path`: at `offset` (truncating first when `truncate`), or at the end
+    /// when `append`.
+    Store { path: String, offset: u64, append: bool, truncate: bool },
+    /// Send a directory listing of `path` (or the facts of the file `path`).
+    Listing { path: String, format: ListFormat },
+}
+
+impl TransferKind {
+    /// The path the transfer concerns.
+    pub fn path(&self) -> &str {
+        match self {
+            TransferKind::Retrieve { path, .. }
+            | TransferKind::Store { path, .. }
+            | TransferKind::Listing { path, .. } => path,
+        }
+    }
+}
+
+/// Where the data connection comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataEndpoint {
+    /// Accept on the passive listener the driver opened for the last PASV/EPSV.
+    Passive,
+    /// Connect to this address (PORT/EPRT).
+    Active(SocketAddr),
+}
+
+/// A transfer the driver must run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferRequest {
+    pub kind: TransferKind,
+    pub endpoint: DataEndpoint,
+    /// Socket buffer size from SBUF / SITE *BUFSIZE.
+    pub buffer_size: Option<u64>,
+    pub access: Access,
+}
+
+/// A filesystem operation the driver must run, relative to the session root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageOp {
+    /// Facts of one path (SIZE, MDTM, MLST, RNFR).
+    Stat(String),
+    /// Check that `path` is a directory the user may enter (CWD, CDUP).
+    ChangeDir(String),
+    MakeDir(String),
+    RemoveDir(String),
+    Delete(String),
+    Rename { from: String, to: String },
+}
+
+/// Result of a successful [`StorageOp`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageDone {
+    Stat(Facts),
+    Done,
+}
+
+/// Work for the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Verify a password; answer with [`Session::handle_auth`] after [`Session::auth_penalty`].
+    Authenticate { user: String, password: String },
+    /// Open a fresh passive listener (dropping any earlier one); answer with `handle_passive`.
+    OpenPassive { ipv6: bool },
+    /// Close the passive listener (a PORT/EPRT replaced it).
+    DropPassive,
+    Storage(StorageOp),
+    Transfer(TransferRequest),
+    /// Abort the running transfer; it then ends with [`SessionError::Aborted`].
+    Abort,
+    /// Close the control connection after the queued replies.
+    Close,
+}
+
+/// Which command waits for the driver's answer.
+#[derive(Debug)]
+enum Pending {
+    None,
+    Auth,
+    Passive { extended: bool },
+    Size,
+    Mdtm,
+    Mlst,
+    Rnfr(String),
+    Rnto,
+    Cwd(String),
+    Mkd(String),
+    Done(&'static str),
+    Transfer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataState {
+    None,
+    Passive,
+    Active(SocketAddr),
+}
+
+/// Failed logins allowed on one connection before it is closed.
+pub const MAX_LOGIN_FAILURES: u32 = 5;
+const ANONYMOUS_NAMES: &[&str] = &["anonymous", "ftp"];
+
+/// Server state of one control connection. See the module doc for the call order.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    user: Option<String>,
+    access: Option<Access>,
+    login_failures: u32,
+    cwd: String,
+    ascii: bool,
+    mode: TransferMode,
+    rest: Option<u64>,
+    rename_from: Option<String>,
+    data: DataState,
+    epsv_all: bool,
+    buffer_size: Option<u64>,
+    pending: Pending,
+    aborting: bool,
+    closed: bool,
+    replies: VecDeque<Reply>,
+    actions: VecDeque<Action>,
+}
+
+impl Session {
+    /// A new session; queues the 220 greeting.
+    pub fn new(config: SessionConfig) -> Session {
+        let banner = config.banner.clone();
+        let mut s = Session {
+            config,
+            user: None,
+            access: None,
+            login_failures: 0,
+            cwd: "/".into(),
+            ascii: false,
+            mode: TransferMode::Stream,
+            rest: None,
+            rename_from: None,
+            data: DataState::None,
+            epsv_all: false,
+            buffer_size: None,
+            pending: Pending::None,
+            aborting: false,
+            closed: false,
+            replies: VecDeque::new(),
+            actions: VecDeque::new(),
+        };
+        s.reply(Code::READY, banner);
+        s
+    }
+
+    /// The next reply to send.
+    pub fn poll_reply(&mut self) -> Option<Reply> {
+        self.replies.pop_front()
+    }
+
+    /// The next action to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// True while a command waits for the driver: further lines (other than ABOR) must wait.
+    pub fn busy(&self) -> bool {
+        !matches!(self.pending, Pending::None)
+    }
+
+    /// True while a data transfer is in progress.
+    pub fn transferring(&self) -> bool {
+        matches!(self.pending, Pending::Transfer)
+    }
+
+    /// The logged-in user, if any.
+    pub fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
+    }
+
+    /// How long the driver should wait before delivering a failed login: doubles with each
+    /// failure on this connection (1, 2, 4, 8 s).
+    pub fn auth_penalty(&self) -> Duration {
+        let n = self.login_failures.clamp(1, 4) - 1;
+        Duration::from_secs(1 << n)
+    }
+
+    fn reply(&mut self, code: Code, text: impl Into<String>) {
+        self.replies.push_back(Reply::new(code, text));
+    }
+
+    fn error(&mut self, err: SessionError) {
+        self.replies.push_back(Reply::from(&err));
+    }
+
+    /// Feeds one framed line (without its line end).
+    pub fn handle_line(&mut self, line: &[u8]) {
+        match Command::parse(line) {
+            Ok(cmd) => self.handle_command(cmd),
+            Err(ParseError::Empty) => {}
+            Err(e) => self.error(SessionError::Parse(e)),
+        }
+    }
+
+    /// Reports a command line longer than the framer's limit.
+    pub fn handle_line_too_long(&mut self) {
+        self.error(SessionError::LineTooLong);
+    }
+
+    /// Feeds one parsed command.
+    pub fn handle_command(&mut self, cmd: Command) {
+        if self.closed {
+            return;
+        }
+        if self.transferring() {
+            if cmd == Command::Abor {
+                if !self.aborting {
+                    self.aborting = true;
+                    self.actions.push_back(Action::Abort);
+                }
+            } else {
+                // The driver should hold lines back; answer in order anyway.
+                self.error(SessionError::BadSequence("A transfer is in progress."));
+            }
+            return;
+        }
+        if self.busy() {
+            self.error(SessionError::BadSequence("Previous command still in progress."));
+            return;
+        }
+        let keeps_rest = matches!(cmd, Command::Rest(_));
+        let keeps_rnfr = matches!(cmd, Command::Rnto(_));
+        let result = if self.access.is_none() && !allowed_before_login(&cmd) {
+            Err(SessionError::NotLoggedIn)
+        } else {
+            self.dispatch(cmd)
+        };
+        if let Err(e) = result {
+            self.error(e);
+        }
+        if !keeps_rest && !self.transferring() {
+            self.rest = None;
+        }
+        if !keeps_rnfr && !matches!(self.pending, Pending::Rnfr(_)) {
+            self.rename_from = None;
+        }
+    }
+
+    fn dispatch(&mut self, cmd: Command) -> Result<(), SessionError> {
+        use Command as C;
+        match cmd {
+            C::User(name) => self.cmd_user(name),
+            C::Pass(pw) => self.cmd_pass(pw),
+            C::Acct(_) => Err(SessionError::Superfluous("ACCT not needed.")),
+            C::Auth(_) | C::Adat(_) | C::Protected(_) | C::Pbsz(_) | C::Prot(_) => {
+                Err(SessionError::NotImplemented("GSI security (RFC 2228) is not supported yet; use ftp://."))
+            }
+            C::Quit => {
+                self.reply(Code::CLOSING, "Goodbye.");
+                self.closed = true;
+                self.actions.push_back(Action::Close);
+                Ok(())
+            }
+            C::Rein => Err(SessionError::NotImplemented("REIN is not supported.")),
+            C::Noop => {
+                self.reply(Code::OK, "NOOP command successful.");
+                Ok(())
+            }
+            C::Syst => {
+                self.reply(Code::SYSTEM_TYPE, "UNIX Type: L8");
+                Ok(())
+            }
+            C::Feat => {
+                self.replies.push_back(Reply::multi(Code::SYSTEM_STATUS, feat::feat_lines()));
+                Ok(())
+            }
+            C::Help(_) => {
+                self.replies.push_back(Reply::multi(Code::HELP, feat::help_lines()));
+                Ok(())
+            }
+            C::Lang(_) => Err(SessionError::NotImplemented("LANG is not supported.")),
+            C::Opts(name, args) => self.cmd_opts(&name, &args),
+            C::Site(site) => self.cmd_site(site),
+            C::Type(t) => {
+                self.ascii = t == TransferType::Ascii;
+                let letter = if self.ascii { "A" } else { "I" };
+                self.reply(Code::OK, format!("Type set to {letter}."));
+                Ok(())
+            }
+            C::Stru('F') => {
+                self.reply(Code::OK, "Structure set to F.");
+                Ok(())
+            }
+            C::Stru(_) => Err(SessionError::ParamNotImplemented("Only file structure (STRU F) is supported.".into())),
+            C::Mode(m) => self.cmd_mode(m),
+            C::Pwd => {
+                let quoted = self.cwd.replace('"', "\"\"");
+                self.reply(Code::PATH_CREATED, format!("\"{quoted}\" is current directory."));
+                Ok(())
+            }
+            C::Cwd(p) => {
+                let path = self.resolve(&p)?;
+                self.storage(Pending::Cwd(path.clone()), StorageOp::ChangeDir(path));
+                Ok(())
+            }
+            C::Cdup => {
+                let path = vpath::parent(&self.cwd);
+                self.storage(Pending::Cwd(path.clone()), StorageOp::ChangeDir(path));
+                Ok(())
+            }
+            C::Pasv => self.cmd_passive(false),
+            C::Epsv(arg) => self.cmd_epsv(arg),
+            C::Port(addr) | C::Eprt(addr) => self.cmd_active(addr),
+            C::Spas | C::Spor(_) => Err(SessionError::NotImplemented("Striping (SPAS/SPOR) is not supported yet.")),
+            C::Allo(_) => {
+                self.reply(Code::OK, "ALLO command successful.");
+                Ok(())
+            }
+            C::Rest(arg) => self.cmd_rest(arg),
+            C::Sbuf(n) => {
+                self.set_buffer(n)?;
+                self.reply(Code::OK, "SBUF Command Successful.");
+                Ok(())
+            }
+            C::Retr(p) => {
+                let path = self.resolve(&p)?;
+                let offset = self.rest.unwrap_or(0);
+                self.transfer(TransferKind::Retrieve { path, offset, length: None })
+            }
+            C::Eret(EretArg::Partial { offset, length, path }) => {
+                let path = self.resolve(&path)?;
+                let offset = offset.checked_add(self.rest.unwrap_or(0)).ok_or(SessionError::OffsetOverflow)?;
+                self.transfer(TransferKind::Retrieve { path, offset, length: Some(length) })
+            }
+            C::Eret(EretArg::Module(_)) | C::Esto(EstoArg::Module(_)) => {
+                Err(SessionError::ParamNotImplemented("Only ERET P and ESTO A are supported.".into()))
+            }
+            C::Stor(p) => {
+                let path = self.writable_path(&p)?;
+                let offset = self.rest.unwrap_or(0);
+                self.transfer(TransferKind::Store { path, offset, append: false, truncate: self.rest.is_none() })
+            }
+            C::Esto(EstoArg::Adjusted { offset, path }) => {
+                let path = self.writable_path(&path)?;
+                let offset = offset.checked_add(self.rest.unwrap_or(0)).ok_or(SessionError::OffsetOverflow)?;
+                self.transfer(TransferKind::Store { path, offset, append: false, truncate: false })
+            }
+            C::Appe(p) => {
+                let path = self.writable_path(&p)?;
+                self.transfer(TransferKind::Store { path, offset: 0, append: true, truncate: false })
+            }
+            C::Stou => Err(SessionError::NotImplemented("STOU is not supported; use STOR.")),
+            C::List(p) => self.listing(p, ListFormat::List),
+            C::Nlst(p) => self.listing(p, ListFormat::Nlst),
+            C::Mlsd(p) => self.listing(p, ListFormat::Mlsd),
+            C::Mlst(p) => {
+                let path = self.resolve(p.as_deref().unwrap_or("."))?;
+                self.storage(Pending::Mlst, StorageOp::Stat(path));
+                Ok(())
+            }
+            C::Size(p) => {
+                let path = self.resolve(&p)?;
+                self.storage(Pending::Size, StorageOp::Stat(path));
+                Ok(())
+            }
+            C::Mdtm(p) => {
+                let path = self.resolve(&p)?;
+                self.storage(Pending::Mdtm, StorageOp::Stat(path));
+                Ok(())
+            }
+            C::Stat(None) => {
+                let who = self.access.as_ref().map(|a| a.user.clone()).unwrap_or_default();
+                let mode = if self.mode == TransferMode::Stream { "STREAM" } else { "EXTENDED" };
+                let type_ = if self.ascii { "ASCII" } else { "BINARY" };
+                self.replies.push_back(Reply::multi(
+                    Code::SYSTEM_STATUS,
+                    vec![
+                        "ringmover status:".into(),
+                        format!("Logged in as {who}"),
+                        format!("TYPE: {type_}; STRUcture: File; transfer MODE: {mode}"),
+                        "End of status".into(),
+                    ],
+                ));
+                Ok(())
+            }
+            C::Stat(Some(_)) => Err(SessionError::ParamNotImplemented("STAT with a path is not supported; use MLST.".into())),
+            C::Mkd(p) => {
+                let path = self.writable_path(&p)?;
+                self.storage(Pending::Mkd(path.clone()), StorageOp::MakeDir(path));
+                Ok(())
+            }
+            C::Rmd(p) => {
+                let path = self.writable_path(&p)?;
+                self.storage(Pending::Done("Directory removed."), StorageOp::RemoveDir(path));
+                Ok(())
+            }
+            C::Dele(p) => {
+                let path = self.writable_path(&p)?;
+                self.storage(Pending::Done("File deleted."), StorageOp::Delete(path));
+                Ok(())
+            }
+            C::Rnfr(p) => {
+                let path = self.writable_path(&p)?;
+                self.storage(Pending::Rnfr(path.clone()), StorageOp::Stat(path));
+                Ok(())
+            }
+            C::Rnto(p) => {
+                let from = self.rename_from.take().ok_or(SessionError::BadSequence("RNFR required first."))?;
+                let to = self.writable_path(&p)?;
+                self.storage(Pending::Rnto, StorageOp::Rename { from, to });
+                Ok(())
+            }
+            C::Abor => {
+                self.reply(Code::TRANSFER_COMPLETE, "Abort successful; no transfer in progress.");
+                Ok(())
+            }
+            C::Dcau(arg) if arg.trim().eq_ignore_ascii_case("N") => {
+                self.reply(Code::OK, "DCAU N.");
+                Ok(())
+            }
+            C::Dcau(_) => Err(SessionError::ParamNotImplemented("Only DCAU N is supported.".into())),
+            C::Cksm(_) | C::Scks(_) => Err(SessionError::NotImplemented("Checksums (CKSM/SCKS) are not supported yet.")),
+            C::Get(_) | C::Put(_) => Err(SessionError::NotImplemented("GET/PUT are not supported yet.")),
+            C::Trev(_) => Err(SessionError::NotImplemented("TREV is not supported yet.")),
+            C::Mfmt(_) => Err(SessionError::NotImplemented("MFMT is not supported.")),
+        }
+    }
+
+    fn cmd_user(&mut self, name: String) -> Result<(), SessionError> {
+        if self.access.is_some() {
+            return Err(SessionError::BadSequence("Already logged in."));
+        }
+        let anonymous = ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&name));
+        if anonymous && !self.config.allow_anonymous {
+            return Err(SessionError::AnonymousDisabled);
+        }
+        self.reply(Code::NEED_PASSWORD, format!("Password required for {}.", display_name(&name)));
+        self.user = Some(name);
+        Ok(())
+    }
+
+    fn cmd_pass(&mut self, password: String) -> Result<(), SessionError> {
+        if self.access.is_some() {
+            return Err(SessionError::BadSequence("Already logged in."));
+        }
+        let user = self.user.take().ok_or(SessionError::BadSequence("Login with USER first."))?;
+        if ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&user)) {
+            self.handle_login(Some(Access { user: "anonymous".into(), writable: false }));
+            return Ok(());
+        }
+        self.pending = Pending::Auth;
+        self.actions.push_back(Action::Authenticate { user, password });
+        Ok(())
+    }
+
+    /// Answers [`Action::Authenticate`]: `Some` when the password was right.
+    pub fn handle_auth(&mut self, result: Option<Access>) {
+        if !matches!(self.pending, Pending::Auth) {
+            return;
+        }
+        self.pending = Pending::None;
+        self.handle_login(result);
+    }
+
+    fn handle_login(&mut self, result: Option<Access>) {
+        match result {
+            Some(access) => {
+                self.reply(Code::LOGGED_IN, format!("User {} logged in.", display_name(&access.user)));
+                self.access = Some(access);
+            }
+            None => {
+                self.login_failures += 1;
+                if self.login_failures >= MAX_LOGIN_FAILURES {
+                    self.error(SessionError::TooManyFailures);
+                    self.closed = true;
+                    self.actions.push_back(Action::Close);
+                } else {
+                    self.error(SessionError::LoginIncorrect);
+                }
+            }
+        }
+    }
+
+    fn cmd_opts(&mut self, name: &str, args: &str) -> Result<(), SessionError> {
+        match name {
+            "UTF8" | "UTF-8" => self.reply(Code::OK, "UTF8 mode is always on."),
+            "RETR" => {
+                parse_opts_list(args)?;
+                self.reply(Code::OK, "OPTS Command Successful.");
+            }
+            "MLST" => self.reply(Code::OK, "MLST OPTS Type;Size;Modify;Perm;UNIX.mode;"),
+            "PASV" => return Err(SessionError::ParamNotImplemented("Delayed passive is not supported yet.".into())),
+            _ => return Err(SessionError::ParamNotImplemented(format!("OPTS {name} is not supported."))),
+        }
+        Ok(())
+    }
+
+    fn cmd_site(&mut self, site: SiteCommand) -> Result<(), SessionError> {
+        match site {
+            SiteCommand::Help => self.replies.push_back(Reply::multi(Code::HELP, feat::site_help_lines())),
+            SiteCommand::ClientInfo(_) => self.reply(Code::FILE_ACTION_OK, "OK."),
+            SiteCommand::BufSize(n) => {
+                self.set_buffer(n)?;
+                self.reply(Code::OK, "Buffer size set.");
+            }
+            SiteCommand::Other(name) => {
+                return Err(SessionError::ParamNotImplemented(format!("SITE {name} is not supported.")))
+            }
+        }
+        Ok(())
+    }
+
+    fn set_buffer(&mut self, n: u64) -> Result<(), SessionError> {
+        // 0 means "system default" (autotuning); anything else is clamped by the kernel.
+        if n > 1 << 30 {
+            return Err(SessionError::BadArgument("Buffer size must be at most 1 GiB.".into()));
+        }
+        self.buffer_size = (n > 0).then_some(n);
+        Ok(())
+    }
+
+    fn cmd_mode(&mut self, mode: TransferMode) -> Result<(), SessionError> {
+        match mode {
+            TransferMode::Stream => {
+                self.mode = mode;
+                self.reply(Code::OK, "Mode set to S.");
+                Ok(())
+            }
+            TransferMode::Extended | TransferMode::ExtendedX => {
+                Err(SessionError::ParamNotImplemented("Extended block modes (E, X) are not supported yet.".into()))
+            }
+            _ => Err(SessionError::ParamNotImplemented("Unsupported transfer mode.".into())),
+        }
+    }
+
+    fn cmd_passive(&mut self, extended: bool) -> Result<(), SessionError> {
+        if self.epsv_all && !extended {
+            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
+        }
+        if !extended && self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip) {
+            return Err(SessionError::ProtocolNotSupported);
+        }
+        self.pending = Pending::Passive { extended };
+        self.actions.push_back(Action::OpenPassive { ipv6: self.config.peer_ip.is_ipv6() });
+        Ok(())
+    }
+
+    fn cmd_epsv(&mut self, arg: EpsvArg) -> Result<(), SessionError> {
+        let v6 = self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip);
+        match arg {
+            EpsvArg::All => {
+                self.epsv_all = true;
+                self.reply(Code::OK, "EPSV ALL accepted.");
+                Ok(())
+            }
+            EpsvArg::Any => self.cmd_passive(true),
+            EpsvArg::V4 if !v6 => self.cmd_passive(true),
+            EpsvArg::V6 if v6 => self.cmd_passive(true),
+            _ => Err(SessionError::ProtocolNotSupported),
+        }
+    }
+
+    /// Answers [`Action::OpenPassive`] with the address to announce.
+    pub fn handle_passive(&mut self, result: Result<SocketAddr, SessionError>) {
+        let Pending::Passive { extended } = self.pending else { return };
+        self.pending = Pending::None;
+        match result {
+            Ok(addr) => {
+                self.data = DataState::Passive;
+                if extended {
+                    self.reply(Code::EXT_PASSIVE, format!("Entering Extended Passive Mode (|||{}|)", addr.port()));
+                } else {
+                    match addr.ip() {
+                        IpAddr::V4(ip) => self
+                            .reply(Code::PASSIVE, format!("Entering Passive Mode ({})", host_port(ip, addr.port()))),
+                        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                            Some(ip) => self.reply(
+                                Code::PASSIVE,
+                                format!("Entering Passive Mode ({})", host_port(ip, addr.port())),
+                            ),
+                            None => self.error(SessionError::ProtocolNotSupported),
+                        },
+                    }
+                }
+            }
+            Err(e) => {
+                self.data = DataState::None;
+                self.error(e);
+            }
+        }
+    }
+
+    fn cmd_active(&mut self, addr: SocketAddr) -> Result<(), SessionError> {
+        if self.epsv_all {
+            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
+        }
+        let writable = self.access.as_ref().is_some_and(|a| a.writable);
+        // Bounce protection for anonymous sessions (gridftp-protocol.md pitfall 17): only back
+        // to the client itself and never to a privileged port.
+        if !writable && (canonical(addr.ip()) != canonical(self.config.peer_ip) || addr.port() < 1024) {
+            return Err(SessionError::PortRefused);
+        }
+        if self.data == DataState::Passive {
+            self.actions.push_back(Action::DropPassive);
+        }
+        self.data = DataState::Active(addr);
+        self.reply(Code::OK, "PORT Command successful.");
+        Ok(())
+    }
+
+    fn cmd_rest(&mut self, arg: RestArg) -> Result<(), SessionError> {
+        let offset = match arg {
+            RestArg::Offset(n) => n,
+            // "0-n" means the first n bytes are done: the same as a stream offset of n.
+            RestArg::Ranges(r) if r.len() == 1 && r[0].0 == 0 => r[0].1,
+            RestArg::Ranges(_) => {
+                return Err(SessionError::ParamNotImplemented("Range restart needs MODE E (not supported yet).".into()))
+            }
+        };
+        self.rest = Some(offset);
+        self.reply(Code::PENDING_MORE_INFO, "Restart Marker OK. Send STORE or RETR to initiate transfer.");
+        Ok(())
+    }
+
+    fn resolve(&self, arg: &str) -> Result<String, SessionError> {
+        vpath::resolve(&self.cwd, arg).map_err(SessionError::Path)
+    }
+
+    fn writable_path(&self, arg: &str) -> Result<String, SessionError> {
+        if !self.access.as_ref().is_some_and(|a| a.writable) {
+            return Err(SessionError::ReadOnly);
+        }
+        self.resolve(arg)
+    }
+
+    fn storage(&mut self, pending: Pending, op: StorageOp) {
+        self.pending = pending;
+        self.actions.push_back(Action::Storage(op));
+    }
+
+    fn listing(&mut self, arg: Option<String>, format: ListFormat) -> Result<(), SessionError> {
+        let path = self.resolve(arg.as_deref().unwrap_or("."))?;
+        self.transfer(TransferKind::Listing { path, format })
+    }
+
+    fn transfer(&mut self, kind: TransferKind) -> Result<(), SessionError> {
+        let endpoint = match self.data {
+            DataState::None => return Err(SessionError::NoDataChannel),
+            DataState::Passive => DataEndpoint::Passive,
+            DataState::Active(a) => DataEndpoint::Active(a),
+        };
+        let access = self.access.clone().ok_or(SessionError::NotLoggedIn)?;
+        self.pending = Pending::Transfer;
+        self.aborting = false;
+        self.actions.push_back(Action::Transfer(TransferRequest {
+            kind,
+            endpoint,
+            buffer_size: self.buffer_size,
+            access,
+        }));
+        Ok(())
+    }
+
+    /// The data connection is about to be opened (or was accepted): sends 150.
+    pub fn handle_transfer_started(&mut self) {
+        if self.transferring() {
+            self.reply(Code::FILE_STATUS_OK, "Beginning transfer.");
+        }
+    }
+
+    /// The transfer ended. With an error before [`Session::handle_transfer_started`] only the
+    /// error reply goes out (e.g. 550 for a missing file).
+    pub fn handle_transfer_done(&mut self, result: Result<u64, SessionError>) {
+        if !self.transferring() {
+            return;
+        }
+        self.pending = Pending::None;
+        self.rest = None;
+        let aborting = std::mem::take(&mut self.aborting);
+        match result {
+            Ok(_) => {
+                self.reply(Code::TRANSFER_COMPLETE, "Transfer Complete.");
+                if aborting {
+                    // ABOR arrived after the last byte had gone: answer it too.
+                    self.reply(Code::TRANSFER_COMPLETE, "Abort successful; transfer had completed.");
+                }
+            }
+            Err(SessionError::Aborted) => {
+                self.error(SessionError::Aborted);
+                self.reply(Code::TRANSFER_COMPLETE, "Abort successful.");
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// Answers [`Action::Storage`].
+    pub fn handle_storage(&mut self, result: Result<StorageDone, SessionError>) {
+        let pending = std::mem::replace(&mut self.pending, Pending::None);
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => return self.error(e),
+        };
+        let writable = self.access.as_ref().is_some_and(|a| a.writable);
+        match (pending, done) {
+            (Pending::Size, StorageDone::Stat(f)) => {
+                if f.kind == facts::EntryKind::Dir {
+                    self.error(SessionError::NotAFile)
+                } else {
+                    self.reply(Code::FILE_STATUS, f.size.to_string())
+                }
+            }
+            (Pending::Mdtm, StorageDone::Stat(f)) => self.reply(Code::FILE_STATUS, facts::timeval(f.mtime)),
+            (Pending::Mlst, StorageDone::Stat(f)) => {
+                let line = format!(" {}", facts::mlsx_line(&f, writable));
+                self.replies.push_back(Reply::multi(
+                    Code::FILE_ACTION_OK,
+                    vec!["Listing follows:".into(), line, "End.".into()],
+                ))
+            }
+            (Pending::Rnfr(path), StorageDone::Stat(_)) => {
+                self.rename_from = Some(path);
+                self.reply(Code::PENDING_MORE_INFO, "File exists, ready for destination name.")
+            }
+            (Pending::Rnto, _) => self.reply(Code::FILE_ACTION_OK, "Rename successful."),
+            (Pending::Cwd(path), _) => {
+                self.cwd = path;
+                self.reply(Code::FILE_ACTION_OK, "CWD command successful.")
+            }
+            (Pending::Mkd(path), _) => {
+                let quoted = path.replace('"', "\"\"");
+                self.reply(Code::PATH_CREATED, format!("\"{quoted}\" created."))
+            }
+            (Pending::Done(text), _) => self.reply(Code::FILE_ACTION_OK, text),
+            (other, done) => {
+                // A driver bug: keep the session usable and say so.
+                self.error(SessionError::Internal(format!("unexpected storage result {done:?} for {other:?}")))
+            }
+        }
+    }
+}
+
+fn allowed_before_login(cmd: &Command) -> bool {
+    use Command as C;
+    matches!(
+        cmd,
+        C::User(_)
+            | C::Pass(_)
+            | C::Quit
+            | C::Feat
+            | C::Help(_)
+            | C::Syst
+            | C::Noop
+            | C::Auth(_)
+            | C::Adat(_)
+            | C::Protected(_)
+            | C::Opts(..)
+            | C::Abor
+    )
+}
+
+fn display_name(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+fn is_v4_mapped(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// `OPTS RETR` options: `key=value;` items, case-insensitive keys, lenient about a missing final
+/// `;` (gridftp-protocol.md pitfall 19). Returns the pairs; rejects items without `=`.
+pub fn parse_opts_list(args: &str) -> Result<Vec<(String, String)>, SessionError> {
+    let mut out = Vec::new();
+    for item in args.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| SessionError::BadArgument(format!("Option '{item}' is not key=value.")))?;
+        out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+impl From<PathError> for SessionError {
+    fn from(e: PathError) -> Self {
+        SessionError::Path(e)
+    }
+}
