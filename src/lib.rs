@@ -6,3 +6,5 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod protocol;
+pub mod engine;
+pub mod storage;

@@ -1,0 +1,73 @@
+//! One registered buffer arena per core. A buffer belongs to the transfer (and its op in flight)
+//! that took it until the transfer ends; when the arena is empty a transfer gets a heap buffer.
+
+use io_uring::IoUring;
+
+/// A buffer held by one transfer.
+#[derive(Debug)]
+pub(crate) enum Buffer {
+    /// Index into the registered arena (usable with `ReadFixed`/`WriteFixed`).
+    Fixed(u16),
+    /// A plain heap buffer, when the arena was exhausted or could not be registered.
+    Heap(Box<[u8]>),
+}
+
+pub(crate) struct Arena {
+    mem: Box<[u8]>,
+    buf_size: usize,
+    free: Vec<u16>,
+    registered: bool,
+}
+
+impl Arena {
+    /// Allocates `count` buffers of `buf_size` bytes and registers them with `ring` when the
+    /// kernel and `RLIMIT_MEMLOCK` allow; otherwise the buffers are used unregistered.
+    pub(crate) fn new(ring: &IoUring, count: usize, buf_size: usize) -> Arena {
+        let count = count.min(u16::MAX as usize);
+        let mut mem = vec![0u8; count * buf_size].into_boxed_slice();
+        let iovecs: Vec<libc::iovec> = (0..count)
+            .map(|i| libc::iovec {
+                iov_base: mem[i * buf_size..].as_mut_ptr().cast(),
+                iov_len: buf_size,
+            })
+            .collect();
+        // SAFETY: the iovecs point into `mem`, which the arena owns and never reallocates. The
+        // arena is dropped after the ring (field order in `CoreLoop`), so the kernel never
+        // sees a registered buffer that was freed.
+        let registered = count > 0 && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
+        if !registered {
+            tracing::info!("engine: buffer registration refused (RLIMIT_MEMLOCK?); using unregistered buffers");
+        }
+        Arena { mem, buf_size, free: (0..count as u16).rev().collect(), registered }
+    }
+
+    pub(crate) fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+
+    pub(crate) fn take(&mut self) -> Buffer {
+        match self.free.pop() {
+            Some(i) => Buffer::Fixed(i),
+            None => Buffer::Heap(vec![0u8; self.buf_size].into_boxed_slice()),
+        }
+    }
+
+    pub(crate) fn give(&mut self, buf: Buffer) {
+        if let Buffer::Fixed(i) = buf {
+            self.free.push(i);
+        }
+    }
+
+    /// Start of the buffer's memory and whether it is registered (its index, if so).
+    pub(crate) fn ptr(&mut self, buf: &mut Buffer) -> (*mut u8, Option<u16>) {
+        match buf {
+            Buffer::Fixed(i) => {
+                let start = *i as usize * self.buf_size;
+                let p = self.mem[start..start + self.buf_size].as_mut_ptr();
+                (p, self.registered.then_some(*i))
+            }
+            Buffer::Heap(b) => (b.as_mut_ptr(), None),
+        }
+    }
+
+}

@@ -1,0 +1,264 @@
+//! The data engine: one pinned thread and one io_uring per core. Transfers (file/memory to
+//! socket, socket to file) are handed to a core through a queue plus an eventfd wake-up and run
+//! there to completion; the caller awaits the result. Imports nothing else of ringmover.
+//!
+//! Paths (`reference/uring-paths.md` measured them on this machine type):
+//! - [`DataPath::Zerocopy`] (default): file→socket with `sendfile(2)` on the core's thread,
+//!   gated by an io_uring `PollAdd` for writability; socket→file with `splice(2)` through a
+//!   pipe, gated by a poll for readability. io_uring `Splice` is not used: it runs in io-wq.
+//! - [`DataPath::ReadWrite`]: io_uring `ReadFixed`/`Send` and `Recv`/`WriteFixed` through the
+//!   core's registered buffer arena.
+//!
+//! Memory→socket (listings) always uses io_uring `Send`. Appends always use read/write, since
+//! splice cannot write to an `O_APPEND` file.
+
+mod arena;
+mod core;
+mod transfer;
+
+use std::fs::File;
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+pub use self::core::probe;
+
+/// Engine failures, per transfer or at start-up.
+#[derive(Debug, Error)]
+pub enum OpError {
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("transfer cancelled")]
+    Cancelled,
+    #[error("engine stopped")]
+    Stopped,
+    #[error("source ended after {got} of {want} bytes")]
+    ShortSource { got: u64, want: u64 },
+}
+
+impl OpError {
+    pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> OpError {
+        OpError::Io { op, source: source.into() }
+    }
+
+    pub(crate) fn errno(op: &'static str, res: i32) -> OpError {
+        OpError::Io { op, source: io::Error::from_raw_os_error(-res) }
+    }
+}
+
+/// How bytes move between files and sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DataPath {
+    /// `sendfile(2)` out, `splice(2)` in; both gated by io_uring polls.
+    #[default]
+    Zerocopy,
+    /// io_uring reads and writes through registered buffers.
+    ReadWrite,
+}
+
+impl DataPath {
+    /// Every path, for tests that must cover all of them.
+    pub const ALL: [DataPath; 2] = [DataPath::Zerocopy, DataPath::ReadWrite];
+}
+
+impl std::str::FromStr for DataPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zerocopy" | "sendfile" | "splice" => Ok(DataPath::Zerocopy),
+            "readwrite" | "read-write" | "rw" => Ok(DataPath::ReadWrite),
+            _ => Err(format!("unknown data path '{s}' (use zerocopy or readwrite)")),
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Number of cores (threads); 0 means every CPU this process may run on.
+    pub cores: usize,
+    pub path: DataPath,
+    /// Size of each registered buffer.
+    pub buffer_size: usize,
+    /// Registered buffers per core.
+    pub buffers_per_core: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { cores: 0, path: DataPath::Zerocopy, buffer_size: 1 << 20, buffers_per_core: 16 }
+    }
+}
+
+/// Where a transfer's bytes come from.
+#[derive(Debug)]
+pub enum Source {
+    /// `length` bytes of `file` from `offset` (to the end when `None`).
+    File { file: File, offset: u64, length: Option<u64> },
+    /// Bytes in memory (listings).
+    Memory(Bytes),
+    /// A connected data socket, read until the peer closes.
+    Socket(TcpStream),
+}
+
+/// Where a transfer's bytes go.
+#[derive(Debug)]
+pub enum Sink {
+    Socket(TcpStream),
+    /// Written at `offset`, or appended when `offset` is `None`.
+    File { file: File, offset: Option<u64> },
+}
+
+pub(crate) enum Msg {
+    Start(transfer::Job),
+    Cancel(u64),
+    Stop,
+}
+
+struct CoreHandle {
+    tx: crossbeam_channel::Sender<Msg>,
+    wake: Arc<OwnedFd>,
+    cpu: Option<usize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn wake(fd: &OwnedFd) {
+    // An eventfd write only fails when the counter would overflow, which still wakes the core.
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// The running engine. Dropping it stops the cores after cancelling their transfers.
+pub struct Engine {
+    cores: Vec<CoreHandle>,
+    next_id: AtomicU64,
+    round_robin: AtomicUsize,
+    path: DataPath,
+}
+
+impl Engine {
+    /// Starts one pinned thread with its ring per core.
+    pub fn start(config: &EngineConfig) -> Result<Engine, OpError> {
+        let cpus = core::allowed_cpus();
+        let n = if config.cores == 0 { cpus.len().max(1) } else { config.cores };
+        let mut cores = Vec::with_capacity(n);
+        for i in 0..n {
+            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+            cores.push(core::spawn(i, cpu, config)?);
+        }
+        tracing::info!(cores = n, path = ?config.path, "engine started");
+        Ok(Engine { cores, next_id: AtomicU64::new(1), round_robin: AtomicUsize::new(0), path: config.path })
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// The default data path.
+    pub fn path(&self) -> DataPath {
+        self.path
+    }
+
+    /// Starts a transfer on the core that receives the socket's packets (`SO_INCOMING_CPU`),
+    /// or round-robin when that is unknown.
+    pub fn submit(&self, source: Source, sink: Sink, path: Option<DataPath>) -> TransferHandle {
+        let core = self.pick_core(&source, &sink);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress = Arc::new(AtomicU64::new(0));
+        let (done_tx, done_rx) = oneshot::channel();
+        let job = transfer::Job {
+            id,
+            source,
+            sink,
+            path: path.unwrap_or(self.path),
+            progress: progress.clone(),
+            done: done_tx,
+        };
+        let handle = &self.cores[core];
+        // A send fails only when the core has exited; the job (and its reply channel) is then
+        // dropped and `finish` reports `Stopped`.
+        let _ = handle.tx.send(Msg::Start(job));
+        wake(&handle.wake);
+        TransferHandle { id, rx: done_rx, progress, tx: handle.tx.clone(), wake: handle.wake.clone() }
+    }
+
+    fn pick_core(&self, source: &Source, sink: &Sink) -> usize {
+        let sock = match (source, sink) {
+            (Source::Socket(s), _) | (_, Sink::Socket(s)) => Some(s),
+            _ => None,
+        };
+        let incoming = sock.and_then(|s| rustix::net::sockopt::socket_incoming_cpu(s).ok());
+        if let Some(cpu) = incoming {
+            if let Some(i) = self.cores.iter().position(|c| c.cpu == Some(cpu as usize)) {
+                return i;
+            }
+        }
+        self.round_robin.fetch_add(1, Ordering::Relaxed) % self.cores.len()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for c in &self.cores {
+            let _ = c.tx.send(Msg::Stop);
+            wake(&c.wake);
+        }
+        for c in &mut self.cores {
+            if let Some(t) = c.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A transfer in flight on a core.
+pub struct TransferHandle {
+    id: u64,
+    rx: oneshot::Receiver<Result<u64, OpError>>,
+    progress: Arc<AtomicU64>,
+    tx: crossbeam_channel::Sender<Msg>,
+    wake: Arc<OwnedFd>,
+}
+
+impl TransferHandle {
+    /// Bytes moved so far.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// A shared counter of bytes moved so far.
+    pub fn progress_counter(&self) -> Arc<AtomicU64> {
+        self.progress.clone()
+    }
+
+    /// Asks the core to cancel; the transfer then finishes with [`OpError::Cancelled`] unless
+    /// it completed first.
+    pub fn cancel(&self) {
+        let _ = self.tx.send(Msg::Cancel(self.id));
+        wake(&self.wake);
+    }
+
+    /// Waits for the result: bytes moved.
+    pub async fn finish(&mut self) -> Result<u64, OpError> {
+        (&mut self.rx).await.unwrap_or(Err(OpError::Stopped))
+    }
+
+    /// Blocking wait, for threads outside tokio.
+    pub fn finish_blocking(self) -> Result<u64, OpError> {
+        self.rx.blocking_recv().unwrap_or(Err(OpError::Stopped))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+//! Per-transfer state machines. [`Transfer::advance`] is called with the result of the
+//! transfer's previous op (or `None` at the start) and returns the next op or the end.
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use io_uring::{opcode, squeue, types};
+use rustix::io::Errno;
+use rustix::pipe::SpliceFlags;
+use tokio::sync::oneshot;
+
+use super::arena::Buffer;
+use super::core::Ctx;
+use super::{DataPath, OpError, Sink, Source};
+
+/// Largest single `sendfile`/`splice` call.
+const CHUNK: usize = 4 << 20;
+/// Bytes a zero-copy loop moves before yielding the thread to other transfers on the core.
+const BUDGET: u64 = 64 << 20;
+/// Pipe size for splice receives.
+const PIPE_SIZE: usize = 1 << 20;
+
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) source: Source,
+    pub(crate) sink: Sink,
+    pub(crate) path: DataPath,
+    pub(crate) progress: Arc<AtomicU64>,
+    pub(crate) done: oneshot::Sender<Result<u64, OpError>>,
+}
+
+pub(crate) enum Step {
+    Submit(squeue::Entry),
+    Done(Result<u64, OpError>),
+}
+
+enum Kind {
+    /// File→socket with `sendfile(2)`, polled for writability.
+    SendFile { file: File, sock: TcpStream, offset: u64, remaining: Option<u64> },
+    /// Memory→socket with io_uring `Send`.
+    SendMemory { data: Bytes, sock: TcpStream, pos: usize },
+    /// File→socket with io_uring `ReadFixed` then `Send`.
+    ReadSend { file: File, sock: TcpStream, offset: u64, remaining: Option<u64>, buf: Option<Buffer>, filled: usize, sent: usize, sending: bool },
+    /// Socket→file with io_uring `Recv` then `WriteFixed`.
+    RecvWrite { sock: TcpStream, file: File, offset: Option<u64>, buf: Option<Buffer>, filled: usize, written: usize, writing: bool },
+    /// Socket→file with `splice(2)` through a pipe, polled for readability.
+    SpliceRecv { sock: TcpStream, file: File, offset: u64, pipe_r: OwnedFd, pipe_w: OwnedFd },
+    /// Unsupported source/sink pair or a set-up failure, reported at the first step.
+    Invalid(Option<OpError>),
+}
+
+pub(crate) struct Transfer {
+    kind: Kind,
+    moved: u64,
+    progress: Arc<AtomicU64>,
+    done: oneshot::Sender<Result<u64, OpError>>,
+    pub(crate) cancelled: bool,
+}
+
+fn poll(sock: &TcpStream, events: i16) -> squeue::Entry {
+    opcode::PollAdd::new(types::Fd(sock.as_raw_fd()), events as u32).build()
+}
+
+impl Transfer {
+    pub(crate) fn new(job: Job, ctx: &mut Ctx<'_>) -> Transfer {
+        let kind = match (job.source, job.sink, job.path) {
+            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::Zerocopy) => {
+                Kind::SendFile { file, sock, offset, remaining: length }
+            }
+            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::ReadWrite) => Kind::ReadSend {
+                file,
+                sock,
+                offset,
+                remaining: length,
+                buf: Some(ctx.arena.take()),
+                filled: 0,
+                sent: 0,
+                sending: false,
+            },
+            (Source::Memory(data), Sink::Socket(sock), _) => Kind::SendMemory { data, sock, pos: 0 },
+            (Source::Socket(sock), Sink::File { file, offset: Some(offset) }, DataPath::Zerocopy) => {
+                match new_pipe() {
+                    Ok((pipe_r, pipe_w)) => Kind::SpliceRecv { sock, file, offset, pipe_r, pipe_w },
+                    Err(e) => Kind::Invalid(Some(e)),
+                }
+            }
+            (Source::Socket(sock), Sink::File { file, offset }, _) => Kind::RecvWrite {
+                sock,
+                file,
+                offset,
+                buf: Some(ctx.arena.take()),
+                filled: 0,
+                written: 0,
+                writing: false,
+            },
+            _ => Kind::Invalid(Some(OpError::io(
+                "transfer",
+                std::io::Error::other("unsupported source/sink combination"),
+            ))),
+        };
+        Transfer { kind, moved: 0, progress: job.progress, done: job.done, cancelled: false }
+    }
+
+    /// Ends the transfer: returns its buffer, closes its fds (a closed socket is the end of
+    /// file in stream mode) and reports the result.
+    pub(crate) fn finish(self, ctx: &mut Ctx<'_>, result: Result<u64, OpError>) {
+        match self.kind {
+            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => ctx.arena.give(b),
+            _ => {}
+        }
+        let _ = self.done.send(result);
+    }
+
+    fn count(&mut self, n: u64) {
+        self.moved += n;
+        self.progress.store(self.moved, Ordering::Relaxed);
+    }
+
+    pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Step {
+        match self.step(ctx, res) {
+            Ok(Some(entry)) => Step::Submit(entry),
+            Ok(None) => Step::Done(Ok(self.moved)),
+            Err(e) => Step::Done(Err(e)),
+        }
+    }
+
+    fn step(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
+        let moved = self.moved;
+        match &mut self.kind {
+            Kind::Invalid(e) => Err(e.take().unwrap_or(OpError::Stopped)),
+            Kind::SendFile { .. } => {
+                check_poll(res, "poll for writability")?;
+                self.sendfile_loop()
+            }
+            Kind::SpliceRecv { .. } => {
+                check_poll(res, "poll for readability")?;
+                self.splice_loop()
+            }
+            Kind::SendMemory { data, sock, pos } => {
+                if let Some(r) = res {
+                    *pos += completed("send", r)?;
+                }
+                if *pos >= data.len() {
+                    let n = data.len() as u64 - moved;
+                    self.count(n);
+                    return Ok(None);
+                }
+                let rest = &data[*pos..];
+                let len = rest.len().min(u32::MAX as usize) as u32;
+                Ok(Some(
+                    opcode::Send::new(types::Fd(sock.as_raw_fd()), rest.as_ptr(), len)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build(),
+                ))
+            }
+            Kind::ReadSend { .. } => self.read_send(ctx, res),
+            Kind::RecvWrite { .. } => self.recv_write(ctx, res),
+        }
+    }
+
+    fn sendfile_loop(&mut self) -> Result<Option<squeue::Entry>, OpError> {
+        let Kind::SendFile { file, sock, offset, remaining } = &mut self.kind else { unreachable!() };
+        let mut budget = BUDGET;
+        let mut sent = 0u64;
+        let result = loop {
+            if *remaining == Some(0) {
+                break Ok(None);
+            }
+            let want = remaining.map_or(CHUNK, |r| r.min(CHUNK as u64) as usize);
+            let before = *offset;
+            match rustix::fs::sendfile(&*sock, &*file, Some(offset), want) {
+                Ok(0) => {
+                    break match remaining {
+                        Some(r) => Err(OpError::ShortSource { got: before, want: before + *r }),
+                        None => Ok(None),
+                    }
+                }
+                Ok(n) => {
+                    sent += n as u64;
+                    if let Some(r) = remaining {
+                        *r -= n as u64;
+                    }
+                    budget = budget.saturating_sub(n as u64);
+                    if budget == 0 {
+                        break Ok(Some(opcode::Nop::new().build()));
+                    }
+                }
+                Err(Errno::AGAIN) => break Ok(Some(poll(sock, libc::POLLOUT))),
+                Err(Errno::INTR) => {}
+                Err(e) => break Err(OpError::io("sendfile", e)),
+            }
+        };
+        self.count(sent);
+        result
+    }
+
+    fn splice_loop(&mut self) -> Result<Option<squeue::Entry>, OpError> {
+        let Kind::SpliceRecv { sock, file, offset, pipe_r, pipe_w } = &mut self.kind else { unreachable!() };
+        let mut budget = BUDGET;
+        let mut got = 0u64;
+        let result = loop {
+            match rustix::pipe::splice(&*sock, None, &*pipe_w, None, CHUNK, SpliceFlags::NONBLOCK | SpliceFlags::MOVE) {
+                Ok(0) => break Ok(None),
+                Ok(n) => {
+                    let mut left = n;
+                    while left > 0 {
+                        match rustix::pipe::splice(&*pipe_r, None, &*file, Some(offset), left, SpliceFlags::MOVE) {
+                            Ok(0) => return Err(OpError::io("splice to file", std::io::Error::other("no progress"))),
+                            Ok(m) => left -= m,
+                            Err(Errno::INTR) => {}
+                            Err(e) => return Err(OpError::io("splice to file", e)),
+                        }
+                    }
+                    got += n as u64;
+                    budget = budget.saturating_sub(n as u64);
+                    if budget == 0 {
+                        break Ok(Some(opcode::Nop::new().build()));
+                    }
+                }
+                Err(Errno::AGAIN) => break Ok(Some(poll(sock, libc::POLLIN))),
+                Err(Errno::INTR) => {}
+                Err(e) => break Err(OpError::io("splice from socket", e)),
+            }
+        };
+        self.count(got);
+        result
+    }
+
+    fn read_send(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
+        let Kind::ReadSend { file, sock, offset, remaining, buf, filled, sent, sending } = &mut self.kind else {
+            unreachable!()
+        };
+        let buf = buf.as_mut().ok_or(OpError::Stopped)?;
+        let (ptr, fixed) = ctx.arena.ptr(buf);
+        let mut newly_sent = 0u64;
+        if let Some(r) = res {
+            let n = completed(if *sending { "send" } else { "read" }, r)?;
+            if *sending {
+                *sent += n;
+                newly_sent = n as u64;
+            } else if n == 0 {
+                return match remaining {
+                    Some(r) if *r > 0 => Err(OpError::ShortSource { got: *offset, want: *offset + *r }),
+                    _ => Ok(None),
+                };
+            } else {
+                *filled = n;
+                *sent = 0;
+                *offset += n as u64;
+                if let Some(r) = remaining {
+                    *r -= n as u64;
+                }
+                *sending = true;
+            }
+        }
+        let next = if *sending && *sent < *filled {
+            // SAFETY-free pointer arithmetic: `sent < filled <= buf_size`, inside the buffer.
+            let p = ptr.wrapping_add(*sent);
+            Some(opcode::Send::new(types::Fd(sock.as_raw_fd()), p, (*filled - *sent) as u32).flags(libc::MSG_NOSIGNAL).build())
+        } else if *remaining == Some(0) {
+            None
+        } else {
+            *sending = false;
+            let want = remaining.map_or(ctx.arena.buf_size(), |r| r.min(ctx.arena.buf_size() as u64) as usize) as u32;
+            let fd = types::Fd(file.as_raw_fd());
+            Some(match fixed {
+                Some(i) => opcode::ReadFixed::new(fd, ptr, want, i).offset(*offset).build(),
+                None => opcode::Read::new(fd, ptr, want).offset(*offset).build(),
+            })
+        };
+        self.count(newly_sent);
+        Ok(next)
+    }
+
+    fn recv_write(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
+        let Kind::RecvWrite { sock, file, offset, buf, filled, written, writing } = &mut self.kind else {
+            unreachable!()
+        };
+        let buf = buf.as_mut().ok_or(OpError::Stopped)?;
+        let (ptr, fixed) = ctx.arena.ptr(buf);
+        let mut newly_written = 0u64;
+        if let Some(r) = res {
+            let n = completed(if *writing { "write" } else { "recv" }, r)?;
+            if *writing {
+                if n == 0 {
+                    return Err(OpError::io("write", std::io::Error::from_raw_os_error(libc::ENOSPC)));
+                }
+                *written += n;
+                newly_written = n as u64;
+                if let Some(o) = offset {
+                    *o += n as u64;
+                }
+            } else if n == 0 {
+                return Ok(None);
+            } else {
+                *filled = n;
+                *written = 0;
+                *writing = true;
+            }
+        }
+        let fd = types::Fd(file.as_raw_fd());
+        let next = if *writing && *written < *filled {
+            let p = ptr.wrapping_add(*written);
+            let len = (*filled - *written) as u32;
+            // Offset -1 (u64::MAX) writes at the file position, which O_APPEND keeps at the end.
+            let at = offset.unwrap_or(u64::MAX);
+            match fixed {
+                Some(i) => opcode::WriteFixed::new(fd, p, len, i).offset(at).build(),
+                None => opcode::Write::new(fd, p, len).offset(at).build(),
+            }
+        } else {
+            *writing = false;
+            let len = ctx.arena.buf_size() as u32;
+            opcode::Recv::new(types::Fd(sock.as_raw_fd()), ptr, len).flags(libc::MSG_WAITALL).build()
+        };
+        self.count(newly_written);
+        Ok(Some(next))
+    }
+}
+
+/// A completion result as a byte count, or the errno as an error.
+fn completed(op: &'static str, res: i32) -> Result<usize, OpError> {
+    if res < 0 {
+        Err(OpError::errno(op, res))
+    } else {
+        Ok(res as usize)
+    }
+}
+
+/// A poll completion: the events, or an error. `None` (first step) and Nop yields pass.
+fn check_poll(res: Option<i32>, op: &'static str) -> Result<(), OpError> {
+    match res {
+        Some(r) if r < 0 => Err(OpError::errno(op, r)),
+        _ => Ok(()),
+    }
+}
+
+fn new_pipe() -> Result<(OwnedFd, OwnedFd), OpError> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
+        .map_err(|e| OpError::io("pipe", e))?;
+    // A larger pipe means fewer splice round trips; the default 64 KiB still works.
+    let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
+    Ok((r, w))
+}

@@ -1,0 +1,320 @@
+//! Root-confined file access. Every path is resolved with `openat2(RESOLVE_BENEATH)` from the
+//! root directory's descriptor, so neither `..` nor a symlink (absolute or relative) can reach
+//! anything outside the root, even if the tree changes between check and use.
+//!
+//! Paths given here are the session's virtual paths (`/a/b`, `/` = root). Imports nothing else
+//! of ringmover.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use thiserror::Error;
+
+/// A failed storage operation: what, on which path, and the OS error.
+#[derive(Debug, Error)]
+#[error("{op} {path}: {source}")]
+pub struct StorageError {
+    pub op: &'static str,
+    pub path: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl StorageError {
+    fn new(op: &'static str, path: &str, source: impl Into<io::Error>) -> StorageError {
+        StorageError { op, path: path.to_string(), source: source.into() }
+    }
+
+    /// The errno, where there is one.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+
+    /// True when the path tried to leave the root (RESOLVE_BENEATH reports EXDEV).
+    pub fn is_escape(&self) -> bool {
+        self.errno() == Some(libc::EXDEV)
+    }
+}
+
+/// Kind of a directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// What a listing or SIZE/MDTM needs to know about one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    pub name: String,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: i64,
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl FileInfo {
+    fn from_stat(name: String, st: &Stat) -> FileInfo {
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        };
+        FileInfo {
+            name,
+            kind,
+            size: st.st_size.max(0) as u64,
+            mtime: st.st_mtime,
+            mode: st.st_mode & 0o7777,
+            nlink: st.st_nlink,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }
+    }
+}
+
+/// How a file is opened for writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteMode {
+    /// Truncate to zero length first.
+    pub truncate: bool,
+    /// Every write goes to the end (APPE).
+    pub append: bool,
+}
+
+/// A directory tree that all access is confined to.
+#[derive(Debug)]
+pub struct Root {
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// The path relative to the root: `/a/b` -> `a/b`, `/` -> `.`.
+fn relative(vpath: &str) -> &str {
+    let rel = vpath.trim_start_matches('/');
+    if rel.is_empty() {
+        "."
+    } else {
+        rel
+    }
+}
+
+/// Splits a virtual path into its parent and final component.
+fn split(vpath: &str) -> (&str, &str) {
+    let trimmed = vpath.trim_end_matches('/');
+    match trimmed.rfind('/') {
+        Some(i) => (&trimmed[..i.max(1)], &trimmed[i + 1..]),
+        None => ("/", trimmed),
+    }
+}
+
+impl Root {
+    /// Opens the root directory.
+    pub fn open(path: &Path) -> Result<Root, StorageError> {
+        let shown = path.display().to_string();
+        let dir = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| StorageError::new("open root", &shown, e))?;
+        Ok(Root { dir, path: path.to_path_buf() })
+    }
+
+    /// The root's real path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open_at(&self, op: &'static str, vpath: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, StorageError> {
+        rustix::fs::openat2(&self.dir, relative(vpath), flags | OFlags::CLOEXEC, mode, RESOLVE)
+            .map_err(|e| StorageError::new(op, vpath, e))
+    }
+
+    /// Opens a regular file for reading.
+    pub fn open_read(&self, vpath: &str) -> Result<(File, FileInfo), StorageError> {
+        let fd = self.open_at("open", vpath, OFlags::RDONLY, Mode::empty())?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| StorageError::new("stat", vpath, e))?;
+        let info = FileInfo::from_stat(split(vpath).1.to_string(), &st);
+        if info.kind != Kind::File {
+            return Err(StorageError::new("open", vpath, io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        Ok((File::from(fd), info))
+    }
+
+    /// Opens (creating with mode 0644) a regular file for writing.
+    pub fn open_write(&self, vpath: &str, how: WriteMode) -> Result<File, StorageError> {
+        let mut flags = OFlags::WRONLY | OFlags::CREATE;
+        if how.truncate {
+            flags |= OFlags::TRUNC;
+        }
+        if how.append {
+            flags |= OFlags::APPEND;
+        }
+        let fd = self.open_at("create", vpath, flags, Mode::from_raw_mode(0o644))?;
+        Ok(File::from(fd))
+    }
+
+    /// Facts of a path, following symlinks that stay inside the root.
+    pub fn stat(&self, vpath: &str) -> Result<FileInfo, StorageError> {
+        let fd = self.open_at("stat", vpath, OFlags::PATH, Mode::empty())?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| StorageError::new("stat", vpath, e))?;
+        let name = if vpath == "/" { "/".to_string() } else { split(vpath).1.to_string() };
+        Ok(FileInfo::from_stat(name, &st))
+    }
+
+    /// The entries of a directory (without `.` and `..`), sorted by name. Symlinks are reported
+    /// as themselves, not followed.
+    pub fn list(&self, vpath: &str) -> Result<Vec<FileInfo>, StorageError> {
+        let fd = self.open_at("list", vpath, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        let mut dir = rustix::fs::Dir::read_from(&fd).map_err(|e| StorageError::new("list", vpath, e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.next() {
+            let entry = entry.map_err(|e| StorageError::new("list", vpath, e))?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let Ok(st) = rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) else {
+                continue; // removed while we listed it
+            };
+            out.push(FileInfo::from_stat(String::from_utf8_lossy(name).into_owned(), &st));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The facts of `vpath` as a listing: its entries when it is a directory, itself otherwise.
+    pub fn list_or_stat(&self, vpath: &str) -> Result<Vec<FileInfo>, StorageError> {
+        let info = self.stat(vpath)?;
+        if info.kind == Kind::Dir {
+            self.list(vpath)
+        } else {
+            Ok(vec![info])
+        }
+    }
+
+    fn parent_fd(&self, op: &'static str, vpath: &str) -> Result<(OwnedFd, String), StorageError> {
+        let (parent, name) = split(vpath);
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(StorageError::new(op, vpath, io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        let fd = self.open_at(op, parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+        Ok((fd, name.to_string()))
+    }
+
+    /// Creates a directory (mode 0755).
+    pub fn mkdir(&self, vpath: &str) -> Result<(), StorageError> {
+        let (dir, name) = self.parent_fd("mkdir", vpath)?;
+        rustix::fs::mkdirat(dir.as_fd(), name.as_str(), Mode::from_raw_mode(0o755))
+            .map_err(|e| StorageError::new("mkdir", vpath, e))
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, vpath: &str) -> Result<(), StorageError> {
+        let (dir, name) = self.parent_fd("rmdir", vpath)?;
+        rustix::fs::unlinkat(dir.as_fd(), name.as_str(), AtFlags::REMOVEDIR)
+            .map_err(|e| StorageError::new("rmdir", vpath, e))
+    }
+
+    /// Removes a file (or a symlink, not its target).
+    pub fn delete(&self, vpath: &str) -> Result<(), StorageError> {
+        let (dir, name) = self.parent_fd("delete", vpath)?;
+        let st = rustix::fs::statat(dir.as_fd(), name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| StorageError::new("delete", vpath, e))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Err(StorageError::new("delete", vpath, io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        rustix::fs::unlinkat(dir.as_fd(), name.as_str(), AtFlags::empty())
+            .map_err(|e| StorageError::new("delete", vpath, e))
+    }
+
+    /// Renames within the root.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let (from_dir, from_name) = self.parent_fd("rename", from)?;
+        let (to_dir, to_name) = self.parent_fd("rename", to)?;
+        rustix::fs::renameat(from_dir.as_fd(), from_name.as_str(), to_dir.as_fd(), to_name.as_str())
+            .map_err(|e| StorageError::new("rename", from, e))
+    }
+
+    /// Checks that `vpath` is a directory that can be listed.
+    pub fn check_dir(&self, vpath: &str) -> Result<(), StorageError> {
+        self.open_at("cwd", vpath, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> (tempfile::TempDir, Root) {
+        let outer = tempfile::tempdir().unwrap();
+        std::fs::write(outer.path().join("secret"), b"outside").unwrap();
+        let root = outer.path().join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/f"), b"hello").unwrap();
+        symlink("../secret", root.join("up")).unwrap();
+        symlink(outer.path().join("secret"), root.join("abs")).unwrap();
+        symlink("d/f", root.join("inside")).unwrap();
+        let r = Root::open(&root).unwrap();
+        (outer, r)
+    }
+
+    #[test]
+    fn reads_inside_and_follows_inner_symlinks() {
+        let (_t, r) = tree();
+        assert_eq!(r.open_read("/d/f").unwrap().1.size, 5);
+        assert_eq!(r.open_read("/inside").unwrap().1.size, 5);
+        assert_eq!(r.stat("/").unwrap().kind, Kind::Dir);
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_refused() {
+        let (_t, r) = tree();
+        for p in ["/up", "/abs"] {
+            let e = r.open_read(p).unwrap_err();
+            assert!(e.is_escape(), "{p}: {e}");
+            assert!(r.open_write(p, WriteMode { truncate: true, append: false }).unwrap_err().is_escape());
+        }
+        assert!(r.stat("/abs").unwrap_err().is_escape());
+    }
+
+    #[test]
+    fn listing_sorted_and_symlinks_not_followed() {
+        let (_t, r) = tree();
+        let names: Vec<_> = r.list("/").unwrap().into_iter().map(|i| (i.name, i.kind)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("abs".into(), Kind::Symlink),
+                ("d".into(), Kind::Dir),
+                ("inside".into(), Kind::Symlink),
+                ("up".into(), Kind::Symlink)
+            ]
+        );
+    }
+
+    #[test]
+    fn namespace_operations() {
+        let (_t, r) = tree();
+        r.mkdir("/new").unwrap();
+        assert_eq!(r.mkdir("/new").unwrap_err().errno(), Some(libc::EEXIST));
+        r.rename("/d/f", "/new/g").unwrap();
+        assert_eq!(r.stat("/new/g").unwrap().size, 5);
+        assert_eq!(r.rmdir("/new").unwrap_err().errno(), Some(libc::ENOTEMPTY));
+        assert_eq!(r.delete("/new").unwrap_err().errno(), Some(libc::EISDIR));
+        r.delete("/new/g").unwrap();
+        r.rmdir("/new").unwrap();
+        r.delete("/up").unwrap(); // removes the link itself
+        assert!(r.check_dir("/d").is_ok());
+        assert!(r.check_dir("/inside").is_err());
+    }
+}
