@@ -3,8 +3,15 @@
 //! Layers (see `../shared/design.md`): [`protocol`] is the sans-IO control protocol; [`storage`]
 //! confines file access to a root; [`engine`] runs data movement on per-core io_uring threads;
 //! [`pool`] executes transfers on the engine; [`door`] runs control connections on tokio.
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
-pub mod protocol;
+pub mod cli;
+pub mod door;
 pub mod engine;
+pub mod pool;
+pub mod protocol;
 pub mod storage;

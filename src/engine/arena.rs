@@ -36,9 +36,16 @@ impl Arena {
         // sees a registered buffer that was freed.
         let registered = count > 0 && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         if !registered {
-            tracing::info!("engine: buffer registration refused (RLIMIT_MEMLOCK?); using unregistered buffers");
+            tracing::info!(
+                "engine: buffer registration refused (RLIMIT_MEMLOCK?); using unregistered buffers"
+            );
         }
-        Arena { mem, buf_size, free: (0..count as u16).rev().collect(), registered }
+        Arena {
+            mem,
+            buf_size,
+            free: (0..count as u16).rev().collect(),
+            registered,
+        }
     }
 
     pub(crate) fn buf_size(&self) -> usize {
@@ -69,5 +76,4 @@ impl Arena {
             Buffer::Heap(b) => (b.as_mut_ptr(), None),
         }
     }
-
 }

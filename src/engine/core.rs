@@ -22,7 +22,9 @@ const RING_ENTRIES: u32 = 256;
 /// The CPUs this process may run on.
 pub(crate) fn allowed_cpus() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
-        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| set.is_set(c))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -38,7 +40,9 @@ fn build_ring() -> std::io::Result<IoUring> {
     match tuned {
         Ok(ring) => Ok(ring),
         Err(e) => {
-            tracing::info!("engine: SINGLE_ISSUER|DEFER_TASKRUN unavailable ({e}); using a plain ring");
+            tracing::info!(
+                "engine: SINGLE_ISSUER|DEFER_TASKRUN unavailable ({e}); using a plain ring"
+            );
             IoUring::new(RING_ENTRIES)
         }
     }
@@ -48,7 +52,9 @@ fn build_ring() -> std::io::Result<IoUring> {
 pub fn probe() -> Result<String, OpError> {
     let ring = build_ring().map_err(|e| OpError::io("io_uring_setup", e))?;
     let mut p = io_uring::Probe::new();
-    ring.submitter().register_probe(&mut p).map_err(|e| OpError::io("io_uring probe", e))?;
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| OpError::io("io_uring probe", e))?;
     let needed = [
         ("PollAdd", opcode::PollAdd::CODE),
         ("Send", opcode::Send::CODE),
@@ -57,15 +63,26 @@ pub fn probe() -> Result<String, OpError> {
         ("WriteFixed", opcode::WriteFixed::CODE),
         ("AsyncCancel", opcode::AsyncCancel::CODE),
     ];
-    let missing: Vec<&str> = needed.iter().filter(|(_, c)| !p.is_supported(*c)).map(|(n, _)| *n).collect();
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(_, c)| !p.is_supported(*c))
+        .map(|(n, _)| *n)
+        .collect();
     if missing.is_empty() {
         Ok("io_uring: all required ops supported".into())
     } else {
-        Err(OpError::io("io_uring probe", std::io::Error::other(format!("missing ops: {}", missing.join(", ")))))
+        Err(OpError::io(
+            "io_uring probe",
+            std::io::Error::other(format!("missing ops: {}", missing.join(", "))),
+        ))
     }
 }
 
-pub(crate) fn spawn(index: usize, cpu: Option<usize>, config: &EngineConfig) -> Result<CoreHandle, OpError> {
+pub(crate) fn spawn(
+    index: usize,
+    cpu: Option<usize>,
+    config: &EngineConfig,
+) -> Result<CoreHandle, OpError> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let wake = Arc::new(
         rustix::event::eventfd(0, EventfdFlags::CLOEXEC).map_err(|e| OpError::io("eventfd", e))?,
@@ -91,7 +108,12 @@ pub(crate) fn spawn(index: usize, cpu: Option<usize>, config: &EngineConfig) -> 
         })
         .map_err(|e| OpError::io("spawn core thread", e))?;
     ready_rx.recv().map_err(|_| OpError::Stopped)??;
-    Ok(CoreHandle { tx, wake, cpu, thread: Some(thread) })
+    Ok(CoreHandle {
+        tx,
+        wake,
+        cpu,
+        thread: Some(thread),
+    })
 }
 
 fn pin(cpu: usize) {
@@ -120,7 +142,11 @@ struct CoreLoop {
 }
 
 impl CoreLoop {
-    fn new(rx: crossbeam_channel::Receiver<Msg>, wake: Arc<OwnedFd>, config: &EngineConfig) -> Result<CoreLoop, OpError> {
+    fn new(
+        rx: crossbeam_channel::Receiver<Msg>,
+        wake: Arc<OwnedFd>,
+        config: &EngineConfig,
+    ) -> Result<CoreLoop, OpError> {
         let ring = build_ring().map_err(|e| OpError::io("io_uring_setup", e))?;
         let arena = Arena::new(&ring, config.buffers_per_core, config.buffer_size);
         Ok(CoreLoop {
@@ -142,9 +168,13 @@ impl CoreLoop {
                 break;
             }
             if !self.wake_armed {
-                let e = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
-                    .build()
-                    .user_data(WAKE);
+                let e = opcode::Read::new(
+                    types::Fd(self.wake.as_raw_fd()),
+                    self.wake_buf.as_mut_ptr(),
+                    8,
+                )
+                .build()
+                .user_data(WAKE);
                 self.push(e);
                 self.wake_armed = true;
             }
@@ -154,7 +184,11 @@ impl CoreLoop {
                     break;
                 }
             }
-            let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+            let done: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
             for (user_data, res) in done {
                 match user_data {
                     WAKE => self.wake_armed = false,
@@ -165,7 +199,12 @@ impl CoreLoop {
         }
         // Leaving with transfers still in flight would free memory the kernel may write to.
         for (_, t) in self.transfers.drain() {
-            t.finish(&mut Ctx { arena: &mut self.arena }, Err(OpError::Stopped));
+            t.finish(
+                &mut Ctx {
+                    arena: &mut self.arena,
+                },
+                Err(OpError::Stopped),
+            );
         }
     }
 
@@ -178,7 +217,12 @@ impl CoreLoop {
                         let _ = job.done.send(Err(OpError::Stopped));
                         continue;
                     }
-                    let t = Transfer::new(job, &mut Ctx { arena: &mut self.arena });
+                    let t = Transfer::new(
+                        job,
+                        &mut Ctx {
+                            arena: &mut self.arena,
+                        },
+                    );
                     self.transfers.insert(id, t);
                     self.advance(id, None);
                 }
@@ -203,17 +247,29 @@ impl CoreLoop {
 
     /// Runs a transfer's state machine after its op completed (`res`) or at its start (`None`).
     fn advance(&mut self, id: u64, res: Option<i32>) {
-        let Some(t) = self.transfers.get_mut(&id) else { return };
+        let Some(t) = self.transfers.get_mut(&id) else {
+            return;
+        };
         let step = if t.cancelled && res.is_some() {
             Step::Done(Err(OpError::Cancelled))
         } else {
-            t.advance(&mut Ctx { arena: &mut self.arena }, res)
+            t.advance(
+                &mut Ctx {
+                    arena: &mut self.arena,
+                },
+                res,
+            )
         };
         match step {
             Step::Submit(entry) => self.push(entry.user_data(id)),
             Step::Done(result) => {
                 if let Some(t) = self.transfers.remove(&id) {
-                    t.finish(&mut Ctx { arena: &mut self.arena }, result);
+                    t.finish(
+                        &mut Ctx {
+                            arena: &mut self.arena,
+                        },
+                        result,
+                    );
                 }
             }
         }

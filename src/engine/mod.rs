@@ -49,11 +49,17 @@ pub enum OpError {
 
 impl OpError {
     pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> OpError {
-        OpError::Io { op, source: source.into() }
+        OpError::Io {
+            op,
+            source: source.into(),
+        }
     }
 
     pub(crate) fn errno(op: &'static str, res: i32) -> OpError {
-        OpError::Io { op, source: io::Error::from_raw_os_error(-res) }
+        OpError::Io {
+            op,
+            source: io::Error::from_raw_os_error(-res),
+        }
     }
 }
 
@@ -78,7 +84,9 @@ impl std::str::FromStr for DataPath {
         match s {
             "zerocopy" | "sendfile" | "splice" => Ok(DataPath::Zerocopy),
             "readwrite" | "read-write" | "rw" => Ok(DataPath::ReadWrite),
-            _ => Err(format!("unknown data path '{s}' (use zerocopy or readwrite)")),
+            _ => Err(format!(
+                "unknown data path '{s}' (use zerocopy or readwrite)"
+            )),
         }
     }
 }
@@ -97,7 +105,12 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { cores: 0, path: DataPath::Zerocopy, buffer_size: 1 << 20, buffers_per_core: 16 }
+        EngineConfig {
+            cores: 0,
+            path: DataPath::Zerocopy,
+            buffer_size: 1 << 20,
+            buffers_per_core: 16,
+        }
     }
 }
 
@@ -105,7 +118,11 @@ impl Default for EngineConfig {
 #[derive(Debug)]
 pub enum Source {
     /// `length` bytes of `file` from `offset` (to the end when `None`).
-    File { file: File, offset: u64, length: Option<u64> },
+    File {
+        file: File,
+        offset: u64,
+        length: Option<u64>,
+    },
     /// Bytes in memory (listings).
     Memory(Bytes),
     /// A connected data socket, read until the peer closes.
@@ -117,7 +134,10 @@ pub enum Source {
 pub enum Sink {
     Socket(TcpStream),
     /// Written at `offset`, or appended when `offset` is `None`.
-    File { file: File, offset: Option<u64> },
+    File {
+        file: File,
+        offset: Option<u64>,
+    },
 }
 
 pub(crate) enum Msg {
@@ -150,14 +170,23 @@ impl Engine {
     /// Starts one pinned thread with its ring per core.
     pub fn start(config: &EngineConfig) -> Result<Engine, OpError> {
         let cpus = core::allowed_cpus();
-        let n = if config.cores == 0 { cpus.len().max(1) } else { config.cores };
+        let n = if config.cores == 0 {
+            cpus.len().max(1)
+        } else {
+            config.cores
+        };
         let mut cores = Vec::with_capacity(n);
         for i in 0..n {
             let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
             cores.push(core::spawn(i, cpu, config)?);
         }
         tracing::info!(cores = n, path = ?config.path, "engine started");
-        Ok(Engine { cores, next_id: AtomicU64::new(1), round_robin: AtomicUsize::new(0), path: config.path })
+        Ok(Engine {
+            cores,
+            next_id: AtomicU64::new(1),
+            round_robin: AtomicUsize::new(0),
+            path: config.path,
+        })
     }
 
     /// Number of cores.
@@ -190,7 +219,13 @@ impl Engine {
         // dropped and `finish` reports `Stopped`.
         let _ = handle.tx.send(Msg::Start(job));
         wake(&handle.wake);
-        TransferHandle { id, rx: done_rx, progress, tx: handle.tx.clone(), wake: handle.wake.clone() }
+        TransferHandle {
+            id,
+            rx: done_rx,
+            progress,
+            tx: handle.tx.clone(),
+            wake: handle.wake.clone(),
+        }
     }
 
     fn pick_core(&self, source: &Source, sink: &Sink) -> usize {

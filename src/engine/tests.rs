@@ -7,7 +7,13 @@ use std::net::{TcpListener, TcpStream};
 use super::*;
 
 fn engine(path: DataPath) -> Engine {
-    Engine::start(&EngineConfig { cores: 2, path, buffer_size: 64 << 10, buffers_per_core: 2 }).unwrap()
+    Engine::start(&EngineConfig {
+        cores: 2,
+        path,
+        buffer_size: 64 << 10,
+        buffers_per_core: 2,
+    })
+    .unwrap()
 }
 
 fn pair() -> (TcpStream, TcpStream) {
@@ -35,15 +41,32 @@ fn file_to_socket_every_path() {
     let (_d, p) = temp_with(&data);
     for path in DataPath::ALL {
         let e = engine(path);
-        for (offset, length) in [(0u64, None), (1000, None), (5, Some(300_001u64)), (0, Some(0))] {
+        for (offset, length) in [
+            (0u64, None),
+            (1000, None),
+            (5, Some(300_001u64)),
+            (0, Some(0)),
+        ] {
             let (ours, mut theirs) = pair();
             let file = File::open(&p).unwrap();
-            let h = e.submit(Source::File { file, offset, length }, Sink::Socket(ours), None);
+            let h = e.submit(
+                Source::File {
+                    file,
+                    offset,
+                    length,
+                },
+                Sink::Socket(ours),
+                None,
+            );
             let mut got = Vec::new();
             theirs.read_to_end(&mut got).unwrap();
             let n = h.finish_blocking().unwrap();
             let end = length.map_or(data.len(), |l| offset as usize + l as usize);
-            assert_eq!(got, &data[offset as usize..end], "{path:?} {offset} {length:?}");
+            assert_eq!(
+                got,
+                &data[offset as usize..end],
+                "{path:?} {offset} {length:?}"
+            );
             assert_eq!(n as usize, got.len());
         }
     }
@@ -55,10 +78,21 @@ fn short_file_with_length_is_an_error() {
     for path in DataPath::ALL {
         let e = engine(path);
         let (ours, mut theirs) = pair();
-        let h = e.submit(Source::File { file: File::open(&p).unwrap(), offset: 0, length: Some(5000) }, Sink::Socket(ours), None);
+        let h = e.submit(
+            Source::File {
+                file: File::open(&p).unwrap(),
+                offset: 0,
+                length: Some(5000),
+            },
+            Sink::Socket(ours),
+            None,
+        );
         let mut got = Vec::new();
         let _ = theirs.read_to_end(&mut got);
-        assert!(matches!(h.finish_blocking(), Err(OpError::ShortSource { .. })), "{path:?}");
+        assert!(
+            matches!(h.finish_blocking(), Err(OpError::ShortSource { .. })),
+            "{path:?}"
+        );
     }
 }
 
@@ -69,7 +103,11 @@ fn socket_to_file_every_path() {
         let e = engine(path);
         for offset in [Some(0u64), Some(10), None] {
             let (_d, p) = temp_with(b"0123456789");
-            let file = std::fs::OpenOptions::new().write(true).append(offset.is_none()).open(&p).unwrap();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .append(offset.is_none())
+                .open(&p)
+                .unwrap();
             let (ours, mut theirs) = pair();
             let h = e.submit(Source::Socket(ours), Sink::File { file, offset }, None);
             theirs.write_all(&data).unwrap();
@@ -102,21 +140,42 @@ fn cancel_stalled_transfer_and_buffers_come_back() {
     for path in DataPath::ALL {
         let e = engine(path);
         let (ours, theirs) = pair(); // never read: the sender stalls once buffers fill
-        let h = e.submit(Source::File { file: File::open(&p).unwrap(), offset: 0, length: None }, Sink::Socket(ours), None);
+        let h = e.submit(
+            Source::File {
+                file: File::open(&p).unwrap(),
+                offset: 0,
+                length: None,
+            },
+            Sink::Socket(ours),
+            None,
+        );
         while h.progress() == 0 {
             std::thread::yield_now();
         }
         h.cancel();
-        assert!(matches!(h.finish_blocking(), Err(OpError::Cancelled)), "{path:?}");
+        assert!(
+            matches!(h.finish_blocking(), Err(OpError::Cancelled)),
+            "{path:?}"
+        );
         drop(theirs);
         // Receive cancelled too (nothing ever arrives).
         let (_d2, p2) = temp_with(b"");
         let (ours, _theirs) = pair();
         let file = std::fs::OpenOptions::new().write(true).open(&p2).unwrap();
-        let h = e.submit(Source::Socket(ours), Sink::File { file, offset: Some(0) }, None);
+        let h = e.submit(
+            Source::Socket(ours),
+            Sink::File {
+                file,
+                offset: Some(0),
+            },
+            None,
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
         h.cancel();
-        assert!(matches!(h.finish_blocking(), Err(OpError::Cancelled)), "{path:?}");
+        assert!(
+            matches!(h.finish_blocking(), Err(OpError::Cancelled)),
+            "{path:?}"
+        );
     }
 }
 
@@ -127,9 +186,20 @@ fn peer_reset_is_an_error_not_a_hang() {
     for path in DataPath::ALL {
         let e = engine(path);
         let (ours, theirs) = pair();
-        let h = e.submit(Source::File { file: File::open(&p).unwrap(), offset: 0, length: None }, Sink::Socket(ours), None);
+        let h = e.submit(
+            Source::File {
+                file: File::open(&p).unwrap(),
+                offset: 0,
+                length: None,
+            },
+            Sink::Socket(ours),
+            None,
+        );
         drop(theirs);
-        assert!(matches!(h.finish_blocking(), Err(OpError::Io { .. })), "{path:?}");
+        assert!(
+            matches!(h.finish_blocking(), Err(OpError::Io { .. })),
+            "{path:?}"
+        );
     }
 }
 

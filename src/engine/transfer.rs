@@ -40,15 +40,47 @@ pub(crate) enum Step {
 
 enum Kind {
     /// File→socket with `sendfile(2)`, polled for writability.
-    SendFile { file: File, sock: TcpStream, offset: u64, remaining: Option<u64> },
+    SendFile {
+        file: File,
+        sock: TcpStream,
+        offset: u64,
+        remaining: Option<u64>,
+    },
     /// Memory→socket with io_uring `Send`.
-    SendMemory { data: Bytes, sock: TcpStream, pos: usize },
+    SendMemory {
+        data: Bytes,
+        sock: TcpStream,
+        pos: usize,
+    },
     /// File→socket with io_uring `ReadFixed` then `Send`.
-    ReadSend { file: File, sock: TcpStream, offset: u64, remaining: Option<u64>, buf: Option<Buffer>, filled: usize, sent: usize, sending: bool },
+    ReadSend {
+        file: File,
+        sock: TcpStream,
+        offset: u64,
+        remaining: Option<u64>,
+        buf: Option<Buffer>,
+        filled: usize,
+        sent: usize,
+        sending: bool,
+    },
     /// Socket→file with io_uring `Recv` then `WriteFixed`.
-    RecvWrite { sock: TcpStream, file: File, offset: Option<u64>, buf: Option<Buffer>, filled: usize, written: usize, writing: bool },
+    RecvWrite {
+        sock: TcpStream,
+        file: File,
+        offset: Option<u64>,
+        buf: Option<Buffer>,
+        filled: usize,
+        written: usize,
+        writing: bool,
+    },
     /// Socket→file with `splice(2)` through a pipe, polled for readability.
-    SpliceRecv { sock: TcpStream, file: File, offset: u64, pipe_r: OwnedFd, pipe_w: OwnedFd },
+    SpliceRecv {
+        sock: TcpStream,
+        file: File,
+        offset: u64,
+        pipe_r: OwnedFd,
+        pipe_w: OwnedFd,
+    },
     /// Unsupported source/sink pair or a set-up failure, reported at the first step.
     Invalid(Option<OpError>),
 }
@@ -68,10 +100,29 @@ fn poll(sock: &TcpStream, events: i16) -> squeue::Entry {
 impl Transfer {
     pub(crate) fn new(job: Job, ctx: &mut Ctx<'_>) -> Transfer {
         let kind = match (job.source, job.sink, job.path) {
-            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::Zerocopy) => {
-                Kind::SendFile { file, sock, offset, remaining: length }
-            }
-            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::ReadWrite) => Kind::ReadSend {
+            (
+                Source::File {
+                    file,
+                    offset,
+                    length,
+                },
+                Sink::Socket(sock),
+                DataPath::Zerocopy,
+            ) => Kind::SendFile {
+                file,
+                sock,
+                offset,
+                remaining: length,
+            },
+            (
+                Source::File {
+                    file,
+                    offset,
+                    length,
+                },
+                Sink::Socket(sock),
+                DataPath::ReadWrite,
+            ) => Kind::ReadSend {
                 file,
                 sock,
                 offset,
@@ -81,13 +132,26 @@ impl Transfer {
                 sent: 0,
                 sending: false,
             },
-            (Source::Memory(data), Sink::Socket(sock), _) => Kind::SendMemory { data, sock, pos: 0 },
-            (Source::Socket(sock), Sink::File { file, offset: Some(offset) }, DataPath::Zerocopy) => {
-                match new_pipe() {
-                    Ok((pipe_r, pipe_w)) => Kind::SpliceRecv { sock, file, offset, pipe_r, pipe_w },
-                    Err(e) => Kind::Invalid(Some(e)),
-                }
+            (Source::Memory(data), Sink::Socket(sock), _) => {
+                Kind::SendMemory { data, sock, pos: 0 }
             }
+            (
+                Source::Socket(sock),
+                Sink::File {
+                    file,
+                    offset: Some(offset),
+                },
+                DataPath::Zerocopy,
+            ) => match new_pipe() {
+                Ok((pipe_r, pipe_w)) => Kind::SpliceRecv {
+                    sock,
+                    file,
+                    offset,
+                    pipe_r,
+                    pipe_w,
+                },
+                Err(e) => Kind::Invalid(Some(e)),
+            },
             (Source::Socket(sock), Sink::File { file, offset }, _) => Kind::RecvWrite {
                 sock,
                 file,
@@ -102,14 +166,22 @@ impl Transfer {
                 std::io::Error::other("unsupported source/sink combination"),
             ))),
         };
-        Transfer { kind, moved: 0, progress: job.progress, done: job.done, cancelled: false }
+        Transfer {
+            kind,
+            moved: 0,
+            progress: job.progress,
+            done: job.done,
+            cancelled: false,
+        }
     }
 
     /// Ends the transfer: returns its buffer, closes its fds (a closed socket is the end of
     /// file in stream mode) and reports the result.
     pub(crate) fn finish(self, ctx: &mut Ctx<'_>, result: Result<u64, OpError>) {
         match self.kind {
-            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => ctx.arena.give(b),
+            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => {
+                ctx.arena.give(b)
+            }
             _ => {}
         }
         let _ = self.done.send(result);
@@ -128,7 +200,11 @@ impl Transfer {
         }
     }
 
-    fn step(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
+    fn step(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        res: Option<i32>,
+    ) -> Result<Option<squeue::Entry>, OpError> {
         let moved = self.moved;
         match &mut self.kind {
             Kind::Invalid(e) => Err(e.take().unwrap_or(OpError::Stopped)),
@@ -163,7 +239,15 @@ impl Transfer {
     }
 
     fn sendfile_loop(&mut self) -> Result<Option<squeue::Entry>, OpError> {
-        let Kind::SendFile { file, sock, offset, remaining } = &mut self.kind else { unreachable!() };
+        let Kind::SendFile {
+            file,
+            sock,
+            offset,
+            remaining,
+        } = &mut self.kind
+        else {
+            unreachable!()
+        };
         let mut budget = BUDGET;
         let mut sent = 0u64;
         let result = loop {
@@ -175,7 +259,10 @@ impl Transfer {
             match rustix::fs::sendfile(&*sock, &*file, Some(offset), want) {
                 Ok(0) => {
                     break match remaining {
-                        Some(r) => Err(OpError::ShortSource { got: before, want: before + *r }),
+                        Some(r) => Err(OpError::ShortSource {
+                            got: before,
+                            want: before + *r,
+                        }),
                         None => Ok(None),
                     }
                 }
@@ -199,17 +286,45 @@ impl Transfer {
     }
 
     fn splice_loop(&mut self) -> Result<Option<squeue::Entry>, OpError> {
-        let Kind::SpliceRecv { sock, file, offset, pipe_r, pipe_w } = &mut self.kind else { unreachable!() };
+        let Kind::SpliceRecv {
+            sock,
+            file,
+            offset,
+            pipe_r,
+            pipe_w,
+        } = &mut self.kind
+        else {
+            unreachable!()
+        };
         let mut budget = BUDGET;
         let mut got = 0u64;
         let result = loop {
-            match rustix::pipe::splice(&*sock, None, &*pipe_w, None, CHUNK, SpliceFlags::NONBLOCK | SpliceFlags::MOVE) {
+            match rustix::pipe::splice(
+                &*sock,
+                None,
+                &*pipe_w,
+                None,
+                CHUNK,
+                SpliceFlags::NONBLOCK | SpliceFlags::MOVE,
+            ) {
                 Ok(0) => break Ok(None),
                 Ok(n) => {
                     let mut left = n;
                     while left > 0 {
-                        match rustix::pipe::splice(&*pipe_r, None, &*file, Some(offset), left, SpliceFlags::MOVE) {
-                            Ok(0) => return Err(OpError::io("splice to file", std::io::Error::other("no progress"))),
+                        match rustix::pipe::splice(
+                            &*pipe_r,
+                            None,
+                            &*file,
+                            Some(offset),
+                            left,
+                            SpliceFlags::MOVE,
+                        ) {
+                            Ok(0) => {
+                                return Err(OpError::io(
+                                    "splice to file",
+                                    std::io::Error::other("no progress"),
+                                ))
+                            }
                             Ok(m) => left -= m,
                             Err(Errno::INTR) => {}
                             Err(e) => return Err(OpError::io("splice to file", e)),
@@ -230,8 +345,22 @@ impl Transfer {
         result
     }
 
-    fn read_send(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
-        let Kind::ReadSend { file, sock, offset, remaining, buf, filled, sent, sending } = &mut self.kind else {
+    fn read_send(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        res: Option<i32>,
+    ) -> Result<Option<squeue::Entry>, OpError> {
+        let Kind::ReadSend {
+            file,
+            sock,
+            offset,
+            remaining,
+            buf,
+            filled,
+            sent,
+            sending,
+        } = &mut self.kind
+        else {
             unreachable!()
         };
         let buf = buf.as_mut().ok_or(OpError::Stopped)?;
@@ -244,7 +373,10 @@ impl Transfer {
                 newly_sent = n as u64;
             } else if n == 0 {
                 return match remaining {
-                    Some(r) if *r > 0 => Err(OpError::ShortSource { got: *offset, want: *offset + *r }),
+                    Some(r) if *r > 0 => Err(OpError::ShortSource {
+                        got: *offset,
+                        want: *offset + *r,
+                    }),
                     _ => Ok(None),
                 };
             } else {
@@ -260,15 +392,23 @@ impl Transfer {
         let next = if *sending && *sent < *filled {
             // SAFETY-free pointer arithmetic: `sent < filled <= buf_size`, inside the buffer.
             let p = ptr.wrapping_add(*sent);
-            Some(opcode::Send::new(types::Fd(sock.as_raw_fd()), p, (*filled - *sent) as u32).flags(libc::MSG_NOSIGNAL).build())
+            Some(
+                opcode::Send::new(types::Fd(sock.as_raw_fd()), p, (*filled - *sent) as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build(),
+            )
         } else if *remaining == Some(0) {
             None
         } else {
             *sending = false;
-            let want = remaining.map_or(ctx.arena.buf_size(), |r| r.min(ctx.arena.buf_size() as u64) as usize) as u32;
+            let want = remaining.map_or(ctx.arena.buf_size(), |r| {
+                r.min(ctx.arena.buf_size() as u64) as usize
+            }) as u32;
             let fd = types::Fd(file.as_raw_fd());
             Some(match fixed {
-                Some(i) => opcode::ReadFixed::new(fd, ptr, want, i).offset(*offset).build(),
+                Some(i) => opcode::ReadFixed::new(fd, ptr, want, i)
+                    .offset(*offset)
+                    .build(),
                 None => opcode::Read::new(fd, ptr, want).offset(*offset).build(),
             })
         };
@@ -276,8 +416,21 @@ impl Transfer {
         Ok(next)
     }
 
-    fn recv_write(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
-        let Kind::RecvWrite { sock, file, offset, buf, filled, written, writing } = &mut self.kind else {
+    fn recv_write(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        res: Option<i32>,
+    ) -> Result<Option<squeue::Entry>, OpError> {
+        let Kind::RecvWrite {
+            sock,
+            file,
+            offset,
+            buf,
+            filled,
+            written,
+            writing,
+        } = &mut self.kind
+        else {
             unreachable!()
         };
         let buf = buf.as_mut().ok_or(OpError::Stopped)?;
@@ -287,7 +440,10 @@ impl Transfer {
             let n = completed(if *writing { "write" } else { "recv" }, r)?;
             if *writing {
                 if n == 0 {
-                    return Err(OpError::io("write", std::io::Error::from_raw_os_error(libc::ENOSPC)));
+                    return Err(OpError::io(
+                        "write",
+                        std::io::Error::from_raw_os_error(libc::ENOSPC),
+                    ));
                 }
                 *written += n;
                 newly_written = n as u64;
@@ -315,7 +471,9 @@ impl Transfer {
         } else {
             *writing = false;
             let len = ctx.arena.buf_size() as u32;
-            opcode::Recv::new(types::Fd(sock.as_raw_fd()), ptr, len).flags(libc::MSG_WAITALL).build()
+            opcode::Recv::new(types::Fd(sock.as_raw_fd()), ptr, len)
+                .flags(libc::MSG_WAITALL)
+                .build()
         };
         self.count(newly_written);
         Ok(Some(next))
@@ -340,8 +498,10 @@ fn check_poll(res: Option<i32>, op: &'static str) -> Result<(), OpError> {
 }
 
 fn new_pipe() -> Result<(OwnedFd, OwnedFd), OpError> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-        .map_err(|e| OpError::io("pipe", e))?;
+    let (r, w) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .map_err(|e| OpError::io("pipe", e))?;
     // A larger pipe means fewer splice round trips; the default 64 KiB still works.
     let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
     Ok((r, w))

@@ -181,7 +181,11 @@ pub enum RestArg {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EretArg {
     /// `P offset length path`: partial retrieve.
-    Partial { offset: u64, length: u64, path: String },
+    Partial {
+        offset: u64,
+        length: u64,
+        path: String,
+    },
     /// Any other module (`mod_name="params" path`).
     Module(String),
 }
@@ -350,7 +354,10 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
         "MLSD" => C::Mlsd(optional(arg)),
         "SPAS" => C::Spas,
         "SPOR" => C::Spor(
-            required(arg)?.split_whitespace().map(parse_host_port).collect::<Result<_, _>>()?,
+            required(arg)?
+                .split_whitespace()
+                .map(parse_host_port)
+                .collect::<Result<_, _>>()?,
         ),
         "ERET" => C::Eret(parse_eret(required(arg)?)?),
         "ESTO" => C::Esto(parse_esto(required(arg)?)?),
@@ -374,7 +381,9 @@ fn truncate(s: &str, n: usize) -> String {
 
 fn required(arg: &str) -> Result<&str, ParseError> {
     if arg.trim().is_empty() {
-        Err(ParseError::BadArgument("Command requires an argument.".into()))
+        Err(ParseError::BadArgument(
+            "Command requires an argument.".into(),
+        ))
     } else {
         Ok(arg)
     }
@@ -388,20 +397,29 @@ fn optional(arg: &str) -> Option<String> {
 fn list_path(arg: &str) -> Option<String> {
     let mut rest = arg.trim_start();
     while rest.starts_with('-') {
-        rest = rest.split_once(' ').map(|(_, r)| r.trim_start()).unwrap_or("");
+        rest = rest
+            .split_once(' ')
+            .map(|(_, r)| r.trim_start())
+            .unwrap_or("");
     }
     optional(rest)
 }
 
 fn parse_u64(s: &str) -> Result<u64, ParseError> {
-    s.trim().parse().map_err(|_| ParseError::BadArgument(format!("Invalid number '{}'.", truncate(s, 32))))
+    s.trim()
+        .parse()
+        .map_err(|_| ParseError::BadArgument(format!("Invalid number '{}'.", truncate(s, 32))))
 }
 
 /// `host-port = h1,h2,h3,h4,p1,p2` (RFC 959 §4.1.2), each a decimal 0..=255.
 pub fn parse_host_port(s: &str) -> Result<SocketAddr, ParseError> {
     let bad = || ParseError::BadArgument("Invalid host-port; expected h1,h2,h3,h4,p1,p2.".into());
-    let nums: Vec<u8> =
-        s.trim().split(',').map(|p| p.trim().parse::<u8>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let nums: Vec<u8> = s
+        .trim()
+        .split(',')
+        .map(|p| p.trim().parse::<u8>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
     if nums.len() != 6 {
         return Err(bad());
     }
@@ -428,7 +446,11 @@ fn parse_eprt(s: &str) -> Result<SocketAddr, ParseError> {
     let ip: IpAddr = match parts[1] {
         "1" => IpAddr::V4(parts[2].parse().map_err(|_| bad())?),
         "2" => IpAddr::V6(parts[2].parse().map_err(|_| bad())?),
-        _ => return Err(ParseError::BadArgument("Network protocol not supported, use (1,2)".into())),
+        _ => {
+            return Err(ParseError::BadArgument(
+                "Network protocol not supported, use (1,2)".into(),
+            ))
+        }
     };
     let port: u16 = parts[3].parse().map_err(|_| bad())?;
     if port == 0 {
@@ -457,7 +479,10 @@ fn parse_type(s: &str) -> Result<TransferType, ParseError> {
     match words.as_slice() {
         ["A"] | ["A", "N"] => Ok(TransferType::Ascii),
         ["I"] | ["L", "8"] => Ok(TransferType::Image),
-        _ => Err(ParseError::BadArgument(format!("Unsupported type '{}'.", truncate(s, 16)))),
+        _ => Err(ParseError::BadArgument(format!(
+            "Unsupported type '{}'.",
+            truncate(s, 16)
+        ))),
     }
 }
 
@@ -466,7 +491,10 @@ fn parse_letter(s: &str, allowed: &str) -> Result<char, ParseError> {
     let mut chars = t.chars();
     match (chars.next(), chars.next()) {
         (Some(c), None) if allowed.contains(c) => Ok(c),
-        _ => Err(ParseError::BadArgument(format!("Unrecognized parameter '{}'.", truncate(s, 16)))),
+        _ => Err(ParseError::BadArgument(format!(
+            "Unrecognized parameter '{}'.",
+            truncate(s, 16)
+        ))),
     }
 }
 
@@ -499,7 +527,9 @@ fn parse_rest(s: &str) -> Result<RestArg, ParseError> {
             .ok_or_else(|| ParseError::BadArgument("Invalid restart range.".into()))?;
         let (a, b) = (parse_u64(a)?, parse_u64(b)?);
         if b < a {
-            return Err(ParseError::BadArgument("Restart range ends before it starts.".into()));
+            return Err(ParseError::BadArgument(
+                "Restart range ends before it starts.".into(),
+            ));
         }
         ranges.push((a, b));
     }
@@ -513,7 +543,11 @@ fn parse_eret(s: &str) -> Result<EretArg, ParseError> {
             let offset = parse_u64(it.next().unwrap_or(""))?;
             let length = parse_u64(it.next().unwrap_or(""))?;
             let path = required(it.next().unwrap_or(""))?.to_string();
-            Ok(EretArg::Partial { offset, length, path })
+            Ok(EretArg::Partial {
+                offset,
+                length,
+                path,
+            })
         }
         _ => Ok(EretArg::Module(s.to_string())),
     }
@@ -532,8 +566,17 @@ fn parse_esto(s: &str) -> Result<EstoArg, ParseError> {
 }
 
 /// The SITE buffer commands GFD.20 names as predecessors of SBUF, plus the Globus client's table.
-const SITE_BUFFER_COMMANDS: &[&str] =
-    &["BUFSIZE", "RETRBUFSIZE", "STORBUFSIZE", "RBUFSIZE", "RBUFSZ", "RBUFSIZ", "SBUFSIZE", "SBUFSZ", "SBUFSIZ"];
+const SITE_BUFFER_COMMANDS: &[&str] = &[
+    "BUFSIZE",
+    "RETRBUFSIZE",
+    "STORBUFSIZE",
+    "RBUFSIZE",
+    "RBUFSZ",
+    "RBUFSIZ",
+    "SBUFSIZE",
+    "SBUFSZ",
+    "SBUFSIZ",
+];
 
 fn parse_site(s: &str) -> Result<SiteCommand, ParseError> {
     let (sub, rest) = s.trim_start().split_once(' ').unwrap_or((s.trim(), ""));
@@ -565,29 +608,60 @@ mod tests {
             ("TYPE L 8", Command::Type(TransferType::Image)),
             ("MODE E", Command::Mode(TransferMode::Extended)),
             ("RETR /dir/a file", Command::Retr("/dir/a file".into())),
-            ("PORT 127,0,0,1,217,105", Command::Port("127.0.0.1:55657".parse().unwrap())),
-            ("EPRT |2|::1|6446|", Command::Eprt("[::1]:6446".parse().unwrap())),
-            ("EPRT |1|132.235.1.2|6275|", Command::Eprt("132.235.1.2:6275".parse().unwrap())),
+            (
+                "PORT 127,0,0,1,217,105",
+                Command::Port("127.0.0.1:55657".parse().unwrap()),
+            ),
+            (
+                "EPRT |2|::1|6446|",
+                Command::Eprt("[::1]:6446".parse().unwrap()),
+            ),
+            (
+                "EPRT |1|132.235.1.2|6275|",
+                Command::Eprt("132.235.1.2:6275".parse().unwrap()),
+            ),
             ("EPSV", Command::Epsv(EpsvArg::Any)),
             ("EPSV ALL", Command::Epsv(EpsvArg::All)),
             ("REST 1000", Command::Rest(RestArg::Offset(1000))),
-            ("REST 0-10,20-30", Command::Rest(RestArg::Ranges(vec![(0, 10), (20, 30)]))),
+            (
+                "REST 0-10,20-30",
+                Command::Rest(RestArg::Ranges(vec![(0, 10), (20, 30)])),
+            ),
             ("ALLO 8388608", Command::Allo(8388608)),
             ("ALLO 100 R 10", Command::Allo(100)),
             ("LIST -la /x", Command::List(Some("/x".into()))),
             ("LIST -la", Command::List(None)),
             ("NLST", Command::Nlst(None)),
             ("SITE HELP", Command::Site(SiteCommand::Help)),
-            ("SITE RETRBUFSIZE 4194304", Command::Site(SiteCommand::BufSize(4194304))),
+            (
+                "SITE RETRBUFSIZE 4194304",
+                Command::Site(SiteCommand::BufSize(4194304)),
+            ),
             (
                 "ERET P 1000000 3000000 /src.bin",
-                Command::Eret(EretArg::Partial { offset: 1000000, length: 3000000, path: "/src.bin".into() }),
+                Command::Eret(EretArg::Partial {
+                    offset: 1000000,
+                    length: 3000000,
+                    path: "/src.bin".into(),
+                }),
             ),
-            ("ESTO A 5 /f", Command::Esto(EstoArg::Adjusted { offset: 5, path: "/f".into() })),
-            ("OPTS RETR Parallelism=4,4,4;", Command::Opts("RETR".into(), "Parallelism=4,4,4;".into())),
+            (
+                "ESTO A 5 /f",
+                Command::Esto(EstoArg::Adjusted {
+                    offset: 5,
+                    path: "/f".into(),
+                }),
+            ),
+            (
+                "OPTS RETR Parallelism=4,4,4;",
+                Command::Opts("RETR".into(), "Parallelism=4,4,4;".into()),
+            ),
             ("SBUF 65536", Command::Sbuf(65536)),
             ("GET path=/f;pasv;", Command::Get("path=/f;pasv;".into())),
-            ("SPOR 127,0,0,1,1,2", Command::Spor(vec!["127.0.0.1:258".parse().unwrap()])),
+            (
+                "SPOR 127,0,0,1,1,2",
+                Command::Spor(vec!["127.0.0.1:258".parse().unwrap()]),
+            ),
         ];
         for (line, want) in table {
             assert_eq!(&p(line).unwrap(), want, "{line}");

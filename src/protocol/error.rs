@@ -78,9 +78,9 @@ impl SessionError {
     pub fn code(&self) -> Code {
         use SessionError::*;
         match self {
-            Parse(ParseError::UnknownVerb(_)) | Parse(ParseError::NotUtf8) | Parse(ParseError::Empty) => {
-                Code::SYNTAX_ERROR
-            }
+            Parse(ParseError::UnknownVerb(_))
+            | Parse(ParseError::NotUtf8)
+            | Parse(ParseError::Empty) => Code::SYNTAX_ERROR,
             LineTooLong => Code::SYNTAX_ERROR,
             Parse(ParseError::BadArgument(_)) | BadArgument(_) | PortRefused | OffsetOverflow => {
                 Code::PARAM_SYNTAX_ERROR
@@ -93,8 +93,8 @@ impl SessionError {
             ParamNotImplemented(_) => Code::PARAM_NOT_IMPLEMENTED,
             ProtocolNotSupported => Code::NET_PROTO_NOT_SUPPORTED,
             NoDataChannel | DataConnection(_) => Code::CANT_OPEN_DATA,
-            Path(_) | ReadOnly | NotFound | PermissionDenied | AlreadyExists | NotADirectory | NotAFile
-            | NotEmpty => Code::FILE_UNAVAILABLE,
+            Path(_) | ReadOnly | NotFound | PermissionDenied | AlreadyExists | NotADirectory
+            | NotAFile | NotEmpty => Code::FILE_UNAVAILABLE,
             NoSpace => Code::INSUFFICIENT_STORAGE,
             ConnectionLost(_) | Aborted => Code::TRANSFER_ABORTED,
             Local(_) | Internal(_) => Code::LOCAL_ERROR,

@@ -65,7 +65,11 @@ pub fn mlsx_line(f: &Facts, writable: bool) -> String {
         (_, true) => ("file", "radfw"),
         (_, false) => ("file", "r"),
     };
-    let kind = if f.kind == EntryKind::Other { "OS.unix=special" } else { kind };
+    let kind = if f.kind == EntryKind::Other {
+        "OS.unix=special"
+    } else {
+        kind
+    };
     format!(
         "Type={kind};Size={};Modify={};Perm={perm};UNIX.mode={:04o}; {}",
         f.size,
@@ -91,7 +95,9 @@ pub fn list_line(f: &Facts, now_secs: i64) -> String {
         perms.push(if bits & 1 != 0 { 'x' } else { '-' });
     }
     let t = datetime(f.mtime);
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let month = MONTHS[usize::from(u8::from(t.month())) - 1];
     // Within six months: show the time, otherwise the year (as ls does).
     let when = if (now_secs - f.mtime).abs() < 180 * 86400 {
@@ -111,7 +117,12 @@ pub fn list_line(f: &Facts, now_secs: i64) -> String {
 }
 
 /// Renders a whole listing in `format`, CRLF-terminated lines.
-pub fn render_listing(entries: &[Facts], format: ListFormat, writable: bool, now_secs: i64) -> Vec<u8> {
+pub fn render_listing(
+    entries: &[Facts],
+    format: ListFormat,
+    writable: bool,
+    now_secs: i64,
+) -> Vec<u8> {
     let mut out = String::new();
     for e in entries {
         let line = match format {

@@ -18,7 +18,13 @@ pub const FEATURES: &[&str] = &[
 
 /// The SITE subcommands that SITE HELP lists. globus-url-copy greps this text for the
 /// buffer-size commands (`gridftp-protocol.md` §2.9).
-pub const SITE_COMMANDS: &[&str] = &["BUFSIZE", "CLIENTINFO", "HELP", "RETRBUFSIZE", "STORBUFSIZE"];
+pub const SITE_COMMANDS: &[&str] = &[
+    "BUFSIZE",
+    "CLIENTINFO",
+    "HELP",
+    "RETRBUFSIZE",
+    "STORBUFSIZE",
+];
 
 /// The `211` FEAT reply lines.
 pub fn feat_lines() -> Vec<String> {
@@ -32,7 +38,14 @@ pub fn feat_lines() -> Vec<String> {
 pub fn help_lines() -> Vec<String> {
     let mut lines = vec!["The following commands are recognized:".to_string()];
     for chunk in VERBS.chunks(8) {
-        lines.push(format!("    {}", chunk.iter().map(|v| format!("{v:<8}")).collect::<String>().trim_end()));
+        lines.push(format!(
+            "    {}",
+            chunk
+                .iter()
+                .map(|v| format!("{v:<8}"))
+                .collect::<String>()
+                .trim_end()
+        ));
     }
     lines.push("End".into());
     lines
@@ -53,7 +66,10 @@ mod tests {
     #[test]
     fn feat_is_211_framed_with_leading_spaces() {
         let lines = feat_lines();
-        assert_eq!(lines.first().map(String::as_str), Some("Extensions supported"));
+        assert_eq!(
+            lines.first().map(String::as_str),
+            Some("Extensions supported")
+        );
         assert!(lines[1..lines.len() - 1].iter().all(|l| l.starts_with(' ')));
         assert!(lines.iter().any(|l| l == " REST STREAM"));
     }
@@ -61,6 +77,10 @@ mod tests {
     #[test]
     fn site_help_names_buffer_commands_after_a_space() {
         let text = site_help_lines().join("\n");
-        assert!(text.contains(" RETRBUFSIZE") && text.contains(" STORBUFSIZE") && text.contains(" BUFSIZE"));
+        assert!(
+            text.contains(" RETRBUFSIZE")
+                && text.contains(" STORBUFSIZE")
+                && text.contains(" BUFSIZE")
+        );
     }
 }

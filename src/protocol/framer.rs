@@ -38,7 +38,13 @@ impl Default for LineFramer {
 impl LineFramer {
     /// A framer that accepts lines up to `max` bytes.
     pub fn new(max: usize) -> LineFramer {
-        LineFramer { max, buf: Vec::new(), discarding: false, iac_pending: false, out: VecDeque::new() }
+        LineFramer {
+            max,
+            buf: Vec::new(),
+            discarding: false,
+            iac_pending: false,
+            out: VecDeque::new(),
+        }
     }
 
     /// Feeds received bytes.
@@ -99,7 +105,10 @@ mod tests {
     fn crlf_and_bare_lf() {
         assert_eq!(
             frames(b"USER a\r\nPASS b\nNOOP", 100),
-            vec![Frame::Line(b"USER a".to_vec()), Frame::Line(b"PASS b".to_vec())]
+            vec![
+                Frame::Line(b"USER a".to_vec()),
+                Frame::Line(b"PASS b".to_vec())
+            ]
         );
     }
 
@@ -127,6 +136,9 @@ mod tests {
 
     #[test]
     fn telnet_iac_removed() {
-        assert_eq!(frames(b"\xff\xf4\xff\xf2ABOR\r\n", 100), vec![Frame::Line(b"ABOR".to_vec())]);
+        assert_eq!(
+            frames(b"\xff\xf4\xff\xf2ABOR\r\n", 100),
+            vec![Frame::Line(b"ABOR".to_vec())]
+        );
     }
 }

@@ -89,7 +89,10 @@ impl Reply {
 
     /// A one-line reply with custom text.
     pub fn new(code: Code, text: impl Into<String>) -> Reply {
-        Reply { code, lines: vec![sanitize(text.into())] }
+        Reply {
+            code,
+            lines: vec![sanitize(text.into())],
+        }
     }
 
     /// A multi-line reply. `lines` must hold at least the first and the last line.
@@ -135,7 +138,15 @@ fn sanitize(text: String) -> String {
 /// Formats a host-port as `h1,h2,h3,h4,p1,p2` (RFC 959 PASV/PORT).
 pub fn host_port(ip: std::net::Ipv4Addr, port: u16) -> String {
     let o = ip.octets();
-    format!("{},{},{},{},{},{}", o[0], o[1], o[2], o[3], port >> 8, port & 0xff)
+    format!(
+        "{},{},{},{},{},{}",
+        o[0],
+        o[1],
+        o[2],
+        o[3],
+        port >> 8,
+        port & 0xff
+    )
 }
 
 #[cfg(test)]
@@ -145,16 +156,27 @@ mod tests {
     #[test]
     fn single_line() {
         assert_eq!(Reply::code(Code::CLOSING).to_wire(), "221 Goodbye.\r\n");
-        assert_eq!(Reply::new(Code::OK, "Type set to I.").to_wire(), "200 Type set to I.\r\n");
+        assert_eq!(
+            Reply::new(Code::OK, "Type set to I.").to_wire(),
+            "200 Type set to I.\r\n"
+        );
     }
 
     #[test]
     fn multi_line_keeps_space_lines_and_indents_others() {
         let r = Reply::multi(
             Code::SYSTEM_STATUS,
-            vec!["Extensions supported".into(), " SIZE".into(), "MDTM".into(), "End.".into()],
+            vec![
+                "Extensions supported".into(),
+                " SIZE".into(),
+                "MDTM".into(),
+                "End.".into(),
+            ],
         );
-        assert_eq!(r.to_wire(), "211-Extensions supported\r\n SIZE\r\n MDTM\r\n211 End.\r\n");
+        assert_eq!(
+            r.to_wire(),
+            "211-Extensions supported\r\n SIZE\r\n MDTM\r\n211 End.\r\n"
+        );
     }
 
     #[test]
@@ -165,6 +187,9 @@ mod tests {
 
     #[test]
     fn host_port_format() {
-        assert_eq!(host_port("127.0.0.1".parse().unwrap(), 54697), "127,0,0,1,213,169");
+        assert_eq!(
+            host_port("127.0.0.1".parse().unwrap(), 54697),
+            "127,0,0,1,213,169"
+        );
     }
 }

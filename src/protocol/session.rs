@@ -27,7 +27,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::command::{
-    Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode, TransferType,
+    Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode,
+    TransferType,
 };
 use super::facts::{self, Facts, ListFormat};
 use super::feat;
@@ -57,10 +58,19 @@ pub struct SessionConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferKind {
     /// Send `length` bytes (all when `None`) of `path` from `offset`.
-    Retrieve { path: String, offset: u64, length: Option<u64> },
+    Retrieve {
+        path: String,
+        offset: u64,
+        length: Option<u64>,
+    },
     /// Receive into `path`: at `offset` (truncating first when `truncate`), or at the end
     /// when `append`.
-    Store { path: String, offset: u64, append: bool, truncate: bool },
+    Store {
+        path: String,
+        offset: u64,
+        append: bool,
+        truncate: bool,
+    },
     /// Send a directory listing of `path` (or the facts of the file `path`).
     Listing { path: String, format: ListFormat },
 }
@@ -105,7 +115,10 @@ pub enum StorageOp {
     MakeDir(String),
     RemoveDir(String),
     Delete(String),
-    Rename { from: String, to: String },
+    Rename {
+        from: String,
+        to: String,
+    },
 }
 
 /// Result of a successful [`StorageOp`].
@@ -119,9 +132,14 @@ pub enum StorageDone {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Verify a password; answer with [`Session::handle_auth`] after [`Session::auth_penalty`].
-    Authenticate { user: String, password: String },
+    Authenticate {
+        user: String,
+        password: String,
+    },
     /// Open a fresh passive listener (dropping any earlier one); answer with `handle_passive`.
-    OpenPassive { ipv6: bool },
+    OpenPassive {
+        ipv6: bool,
+    },
     /// Close the passive listener (a PORT/EPRT replaced it).
     DropPassive,
     Storage(StorageOp),
@@ -281,7 +299,9 @@ impl Session {
             return;
         }
         if self.busy() {
-            self.error(SessionError::BadSequence("Previous command still in progress."));
+            self.error(SessionError::BadSequence(
+                "Previous command still in progress.",
+            ));
             return;
         }
         let keeps_rest = matches!(cmd, Command::Rest(_));
@@ -309,7 +329,9 @@ impl Session {
             C::Pass(pw) => self.cmd_pass(pw),
             C::Acct(_) => Err(SessionError::Superfluous("ACCT not needed.")),
             C::Auth(_) | C::Adat(_) | C::Protected(_) | C::Pbsz(_) | C::Prot(_) => {
-                Err(SessionError::NotImplemented("GSI security (RFC 2228) is not supported yet; use ftp://."))
+                Err(SessionError::NotImplemented(
+                    "GSI security (RFC 2228) is not supported yet; use ftp://.",
+                ))
             }
             C::Quit => {
                 self.reply(Code::CLOSING, "Goodbye.");
@@ -327,11 +349,13 @@ impl Session {
                 Ok(())
             }
             C::Feat => {
-                self.replies.push_back(Reply::multi(Code::SYSTEM_STATUS, feat::feat_lines()));
+                self.replies
+                    .push_back(Reply::multi(Code::SYSTEM_STATUS, feat::feat_lines()));
                 Ok(())
             }
             C::Help(_) => {
-                self.replies.push_back(Reply::multi(Code::HELP, feat::help_lines()));
+                self.replies
+                    .push_back(Reply::multi(Code::HELP, feat::help_lines()));
                 Ok(())
             }
             C::Lang(_) => Err(SessionError::NotImplemented("LANG is not supported.")),
@@ -347,11 +371,16 @@ impl Session {
                 self.reply(Code::OK, "Structure set to F.");
                 Ok(())
             }
-            C::Stru(_) => Err(SessionError::ParamNotImplemented("Only file structure (STRU F) is supported.".into())),
+            C::Stru(_) => Err(SessionError::ParamNotImplemented(
+                "Only file structure (STRU F) is supported.".into(),
+            )),
             C::Mode(m) => self.cmd_mode(m),
             C::Pwd => {
                 let quoted = self.cwd.replace('"', "\"\"");
-                self.reply(Code::PATH_CREATED, format!("\"{quoted}\" is current directory."));
+                self.reply(
+                    Code::PATH_CREATED,
+                    format!("\"{quoted}\" is current directory."),
+                );
                 Ok(())
             }
             C::Cwd(p) => {
@@ -367,7 +396,9 @@ impl Session {
             C::Pasv => self.cmd_passive(false),
             C::Epsv(arg) => self.cmd_epsv(arg),
             C::Port(addr) | C::Eprt(addr) => self.cmd_active(addr),
-            C::Spas | C::Spor(_) => Err(SessionError::NotImplemented("Striping (SPAS/SPOR) is not supported yet.")),
+            C::Spas | C::Spor(_) => Err(SessionError::NotImplemented(
+                "Striping (SPAS/SPOR) is not supported yet.",
+            )),
             C::Allo(_) => {
                 self.reply(Code::OK, "ALLO command successful.");
                 Ok(())
@@ -381,31 +412,64 @@ impl Session {
             C::Retr(p) => {
                 let path = self.resolve(&p)?;
                 let offset = self.rest.unwrap_or(0);
-                self.transfer(TransferKind::Retrieve { path, offset, length: None })
+                self.transfer(TransferKind::Retrieve {
+                    path,
+                    offset,
+                    length: None,
+                })
             }
-            C::Eret(EretArg::Partial { offset, length, path }) => {
+            C::Eret(EretArg::Partial {
+                offset,
+                length,
+                path,
+            }) => {
                 let path = self.resolve(&path)?;
-                let offset = offset.checked_add(self.rest.unwrap_or(0)).ok_or(SessionError::OffsetOverflow)?;
-                self.transfer(TransferKind::Retrieve { path, offset, length: Some(length) })
+                let offset = offset
+                    .checked_add(self.rest.unwrap_or(0))
+                    .ok_or(SessionError::OffsetOverflow)?;
+                self.transfer(TransferKind::Retrieve {
+                    path,
+                    offset,
+                    length: Some(length),
+                })
             }
-            C::Eret(EretArg::Module(_)) | C::Esto(EstoArg::Module(_)) => {
-                Err(SessionError::ParamNotImplemented("Only ERET P and ESTO A are supported.".into()))
-            }
+            C::Eret(EretArg::Module(_)) | C::Esto(EstoArg::Module(_)) => Err(
+                SessionError::ParamNotImplemented("Only ERET P and ESTO A are supported.".into()),
+            ),
             C::Stor(p) => {
                 let path = self.writable_path(&p)?;
                 let offset = self.rest.unwrap_or(0);
-                self.transfer(TransferKind::Store { path, offset, append: false, truncate: self.rest.is_none() })
+                self.transfer(TransferKind::Store {
+                    path,
+                    offset,
+                    append: false,
+                    truncate: self.rest.is_none(),
+                })
             }
             C::Esto(EstoArg::Adjusted { offset, path }) => {
                 let path = self.writable_path(&path)?;
-                let offset = offset.checked_add(self.rest.unwrap_or(0)).ok_or(SessionError::OffsetOverflow)?;
-                self.transfer(TransferKind::Store { path, offset, append: false, truncate: false })
+                let offset = offset
+                    .checked_add(self.rest.unwrap_or(0))
+                    .ok_or(SessionError::OffsetOverflow)?;
+                self.transfer(TransferKind::Store {
+                    path,
+                    offset,
+                    append: false,
+                    truncate: false,
+                })
             }
             C::Appe(p) => {
                 let path = self.writable_path(&p)?;
-                self.transfer(TransferKind::Store { path, offset: 0, append: true, truncate: false })
+                self.transfer(TransferKind::Store {
+                    path,
+                    offset: 0,
+                    append: true,
+                    truncate: false,
+                })
             }
-            C::Stou => Err(SessionError::NotImplemented("STOU is not supported; use STOR.")),
+            C::Stou => Err(SessionError::NotImplemented(
+                "STOU is not supported; use STOR.",
+            )),
             C::List(p) => self.listing(p, ListFormat::List),
             C::Nlst(p) => self.listing(p, ListFormat::Nlst),
             C::Mlsd(p) => self.listing(p, ListFormat::Mlsd),
@@ -425,8 +489,16 @@ impl Session {
                 Ok(())
             }
             C::Stat(None) => {
-                let who = self.access.as_ref().map(|a| a.user.clone()).unwrap_or_default();
-                let mode = if self.mode == TransferMode::Stream { "STREAM" } else { "EXTENDED" };
+                let who = self
+                    .access
+                    .as_ref()
+                    .map(|a| a.user.clone())
+                    .unwrap_or_default();
+                let mode = if self.mode == TransferMode::Stream {
+                    "STREAM"
+                } else {
+                    "EXTENDED"
+                };
                 let type_ = if self.ascii { "ASCII" } else { "BINARY" };
                 self.replies.push_back(Reply::multi(
                     Code::SYSTEM_STATUS,
@@ -439,7 +511,9 @@ impl Session {
                 ));
                 Ok(())
             }
-            C::Stat(Some(_)) => Err(SessionError::ParamNotImplemented("STAT with a path is not supported; use MLST.".into())),
+            C::Stat(Some(_)) => Err(SessionError::ParamNotImplemented(
+                "STAT with a path is not supported; use MLST.".into(),
+            )),
             C::Mkd(p) => {
                 let path = self.writable_path(&p)?;
                 self.storage(Pending::Mkd(path.clone()), StorageOp::MakeDir(path));
@@ -447,7 +521,10 @@ impl Session {
             }
             C::Rmd(p) => {
                 let path = self.writable_path(&p)?;
-                self.storage(Pending::Done("Directory removed."), StorageOp::RemoveDir(path));
+                self.storage(
+                    Pending::Done("Directory removed."),
+                    StorageOp::RemoveDir(path),
+                );
                 Ok(())
             }
             C::Dele(p) => {
@@ -461,22 +538,34 @@ impl Session {
                 Ok(())
             }
             C::Rnto(p) => {
-                let from = self.rename_from.take().ok_or(SessionError::BadSequence("RNFR required first."))?;
+                let from = self
+                    .rename_from
+                    .take()
+                    .ok_or(SessionError::BadSequence("RNFR required first."))?;
                 let to = self.writable_path(&p)?;
                 self.storage(Pending::Rnto, StorageOp::Rename { from, to });
                 Ok(())
             }
             C::Abor => {
-                self.reply(Code::TRANSFER_COMPLETE, "Abort successful; no transfer in progress.");
+                self.reply(
+                    Code::TRANSFER_COMPLETE,
+                    "Abort successful; no transfer in progress.",
+                );
                 Ok(())
             }
             C::Dcau(arg) if arg.trim().eq_ignore_ascii_case("N") => {
                 self.reply(Code::OK, "DCAU N.");
                 Ok(())
             }
-            C::Dcau(_) => Err(SessionError::ParamNotImplemented("Only DCAU N is supported.".into())),
-            C::Cksm(_) | C::Scks(_) => Err(SessionError::NotImplemented("Checksums (CKSM/SCKS) are not supported yet.")),
-            C::Get(_) | C::Put(_) => Err(SessionError::NotImplemented("GET/PUT are not supported yet.")),
+            C::Dcau(_) => Err(SessionError::ParamNotImplemented(
+                "Only DCAU N is supported.".into(),
+            )),
+            C::Cksm(_) | C::Scks(_) => Err(SessionError::NotImplemented(
+                "Checksums (CKSM/SCKS) are not supported yet.",
+            )),
+            C::Get(_) | C::Put(_) => Err(SessionError::NotImplemented(
+                "GET/PUT are not supported yet.",
+            )),
             C::Trev(_) => Err(SessionError::NotImplemented("TREV is not supported yet.")),
             C::Mfmt(_) => Err(SessionError::NotImplemented("MFMT is not supported.")),
         }
@@ -486,11 +575,16 @@ impl Session {
         if self.access.is_some() {
             return Err(SessionError::BadSequence("Already logged in."));
         }
-        let anonymous = ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&name));
+        let anonymous = ANONYMOUS_NAMES
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&name));
         if anonymous && !self.config.allow_anonymous {
             return Err(SessionError::AnonymousDisabled);
         }
-        self.reply(Code::NEED_PASSWORD, format!("Password required for {}.", display_name(&name)));
+        self.reply(
+            Code::NEED_PASSWORD,
+            format!("Password required for {}.", display_name(&name)),
+        );
         self.user = Some(name);
         Ok(())
     }
@@ -499,13 +593,23 @@ impl Session {
         if self.access.is_some() {
             return Err(SessionError::BadSequence("Already logged in."));
         }
-        let user = self.user.take().ok_or(SessionError::BadSequence("Login with USER first."))?;
-        if ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&user)) {
-            self.handle_login(Some(Access { user: "anonymous".into(), writable: false }));
+        let user = self
+            .user
+            .take()
+            .ok_or(SessionError::BadSequence("Login with USER first."))?;
+        if ANONYMOUS_NAMES
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&user))
+        {
+            self.handle_login(Some(Access {
+                user: "anonymous".into(),
+                writable: false,
+            }));
             return Ok(());
         }
         self.pending = Pending::Auth;
-        self.actions.push_back(Action::Authenticate { user, password });
+        self.actions
+            .push_back(Action::Authenticate { user, password });
         Ok(())
     }
 
@@ -521,7 +625,10 @@ impl Session {
     fn handle_login(&mut self, result: Option<Access>) {
         match result {
             Some(access) => {
-                self.reply(Code::LOGGED_IN, format!("User {} logged in.", display_name(&access.user)));
+                self.reply(
+                    Code::LOGGED_IN,
+                    format!("User {} logged in.", display_name(&access.user)),
+                );
                 self.access = Some(access);
             }
             None => {
@@ -545,22 +652,34 @@ impl Session {
                 self.reply(Code::OK, "OPTS Command Successful.");
             }
             "MLST" => self.reply(Code::OK, "MLST OPTS Type;Size;Modify;Perm;UNIX.mode;"),
-            "PASV" => return Err(SessionError::ParamNotImplemented("Delayed passive is not supported yet.".into())),
-            _ => return Err(SessionError::ParamNotImplemented(format!("OPTS {name} is not supported."))),
+            "PASV" => {
+                return Err(SessionError::ParamNotImplemented(
+                    "Delayed passive is not supported yet.".into(),
+                ))
+            }
+            _ => {
+                return Err(SessionError::ParamNotImplemented(format!(
+                    "OPTS {name} is not supported."
+                )))
+            }
         }
         Ok(())
     }
 
     fn cmd_site(&mut self, site: SiteCommand) -> Result<(), SessionError> {
         match site {
-            SiteCommand::Help => self.replies.push_back(Reply::multi(Code::HELP, feat::site_help_lines())),
+            SiteCommand::Help => self
+                .replies
+                .push_back(Reply::multi(Code::HELP, feat::site_help_lines())),
             SiteCommand::ClientInfo(_) => self.reply(Code::FILE_ACTION_OK, "OK."),
             SiteCommand::BufSize(n) => {
                 self.set_buffer(n)?;
                 self.reply(Code::OK, "Buffer size set.");
             }
             SiteCommand::Other(name) => {
-                return Err(SessionError::ParamNotImplemented(format!("SITE {name} is not supported.")))
+                return Err(SessionError::ParamNotImplemented(format!(
+                    "SITE {name} is not supported."
+                )))
             }
         }
         Ok(())
@@ -569,7 +688,9 @@ impl Session {
     fn set_buffer(&mut self, n: u64) -> Result<(), SessionError> {
         // 0 means "system default" (autotuning); anything else is clamped by the kernel.
         if n > 1 << 30 {
-            return Err(SessionError::BadArgument("Buffer size must be at most 1 GiB.".into()));
+            return Err(SessionError::BadArgument(
+                "Buffer size must be at most 1 GiB.".into(),
+            ));
         }
         self.buffer_size = (n > 0).then_some(n);
         Ok(())
@@ -583,21 +704,29 @@ impl Session {
                 Ok(())
             }
             TransferMode::Extended | TransferMode::ExtendedX => {
-                Err(SessionError::ParamNotImplemented("Extended block modes (E, X) are not supported yet.".into()))
+                Err(SessionError::ParamNotImplemented(
+                    "Extended block modes (E, X) are not supported yet.".into(),
+                ))
             }
-            _ => Err(SessionError::ParamNotImplemented("Unsupported transfer mode.".into())),
+            _ => Err(SessionError::ParamNotImplemented(
+                "Unsupported transfer mode.".into(),
+            )),
         }
     }
 
     fn cmd_passive(&mut self, extended: bool) -> Result<(), SessionError> {
         if self.epsv_all && !extended {
-            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
+            return Err(SessionError::BadSequence(
+                "EPSV ALL in effect; only EPSV is allowed.",
+            ));
         }
         if !extended && self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip) {
             return Err(SessionError::ProtocolNotSupported);
         }
         self.pending = Pending::Passive { extended };
-        self.actions.push_back(Action::OpenPassive { ipv6: self.config.peer_ip.is_ipv6() });
+        self.actions.push_back(Action::OpenPassive {
+            ipv6: self.config.peer_ip.is_ipv6(),
+        });
         Ok(())
     }
 
@@ -618,17 +747,24 @@ impl Session {
 
     /// Answers [`Action::OpenPassive`] with the address to announce.
     pub fn handle_passive(&mut self, result: Result<SocketAddr, SessionError>) {
-        let Pending::Passive { extended } = self.pending else { return };
+        let Pending::Passive { extended } = self.pending else {
+            return;
+        };
         self.pending = Pending::None;
         match result {
             Ok(addr) => {
                 self.data = DataState::Passive;
                 if extended {
-                    self.reply(Code::EXT_PASSIVE, format!("Entering Extended Passive Mode (|||{}|)", addr.port()));
+                    self.reply(
+                        Code::EXT_PASSIVE,
+                        format!("Entering Extended Passive Mode (|||{}|)", addr.port()),
+                    );
                 } else {
                     match addr.ip() {
-                        IpAddr::V4(ip) => self
-                            .reply(Code::PASSIVE, format!("Entering Passive Mode ({})", host_port(ip, addr.port()))),
+                        IpAddr::V4(ip) => self.reply(
+                            Code::PASSIVE,
+                            format!("Entering Passive Mode ({})", host_port(ip, addr.port())),
+                        ),
                         IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
                             Some(ip) => self.reply(
                                 Code::PASSIVE,
@@ -648,12 +784,16 @@ impl Session {
 
     fn cmd_active(&mut self, addr: SocketAddr) -> Result<(), SessionError> {
         if self.epsv_all {
-            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
+            return Err(SessionError::BadSequence(
+                "EPSV ALL in effect; only EPSV is allowed.",
+            ));
         }
         let writable = self.access.as_ref().is_some_and(|a| a.writable);
         // Bounce protection for anonymous sessions (gridftp-protocol.md pitfall 17): only back
         // to the client itself and never to a privileged port.
-        if !writable && (canonical(addr.ip()) != canonical(self.config.peer_ip) || addr.port() < 1024) {
+        if !writable
+            && (canonical(addr.ip()) != canonical(self.config.peer_ip) || addr.port() < 1024)
+        {
             return Err(SessionError::PortRefused);
         }
         if self.data == DataState::Passive {
@@ -670,11 +810,16 @@ impl Session {
             // "0-n" means the first n bytes are done: the same as a stream offset of n.
             RestArg::Ranges(r) if r.len() == 1 && r[0].0 == 0 => r[0].1,
             RestArg::Ranges(_) => {
-                return Err(SessionError::ParamNotImplemented("Range restart needs MODE E (not supported yet).".into()))
+                return Err(SessionError::ParamNotImplemented(
+                    "Range restart needs MODE E (not supported yet).".into(),
+                ))
             }
         };
         self.rest = Some(offset);
-        self.reply(Code::PENDING_MORE_INFO, "Restart Marker OK. Send STORE or RETR to initiate transfer.");
+        self.reply(
+            Code::PENDING_MORE_INFO,
+            "Restart Marker OK. Send STORE or RETR to initiate transfer.",
+        );
         Ok(())
     }
 
@@ -738,7 +883,10 @@ impl Session {
                 self.reply(Code::TRANSFER_COMPLETE, "Transfer Complete.");
                 if aborting {
                     // ABOR arrived after the last byte had gone: answer it too.
-                    self.reply(Code::TRANSFER_COMPLETE, "Abort successful; transfer had completed.");
+                    self.reply(
+                        Code::TRANSFER_COMPLETE,
+                        "Abort successful; transfer had completed.",
+                    );
                 }
             }
             Err(SessionError::Aborted) => {
@@ -765,7 +913,9 @@ impl Session {
                     self.reply(Code::FILE_STATUS, f.size.to_string())
                 }
             }
-            (Pending::Mdtm, StorageDone::Stat(f)) => self.reply(Code::FILE_STATUS, facts::timeval(f.mtime)),
+            (Pending::Mdtm, StorageDone::Stat(f)) => {
+                self.reply(Code::FILE_STATUS, facts::timeval(f.mtime))
+            }
             (Pending::Mlst, StorageDone::Stat(f)) => {
                 let line = format!(" {}", facts::mlsx_line(&f, writable));
                 self.replies.push_back(Reply::multi(
@@ -775,7 +925,10 @@ impl Session {
             }
             (Pending::Rnfr(path), StorageDone::Stat(_)) => {
                 self.rename_from = Some(path);
-                self.reply(Code::PENDING_MORE_INFO, "File exists, ready for destination name.")
+                self.reply(
+                    Code::PENDING_MORE_INFO,
+                    "File exists, ready for destination name.",
+                )
             }
             (Pending::Rnto, _) => self.reply(Code::FILE_ACTION_OK, "Rename successful."),
             (Pending::Cwd(path), _) => {
@@ -789,7 +942,9 @@ impl Session {
             (Pending::Done(text), _) => self.reply(Code::FILE_ACTION_OK, text),
             (other, done) => {
                 // A driver bug: keep the session usable and say so.
-                self.error(SessionError::Internal(format!("unexpected storage result {done:?} for {other:?}")))
+                self.error(SessionError::Internal(format!(
+                    "unexpected storage result {done:?} for {other:?}"
+                )))
             }
         }
     }
@@ -834,9 +989,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 pub fn parse_opts_list(args: &str) -> Result<Vec<(String, String)>, SessionError> {
     let mut out = Vec::new();
     for item in args.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| SessionError::BadArgument(format!("Option '{item}' is not key=value.")))?;
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            SessionError::BadArgument(format!("Option '{item}' is not key=value."))
+        })?;
         out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
     Ok(out)

@@ -25,7 +25,11 @@ pub struct StorageError {
 
 impl StorageError {
     fn new(op: &'static str, path: &str, source: impl Into<io::Error>) -> StorageError {
-        StorageError { op, path: path.to_string(), source: source.into() }
+        StorageError {
+            op,
+            path: path.to_string(),
+            source: source.into(),
+        }
     }
 
     /// The errno, where there is one.
@@ -123,9 +127,16 @@ impl Root {
     /// Opens the root directory.
     pub fn open(path: &Path) -> Result<Root, StorageError> {
         let shown = path.display().to_string();
-        let dir = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| StorageError::new("open root", &shown, e))?;
-        Ok(Root { dir, path: path.to_path_buf() })
+        let dir = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| StorageError::new("open root", &shown, e))?;
+        Ok(Root {
+            dir,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The root's real path.
@@ -133,9 +144,21 @@ impl Root {
         &self.path
     }
 
-    fn open_at(&self, op: &'static str, vpath: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, StorageError> {
-        rustix::fs::openat2(&self.dir, relative(vpath), flags | OFlags::CLOEXEC, mode, RESOLVE)
-            .map_err(|e| StorageError::new(op, vpath, e))
+    fn open_at(
+        &self,
+        op: &'static str,
+        vpath: &str,
+        flags: OFlags,
+        mode: Mode,
+    ) -> Result<OwnedFd, StorageError> {
+        rustix::fs::openat2(
+            &self.dir,
+            relative(vpath),
+            flags | OFlags::CLOEXEC,
+            mode,
+            RESOLVE,
+        )
+        .map_err(|e| StorageError::new(op, vpath, e))
     }
 
     /// Opens a regular file for reading.
@@ -144,7 +167,11 @@ impl Root {
         let st = rustix::fs::fstat(&fd).map_err(|e| StorageError::new("stat", vpath, e))?;
         let info = FileInfo::from_stat(split(vpath).1.to_string(), &st);
         if info.kind != Kind::File {
-            return Err(StorageError::new("open", vpath, io::Error::from_raw_os_error(libc::EISDIR)));
+            return Err(StorageError::new(
+                "open",
+                vpath,
+                io::Error::from_raw_os_error(libc::EISDIR),
+            ));
         }
         Ok((File::from(fd), info))
     }
@@ -166,15 +193,25 @@ impl Root {
     pub fn stat(&self, vpath: &str) -> Result<FileInfo, StorageError> {
         let fd = self.open_at("stat", vpath, OFlags::PATH, Mode::empty())?;
         let st = rustix::fs::fstat(&fd).map_err(|e| StorageError::new("stat", vpath, e))?;
-        let name = if vpath == "/" { "/".to_string() } else { split(vpath).1.to_string() };
+        let name = if vpath == "/" {
+            "/".to_string()
+        } else {
+            split(vpath).1.to_string()
+        };
         Ok(FileInfo::from_stat(name, &st))
     }
 
     /// The entries of a directory (without `.` and `..`), sorted by name. Symlinks are reported
     /// as themselves, not followed.
     pub fn list(&self, vpath: &str) -> Result<Vec<FileInfo>, StorageError> {
-        let fd = self.open_at("list", vpath, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
-        let mut dir = rustix::fs::Dir::read_from(&fd).map_err(|e| StorageError::new("list", vpath, e))?;
+        let fd = self.open_at(
+            "list",
+            vpath,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )?;
+        let mut dir =
+            rustix::fs::Dir::read_from(&fd).map_err(|e| StorageError::new("list", vpath, e))?;
         let mut out = Vec::new();
         while let Some(entry) = dir.next() {
             let entry = entry.map_err(|e| StorageError::new("list", vpath, e))?;
@@ -182,10 +219,14 @@ impl Root {
             if name == b"." || name == b".." {
                 continue;
             }
-            let Ok(st) = rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) else {
+            let Ok(st) = rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+            else {
                 continue; // removed while we listed it
             };
-            out.push(FileInfo::from_stat(String::from_utf8_lossy(name).into_owned(), &st));
+            out.push(FileInfo::from_stat(
+                String::from_utf8_lossy(name).into_owned(),
+                &st,
+            ));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -204,7 +245,11 @@ impl Root {
     fn parent_fd(&self, op: &'static str, vpath: &str) -> Result<(OwnedFd, String), StorageError> {
         let (parent, name) = split(vpath);
         if name.is_empty() || name == "." || name == ".." {
-            return Err(StorageError::new(op, vpath, io::Error::from_raw_os_error(libc::EINVAL)));
+            return Err(StorageError::new(
+                op,
+                vpath,
+                io::Error::from_raw_os_error(libc::EINVAL),
+            ));
         }
         let fd = self.open_at(op, parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
         Ok((fd, name.to_string()))
@@ -230,7 +275,11 @@ impl Root {
         let st = rustix::fs::statat(dir.as_fd(), name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| StorageError::new("delete", vpath, e))?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            return Err(StorageError::new("delete", vpath, io::Error::from_raw_os_error(libc::EISDIR)));
+            return Err(StorageError::new(
+                "delete",
+                vpath,
+                io::Error::from_raw_os_error(libc::EISDIR),
+            ));
         }
         rustix::fs::unlinkat(dir.as_fd(), name.as_str(), AtFlags::empty())
             .map_err(|e| StorageError::new("delete", vpath, e))
@@ -240,13 +289,24 @@ impl Root {
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
         let (from_dir, from_name) = self.parent_fd("rename", from)?;
         let (to_dir, to_name) = self.parent_fd("rename", to)?;
-        rustix::fs::renameat(from_dir.as_fd(), from_name.as_str(), to_dir.as_fd(), to_name.as_str())
-            .map_err(|e| StorageError::new("rename", from, e))
+        rustix::fs::renameat(
+            from_dir.as_fd(),
+            from_name.as_str(),
+            to_dir.as_fd(),
+            to_name.as_str(),
+        )
+        .map_err(|e| StorageError::new("rename", from, e))
     }
 
     /// Checks that `vpath` is a directory that can be listed.
     pub fn check_dir(&self, vpath: &str) -> Result<(), StorageError> {
-        self.open_at("cwd", vpath, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).map(drop)
+        self.open_at(
+            "cwd",
+            vpath,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .map(drop)
     }
 }
 
@@ -282,7 +342,16 @@ mod tests {
         for p in ["/up", "/abs"] {
             let e = r.open_read(p).unwrap_err();
             assert!(e.is_escape(), "{p}: {e}");
-            assert!(r.open_write(p, WriteMode { truncate: true, append: false }).unwrap_err().is_escape());
+            assert!(r
+                .open_write(
+                    p,
+                    WriteMode {
+                        truncate: true,
+                        append: false
+                    }
+                )
+                .unwrap_err()
+                .is_escape());
         }
         assert!(r.stat("/abs").unwrap_err().is_escape());
     }
@@ -290,7 +359,12 @@ mod tests {
     #[test]
     fn listing_sorted_and_symlinks_not_followed() {
         let (_t, r) = tree();
-        let names: Vec<_> = r.list("/").unwrap().into_iter().map(|i| (i.name, i.kind)).collect();
+        let names: Vec<_> = r
+            .list("/")
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.name, i.kind))
+            .collect();
         assert_eq!(
             names,
             vec![

@@ -1,0 +1,348 @@
+//! Command-line interface: argument and config-file parsing, then calls into the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::door::{auth, Door, DoorConfig};
+use crate::engine::{DataPath, Engine, EngineConfig};
+use crate::pool::{Pool, PoolConfig};
+use crate::storage::Root;
+
+/// ringmover: GridFTP v2 server, client and benchmark for data-transfer nodes.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a GridFTP door with an embedded pool.
+    Serve(ServeArgs),
+    /// Add or change a read-write user in a users file (password from the terminal or stdin).
+    Passwd(PasswdArgs),
+    /// Check that this host's kernel offers the io_uring features the engine needs.
+    Probe,
+}
+
+/// `serve` options. Each can also come from the TOML file given with --config; flags win.
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these options (keys as the long flags, e.g. port-range = "50000-50100").
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory served; clients cannot leave it.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Control address [default: 127.0.0.1:2811].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Passive data ports, e.g. 50000-50100 (for firewalled DTNs).
+    #[arg(long, value_name = "A-B")]
+    pub port_range: Option<String>,
+    /// Address announced in passive replies (227/229/127), e.g. the public address behind NAT.
+    #[arg(long)]
+    pub data_address: Option<IpAddr>,
+    /// Engine cores (threads, one io_uring each) [default: all CPUs].
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Maximum concurrent control sessions [default: 256].
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Close idle control connections after this long (e.g. 600, 90s, 10m) [default: 10m].
+    #[arg(long)]
+    pub idle_timeout: Option<String>,
+    /// After SIGTERM, let running transfers finish for this long [default: 30s].
+    #[arg(long)]
+    pub shutdown_grace: Option<String>,
+    /// Users file (name:argon2-hash lines, see `ringmover passwd`) for read-write logins.
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Refuse anonymous (read-only) logins.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_anonymous: bool,
+    /// Engine data path: zerocopy (sendfile/splice) or readwrite (registered buffers) [default: zerocopy].
+    #[arg(long)]
+    pub data_path: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// User name.
+    pub name: String,
+    /// Users file to create or update.
+    #[arg(long, default_value = "users")]
+    pub users: PathBuf,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    init_logging(cli.verbose);
+    match cli.command {
+        Cmd::Serve(args) => serve(args),
+        Cmd::Passwd(args) => passwd(args),
+        Cmd::Probe => {
+            println!("{}", crate::engine::probe()?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses `600`, `90s`, `10m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration '{s}'"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!("invalid duration '{s}': use a number of seconds, or a suffix s, m or h"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses `A-B` with 1 <= A <= B.
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
+    let (a, b) = s
+        .split_once('-')
+        .with_context(|| format!("invalid port range '{s}': expected A-B"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .with_context(|| format!("invalid port range '{s}'"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .with_context(|| format!("invalid port range '{s}'"))?;
+    if a == 0 || a > b {
+        bail!("invalid port range '{s}': need 1 <= A <= B");
+    }
+    Ok(a..=b)
+}
+
+impl ServeArgs {
+    /// Fills options not given on the command line from the config file.
+    fn merged(self) -> Result<ServeArgs> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let file: ServeArgs =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        Ok(ServeArgs {
+            config: self.config,
+            root: self.root.or(file.root),
+            listen: self.listen.or(file.listen),
+            port_range: self.port_range.or(file.port_range),
+            data_address: self.data_address.or(file.data_address),
+            cores: self.cores.or(file.cores),
+            max_sessions: self.max_sessions.or(file.max_sessions),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            users: self.users.or(file.users),
+            no_anonymous: self.no_anonymous || file.no_anonymous,
+            data_path: self.data_path.or(file.data_path),
+        })
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let args = args.merged()?;
+    let root_path = args
+        .root
+        .clone()
+        .context("--root is required (or root = \"...\" in --config)")?;
+    let root = Arc::new(
+        Root::open(&root_path).with_context(|| format!("opening root {}", root_path.display()))?,
+    );
+    let data_path: DataPath = match &args.data_path {
+        Some(p) => p.parse().map_err(anyhow::Error::msg)?,
+        None => DataPath::default(),
+    };
+    let port_range = args
+        .port_range
+        .as_deref()
+        .map(parse_port_range)
+        .transpose()?;
+    let defaults = DoorConfig::default();
+    let door_config = DoorConfig {
+        anonymous: !args.no_anonymous,
+        data_address: args.data_address,
+        max_sessions: args.max_sessions.unwrap_or(defaults.max_sessions).max(1),
+        idle_timeout: args
+            .idle_timeout
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(defaults.idle_timeout),
+        shutdown_grace: args
+            .shutdown_grace
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(defaults.shutdown_grace),
+        banner: defaults.banner,
+    };
+    let users = match &args.users {
+        Some(p) => auth::Users::load(p)?,
+        None => auth::Users::empty(),
+    };
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2811)));
+    let engine = Arc::new(Engine::start(&EngineConfig {
+        cores: args.cores.unwrap_or(0),
+        path: data_path,
+        ..EngineConfig::default()
+    })?);
+    let pool = Pool::new(
+        root.clone(),
+        engine.clone(),
+        PoolConfig {
+            port_range,
+            ..PoolConfig::default()
+        },
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("rm-control")
+        .enable_all()
+        .build()
+        .context("starting the control runtime")?;
+    runtime.block_on(async move {
+        let door = Door::bind(listen, door_config, root, pool, users)
+            .await
+            .with_context(|| format!("binding control address {listen}"))?;
+        let addr = door.local_addr()?;
+        tracing::info!(%addr, root = %root_path.display(), "door listening");
+        println!("listening on {addr}");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: stopping");
+            let _ = tx.send(true);
+        });
+        door.run(rx).await;
+        anyhow::Ok(())
+    })?;
+    drop(runtime);
+    drop(engine);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn passwd(args: PasswdArgs) -> Result<ExitCode> {
+    auth::check_name(&args.name)?;
+    let password = if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password(format!("New password for {}: ", args.name))?;
+        let b = rpassword::prompt_password("Repeat: ")?;
+        if a != b {
+            bail!("passwords differ");
+        }
+        a
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        bail!("empty password refused");
+    }
+    auth::Users::set_password(&args.users, &args.name, &password)?;
+    eprintln!("updated {} in {}", args.name, args.users.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_ranges() {
+        assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert!(parse_duration("10x").is_err());
+        assert_eq!(parse_port_range("50000-50100").unwrap(), 50000..=50100);
+        assert!(parse_port_range("5-1").is_err());
+        assert!(parse_port_range("0-1").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_config_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "root = \"/srv\"\ncores = 4\nport-range = \"1-2\"\nno-anonymous = true\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(p.clone()),
+            cores: Some(2),
+            ..Default::default()
+        }
+        .merged()
+        .unwrap();
+        assert_eq!(args.cores, Some(2));
+        assert_eq!(args.root, Some(PathBuf::from("/srv")));
+        assert_eq!(args.port_range.as_deref(), Some("1-2"));
+        assert!(args.no_anonymous);
+        std::fs::write(&p, "bogus = 1\n").unwrap();
+        assert!(ServeArgs {
+            config: Some(p),
+            ..Default::default()
+        }
+        .merged()
+        .is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! One control connection: reads lines, feeds the session, carries out its actions (auth,
+//! storage, passive listeners, transfers on the pool) and writes its replies in order.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::convert::{engine_error, facts, pool_error, storage_error};
+use super::DoorShared;
+use crate::pool::{DataChannel, MoverRequest};
+use crate::protocol::facts::render_listing;
+use crate::protocol::framer::{Frame, LineFramer};
+use crate::protocol::session::{
+    Access, DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest,
+};
+use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
+
+pub(crate) struct Connection {
+    shared: Arc<DoorShared>,
+    session: Session,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    framer: LineFramer,
+    queued: VecDeque<Frame>,
+    passive: Option<TcpListener>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    closed: bool,
+}
+
+/// How a transfer ended, for the log line.
+struct Outcome {
+    bytes: u64,
+    result: Result<u64, SessionError>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        shared: Arc<DoorShared>,
+        stream: TcpStream,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<Connection> {
+        let peer = stream.peer_addr()?;
+        let local = stream.local_addr()?;
+        let _ = stream.set_nodelay(true);
+        let config = SessionConfig {
+            allow_anonymous: shared.config.anonymous,
+            peer_ip: peer.ip(),
+            banner: shared.config.banner.clone(),
+        };
+        let (reader, writer) = stream.into_split();
+        Ok(Connection {
+            shared,
+            session: Session::new(config),
+            reader,
+            writer,
+            framer: LineFramer::default(),
+            queued: VecDeque::new(),
+            passive: None,
+            peer,
+            local,
+            shutdown,
+            closed: false,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        if let Err(e) = self.serve().await {
+            tracing::debug!(peer = %self.peer, "control connection ended: {e}");
+        }
+    }
+
+    async fn serve(&mut self) -> std::io::Result<()> {
+        let idle = self.shared.config.idle_timeout;
+        loop {
+            self.flush().await?;
+            if self.closed {
+                return Ok(());
+            }
+            if let Some(frame) = self.queued.pop_front() {
+                self.feed(frame).await?;
+                continue;
+            }
+            if *self.shutdown.borrow() {
+                return self.close_with(SessionError::ShuttingDown).await;
+            }
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                read = tokio::time::timeout(idle, self.read_more()) => match read {
+                    Err(_) => {
+                        let reply = Reply::new(crate::protocol::Code::NOT_AVAILABLE, "Idle timeout; closing control connection.");
+                        self.writer.write_all(reply.to_wire().as_bytes()).await?;
+                        return Ok(());
+                    }
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => return Ok(()),
+                    Ok(Err(e)) => return Err(e),
+                },
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn close_with(&mut self, err: SessionError) -> std::io::Result<()> {
+        self.writer
+            .write_all(Reply::from(&err).to_wire().as_bytes())
+            .await?;
+        Ok(())
+    }
+
+    /// Reads more control bytes into the queue; false at end of stream.
+    async fn read_more(&mut self) -> std::io::Result<bool> {
+        let mut buf = [0u8; 4096];
+        let n = self.reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.framer.push(&buf[..n]);
+        while let Some(f) = self.framer.next_frame() {
+            self.queued.push_back(f);
+        }
+        Ok(true)
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let mut out = String::new();
+        while let Some(r) = self.session.poll_reply() {
+            out.push_str(&r.to_wire());
+        }
+        if !out.is_empty() {
+            self.writer.write_all(out.as_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    async fn feed(&mut self, frame: Frame) -> std::io::Result<()> {
+        match frame {
+            Frame::Line(line) => {
+                if let Ok(cmd) = Command::parse(&line) {
+                    tracing::trace!(peer = %self.peer, verb = cmd.verb(), "command");
+                }
+                self.session.handle_line(&line)
+            }
+            Frame::TooLong => self.session.handle_line_too_long(),
+        }
+        while let Some(action) = self.session.poll_action() {
+            self.flush().await?;
+            self.perform(action).await?;
+        }
+        Ok(())
+    }
+
+    async fn perform(&mut self, action: Action) -> std::io::Result<()> {
+        match action {
+            Action::Authenticate { user, password } => self.authenticate(user, password).await?,
+            Action::OpenPassive { .. } => {
+                self.passive = None;
+                let result = self
+                    .shared
+                    .pool
+                    .open_passive(self.local.ip(), None)
+                    .map_err(|e| pool_error(&e))
+                    .and_then(|l| {
+                        let port = l
+                            .local_addr()
+                            .map_err(|e| SessionError::DataConnection(e.to_string()))?
+                            .port();
+                        self.passive = Some(l);
+                        Ok(SocketAddr::new(
+                            self.shared.config.data_address.unwrap_or(self.local.ip()),
+                            port,
+                        ))
+                    });
+                self.session.handle_passive(result);
+            }
+            Action::DropPassive => self.passive = None,
+            Action::Storage(op) => {
+                let result = self.storage(op).await;
+                self.session.handle_storage(result);
+            }
+            Action::Transfer(req) => self.transfer(req).await?,
+            Action::Abort => {}
+            Action::Close => self.closed = true,
+        }
+        Ok(())
+    }
+
+    async fn authenticate(&mut self, user: String, password: String) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        let name = user.clone();
+        let ok = tokio::task::spawn_blocking(move || shared.users.verify(&name, &password))
+            .await
+            .unwrap_or(false);
+        let ip = self.peer.ip();
+        if ok {
+            self.shared.throttle.succeed(ip);
+            tracing::info!(%user, peer = %self.peer, "login");
+            self.session.handle_auth(Some(Access {
+                user,
+                writable: true,
+            }));
+        } else {
+            let delay = self
+                .shared
+                .throttle
+                .fail(ip)
+                .max(self.session.auth_penalty());
+            tracing::warn!(%user, peer = %self.peer, ?delay, "failed login");
+            tokio::time::sleep(delay).await;
+            self.session.handle_auth(None);
+        }
+        Ok(())
+    }
+
+    async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
+        let root = self.shared.root.clone();
+        let run = move || -> Result<StorageDone, SessionError> {
+            let e = |err: crate::storage::StorageError| storage_error(&err);
+            Ok(match op {
+                StorageOp::Stat(p) => StorageDone::Stat(facts(root.stat(&p).map_err(e)?)),
+                StorageOp::ChangeDir(p) => {
+                    root.check_dir(&p).map(|_| StorageDone::Done).map_err(e)?
+                }
+                StorageOp::MakeDir(p) => root.mkdir(&p).map(|_| StorageDone::Done).map_err(e)?,
+                StorageOp::RemoveDir(p) => root.rmdir(&p).map(|_| StorageDone::Done).map_err(e)?,
+                StorageOp::Delete(p) => root.delete(&p).map(|_| StorageDone::Done).map_err(e)?,
+                StorageOp::Rename { from, to } => root
+                    .rename(&from, &to)
+                    .map(|_| StorageDone::Done)
+                    .map_err(e)?,
+            })
+        };
+        tokio::task::spawn_blocking(run)
+            .await
+            .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))
+    }
+
+    fn mover_request(&self, req: &TransferRequest) -> Result<MoverRequest, SessionError> {
+        Ok(match &req.kind {
+            TransferKind::Retrieve {
+                path,
+                offset,
+                length,
+            } => MoverRequest::Send {
+                path: path.clone(),
+                offset: *offset,
+                length: *length,
+            },
+            TransferKind::Store {
+                path,
+                offset,
+                append,
+                truncate,
+            } => MoverRequest::Receive {
+                path: path.clone(),
+                offset: *offset,
+                append: *append,
+                truncate: *truncate,
+            },
+            TransferKind::Listing { path, format } => {
+                let entries = self
+                    .shared
+                    .root
+                    .list_or_stat(path)
+                    .map_err(|e| storage_error(&e))?;
+                let entries: Vec<_> = entries.into_iter().map(facts).collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                MoverRequest::SendBytes(Bytes::from(render_listing(
+                    &entries,
+                    *format,
+                    req.access.writable,
+                    now,
+                )))
+            }
+        })
+    }
+
+    async fn transfer(&mut self, req: TransferRequest) -> std::io::Result<()> {
+        let started = Instant::now();
+        let outcome = self.run_transfer(&req).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let direction = match req.kind {
+            TransferKind::Store { .. } => "upload",
+            TransferKind::Retrieve { .. } => "download",
+            TransferKind::Listing { .. } => "listing",
+        };
+        let result = match &outcome.result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{} {e}", e.code().0),
+        };
+        tracing::info!(
+            target: "ringmover::transfer",
+            user = %req.access.user,
+            path = %req.kind.path(),
+            direction,
+            bytes = outcome.bytes,
+            seconds = format_args!("{secs:.3}"),
+            rate_mb_s = format_args!("{:.1}", outcome.bytes as f64 / secs.max(1e-9) / 1e6),
+            streams = 1,
+            peer = %self.peer.ip(),
+            result = %result,
+            "transfer"
+        );
+        self.session.handle_transfer_done(outcome.result);
+        Ok(())
+    }
+
+    async fn run_transfer(&mut self, req: &TransferRequest) -> std::io::Result<Outcome> {
+        let fail = |e: SessionError| {
+            Ok(Outcome {
+                bytes: 0,
+                result: Err(e),
+            })
+        };
+        let prepared = match self
+            .mover_request(req)
+            .and_then(|m| self.shared.pool.prepare(m).map_err(|e| pool_error(&e)))
+        {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        self.session.handle_transfer_started();
+        self.flush().await?;
+        let channel = match req.endpoint {
+            DataEndpoint::Passive => match &self.passive {
+                Some(listener) => DataChannel::Accept {
+                    listener,
+                    peer: self.peer.ip(),
+                },
+                None => return fail(SessionError::NoDataChannel),
+            },
+            DataEndpoint::Active(remote) => DataChannel::Connect {
+                local: self.local.ip(),
+                remote,
+            },
+        };
+        let stream = match self.shared.pool.connect(channel, req.buffer_size).await {
+            Ok(s) => s,
+            Err(e) => return fail(pool_error(&e)),
+        };
+        let mut handle = match self.shared.pool.start(prepared, stream) {
+            Ok(h) => h,
+            Err(e) => return fail(pool_error(&e)),
+        };
+        let result = loop {
+            tokio::select! {
+                r = handle.finish() => break r,
+                more = self.read_more() => {
+                    if !matches!(more, Ok(true)) {
+                        // The control connection is gone: nobody is left to report to.
+                        handle.cancel();
+                        let _ = handle.finish().await;
+                        self.closed = true;
+                        return Ok(Outcome { bytes: handle.progress(), result: Err(SessionError::Aborted) });
+                    }
+                    self.take_abort(&handle);
+                }
+            }
+        };
+        Ok(Outcome {
+            bytes: handle.progress(),
+            result: result.map_err(|e| engine_error(&e)),
+        })
+    }
+
+    /// During a transfer only ABOR is acted on at once; other lines wait their turn.
+    fn take_abort(&mut self, handle: &crate::engine::TransferHandle) {
+        let mut rest = VecDeque::new();
+        while let Some(frame) = self.queued.pop_front() {
+            match &frame {
+                Frame::Line(l) if Command::parse(l) == Ok(Command::Abor) => {
+                    self.session.handle_command(Command::Abor);
+                    while let Some(a) = self.session.poll_action() {
+                        if a == Action::Abort {
+                            handle.cancel();
+                        }
+                    }
+                }
+                _ => rest.push_back(frame),
+            }
+        }
+        self.queued = rest;
+    }
+}

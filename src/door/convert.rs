@@ -1,0 +1,71 @@
+//! Lower-layer results in protocol terms: storage and pool errors to [`SessionError`], file
+//! info to listing facts.
+
+use crate::engine::OpError;
+use crate::pool::PoolError;
+use crate::protocol::facts::{EntryKind, Facts};
+use crate::protocol::vpath::PathError;
+use crate::protocol::SessionError;
+use crate::storage::{FileInfo, Kind, StorageError};
+
+pub(crate) fn storage_error(e: &StorageError) -> SessionError {
+    match e.errno() {
+        Some(libc::ENOENT) => SessionError::NotFound,
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::ELOOP) => {
+            SessionError::PermissionDenied
+        }
+        Some(libc::EXDEV) => SessionError::Path(PathError::Escape),
+        Some(libc::EEXIST) => SessionError::AlreadyExists,
+        Some(libc::ENOTDIR) => SessionError::NotADirectory,
+        Some(libc::EISDIR) | Some(libc::EINVAL) => SessionError::NotAFile,
+        Some(libc::ENOTEMPTY) => SessionError::NotEmpty,
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => SessionError::NoSpace,
+        _ => SessionError::Local(e.to_string()),
+    }
+}
+
+pub(crate) fn engine_error(e: &OpError) -> SessionError {
+    match e {
+        OpError::Cancelled => SessionError::Aborted,
+        OpError::Io { source, .. }
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ) =>
+        {
+            SessionError::NoSpace
+        }
+        OpError::Io { op: "write", .. } | OpError::ShortSource { .. } | OpError::Stopped => {
+            SessionError::Local(e.to_string())
+        }
+        OpError::Io { .. } => SessionError::ConnectionLost(e.to_string()),
+    }
+}
+
+pub(crate) fn pool_error(e: &PoolError) -> SessionError {
+    match e {
+        PoolError::Storage(s) => storage_error(s),
+        PoolError::NoPort | PoolError::Connect(_) | PoolError::ConnectTimeout(_) => {
+            SessionError::DataConnection(e.to_string())
+        }
+        PoolError::Engine(op) => engine_error(op),
+    }
+}
+
+pub(crate) fn facts(info: FileInfo) -> Facts {
+    Facts {
+        name: info.name,
+        kind: match info.kind {
+            Kind::File => EntryKind::File,
+            Kind::Dir => EntryKind::Dir,
+            Kind::Symlink => EntryKind::Link,
+            Kind::Other => EntryKind::Other,
+        },
+        size: info.size,
+        mtime: info.mtime,
+        mode: info.mode,
+        nlink: info.nlink,
+        uid: info.uid,
+        gid: info.gid,
+    }
+}

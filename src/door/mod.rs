@@ -1,0 +1,145 @@
+//! The door: accepts control connections (tokio), runs one sans-IO session per connection and
+//! hands data movement to the pool. `serve` runs a door with an embedded pool.
+
+pub mod auth;
+mod connection;
+mod convert;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::pool::Pool;
+use crate::protocol::Reply;
+use crate::storage::Root;
+
+/// Door policy.
+#[derive(Clone, Debug)]
+pub struct DoorConfig {
+    /// Whether anonymous (read-only) logins are allowed.
+    pub anonymous: bool,
+    /// Address announced in 227 replies instead of the control connection's local address.
+    pub data_address: Option<IpAddr>,
+    pub max_sessions: usize,
+    pub idle_timeout: Duration,
+    /// How long transfers in flight may run after SIGTERM.
+    pub shutdown_grace: Duration,
+    pub banner: String,
+}
+
+impl Default for DoorConfig {
+    fn default() -> Self {
+        DoorConfig {
+            anonymous: true,
+            data_address: None,
+            max_sessions: 256,
+            idle_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+            banner: format!(
+                "ringmover {} GridFTP server ready.",
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
+    }
+}
+
+/// What every connection of a door shares.
+pub(crate) struct DoorShared {
+    pub(crate) config: DoorConfig,
+    pub(crate) root: Arc<Root>,
+    pub(crate) pool: Pool,
+    pub(crate) users: auth::Users,
+    pub(crate) throttle: auth::Throttle,
+}
+
+/// A door bound to its control port.
+pub struct Door {
+    listener: TcpListener,
+    shared: Arc<DoorShared>,
+}
+
+impl Door {
+    /// Binds the control port.
+    pub async fn bind(
+        listen: SocketAddr,
+        config: DoorConfig,
+        root: Arc<Root>,
+        pool: Pool,
+        users: auth::Users,
+    ) -> std::io::Result<Door> {
+        let listener = TcpListener::bind(listen).await?;
+        let shared = Arc::new(DoorShared {
+            config,
+            root,
+            pool,
+            users,
+            throttle: auth::Throttle::default(),
+        });
+        Ok(Door { listener, shared })
+    }
+
+    /// The bound control address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true; then stops accepting, lets sessions finish their
+    /// transfers for the grace period and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.shared.config.max_sessions));
+        let mut sessions = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "refused: max-sessions reached");
+                        let reply = Reply::new(crate::protocol::Code::NOT_AVAILABLE, "Too many sessions; try again later.");
+                        tokio::spawn(async move {
+                            use tokio::io::AsyncWriteExt;
+                            let mut stream = stream;
+                            let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                        });
+                        continue;
+                    };
+                    let shared = self.shared.clone();
+                    let rx = shutdown.clone();
+                    sessions.spawn(async move {
+                        match connection::Connection::new(shared, stream, rx) {
+                            Ok(c) => c.run().await,
+                            Err(e) => tracing::debug!(%peer, "connection setup failed: {e}"),
+                        }
+                        drop(permit);
+                    });
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        drop(self.listener);
+        let grace = self.shared.config.shutdown_grace;
+        tracing::info!(
+            sessions = sessions.len(),
+            ?grace,
+            "shutting down: no new sessions"
+        );
+        let drain = async { while sessions.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                left = sessions.len(),
+                "grace period over; closing remaining sessions"
+            );
+            sessions.abort_all();
+        }
+    }
+}

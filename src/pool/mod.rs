@@ -1,0 +1,295 @@
+//! The pool: the data mover. It opens passive listeners (within the configured port range),
+//! accepts or makes data connections, opens files under its root and runs the bytes on the
+//! engine. The door asks it for movers; in `ringmover serve` the pool is embedded in the same
+//! process. Uses engine and storage; knows nothing of the control protocol.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::engine::{DataPath, Engine, OpError, Sink, Source, TransferHandle};
+use crate::storage::{Root, StorageError, WriteMode};
+
+/// Pool failures.
+#[derive(Debug, Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("no free port in the passive port range")]
+    NoPort,
+    #[error("data connection: {0}")]
+    Connect(io::Error),
+    #[error("no data connection within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Engine(#[from] OpError),
+}
+
+/// Pool settings.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Passive ports to use; any free port when `None`.
+    pub port_range: Option<RangeInclusive<u16>>,
+    /// How long to wait for a data connection.
+    pub connect_timeout: Duration,
+    /// Data path for file transfers (None: the engine's default).
+    pub data_path: Option<DataPath>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            port_range: None,
+            connect_timeout: Duration::from_secs(30),
+            data_path: None,
+        }
+    }
+}
+
+/// What a mover moves.
+#[derive(Debug)]
+pub enum MoverRequest {
+    /// Send `length` bytes (to the end when `None`) of `path` from `offset`.
+    Send {
+        path: String,
+        offset: u64,
+        length: Option<u64>,
+    },
+    /// Receive into `path`.
+    Receive {
+        path: String,
+        offset: u64,
+        append: bool,
+        truncate: bool,
+    },
+    /// Send bytes the door produced (a listing).
+    SendBytes(Bytes),
+}
+
+/// A mover whose file is open, waiting for its data connection.
+#[derive(Debug)]
+pub struct PreparedMover {
+    source_or_sink: Prepared,
+    /// Size of the file to send, when known (for logs).
+    pub size: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Prepared {
+    File {
+        file: std::fs::File,
+        offset: u64,
+        length: Option<u64>,
+    },
+    Store {
+        file: std::fs::File,
+        offset: Option<u64>,
+    },
+    Bytes(Bytes),
+}
+
+/// How the data connection is made.
+pub enum DataChannel<'a> {
+    /// Accept on this listener a connection from `peer` (others are dropped).
+    Accept {
+        listener: &'a TcpListener,
+        peer: IpAddr,
+    },
+    /// Connect from `local` to `remote`.
+    Connect { local: IpAddr, remote: SocketAddr },
+}
+
+/// The embedded pool.
+pub struct Pool {
+    root: Arc<Root>,
+    engine: Arc<Engine>,
+    config: PoolConfig,
+}
+
+impl Pool {
+    pub fn new(root: Arc<Root>, engine: Arc<Engine>, config: PoolConfig) -> Pool {
+        Pool {
+            root,
+            engine,
+            config,
+        }
+    }
+
+    /// Opens a passive listener on `ip`, within the port range when one is set.
+    pub fn open_passive(&self, ip: IpAddr, buffer: Option<u64>) -> Result<TcpListener, PoolError> {
+        let Some(range) = self.config.port_range.clone() else {
+            return bind(SocketAddr::new(ip, 0), buffer).map_err(PoolError::Connect);
+        };
+        // Start at a varying port so consecutive sessions do not race for the same one.
+        let span = u32::from(range.end() - range.start()) + 1;
+        let start = (std::process::id() ^ rand_seed()) % span;
+        for i in 0..span {
+            let port = range.start() + ((start + i) % span) as u16;
+            if let Ok(l) = bind(SocketAddr::new(ip, port), buffer) {
+                return Ok(l);
+            }
+        }
+        Err(PoolError::NoPort)
+    }
+
+    /// Opens the file for a mover (before the 150 reply, so a missing file is a plain 550).
+    pub fn prepare(&self, req: MoverRequest) -> Result<PreparedMover, PoolError> {
+        Ok(match req {
+            MoverRequest::Send {
+                path,
+                offset,
+                length,
+            } => {
+                let (file, info) = self.root.open_read(&path)?;
+                let length = match length {
+                    Some(l) => Some(l.min(info.size.saturating_sub(offset))),
+                    None => Some(info.size.saturating_sub(offset)),
+                };
+                PreparedMover {
+                    source_or_sink: Prepared::File {
+                        file,
+                        offset,
+                        length,
+                    },
+                    size: Some(info.size),
+                }
+            }
+            MoverRequest::Receive {
+                path,
+                offset,
+                append,
+                truncate,
+            } => {
+                let file = self
+                    .root
+                    .open_write(&path, WriteMode { truncate, append })?;
+                let offset = (!append).then_some(offset);
+                PreparedMover {
+                    source_or_sink: Prepared::Store { file, offset },
+                    size: None,
+                }
+            }
+            MoverRequest::SendBytes(b) => {
+                let size = Some(b.len() as u64);
+                PreparedMover {
+                    source_or_sink: Prepared::Bytes(b),
+                    size,
+                }
+            }
+        })
+    }
+
+    /// Makes the data connection.
+    pub async fn connect(
+        &self,
+        channel: DataChannel<'_>,
+        buffer: Option<u64>,
+    ) -> Result<TcpStream, PoolError> {
+        let timeout = self.config.connect_timeout;
+        let fut = async {
+            match channel {
+                DataChannel::Accept { listener, peer } => loop {
+                    let (s, from) = listener.accept().await.map_err(PoolError::Connect)?;
+                    if canonical(from.ip()) == canonical(peer) {
+                        break Ok(s);
+                    }
+                    // A stranger on the passive port must not hijack or kill the transfer.
+                    tracing::warn!(%from, expected = %peer, "dropped data connection from a foreign address");
+                },
+                DataChannel::Connect { local, remote } => {
+                    let sock = if remote.is_ipv4() {
+                        TcpSocket::new_v4()
+                    } else {
+                        TcpSocket::new_v6()
+                    }
+                    .map_err(PoolError::Connect)?;
+                    if local.is_ipv4() == remote.is_ipv4() {
+                        let _ = sock.bind(SocketAddr::new(local, 0));
+                    }
+                    set_buffers(&sock, buffer);
+                    sock.connect(remote).await.map_err(PoolError::Connect)
+                }
+            }
+        };
+        let stream = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| PoolError::ConnectTimeout(timeout))??;
+        if let Some(n) = buffer {
+            let n = n.min(usize::MAX as u64) as usize;
+            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&stream, n);
+            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&stream, n);
+        }
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Runs the mover on the engine.
+    pub fn start(
+        &self,
+        mover: PreparedMover,
+        stream: TcpStream,
+    ) -> Result<TransferHandle, PoolError> {
+        let std_stream = stream.into_std().map_err(PoolError::Connect)?;
+        std_stream
+            .set_nonblocking(true)
+            .map_err(PoolError::Connect)?;
+        let (source, sink) = match mover.source_or_sink {
+            Prepared::File {
+                file,
+                offset,
+                length,
+            } => (
+                Source::File {
+                    file,
+                    offset,
+                    length,
+                },
+                Sink::Socket(std_stream),
+            ),
+            Prepared::Store { file, offset } => {
+                (Source::Socket(std_stream), Sink::File { file, offset })
+            }
+            Prepared::Bytes(b) => (Source::Memory(b), Sink::Socket(std_stream)),
+        };
+        Ok(self.engine.submit(source, sink, self.config.data_path))
+    }
+}
+
+fn bind(addr: SocketAddr, buffer: Option<u64>) -> io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    set_buffers(&sock, buffer);
+    sock.bind(addr)?;
+    sock.listen(64)
+}
+
+fn set_buffers(sock: &TcpSocket, buffer: Option<u64>) {
+    if let Some(n) = buffer {
+        let n = n.min(u32::MAX as u64) as u32;
+        let _ = sock.set_send_buffer_size(n);
+        let _ = sock.set_recv_buffer_size(n);
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn rand_seed() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
