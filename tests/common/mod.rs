@@ -1,0 +1,285 @@
+//! Shared helpers for end-to-end tests: start `ringmover serve`, a raw control client, peers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "wonder-land";
+
+/// A running `ringmover serve` with its own root; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub root: tempfile::TempDir,
+    pub stderr: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+/// A scratch directory in tmpfs when there is one (big files move faster there).
+pub fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("rm-test")
+            .tempdir_in(shm)
+            .unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let root = scratch();
+        Server::start_in(root, extra)
+    }
+
+    pub fn start_in(root: tempfile::TempDir, extra: &[&str]) -> Server {
+        let state = tempfile::tempdir().unwrap();
+        let users = state.path().join("users");
+        ringmover::door::auth::Users::set_password(&users, USER, PASSWORD).unwrap();
+        let stderr = state.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+            .arg("serve")
+            .arg("--root")
+            .arg(root.path())
+            .args(["--listen", "127.0.0.1:0", "--users"])
+            .arg(&users)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn ringmover");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}; stderr: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            })
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            addr,
+            root,
+            stderr,
+            _state: state,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ftp://{}{}", self.addr, path)
+    }
+
+    pub fn user_url(&self, path: &str) -> String {
+        format!("ftp://{USER}:{PASSWORD}@{}{}", self.addr, path)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel.trim_start_matches('/'))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn control(&self) -> Control {
+        Control::connect(self.addr)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw control connection that reads whole replies.
+pub struct Control {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+/// One reply: its code and all its lines.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+impl Control {
+    pub fn connect(addr: SocketAddr) -> Control {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut c = Control {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        };
+        assert_eq!(c.reply().code, 220);
+        c
+    }
+
+    pub fn login(addr: SocketAddr, user: &str, pass: &str) -> Control {
+        let mut c = Control::connect(addr);
+        c.expect(&format!("USER {user}"), 331);
+        c.expect(&format!("PASS {pass}"), 230);
+        c
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    pub fn reply(&mut self) -> Reply {
+        let mut lines = Vec::new();
+        let mut first = String::new();
+        self.reader.read_line(&mut first).unwrap();
+        assert!(first.len() >= 4, "short reply line {first:?}");
+        let code: u16 = first[..3]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad reply {first:?}"));
+        let multi = first.as_bytes()[3] == b'-';
+        lines.push(first.trim_end().to_string());
+        if multi {
+            loop {
+                let mut l = String::new();
+                if self.reader.read_line(&mut l).unwrap() == 0 {
+                    break;
+                }
+                lines.push(l.trim_end().to_string());
+                if l.starts_with(&format!("{code} ")) {
+                    break;
+                }
+            }
+        }
+        Reply { code, lines }
+    }
+
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(line);
+        self.reply()
+    }
+
+    pub fn expect(&mut self, line: &str, code: u16) -> Reply {
+        let r = self.cmd(line);
+        assert_eq!(r.code, code, "{line} -> {}", r.text());
+        r
+    }
+
+    /// PASV, then connect to the announced port.
+    pub fn pasv(&mut self) -> TcpStream {
+        let r = self.expect("PASV", 227);
+        let text = r.text();
+        let inner = &text[text.find('(').unwrap() + 1..text.find(')').unwrap()];
+        let n: Vec<u16> = inner.split(',').map(|x| x.parse().unwrap()).collect();
+        let addr = SocketAddr::from((
+            [n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8],
+            n[4] * 256 + n[5],
+        ));
+        TcpStream::connect(addr).unwrap()
+    }
+
+    /// Runs a download command over PASV and returns its bytes and final reply.
+    pub fn download(&mut self, cmd: &str) -> (Vec<u8>, Reply) {
+        let mut data = self.pasv();
+        let r = self.cmd(cmd);
+        if r.code >= 400 {
+            return (Vec::new(), r);
+        }
+        assert!(r.code == 150 || r.code == 125, "{cmd} -> {}", r.text());
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).unwrap();
+        (buf, self.reply())
+    }
+
+    /// Runs an upload command over PASV.
+    pub fn upload(&mut self, cmd: &str, bytes: &[u8]) -> Reply {
+        let mut data = self.pasv();
+        let r = self.cmd(cmd);
+        if r.code >= 400 {
+            return r;
+        }
+        assert_eq!(r.code, 150, "{cmd} -> {}", r.text());
+        data.write_all(bytes).unwrap();
+        drop(data);
+        self.reply()
+    }
+}
+
+/// Deterministic test content.
+pub fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The path of a peer program, or a loud failure: interop tests never skip silently.
+pub fn require_peer(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} is not installed: interop tests need the real peer \
+         (apt-get install globus-gass-copy-progs globus-gridftp-server-progs; .ci/run does this)"
+    );
+}
+
+/// Runs globus-url-copy with arguments; returns (success, combined output).
+pub fn guc(args: &[&str]) -> (bool, String) {
+    let bin = require_peer("globus-url-copy");
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .expect("run globus-url-copy");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Asserts two files are byte-identical.
+pub fn assert_same(a: &Path, b: &Path) {
+    let x = std::fs::read(a).unwrap_or_else(|e| panic!("{}: {e}", a.display()));
+    let y = std::fs::read(b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
+    assert_eq!(x.len(), y.len(), "{} vs {}", a.display(), b.display());
+    assert!(x == y, "{} and {} differ", a.display(), b.display());
+}
