@@ -304,7 +304,16 @@ impl Session {
             ));
             return;
         }
-        let keeps_rest = matches!(cmd, Command::Rest(_));
+        // REST holds until the next transfer command consumes it (clients send it before or
+        // after PASV), so only transfer commands clear it.
+        let consumes_rest = matches!(
+            cmd,
+            Command::Retr(_)
+                | Command::Stor(_)
+                | Command::Appe(_)
+                | Command::Eret(_)
+                | Command::Esto(_)
+        );
         let keeps_rnfr = matches!(cmd, Command::Rnto(_));
         let result = if self.access.is_none() && !allowed_before_login(&cmd) {
             Err(SessionError::NotLoggedIn)
@@ -314,7 +323,7 @@ impl Session {
         if let Err(e) = result {
             self.error(e);
         }
-        if !keeps_rest && !self.transferring() {
+        if consumes_rest && !self.transferring() {
             self.rest = None;
         }
         if !keeps_rnfr && !matches!(self.pending, Pending::Rnfr(_)) {
