@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run a GridFTP door with an embedded pool.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add or change a read-write user in a users file (password from the terminal or stdin).
     Passwd(PasswdArgs),
     /// Check that this host's kernel offers the io_uring features the engine needs.
@@ -77,7 +77,8 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(default)]
     pub no_anonymous: bool,
-    /// Engine data path: zerocopy (sendfile/splice) or readwrite (registered buffers) [default: zerocopy].
+    /// Engine data path: auto (sendfile out, recv+write in), zerocopy (sendfile/splice) or readwrite
+    /// (registered buffers both ways) [default: auto].
     #[arg(long)]
     pub data_path: Option<String>,
 }
@@ -95,7 +96,7 @@ pub struct PasswdArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     init_logging(cli.verbose);
     match cli.command {
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);

@@ -51,7 +51,7 @@ fn upload_sizes_byte_for_byte() {
 
 #[test]
 fn upload_every_data_path() {
-    for path in ["zerocopy", "readwrite"] {
+    for path in ["auto", "zerocopy", "readwrite"] {
         let srv = Server::start(&["--data-path", path]);
         let src = scratch();
         let p = src.path().join("f");

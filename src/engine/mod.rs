@@ -3,9 +3,10 @@
 //! there to completion; the caller awaits the result. Imports nothing else of ringmover.
 //!
 //! Paths (`reference/uring-paths.md` measured them on this machine type):
-//! - [`DataPath::Zerocopy`] (default): file→socket with `sendfile(2)` on the core's thread,
-//!   gated by an io_uring `PollAdd` for writability; socket→file with `splice(2)` through a
-//!   pipe, gated by a poll for readability. io_uring `Splice` is not used: it runs in io-wq.
+//! - [`DataPath::Auto`] (default): file→socket with `sendfile(2)` on the core's thread, gated
+//!   by an io_uring `PollAdd` for writability; socket→file with io_uring `Recv` + `WriteFixed`.
+//! - [`DataPath::Zerocopy`]: as Auto out; socket→file with `splice(2)` through a pipe, gated by
+//!   a poll for readability. io_uring `Splice` is not used: it runs in io-wq workers.
 //! - [`DataPath::ReadWrite`]: io_uring `ReadFixed`/`Send` and `Recv`/`WriteFixed` through the
 //!   core's registered buffer arena.
 //!
@@ -66,26 +67,30 @@ impl OpError {
 /// How bytes move between files and sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DataPath {
-    /// `sendfile(2)` out, `splice(2)` in; both gated by io_uring polls.
+    /// The fastest measured here: `sendfile(2)` out, io_uring `Recv` + `WriteFixed` in
+    /// (`reference/uring-paths.md`: splice into a file gained nothing over recv+write).
     #[default]
+    Auto,
+    /// `sendfile(2)` out, `splice(2)` in; both gated by io_uring polls.
     Zerocopy,
-    /// io_uring reads and writes through registered buffers.
+    /// io_uring reads and writes through registered buffers, both ways.
     ReadWrite,
 }
 
 impl DataPath {
     /// Every path, for tests that must cover all of them.
-    pub const ALL: [DataPath; 2] = [DataPath::Zerocopy, DataPath::ReadWrite];
+    pub const ALL: [DataPath; 3] = [DataPath::Auto, DataPath::Zerocopy, DataPath::ReadWrite];
 }
 
 impl std::str::FromStr for DataPath {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(DataPath::Auto),
             "zerocopy" | "sendfile" | "splice" => Ok(DataPath::Zerocopy),
             "readwrite" | "read-write" | "rw" => Ok(DataPath::ReadWrite),
             _ => Err(format!(
-                "unknown data path '{s}' (use zerocopy or readwrite)"
+                "unknown data path '{s}' (use auto, zerocopy or readwrite)"
             )),
         }
     }
@@ -107,7 +112,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             cores: 0,
-            path: DataPath::Zerocopy,
+            path: DataPath::Auto,
             buffer_size: 1 << 20,
             buffers_per_core: 16,
         }

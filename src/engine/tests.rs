@@ -207,5 +207,6 @@ fn peer_reset_is_an_error_not_a_hang() {
 fn data_path_names() {
     assert_eq!("readwrite".parse::<DataPath>(), Ok(DataPath::ReadWrite));
     assert_eq!("zerocopy".parse::<DataPath>(), Ok(DataPath::Zerocopy));
+    assert_eq!("auto".parse::<DataPath>(), Ok(DataPath::Auto));
     assert!("x".parse::<DataPath>().is_err());
 }

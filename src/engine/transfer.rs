@@ -107,7 +107,7 @@ impl Transfer {
                     length,
                 },
                 Sink::Socket(sock),
-                DataPath::Zerocopy,
+                DataPath::Auto | DataPath::Zerocopy,
             ) => Kind::SendFile {
                 file,
                 sock,

@@ -5,7 +5,7 @@
 //! interop" list parses, including those whose behaviour is not built yet: the session answers
 //! those with 502/504, never with a parse failure.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use thiserror::Error;
 

@@ -6,6 +6,7 @@ pub mod command;
 pub mod facts;
 pub mod feat;
 pub mod framer;
+pub mod fuzzing;
 pub mod reply;
 pub mod session;
 pub mod vpath;

@@ -136,7 +136,7 @@ fn sanitize(text: String) -> String {
 }
 
 /// Formats a host-port as `h1,h2,h3,h4,p1,p2` (RFC 959 PASV/PORT).
-pub fn host_port(ip: std::net::Ipv4Addr, port: u16) -> String {
+pub fn host_port(ip: core::net::Ipv4Addr, port: u16) -> String {
     let o = ip.octets();
     format!(
         "{},{},{},{},{},{}",

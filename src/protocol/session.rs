@@ -22,8 +22,8 @@
 //!                                                         ABOR -> [Abort] -> 426, 226
 //! ```
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::command::{

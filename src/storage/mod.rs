@@ -210,10 +210,10 @@ impl Root {
             OFlags::RDONLY | OFlags::DIRECTORY,
             Mode::empty(),
         )?;
-        let mut dir =
+        let dir =
             rustix::fs::Dir::read_from(&fd).map_err(|e| StorageError::new("list", vpath, e))?;
         let mut out = Vec::new();
-        while let Some(entry) = dir.next() {
+        for entry in dir {
             let entry = entry.map_err(|e| StorageError::new("list", vpath, e))?;
             let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." {
