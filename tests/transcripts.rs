@@ -43,7 +43,7 @@ fn replay(name: &str, text: &str) -> Vec<TransferKind> {
     });
     let mut transfers = Vec::new();
     let mut replies = VecDeque::new();
-    let mut collect = |s: &mut Session, replies: &mut VecDeque<String>| {
+    let collect = |s: &mut Session, replies: &mut VecDeque<String>| {
         while let Some(r) = s.poll_reply() {
             replies.push_back(r.to_wire());
         }
