@@ -243,7 +243,7 @@ impl Connection {
             .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))
     }
 
-    fn mover_request(&self, req: &TransferRequest) -> Result<MoverRequest, SessionError> {
+    async fn mover_request(&self, req: &TransferRequest) -> Result<MoverRequest, SessionError> {
         Ok(match &req.kind {
             TransferKind::Retrieve {
                 path,
@@ -266,22 +266,26 @@ impl Connection {
                 truncate: *truncate,
             },
             TransferKind::Listing { path, format } => {
-                let entries = self
-                    .shared
-                    .root
-                    .list_or_stat(path)
-                    .map_err(|e| storage_error(&e))?;
-                let entries: Vec<_> = entries.into_iter().map(facts).collect();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                MoverRequest::SendBytes(Bytes::from(render_listing(
-                    &entries,
+                // Large directories take a while: list off the control runtime's threads.
+                let (root, path, format, writable) = (
+                    self.shared.root.clone(),
+                    path.clone(),
                     *format,
                     req.access.writable,
-                    now,
-                )))
+                );
+                let render = move || -> Result<Bytes, SessionError> {
+                    let entries = root.list_or_stat(&path).map_err(|e| storage_error(&e))?;
+                    let entries: Vec<_> = entries.into_iter().map(facts).collect();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0);
+                    Ok(Bytes::from(render_listing(&entries, format, writable, now)))
+                };
+                let listing = tokio::task::spawn_blocking(render)
+                    .await
+                    .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))?;
+                MoverRequest::SendBytes(listing)
             }
         })
     }
@@ -323,13 +327,12 @@ impl Connection {
                 result: Err(e),
             })
         };
-        let prepared = match self
-            .mover_request(req)
-            .and_then(|m| self.shared.pool.prepare(m).map_err(|e| pool_error(&e)))
-        {
-            Ok(p) => p,
-            Err(e) => return fail(e),
-        };
+        let request = self.mover_request(req).await;
+        let prepared =
+            match request.and_then(|m| self.shared.pool.prepare(m).map_err(|e| pool_error(&e))) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
         self.session.handle_transfer_started();
         self.flush().await?;
         let channel = match req.endpoint {

@@ -1011,3 +1011,200 @@ impl From<PathError> for SessionError {
         SessionError::Path(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::new(SessionConfig {
+            allow_anonymous: true,
+            peer_ip: "10.0.0.9".parse().unwrap(),
+            banner: "hi".into(),
+        })
+    }
+
+    /// Feeds lines and returns the wire replies they produced, answering actions as a happy
+    /// driver would.
+    fn run(s: &mut Session, lines: &[&[u8]]) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in lines {
+            s.handle_line(line);
+            while let Some(a) = s.poll_action() {
+                match a {
+                    Action::Authenticate { user, password } => {
+                        s.handle_auth((password == "pw").then_some(Access {
+                            user,
+                            writable: true,
+                        }))
+                    }
+                    Action::OpenPassive { .. } => {
+                        s.handle_passive(Ok("192.0.2.1:5001".parse().unwrap()))
+                    }
+                    Action::Storage(_) => s.handle_storage(Ok(StorageDone::Done)),
+                    Action::Transfer(_) => {
+                        s.handle_transfer_started();
+                        s.handle_transfer_done(Ok(3));
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(r) = s.poll_reply() {
+                out.push(r.to_wire());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn greeting_and_exact_replies_to_bad_input() {
+        let mut s = session();
+        assert_eq!(s.poll_reply().unwrap().to_wire(), "220 hi\r\n");
+        let got = run(
+            &mut s,
+            &[
+                b"FOO bar",
+                b"RETR \xc3\x28",
+                b"",
+                b"PWD",
+                b"USER",
+                b"PASS x",
+                b"TYPE X",
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                "500 Unknown command 'FOO'.\r\n",
+                "500 Command line is not valid UTF-8.\r\n",
+                "530 Please login with USER and PASS.\r\n",
+                "501 Command requires an argument.\r\n",
+                "503 Login with USER first.\r\n",
+                // Syntax is checked before the login state.
+                "501 Unsupported type 'X'.\r\n",
+            ]
+        );
+        s.handle_line_too_long();
+        assert_eq!(
+            s.poll_reply().unwrap().to_wire(),
+            "500 Command line too long.\r\n"
+        );
+    }
+
+    #[test]
+    fn login_passive_and_transfer() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(
+            &mut s,
+            &[
+                b"user alice",
+                b"PASS pw",
+                b"PASV",
+                b"EPSV",
+                b"RETR /f",
+                b"QUIT",
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                "331 Password required for alice.\r\n",
+                "230 User alice logged in.\r\n",
+                "227 Entering Passive Mode (192,0,2,1,19,137)\r\n",
+                "229 Entering Extended Passive Mode (|||5001|)\r\n",
+                "150 Beginning transfer.\r\n",
+                "226 Transfer Complete.\r\n",
+                "221 Goodbye.\r\n",
+            ]
+        );
+        assert_eq!(s.poll_action(), None);
+    }
+
+    #[test]
+    fn wrong_passwords_then_close() {
+        let mut s = session();
+        s.poll_reply();
+        for i in 1..=MAX_LOGIN_FAILURES {
+            let got = run(&mut s, &[b"USER bob", b"PASS no"]);
+            let last = got.last().unwrap();
+            if i < MAX_LOGIN_FAILURES {
+                assert_eq!(last, "530 Login incorrect.\r\n");
+            } else {
+                assert_eq!(last, "421 Too many failed logins; closing connection.\r\n");
+            }
+        }
+        assert_eq!(s.auth_penalty(), Duration::from_secs(8));
+        assert!(
+            run(&mut s, &[b"NOOP"]).is_empty(),
+            "closed sessions stay silent"
+        );
+    }
+
+    #[test]
+    fn abort_during_transfer_gives_426_then_226() {
+        let mut s = session();
+        run(&mut s, &[b"USER anonymous", b"PASS x", b"PASV"]);
+        s.handle_line(b"RETR /f");
+        assert!(matches!(s.poll_action(), Some(Action::Transfer(_))));
+        s.handle_transfer_started();
+        s.handle_line(b"ABOR");
+        assert_eq!(s.poll_action(), Some(Action::Abort));
+        s.handle_transfer_done(Err(SessionError::Aborted));
+        let replies: Vec<String> = std::iter::from_fn(|| s.poll_reply())
+            .map(|r| r.to_wire())
+            .collect();
+        assert_eq!(
+            replies,
+            vec![
+                "150 Beginning transfer.\r\n",
+                "426 Transfer aborted.\r\n",
+                "226 Abort successful.\r\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn anonymous_port_bounce_and_write_refused() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(
+            &mut s,
+            &[
+                b"USER ftp",
+                b"PASS x",
+                b"PORT 10,0,0,8,4,1",
+                b"PORT 10,0,0,9,0,80",
+                b"PORT 10,0,0,9,4,1",
+                b"DELE f",
+                b"CWD /../x",
+            ],
+        );
+        assert_eq!(
+            got[2],
+            "501 PORT to a host other than the client, or to a port below 1024, is refused.\r\n"
+        );
+        assert_eq!(got[3], got[2]);
+        assert_eq!(got[4], "200 PORT Command successful.\r\n");
+        assert_eq!(
+            got[5],
+            "550 Permission denied: this account is read-only.\r\n"
+        );
+        assert_eq!(got[6], "550 Path escapes the root directory.\r\n");
+    }
+
+    #[test]
+    fn opts_retr_is_lenient() {
+        assert_eq!(
+            parse_opts_list("Parallelism=4,4,4;").unwrap(),
+            vec![("parallelism".into(), "4,4,4".into())]
+        );
+        assert_eq!(
+            parse_opts_list("StripeLayout=Blocked;BlockSize=1048576")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(parse_opts_list("garbage;").is_err());
+    }
+}
