@@ -9,6 +9,7 @@
     clippy::missing_safety_doc
 )]
 
+pub mod block;
 pub mod cli;
 pub mod door;
 pub mod engine;
