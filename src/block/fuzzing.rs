@@ -1,7 +1,7 @@
 //! Fuzz target body for the MODE E decoder, shared by `fuzz/` and a bounded stable test.
 
 use super::receive::StreamDecoder;
-use super::{Header, TransferReceiver};
+use super::TransferReceiver;
 
 /// Splits arbitrary bytes into up to four connections and decodes them; must never panic, and
 /// a completed transfer must have consistent accounting.
@@ -30,6 +30,7 @@ pub fn decode(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::Header;
 
     #[test]
     fn decoder_survives_random_and_mutated_streams() {

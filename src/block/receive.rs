@@ -290,7 +290,7 @@ mod tests {
         ]
         .concat();
         // EOF|EOD on `a` counts as a's EOD; a second EOD on `a` is data after EOD.
-        assert_eq!(feed(&[a.clone()], &mut t), Err(DecodeError::DataAfterEod));
+        assert_eq!(feed(std::slice::from_ref(&a), &mut t), Err(DecodeError::DataAfterEod));
         let mut t = TransferReceiver::new(Some(30));
         let a = [
             block(Header::data(20, 10), &[2; 10]),
