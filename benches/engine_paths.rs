@@ -25,10 +25,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let mib: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(1024);
     let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let dir = tempfile::Builder::new()
@@ -82,14 +79,7 @@ fn main() {
                 .open(&dst)
                 .expect("dst");
             let t = Instant::now();
-            let h = engine.submit(
-                Source::Socket(ours),
-                Sink::File {
-                    file,
-                    offset: Some(0),
-                },
-                None,
-            );
+            let h = engine.submit(Source::Socket(ours), Sink::File { file, offset: Some(0) }, None);
             for _ in 0..mib {
                 theirs.write_all(&chunk).expect("send");
             }

@@ -124,9 +124,7 @@ fn init_logging(verbose: u8) {
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("invalid duration '{s}'"))?;
+    let n: u64 = num.parse().with_context(|| format!("invalid duration '{s}'"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -141,14 +139,8 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
     let (a, b) = s
         .split_once('-')
         .with_context(|| format!("invalid port range '{s}': expected A-B"))?;
-    let a: u16 = a
-        .trim()
-        .parse()
-        .with_context(|| format!("invalid port range '{s}'"))?;
-    let b: u16 = b
-        .trim()
-        .parse()
-        .with_context(|| format!("invalid port range '{s}'"))?;
+    let a: u16 = a.trim().parse().with_context(|| format!("invalid port range '{s}'"))?;
+    let b: u16 = b.trim().parse().with_context(|| format!("invalid port range '{s}'"))?;
     if a == 0 || a > b {
         bail!("invalid port range '{s}': need 1 <= A <= B");
     }
@@ -161,10 +153,8 @@ impl ServeArgs {
         let Some(path) = &self.config else {
             return Ok(self);
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let file: ServeArgs =
-            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let file: ServeArgs = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         Ok(ServeArgs {
             config: self.config,
             root: self.root.or(file.root),
@@ -188,18 +178,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .root
         .clone()
         .context("--root is required (or root = \"...\" in --config)")?;
-    let root = Arc::new(
-        Root::open(&root_path).with_context(|| format!("opening root {}", root_path.display()))?,
-    );
+    let root = Arc::new(Root::open(&root_path).with_context(|| format!("opening root {}", root_path.display()))?);
     let data_path: DataPath = match &args.data_path {
         Some(p) => p.parse().map_err(anyhow::Error::msg)?,
         None => DataPath::default(),
     };
-    let port_range = args
-        .port_range
-        .as_deref()
-        .map(parse_port_range)
-        .transpose()?;
+    let port_range = args.port_range.as_deref().map(parse_port_range).transpose()?;
     let defaults = DoorConfig::default();
     let door_config = DoorConfig {
         anonymous: !args.no_anonymous,
@@ -223,9 +207,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),
     };
-    let listen = args
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2811)));
+    let listen = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2811)));
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: args.cores.unwrap_or(0),
         path: data_path,
@@ -269,10 +251,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -114,25 +114,16 @@ fn namespace_commands() {
     let mut c = Control::login(srv.addr, USER, PASSWORD);
     assert_eq!(c.expect("MKD d", 257).text(), "257 \"/d\" created.");
     c.expect("CWD d", 250);
-    assert_eq!(
-        c.expect("PWD", 257).text(),
-        "257 \"/d\" is current directory."
-    );
+    assert_eq!(c.expect("PWD", 257).text(), "257 \"/d\" is current directory.");
     assert_eq!(c.upload("STOR f", b"hello").code, 226);
     assert_eq!(c.expect("SIZE f", 213).text(), "213 5");
     assert_eq!(c.expect("MDTM /d/f", 213).lines[0].len(), 4 + 14);
     let mlst = c.expect("MLST f", 250).text();
-    assert!(
-        mlst.contains("Type=file;Size=5;") && mlst.contains(" f"),
-        "{mlst}"
-    );
+    assert!(mlst.contains("Type=file;Size=5;") && mlst.contains(" f"), "{mlst}");
     c.expect("RNFR f", 350);
     c.expect("RNTO g", 250);
     let (names, r) = c.download("NLST");
-    assert_eq!(
-        (r.code, String::from_utf8(names).unwrap()),
-        (226, "g\r\n".to_string())
-    );
+    assert_eq!((r.code, String::from_utf8(names).unwrap()), (226, "g\r\n".to_string()));
     let (list, _) = c.download("LIST -la");
     assert!(String::from_utf8(list).unwrap().starts_with("-rw-r--r--"));
     c.expect("CDUP", 250);
@@ -197,10 +188,7 @@ fn active_mode_port() {
     let mut c = Control::login(srv.addr, "anonymous", "x");
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    c.expect(
-        &format!("PORT 127,0,0,1,{},{}", port >> 8, port & 0xff),
-        200,
-    );
+    c.expect(&format!("PORT 127,0,0,1,{},{}", port >> 8, port & 0xff), 200);
     assert_eq!(c.cmd("RETR f").code, 150);
     let (mut s, _) = l.accept().unwrap();
     let mut buf = Vec::new();

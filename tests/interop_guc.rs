@@ -4,12 +4,7 @@ mod common;
 
 use common::*;
 
-const SIZES: &[(usize, &str)] = &[
-    (0, "zero"),
-    (1, "one"),
-    ((1 << 20) + 7, "mib7"),
-    (256 << 20, "big"),
-];
+const SIZES: &[(usize, &str)] = &[(0, "zero"), (1, "one"), ((1 << 20) + 7, "mib7"), (256 << 20, "big")];
 
 #[test]
 fn download_sizes_byte_for_byte() {
@@ -18,10 +13,7 @@ fn download_sizes_byte_for_byte() {
     for (i, (size, name)) in SIZES.iter().enumerate() {
         std::fs::write(srv.path(name), pattern(*size, i as u8)).unwrap();
         let dst = out.path().join(name);
-        let (ok, text) = guc(&[
-            &srv.url(&format!("/{name}")),
-            &format!("file://{}", dst.display()),
-        ]);
+        let (ok, text) = guc(&[&srv.url(&format!("/{name}")), &format!("file://{}", dst.display())]);
         assert!(ok, "download {name}: {text}");
         assert_same(&srv.path(name), &dst);
     }
@@ -39,10 +31,7 @@ fn upload_sizes_byte_for_byte() {
     for (i, (size, name)) in SIZES.iter().enumerate() {
         let p = src.path().join(name);
         std::fs::write(&p, pattern(*size, 100 + i as u8)).unwrap();
-        let (ok, text) = guc(&[
-            &format!("file://{}", p.display()),
-            &srv.user_url(&format!("/{name}")),
-        ]);
+        let (ok, text) = guc(&[&format!("file://{}", p.display()), &srv.user_url(&format!("/{name}"))]);
         assert!(ok, "upload {name}: {text}");
         assert_same(&p, &srv.path(name));
     }
@@ -83,10 +72,7 @@ fn list_and_recursive_download() {
     let (ok, text) = guc(&["-r", "-cd", &srv.url("/tree/"), &dst]);
     assert!(ok, "{text}");
     assert_same(&srv.path("tree/a.txt"), &out.path().join("copy/a.txt"));
-    assert_same(
-        &srv.path("tree/sub/b.bin"),
-        &out.path().join("copy/sub/b.bin"),
-    );
+    assert_same(&srv.path("tree/sub/b.bin"), &out.path().join("copy/sub/b.bin"));
 }
 
 #[test]
@@ -113,12 +99,7 @@ fn offset_and_length() {
 
     // -off alone: REST off in stream mode.
     let dst = out.path().join("tail");
-    let (ok, text) = guc(&[
-        "-off",
-        "60000",
-        &srv.url("/f"),
-        &format!("file://{}", dst.display()),
-    ]);
+    let (ok, text) = guc(&["-off", "60000", &srv.url("/f"), &format!("file://{}", dst.display())]);
     assert!(ok, "{text}");
     let got = std::fs::read(&dst).unwrap();
     assert_eq!(got.len(), data.len());
@@ -131,11 +112,7 @@ fn create_dest_makes_directories() {
     let src = scratch();
     let p = src.path().join("f");
     std::fs::write(&p, b"nested").unwrap();
-    let (ok, text) = guc(&[
-        "-cd",
-        &format!("file://{}", p.display()),
-        &srv.user_url("/a/b/c/f"),
-    ]);
+    let (ok, text) = guc(&["-cd", &format!("file://{}", p.display()), &srv.user_url("/a/b/c/f")]);
     assert!(ok, "{text}");
     assert_same(&p, &srv.path("a/b/c/f"));
 }

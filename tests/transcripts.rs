@@ -13,14 +13,9 @@ fn drive(session: &mut Session, transfers: &mut Vec<TransferKind>) {
         match action {
             Action::Authenticate { user, password } => {
                 let ok = password == "pw";
-                session.handle_auth(ok.then_some(Access {
-                    user,
-                    writable: true,
-                }));
+                session.handle_auth(ok.then_some(Access { user, writable: true }));
             }
-            Action::OpenPassive { .. } => {
-                session.handle_passive(Ok("127.0.0.1:5000".parse().unwrap()))
-            }
+            Action::OpenPassive { .. } => session.handle_passive(Ok("127.0.0.1:5000".parse().unwrap())),
             Action::Storage(StorageOp::Stat(_)) => {
                 session.handle_storage(Err(ringmover::protocol::SessionError::NotFound))
             }
@@ -58,12 +53,7 @@ fn replay(name: &str, text: &str) -> Vec<TransferKind> {
             let got = replies
                 .pop_front()
                 .unwrap_or_else(|| panic!("{name}:{}: no reply, wanted {want}", n + 1));
-            let last = got
-                .trim_end()
-                .rsplit("\r\n")
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let last = got.trim_end().rsplit("\r\n").next().unwrap_or_default().to_string();
             assert!(
                 got.starts_with(&want[..3]),
                 "{name}:{}: wanted {want}, got {got:?}",
@@ -96,10 +86,7 @@ fn globus_url_copy_stream_download() {
 
 #[test]
 fn upload_then_restart_and_partial_download() {
-    let t = replay(
-        "guc_upload_offsets",
-        include_str!("transcripts/guc_upload_offsets.txt"),
-    );
+    let t = replay("guc_upload_offsets", include_str!("transcripts/guc_upload_offsets.txt"));
     assert_eq!(
         t,
         vec![

@@ -17,11 +17,7 @@ pub struct Header {
 impl Header {
     /// A data block header.
     pub fn data(offset: u64, count: u64) -> Header {
-        Header {
-            desc: 0,
-            count,
-            offset,
-        }
+        Header { desc: 0, count, offset }
     }
 
     /// An empty EOD block (with CLOSE when the connection is not kept).

@@ -45,11 +45,7 @@ impl RangeSet {
 
     /// True when `[0, size)` is covered completely.
     pub fn covers(&self, size: u64) -> bool {
-        size == 0
-            || self
-                .ranges
-                .first()
-                .is_some_and(|&(s, e)| s == 0 && e >= size)
+        size == 0 || self.ranges.first().is_some_and(|&(s, e)| s == 0 && e >= size)
     }
 
     /// The parts of `[0, size)` not in the set.
@@ -117,9 +113,7 @@ mod tests {
                 let s = next() % 128;
                 let e = (s + next() % 20).min(128);
                 r.insert(s, e);
-                model[s as usize..e as usize]
-                    .iter_mut()
-                    .for_each(|b| *b = true);
+                model[s as usize..e as usize].iter_mut().for_each(|b| *b = true);
             }
             let covered: u64 = model.iter().filter(|&&b| b).count() as u64;
             assert_eq!(r.len(), covered);

@@ -28,11 +28,7 @@ impl TransferReceiver {
             .checked_add(count)
             .ok_or(DecodeError::Overflow { offset, count })?;
         match self.size_limit {
-            Some(size) if end > size => Err(DecodeError::PastSize {
-                offset,
-                count,
-                size,
-            }),
+            Some(size) if end > size => Err(DecodeError::PastSize { offset, count, size }),
             _ => Ok(()),
         }
     }
@@ -115,11 +111,7 @@ impl ConnReceiver {
     }
 
     /// Handles a decoded header.
-    pub fn on_header(
-        &mut self,
-        h: &Header,
-        t: &mut TransferReceiver,
-    ) -> Result<Event, DecodeError> {
+    pub fn on_header(&mut self, h: &Header, t: &mut TransferReceiver) -> Result<Event, DecodeError> {
         if self.state == ConnState::Done {
             return Err(DecodeError::DataAfterEod);
         }
@@ -141,9 +133,7 @@ impl ConnReceiver {
                 });
             }
             self.state = ConnState::Done;
-            return Ok(Event::Eod {
-                close: h.is_close(),
-            });
+            return Ok(Event::Eod { close: h.is_close() });
         }
         self.state = ConnState::Data;
         self.in_block = payload;
@@ -187,12 +177,7 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     /// Feeds bytes; returns `(offset, len)` runs of payload and EOD events, in order.
-    pub fn push(
-        &mut self,
-        mut data: &[u8],
-        t: &mut TransferReceiver,
-        out: &mut Vec<Event>,
-    ) -> Result<(), DecodeError> {
+    pub fn push(&mut self, mut data: &[u8], t: &mut TransferReceiver, out: &mut Vec<Event>) -> Result<(), DecodeError> {
         while !data.is_empty() {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(data.len() as u64);
@@ -272,11 +257,7 @@ mod tests {
             block(Header::eod(false), b""),
         ]
         .concat();
-        let b = [
-            block(Header::data(0, 10), &[0; 10]),
-            block(Header::eod(true), b""),
-        ]
-        .concat();
+        let b = [block(Header::data(0, 10), &[0; 10]), block(Header::eod(true), b"")].concat();
         let c = [
             block(Header::data(10, 0), b""),
             block(
@@ -292,11 +273,7 @@ mod tests {
         // EOF|EOD on `a` counts as a's EOD; a second EOD on `a` is data after EOD.
         assert_eq!(feed(std::slice::from_ref(&a), &mut t), Err(DecodeError::DataAfterEod));
         let mut t = TransferReceiver::new(Some(30));
-        let a = [
-            block(Header::data(20, 10), &[2; 10]),
-            block(Header::eof(3, false), b""),
-        ]
-        .concat();
+        let a = [block(Header::data(20, 10), &[2; 10]), block(Header::eof(3, false), b"")].concat();
         feed(&[c, a, b], &mut t).unwrap();
         assert!(t.complete());
         assert!(t.ranges().covers(30));
@@ -306,11 +283,7 @@ mod tests {
     fn not_complete_until_all_eods() {
         let mut t = TransferReceiver::new(None);
         feed(
-            &[[
-                block(Header::data(0, 4), b"abcd"),
-                block(Header::eof(2, true), b""),
-            ]
-            .concat()],
+            &[[block(Header::data(0, 4), b"abcd"), block(Header::eof(2, true), b"")].concat()],
             &mut t,
         )
         .unwrap();
@@ -354,29 +327,16 @@ mod tests {
                 },
             ),
             (
-                [
-                    block(Header::eof(1, false), b""),
-                    block(Header::eof(1, false), b""),
-                ]
-                .concat(),
+                [block(Header::eof(1, false), b""), block(Header::eof(1, false), b"")].concat(),
                 DecodeError::DataAfterEod,
             ),
             (
                 [7u8].into_iter().chain([0; 16]).collect(),
                 DecodeError::UnknownDescriptor(7),
             ),
-            (
-                block(Header::data(0, 10), &[0; 4]),
-                DecodeError::ClosedMidBlock,
-            ),
-            (
-                block(Header::data(0, 4), &[0; 4]),
-                DecodeError::ClosedBeforeEod,
-            ),
-            (
-                Header::data(0, 4).encode()[..9].to_vec(),
-                DecodeError::ClosedMidBlock,
-            ),
+            (block(Header::data(0, 10), &[0; 4]), DecodeError::ClosedMidBlock),
+            (block(Header::data(0, 4), &[0; 4]), DecodeError::ClosedBeforeEod),
+            (Header::data(0, 4).encode()[..9].to_vec(), DecodeError::ClosedMidBlock),
             (
                 block(Header::data(u64::MAX, 2), b""),
                 DecodeError::Overflow {
@@ -384,10 +344,7 @@ mod tests {
                     count: 2,
                 },
             ),
-            (
-                block(Header::eof(0, true), b""),
-                DecodeError::BadEodCount(0),
-            ),
+            (block(Header::eof(0, true), b""), DecodeError::BadEodCount(0)),
         ];
         for (stream, want) in cases {
             let mut t = TransferReceiver::new(Some(100));

@@ -8,9 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use thiserror::Error;
 
@@ -18,16 +16,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum AuthError {
     #[error("users file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("users file {path}, line {line}: {why}")]
-    Format {
-        path: String,
-        line: usize,
-        why: String,
-    },
+    Format { path: String, line: usize, why: String },
     #[error("hashing failed: {0}")]
     Hash(String),
     #[error("{0}")]
@@ -54,9 +45,7 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 pub fn check_name(name: &str) -> Result<(), AuthError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
         && !["anonymous", "ftp"].contains(&name.to_ascii_lowercase().as_str());
     if ok {
         Ok(())
@@ -97,9 +86,7 @@ impl Users {
                 line: i + 1,
                 why: why.into(),
             };
-            let (name, hash) = line
-                .split_once(':')
-                .ok_or_else(|| bad("expected name:hash"))?;
+            let (name, hash) = line.split_once(':').ok_or_else(|| bad("expected name:hash"))?;
             PasswordHash::new(hash).map_err(|e| bad(&format!("bad hash: {e}")))?;
             hashes.insert(name.to_string(), hash.to_string());
         }
@@ -113,12 +100,7 @@ impl Users {
         let old = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(AuthError::Io {
-                    path: shown,
-                    source,
-                })
-            }
+            Err(source) => return Err(AuthError::Io { path: shown, source }),
         };
         let hash = hash_password(password)?;
         let mut out: Vec<String> = old
@@ -141,10 +123,7 @@ impl Users {
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         };
-        write().map_err(|source| AuthError::Io {
-            path: shown,
-            source,
-        })
+        write().map_err(|source| AuthError::Io { path: shown, source })
     }
 
     /// Verifies a password. Takes the same time whether or not the user exists.
@@ -154,11 +133,7 @@ impl Users {
             None => (self.dummy.as_str(), false),
         };
         let ok = PasswordHash::new(hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false);
         ok && known
     }
@@ -186,10 +161,7 @@ impl Throttle {
 
     /// A success clears the address's record.
     pub fn succeed(&self, ip: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip);
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
     }
 }
 
@@ -222,10 +194,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("users");
         std::fs::write(&p, "alice:nothash\n").unwrap();
-        assert!(matches!(
-            Users::load(&p),
-            Err(AuthError::Format { line: 1, .. })
-        ));
+        assert!(matches!(Users::load(&p), Err(AuthError::Format { line: 1, .. })));
     }
 
     #[test]

@@ -17,10 +17,9 @@ use super::DoorShared;
 use crate::pool::{DataChannel, MoverRequest};
 use crate::protocol::facts::render_listing;
 use crate::protocol::framer::{Frame, LineFramer};
-use crate::protocol::session::{
-    Access, DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest,
-};
+use crate::protocol::session::{Access, DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
+use crate::storage::checksum::Algorithm;
 
 pub(crate) struct Connection {
     shared: Arc<DoorShared>,
@@ -110,9 +109,7 @@ impl Connection {
     }
 
     async fn close_with(&mut self, err: SessionError) -> std::io::Result<()> {
-        self.writer
-            .write_all(Reply::from(&err).to_wire().as_bytes())
-            .await?;
+        self.writer.write_all(Reply::from(&err).to_wire().as_bytes()).await?;
         Ok(())
     }
 
@@ -203,16 +200,9 @@ impl Connection {
         if ok {
             self.shared.throttle.succeed(ip);
             tracing::info!(%user, peer = %self.peer, "login");
-            self.session.handle_auth(Some(Access {
-                user,
-                writable: true,
-            }));
+            self.session.handle_auth(Some(Access { user, writable: true }));
         } else {
-            let delay = self
-                .shared
-                .throttle
-                .fail(ip)
-                .max(self.session.auth_penalty());
+            let delay = self.shared.throttle.fail(ip).max(self.session.auth_penalty());
             tracing::warn!(%user, peer = %self.peer, ?delay, "failed login");
             tokio::time::sleep(delay).await;
             self.session.handle_auth(None);
@@ -226,16 +216,21 @@ impl Connection {
             let e = |err: crate::storage::StorageError| storage_error(&err);
             Ok(match op {
                 StorageOp::Stat(p) => StorageDone::Stat(facts(root.stat(&p).map_err(e)?)),
-                StorageOp::ChangeDir(p) => {
-                    root.check_dir(&p).map(|_| StorageDone::Done).map_err(e)?
-                }
+                StorageOp::ChangeDir(p) => root.check_dir(&p).map(|_| StorageDone::Done).map_err(e)?,
                 StorageOp::MakeDir(p) => root.mkdir(&p).map(|_| StorageDone::Done).map_err(e)?,
                 StorageOp::RemoveDir(p) => root.rmdir(&p).map(|_| StorageDone::Done).map_err(e)?,
                 StorageOp::Delete(p) => root.delete(&p).map(|_| StorageDone::Done).map_err(e)?,
-                StorageOp::Rename { from, to } => root
-                    .rename(&from, &to)
-                    .map(|_| StorageDone::Done)
-                    .map_err(e)?,
+                StorageOp::Rename { from, to } => root.rename(&from, &to).map(|_| StorageDone::Done).map_err(e)?,
+                StorageOp::Checksum {
+                    algorithm,
+                    path,
+                    offset,
+                    length,
+                } => {
+                    let alg = Algorithm::from_name(algorithm)
+                        .ok_or_else(|| SessionError::UnknownChecksum(algorithm.to_string()))?;
+                    StorageDone::Checksum(root.checksum(&path, alg, offset, length).map_err(e)?)
+                }
             })
         };
         tokio::task::spawn_blocking(run)
@@ -245,11 +240,7 @@ impl Connection {
 
     async fn mover_request(&self, req: &TransferRequest) -> Result<MoverRequest, SessionError> {
         Ok(match &req.kind {
-            TransferKind::Retrieve {
-                path,
-                offset,
-                length,
-            } => MoverRequest::Send {
+            TransferKind::Retrieve { path, offset, length } => MoverRequest::Send {
                 path: path.clone(),
                 offset: *offset,
                 length: *length,
@@ -267,12 +258,8 @@ impl Connection {
             },
             TransferKind::Listing { path, format } => {
                 // Large directories take a while: list off the control runtime's threads.
-                let (root, path, format, writable) = (
-                    self.shared.root.clone(),
-                    path.clone(),
-                    *format,
-                    req.access.writable,
-                );
+                let (root, path, format, writable) =
+                    (self.shared.root.clone(), path.clone(), *format, req.access.writable);
                 let render = move || -> Result<Bytes, SessionError> {
                     let entries = root.list_or_stat(&path).map_err(|e| storage_error(&e))?;
                     let entries: Vec<_> = entries.into_iter().map(facts).collect();
@@ -292,7 +279,13 @@ impl Connection {
 
     async fn transfer(&mut self, req: TransferRequest) -> std::io::Result<()> {
         let started = Instant::now();
-        let outcome = self.run_transfer(&req).await?;
+        let mut outcome = self.run_transfer(&req).await?;
+        if let (Ok(_), Some((alg, want)), TransferKind::Store { path, .. }) = (&outcome.result, &req.verify, &req.kind)
+        {
+            if let Err(e) = self.verify_upload(path, alg, want).await {
+                outcome.result = Err(e);
+            }
+        }
         let secs = started.elapsed().as_secs_f64();
         let direction = match req.kind {
             TransferKind::Store { .. } => "upload",
@@ -320,6 +313,24 @@ impl Connection {
         Ok(())
     }
 
+    /// SCKS: the stored file must have the announced checksum.
+    async fn verify_upload(&self, path: &str, alg: &str, want: &str) -> Result<(), SessionError> {
+        let algorithm = Algorithm::from_name(alg).ok_or_else(|| SessionError::UnknownChecksum(alg.to_string()))?;
+        let (root, path) = (self.shared.root.clone(), path.to_string());
+        let got = tokio::task::spawn_blocking(move || root.checksum(&path, algorithm, 0, None))
+            .await
+            .map_err(|e| SessionError::Internal(e.to_string()))?
+            .map_err(|e| storage_error(&e))?;
+        if got == want {
+            Ok(())
+        } else {
+            Err(SessionError::ChecksumMismatch {
+                expected: want.to_string(),
+                got,
+            })
+        }
+    }
+
     async fn run_transfer(&mut self, req: &TransferRequest) -> std::io::Result<Outcome> {
         let fail = |e: SessionError| {
             Ok(Outcome {
@@ -328,11 +339,10 @@ impl Connection {
             })
         };
         let request = self.mover_request(req).await;
-        let prepared =
-            match request.and_then(|m| self.shared.pool.prepare(m).map_err(|e| pool_error(&e))) {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
+        let prepared = match request.and_then(|m| self.shared.pool.prepare(m).map_err(|e| pool_error(&e))) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
         self.session.handle_transfer_started();
         self.flush().await?;
         let channel = match req.endpoint {

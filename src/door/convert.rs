@@ -27,12 +27,7 @@ pub(crate) fn storage_error(e: &StorageError) -> SessionError {
 pub(crate) fn engine_error(e: &OpError) -> SessionError {
     match e {
         OpError::Cancelled => SessionError::Aborted,
-        OpError::Io { source, .. }
-            if matches!(
-                source.raw_os_error(),
-                Some(libc::ENOSPC) | Some(libc::EDQUOT)
-            ) =>
-        {
+        OpError::Io { source, .. } if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) => {
             SessionError::NoSpace
         }
         OpError::Io { op: "write", .. } | OpError::ShortSource { .. } | OpError::Stopped => {

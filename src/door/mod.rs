@@ -38,10 +38,7 @@ impl Default for DoorConfig {
             max_sessions: 256,
             idle_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
-            banner: format!(
-                "ringmover {} GridFTP server ready.",
-                env!("CARGO_PKG_VERSION")
-            ),
+            banner: format!("ringmover {} GridFTP server ready.", env!("CARGO_PKG_VERSION")),
         }
     }
 }
@@ -128,17 +125,10 @@ impl Door {
         }
         drop(self.listener);
         let grace = self.shared.config.shutdown_grace;
-        tracing::info!(
-            sessions = sessions.len(),
-            ?grace,
-            "shutting down: no new sessions"
-        );
+        tracing::info!(sessions = sessions.len(), ?grace, "shutting down: no new sessions");
         let drain = async { while sessions.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
-            tracing::warn!(
-                left = sessions.len(),
-                "grace period over; closing remaining sessions"
-            );
+            tracing::warn!(left = sessions.len(), "grace period over; closing remaining sessions");
             sessions.abort_all();
         }
     }

@@ -36,9 +36,7 @@ impl Arena {
         // sees a registered buffer that was freed.
         let registered = count > 0 && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         if !registered {
-            tracing::info!(
-                "engine: buffer registration refused (RLIMIT_MEMLOCK?); using unregistered buffers"
-            );
+            tracing::info!("engine: buffer registration refused (RLIMIT_MEMLOCK?); using unregistered buffers");
         }
         Arena {
             mem,

@@ -40,9 +40,7 @@ fn build_ring() -> std::io::Result<IoUring> {
     match tuned {
         Ok(ring) => Ok(ring),
         Err(e) => {
-            tracing::info!(
-                "engine: SINGLE_ISSUER|DEFER_TASKRUN unavailable ({e}); using a plain ring"
-            );
+            tracing::info!("engine: SINGLE_ISSUER|DEFER_TASKRUN unavailable ({e}); using a plain ring");
             IoUring::new(RING_ENTRIES)
         }
     }
@@ -78,15 +76,9 @@ pub fn probe() -> Result<String, OpError> {
     }
 }
 
-pub(crate) fn spawn(
-    index: usize,
-    cpu: Option<usize>,
-    config: &EngineConfig,
-) -> Result<CoreHandle, OpError> {
+pub(crate) fn spawn(index: usize, cpu: Option<usize>, config: &EngineConfig) -> Result<CoreHandle, OpError> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let wake = Arc::new(
-        rustix::event::eventfd(0, EventfdFlags::CLOEXEC).map_err(|e| OpError::io("eventfd", e))?,
-    );
+    let wake = Arc::new(rustix::event::eventfd(0, EventfdFlags::CLOEXEC).map_err(|e| OpError::io("eventfd", e))?);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let wake_fd = wake.clone();
     let config = config.clone();
@@ -168,13 +160,9 @@ impl CoreLoop {
                 break;
             }
             if !self.wake_armed {
-                let e = opcode::Read::new(
-                    types::Fd(self.wake.as_raw_fd()),
-                    self.wake_buf.as_mut_ptr(),
-                    8,
-                )
-                .build()
-                .user_data(WAKE);
+                let e = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
+                    .build()
+                    .user_data(WAKE);
                 self.push(e);
                 self.wake_armed = true;
             }
@@ -184,11 +172,7 @@ impl CoreLoop {
                     break;
                 }
             }
-            let done: Vec<(u64, i32)> = self
-                .ring
-                .completion()
-                .map(|c| (c.user_data(), c.result()))
-                .collect();
+            let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
             for (user_data, res) in done {
                 match user_data {
                     WAKE => self.wake_armed = false,
@@ -199,12 +183,7 @@ impl CoreLoop {
         }
         // Leaving with transfers still in flight would free memory the kernel may write to.
         for (_, t) in self.transfers.drain() {
-            t.finish(
-                &mut Ctx {
-                    arena: &mut self.arena,
-                },
-                Err(OpError::Stopped),
-            );
+            t.finish(&mut Ctx { arena: &mut self.arena }, Err(OpError::Stopped));
         }
     }
 
@@ -217,12 +196,7 @@ impl CoreLoop {
                         let _ = job.done.send(Err(OpError::Stopped));
                         continue;
                     }
-                    let t = Transfer::new(
-                        job,
-                        &mut Ctx {
-                            arena: &mut self.arena,
-                        },
-                    );
+                    let t = Transfer::new(job, &mut Ctx { arena: &mut self.arena });
                     self.transfers.insert(id, t);
                     self.advance(id, None);
                 }
@@ -253,23 +227,13 @@ impl CoreLoop {
         let step = if t.cancelled && res.is_some() {
             Step::Done(Err(OpError::Cancelled))
         } else {
-            t.advance(
-                &mut Ctx {
-                    arena: &mut self.arena,
-                },
-                res,
-            )
+            t.advance(&mut Ctx { arena: &mut self.arena }, res)
         };
         match step {
             Step::Submit(entry) => self.push(entry.user_data(id)),
             Step::Done(result) => {
                 if let Some(t) = self.transfers.remove(&id) {
-                    t.finish(
-                        &mut Ctx {
-                            arena: &mut self.arena,
-                        },
-                        result,
-                    );
+                    t.finish(&mut Ctx { arena: &mut self.arena }, result);
                 }
             }
         }

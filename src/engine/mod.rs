@@ -89,9 +89,7 @@ impl std::str::FromStr for DataPath {
             "auto" => Ok(DataPath::Auto),
             "zerocopy" | "sendfile" | "splice" => Ok(DataPath::Zerocopy),
             "readwrite" | "read-write" | "rw" => Ok(DataPath::ReadWrite),
-            _ => Err(format!(
-                "unknown data path '{s}' (use auto, zerocopy or readwrite)"
-            )),
+            _ => Err(format!("unknown data path '{s}' (use auto, zerocopy or readwrite)")),
         }
     }
 }

@@ -41,32 +41,15 @@ fn file_to_socket_every_path() {
     let (_d, p) = temp_with(&data);
     for path in DataPath::ALL {
         let e = engine(path);
-        for (offset, length) in [
-            (0u64, None),
-            (1000, None),
-            (5, Some(300_001u64)),
-            (0, Some(0)),
-        ] {
+        for (offset, length) in [(0u64, None), (1000, None), (5, Some(300_001u64)), (0, Some(0))] {
             let (ours, mut theirs) = pair();
             let file = File::open(&p).unwrap();
-            let h = e.submit(
-                Source::File {
-                    file,
-                    offset,
-                    length,
-                },
-                Sink::Socket(ours),
-                None,
-            );
+            let h = e.submit(Source::File { file, offset, length }, Sink::Socket(ours), None);
             let mut got = Vec::new();
             theirs.read_to_end(&mut got).unwrap();
             let n = h.finish_blocking().unwrap();
             let end = length.map_or(data.len(), |l| offset as usize + l as usize);
-            assert_eq!(
-                got,
-                &data[offset as usize..end],
-                "{path:?} {offset} {length:?}"
-            );
+            assert_eq!(got, &data[offset as usize..end], "{path:?} {offset} {length:?}");
             assert_eq!(n as usize, got.len());
         }
     }
@@ -153,29 +136,16 @@ fn cancel_stalled_transfer_and_buffers_come_back() {
             std::thread::yield_now();
         }
         h.cancel();
-        assert!(
-            matches!(h.finish_blocking(), Err(OpError::Cancelled)),
-            "{path:?}"
-        );
+        assert!(matches!(h.finish_blocking(), Err(OpError::Cancelled)), "{path:?}");
         drop(theirs);
         // Receive cancelled too (nothing ever arrives).
         let (_d2, p2) = temp_with(b"");
         let (ours, _theirs) = pair();
         let file = std::fs::OpenOptions::new().write(true).open(&p2).unwrap();
-        let h = e.submit(
-            Source::Socket(ours),
-            Sink::File {
-                file,
-                offset: Some(0),
-            },
-            None,
-        );
+        let h = e.submit(Source::Socket(ours), Sink::File { file, offset: Some(0) }, None);
         std::thread::sleep(std::time::Duration::from_millis(20));
         h.cancel();
-        assert!(
-            matches!(h.finish_blocking(), Err(OpError::Cancelled)),
-            "{path:?}"
-        );
+        assert!(matches!(h.finish_blocking(), Err(OpError::Cancelled)), "{path:?}");
     }
 }
 
@@ -196,10 +166,7 @@ fn peer_reset_is_an_error_not_a_hang() {
             None,
         );
         drop(theirs);
-        assert!(
-            matches!(h.finish_blocking(), Err(OpError::Io { .. })),
-            "{path:?}"
-        );
+        assert!(matches!(h.finish_blocking(), Err(OpError::Io { .. })), "{path:?}");
     }
 }
 

@@ -47,11 +47,7 @@ enum Kind {
         remaining: Option<u64>,
     },
     /// Memory→socket with io_uring `Send`.
-    SendMemory {
-        data: Bytes,
-        sock: TcpStream,
-        pos: usize,
-    },
+    SendMemory { data: Bytes, sock: TcpStream, pos: usize },
     /// File→socket with io_uring `ReadFixed` then `Send`.
     ReadSend {
         file: File,
@@ -100,29 +96,15 @@ fn poll(sock: &TcpStream, events: i16) -> squeue::Entry {
 impl Transfer {
     pub(crate) fn new(job: Job, ctx: &mut Ctx<'_>) -> Transfer {
         let kind = match (job.source, job.sink, job.path) {
-            (
-                Source::File {
+            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::Auto | DataPath::Zerocopy) => {
+                Kind::SendFile {
                     file,
+                    sock,
                     offset,
-                    length,
-                },
-                Sink::Socket(sock),
-                DataPath::Auto | DataPath::Zerocopy,
-            ) => Kind::SendFile {
-                file,
-                sock,
-                offset,
-                remaining: length,
-            },
-            (
-                Source::File {
-                    file,
-                    offset,
-                    length,
-                },
-                Sink::Socket(sock),
-                DataPath::ReadWrite,
-            ) => Kind::ReadSend {
+                    remaining: length,
+                }
+            }
+            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::ReadWrite) => Kind::ReadSend {
                 file,
                 sock,
                 offset,
@@ -132,9 +114,7 @@ impl Transfer {
                 sent: 0,
                 sending: false,
             },
-            (Source::Memory(data), Sink::Socket(sock), _) => {
-                Kind::SendMemory { data, sock, pos: 0 }
-            }
+            (Source::Memory(data), Sink::Socket(sock), _) => Kind::SendMemory { data, sock, pos: 0 },
             (
                 Source::Socket(sock),
                 Sink::File {
@@ -179,9 +159,7 @@ impl Transfer {
     /// file in stream mode) and reports the result.
     pub(crate) fn finish(self, ctx: &mut Ctx<'_>, result: Result<u64, OpError>) {
         match self.kind {
-            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => {
-                ctx.arena.give(b)
-            }
+            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => ctx.arena.give(b),
             _ => {}
         }
         let _ = self.done.send(result);
@@ -200,11 +178,7 @@ impl Transfer {
         }
     }
 
-    fn step(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        res: Option<i32>,
-    ) -> Result<Option<squeue::Entry>, OpError> {
+    fn step(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
         let moved = self.moved;
         match &mut self.kind {
             Kind::Invalid(e) => Err(e.take().unwrap_or(OpError::Stopped)),
@@ -311,20 +285,8 @@ impl Transfer {
                 Ok(n) => {
                     let mut left = n;
                     while left > 0 {
-                        match rustix::pipe::splice(
-                            &*pipe_r,
-                            None,
-                            &*file,
-                            Some(offset),
-                            left,
-                            SpliceFlags::MOVE,
-                        ) {
-                            Ok(0) => {
-                                return Err(OpError::io(
-                                    "splice to file",
-                                    std::io::Error::other("no progress"),
-                                ))
-                            }
+                        match rustix::pipe::splice(&*pipe_r, None, &*file, Some(offset), left, SpliceFlags::MOVE) {
+                            Ok(0) => return Err(OpError::io("splice to file", std::io::Error::other("no progress"))),
                             Ok(m) => left -= m,
                             Err(Errno::INTR) => {}
                             Err(e) => return Err(OpError::io("splice to file", e)),
@@ -345,11 +307,7 @@ impl Transfer {
         result
     }
 
-    fn read_send(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        res: Option<i32>,
-    ) -> Result<Option<squeue::Entry>, OpError> {
+    fn read_send(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
         let Kind::ReadSend {
             file,
             sock,
@@ -401,14 +359,10 @@ impl Transfer {
             None
         } else {
             *sending = false;
-            let want = remaining.map_or(ctx.arena.buf_size(), |r| {
-                r.min(ctx.arena.buf_size() as u64) as usize
-            }) as u32;
+            let want = remaining.map_or(ctx.arena.buf_size(), |r| r.min(ctx.arena.buf_size() as u64) as usize) as u32;
             let fd = types::Fd(file.as_raw_fd());
             Some(match fixed {
-                Some(i) => opcode::ReadFixed::new(fd, ptr, want, i)
-                    .offset(*offset)
-                    .build(),
+                Some(i) => opcode::ReadFixed::new(fd, ptr, want, i).offset(*offset).build(),
                 None => opcode::Read::new(fd, ptr, want).offset(*offset).build(),
             })
         };
@@ -416,11 +370,7 @@ impl Transfer {
         Ok(next)
     }
 
-    fn recv_write(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        res: Option<i32>,
-    ) -> Result<Option<squeue::Entry>, OpError> {
+    fn recv_write(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
         let Kind::RecvWrite {
             sock,
             file,
@@ -440,10 +390,7 @@ impl Transfer {
             let n = completed(if *writing { "write" } else { "recv" }, r)?;
             if *writing {
                 if n == 0 {
-                    return Err(OpError::io(
-                        "write",
-                        std::io::Error::from_raw_os_error(libc::ENOSPC),
-                    ));
+                    return Err(OpError::io("write", std::io::Error::from_raw_os_error(libc::ENOSPC)));
                 }
                 *written += n;
                 newly_written = n as u64;
@@ -498,10 +445,8 @@ fn check_poll(res: Option<i32>, op: &'static str) -> Result<(), OpError> {
 }
 
 fn new_pipe() -> Result<(OwnedFd, OwnedFd), OpError> {
-    let (r, w) = rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    )
-    .map_err(|e| OpError::io("pipe", e))?;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
+        .map_err(|e| OpError::io("pipe", e))?;
     // A larger pipe means fewer splice round trips; the default 64 KiB still works.
     let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
     Ok((r, w))

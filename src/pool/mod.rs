@@ -97,10 +97,7 @@ enum Prepared {
 /// How the data connection is made.
 pub enum DataChannel<'a> {
     /// Accept on this listener a connection from `peer` (others are dropped).
-    Accept {
-        listener: &'a TcpListener,
-        peer: IpAddr,
-    },
+    Accept { listener: &'a TcpListener, peer: IpAddr },
     /// Connect from `local` to `remote`.
     Connect { local: IpAddr, remote: SocketAddr },
 }
@@ -114,11 +111,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(root: Arc<Root>, engine: Arc<Engine>, config: PoolConfig) -> Pool {
-        Pool {
-            root,
-            engine,
-            config,
-        }
+        Pool { root, engine, config }
     }
 
     /// Opens a passive listener on `ip`, within the port range when one is set.
@@ -141,22 +134,14 @@ impl Pool {
     /// Opens the file for a mover (before the 150 reply, so a missing file is a plain 550).
     pub fn prepare(&self, req: MoverRequest) -> Result<PreparedMover, PoolError> {
         Ok(match req {
-            MoverRequest::Send {
-                path,
-                offset,
-                length,
-            } => {
+            MoverRequest::Send { path, offset, length } => {
                 let (file, info) = self.root.open_read(&path)?;
                 let length = match length {
                     Some(l) => Some(l.min(info.size.saturating_sub(offset))),
                     None => Some(info.size.saturating_sub(offset)),
                 };
                 PreparedMover {
-                    source_or_sink: Prepared::File {
-                        file,
-                        offset,
-                        length,
-                    },
+                    source_or_sink: Prepared::File { file, offset, length },
                     size: Some(info.size),
                 }
             }
@@ -166,9 +151,7 @@ impl Pool {
                 append,
                 truncate,
             } => {
-                let file = self
-                    .root
-                    .open_write(&path, WriteMode { truncate, append })?;
+                let file = self.root.open_write(&path, WriteMode { truncate, append })?;
                 let offset = (!append).then_some(offset);
                 PreparedMover {
                     source_or_sink: Prepared::Store { file, offset },
@@ -186,11 +169,7 @@ impl Pool {
     }
 
     /// Makes the data connection.
-    pub async fn connect(
-        &self,
-        channel: DataChannel<'_>,
-        buffer: Option<u64>,
-    ) -> Result<TcpStream, PoolError> {
+    pub async fn connect(&self, channel: DataChannel<'_>, buffer: Option<u64>) -> Result<TcpStream, PoolError> {
         let timeout = self.config.connect_timeout;
         let fut = async {
             match channel {
@@ -230,31 +209,14 @@ impl Pool {
     }
 
     /// Runs the mover on the engine.
-    pub fn start(
-        &self,
-        mover: PreparedMover,
-        stream: TcpStream,
-    ) -> Result<TransferHandle, PoolError> {
+    pub fn start(&self, mover: PreparedMover, stream: TcpStream) -> Result<TransferHandle, PoolError> {
         let std_stream = stream.into_std().map_err(PoolError::Connect)?;
-        std_stream
-            .set_nonblocking(true)
-            .map_err(PoolError::Connect)?;
+        std_stream.set_nonblocking(true).map_err(PoolError::Connect)?;
         let (source, sink) = match mover.source_or_sink {
-            Prepared::File {
-                file,
-                offset,
-                length,
-            } => (
-                Source::File {
-                    file,
-                    offset,
-                    length,
-                },
-                Sink::Socket(std_stream),
-            ),
-            Prepared::Store { file, offset } => {
-                (Source::Socket(std_stream), Sink::File { file, offset })
+            Prepared::File { file, offset, length } => {
+                (Source::File { file, offset, length }, Sink::Socket(std_stream))
             }
+            Prepared::Store { file, offset } => (Source::Socket(std_stream), Sink::File { file, offset }),
             Prepared::Bytes(b) => (Source::Memory(b), Sink::Socket(std_stream)),
         };
         Ok(self.engine.submit(source, sink, self.config.data_path))

@@ -154,10 +154,10 @@ pub enum Command {
     Sbuf(u64),
     /// `DCAU SP N | A | S SP subject` (GFD.20)
     Dcau(String),
-    /// `CKSM SP alg SP offset SP length SP path` (GFD.47)
-    Cksm(String),
-    /// `SCKS SP alg SP value` (GFD.47)
-    Scks(String),
+    /// `CKSM SP alg SP offset SP length SP path` (GFD.47); length -1 means to the end
+    Cksm(CksmArg),
+    /// `SCKS SP alg SP value` (GFD.47): expected checksum of the next upload
+    Scks { algorithm: String, value: String },
     /// `GET SP param;[param;...]` (GFD.47)
     Get(String),
     /// `PUT SP param;[param;...]` (GFD.47)
@@ -177,15 +177,21 @@ pub enum RestArg {
     Ranges(Vec<(u64, u64)>),
 }
 
+/// `CKSM` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CksmArg {
+    pub algorithm: String,
+    pub offset: u64,
+    /// `None` for -1 (to the end of the file).
+    pub length: Option<u64>,
+    pub path: String,
+}
+
 /// `ERET` argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EretArg {
     /// `P offset length path`: partial retrieve.
-    Partial {
-        offset: u64,
-        length: u64,
-        path: String,
-    },
+    Partial { offset: u64, length: u64, path: String },
     /// Any other module (`mod_name="params" path`).
     Module(String),
 }
@@ -281,7 +287,7 @@ impl Command {
             Sbuf(_) => "SBUF",
             Dcau(_) => "DCAU",
             Cksm(_) => "CKSM",
-            Scks(_) => "SCKS",
+            Scks { .. } => "SCKS",
             Get(_) => "GET",
             Put(_) => "PUT",
             Trev(_) => "TREV",
@@ -293,11 +299,11 @@ impl Command {
 
 /// Every verb we recognise, in the order SITE HELP and HELP list them.
 pub const VERBS: &[&str] = &[
-    "ABOR", "ACCT", "ADAT", "ALLO", "APPE", "AUTH", "CDUP", "CKSM", "CONF", "CWD", "DCAU", "DELE",
-    "ENC", "EPRT", "EPSV", "ERET", "ESTO", "FEAT", "GET", "HELP", "LANG", "LIST", "MDTM", "MFMT",
-    "MIC", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT",
-    "PROT", "PUT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR", "RNTO", "SBUF", "SCKS",
-    "SITE", "SIZE", "SPAS", "SPOR", "STAT", "STOR", "STOU", "STRU", "SYST", "TREV", "TYPE", "USER",
+    "ABOR", "ACCT", "ADAT", "ALLO", "APPE", "AUTH", "CDUP", "CKSM", "CONF", "CWD", "DCAU", "DELE", "ENC", "EPRT",
+    "EPSV", "ERET", "ESTO", "FEAT", "GET", "HELP", "LANG", "LIST", "MDTM", "MFMT", "MIC", "MKD", "MLSD", "MLST",
+    "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PUT", "PWD", "QUIT", "REIN", "REST",
+    "RETR", "RMD", "RNFR", "RNTO", "SBUF", "SCKS", "SITE", "SIZE", "SPAS", "SPOR", "STAT", "STOR", "STOU", "STRU",
+    "SYST", "TREV", "TYPE", "USER",
 ];
 
 fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
@@ -363,8 +369,17 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
         "ESTO" => C::Esto(parse_esto(required(arg)?)?),
         "SBUF" => C::Sbuf(parse_u64(required(arg)?)?),
         "DCAU" => C::Dcau(required(arg)?.to_string()),
-        "CKSM" => C::Cksm(required(arg)?.to_string()),
-        "SCKS" => C::Scks(required(arg)?.to_string()),
+        "CKSM" => C::Cksm(parse_cksm(required(arg)?)?),
+        "SCKS" => {
+            let (algorithm, value) = required(arg)?
+                .trim()
+                .split_once(' ')
+                .ok_or_else(|| ParseError::BadArgument("SCKS needs an algorithm and a value.".into()))?;
+            C::Scks {
+                algorithm: algorithm.to_string(),
+                value: value.trim().to_ascii_lowercase(),
+            }
+        }
         "GET" => C::Get(required(arg)?.to_string()),
         "PUT" => C::Put(required(arg)?.to_string()),
         "TREV" => C::Trev(required(arg)?.to_string()),
@@ -381,9 +396,7 @@ fn truncate(s: &str, n: usize) -> String {
 
 fn required(arg: &str) -> Result<&str, ParseError> {
     if arg.trim().is_empty() {
-        Err(ParseError::BadArgument(
-            "Command requires an argument.".into(),
-        ))
+        Err(ParseError::BadArgument("Command requires an argument.".into()))
     } else {
         Ok(arg)
     }
@@ -397,10 +410,7 @@ fn optional(arg: &str) -> Option<String> {
 fn list_path(arg: &str) -> Option<String> {
     let mut rest = arg.trim_start();
     while rest.starts_with('-') {
-        rest = rest
-            .split_once(' ')
-            .map(|(_, r)| r.trim_start())
-            .unwrap_or("");
+        rest = rest.split_once(' ').map(|(_, r)| r.trim_start()).unwrap_or("");
     }
     optional(rest)
 }
@@ -527,13 +537,29 @@ fn parse_rest(s: &str) -> Result<RestArg, ParseError> {
             .ok_or_else(|| ParseError::BadArgument("Invalid restart range.".into()))?;
         let (a, b) = (parse_u64(a)?, parse_u64(b)?);
         if b < a {
-            return Err(ParseError::BadArgument(
-                "Restart range ends before it starts.".into(),
-            ));
+            return Err(ParseError::BadArgument("Restart range ends before it starts.".into()));
         }
         ranges.push((a, b));
     }
     Ok(RestArg::Ranges(ranges))
+}
+
+/// `CKSM SP alg SP offset SP length SP path`, length `-1` meaning to the end.
+fn parse_cksm(s: &str) -> Result<CksmArg, ParseError> {
+    let mut it = s.splitn(4, ' ');
+    let algorithm = it.next().unwrap_or("").to_string();
+    let offset = parse_u64(it.next().unwrap_or(""))?;
+    let length = match it.next().unwrap_or("").trim() {
+        "-1" => None,
+        l => Some(parse_u64(l)?),
+    };
+    let path = required(it.next().unwrap_or(""))?.to_string();
+    Ok(CksmArg {
+        algorithm,
+        offset,
+        length,
+        path,
+    })
 }
 
 fn parse_eret(s: &str) -> Result<EretArg, ParseError> {
@@ -543,11 +569,7 @@ fn parse_eret(s: &str) -> Result<EretArg, ParseError> {
             let offset = parse_u64(it.next().unwrap_or(""))?;
             let length = parse_u64(it.next().unwrap_or(""))?;
             let path = required(it.next().unwrap_or(""))?.to_string();
-            Ok(EretArg::Partial {
-                offset,
-                length,
-                path,
-            })
+            Ok(EretArg::Partial { offset, length, path })
         }
         _ => Ok(EretArg::Module(s.to_string())),
     }
@@ -612,10 +634,7 @@ mod tests {
                 "PORT 127,0,0,1,217,105",
                 Command::Port("127.0.0.1:55657".parse().unwrap()),
             ),
-            (
-                "EPRT |2|::1|6446|",
-                Command::Eprt("[::1]:6446".parse().unwrap()),
-            ),
+            ("EPRT |2|::1|6446|", Command::Eprt("[::1]:6446".parse().unwrap())),
             (
                 "EPRT |1|132.235.1.2|6275|",
                 Command::Eprt("132.235.1.2:6275".parse().unwrap()),
@@ -633,10 +652,7 @@ mod tests {
             ("LIST -la", Command::List(None)),
             ("NLST", Command::Nlst(None)),
             ("SITE HELP", Command::Site(SiteCommand::Help)),
-            (
-                "SITE RETRBUFSIZE 4194304",
-                Command::Site(SiteCommand::BufSize(4194304)),
-            ),
+            ("SITE RETRBUFSIZE 4194304", Command::Site(SiteCommand::BufSize(4194304))),
             (
                 "ERET P 1000000 3000000 /src.bin",
                 Command::Eret(EretArg::Partial {
@@ -657,6 +673,22 @@ mod tests {
                 Command::Opts("RETR".into(), "Parallelism=4,4,4;".into()),
             ),
             ("SBUF 65536", Command::Sbuf(65536)),
+            (
+                "CKSM MD5 0 -1 /a b",
+                Command::Cksm(CksmArg {
+                    algorithm: "MD5".into(),
+                    offset: 0,
+                    length: None,
+                    path: "/a b".into(),
+                }),
+            ),
+            (
+                "SCKS adler32 0A0B",
+                Command::Scks {
+                    algorithm: "adler32".into(),
+                    value: "0a0b".into(),
+                },
+            ),
             ("GET path=/f;pasv;", Command::Get("path=/f;pasv;".into())),
             (
                 "SPOR 127,0,0,1,1,2",
@@ -712,6 +744,8 @@ mod tests {
             "STRU" => "F",
             "MODE" => "S",
             "ALLO" | "REST" | "SBUF" => "10",
+            "CKSM" => "MD5 0 -1 /f",
+            "SCKS" => "MD5 00",
             "ERET" => "P 0 1 /f",
             "ESTO" => "A 0 /f",
             "EPSV" => "",

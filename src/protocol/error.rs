@@ -65,6 +65,10 @@ pub enum SessionError {
     ConnectionLost(String),
     #[error("Transfer aborted.")]
     Aborted,
+    #[error("Unsupported checksum algorithm '{0}'.")]
+    UnknownChecksum(String),
+    #[error("Checksum mismatch: expected {expected}, got {got}.")]
+    ChecksumMismatch { expected: String, got: String },
     #[error("Server is shutting down.")]
     ShuttingDown,
     #[error("Local error: {0}")]
@@ -78,9 +82,9 @@ impl SessionError {
     pub fn code(&self) -> Code {
         use SessionError::*;
         match self {
-            Parse(ParseError::UnknownVerb(_))
-            | Parse(ParseError::NotUtf8)
-            | Parse(ParseError::Empty) => Code::SYNTAX_ERROR,
+            Parse(ParseError::UnknownVerb(_)) | Parse(ParseError::NotUtf8) | Parse(ParseError::Empty) => {
+                Code::SYNTAX_ERROR
+            }
             LineTooLong => Code::SYNTAX_ERROR,
             Parse(ParseError::BadArgument(_)) | BadArgument(_) | PortRefused | OffsetOverflow => {
                 Code::PARAM_SYNTAX_ERROR
@@ -90,11 +94,13 @@ impl SessionError {
             BadSequence(_) => Code::BAD_SEQUENCE,
             Superfluous(_) => Code::SUPERFLUOUS,
             NotImplemented(_) => Code::NOT_IMPLEMENTED,
-            ParamNotImplemented(_) => Code::PARAM_NOT_IMPLEMENTED,
+            ParamNotImplemented(_) | UnknownChecksum(_) => Code::PARAM_NOT_IMPLEMENTED,
+            ChecksumMismatch { .. } => Code::LOCAL_ERROR,
             ProtocolNotSupported => Code::NET_PROTO_NOT_SUPPORTED,
             NoDataChannel | DataConnection(_) => Code::CANT_OPEN_DATA,
-            Path(_) | ReadOnly | NotFound | PermissionDenied | AlreadyExists | NotADirectory
-            | NotAFile | NotEmpty => Code::FILE_UNAVAILABLE,
+            Path(_) | ReadOnly | NotFound | PermissionDenied | AlreadyExists | NotADirectory | NotAFile | NotEmpty => {
+                Code::FILE_UNAVAILABLE
+            }
             NoSpace => Code::INSUFFICIENT_STORAGE,
             ConnectionLost(_) | Aborted => Code::TRANSFER_ABORTED,
             Local(_) | Internal(_) => Code::LOCAL_ERROR,
@@ -137,6 +143,7 @@ mod tests {
             NotADirectory,
             NotAFile,
             NotEmpty,
+            UnknownChecksum("x".into()),
         ];
         let transient = [
             TooManyFailures,
@@ -148,6 +155,10 @@ mod tests {
             ShuttingDown,
             Local("x".into()),
             Internal("x".into()),
+            ChecksumMismatch {
+                expected: "a".into(),
+                got: "b".into(),
+            },
         ];
         for e in permanent {
             assert_eq!(e.code().0 / 100, 5, "{e:?}");

@@ -117,12 +117,7 @@ pub fn list_line(f: &Facts, now_secs: i64) -> String {
 }
 
 /// Renders a whole listing in `format`, CRLF-terminated lines.
-pub fn render_listing(
-    entries: &[Facts],
-    format: ListFormat,
-    writable: bool,
-    now_secs: i64,
-) -> Vec<u8> {
+pub fn render_listing(entries: &[Facts], format: ListFormat, writable: bool, now_secs: i64) -> Vec<u8> {
     let mut out = String::new();
     for e in entries {
         let line = match format {

@@ -5,6 +5,8 @@ use super::command::VERBS;
 /// FEAT lines (RFC 2389), each with its single leading space. Only features that work end to end
 /// are listed: globus-url-copy changes behaviour on `REST STREAM`, `SIZE`, `MLST` and `SBUF`.
 pub const FEATURES: &[&str] = &[
+    " CKSM MD5:10;ADLER32:10;CRC32C:10;SHA1:10;SHA256:11;SHA512:12;",
+    " CKSUM MD5,ADLER32,CRC32C,SHA-1,SHA-256,SHA-512",
     " ERET",
     " ESTO",
     " MDTM",
@@ -16,15 +18,22 @@ pub const FEATURES: &[&str] = &[
     " UTF8",
 ];
 
+/// Canonical (Globus) names of the checksum algorithms, for CKSM and SCKS.
+const CHECKSUMS: &[&str] = &["MD5", "ADLER32", "CRC32C", "SHA1", "SHA256", "SHA512"];
+
+/// Maps a client's checksum name (`sha-1`, `SHA1`, `Adler32`...) to its canonical name.
+pub fn checksum_name(name: &str) -> Option<&'static str> {
+    let n: String = name
+        .chars()
+        .filter(|&c| c != '-')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    CHECKSUMS.iter().copied().find(|&c| c == n)
+}
+
 /// The SITE subcommands that SITE HELP lists. globus-url-copy greps this text for the
 /// buffer-size commands (`gridftp-protocol.md` §2.9).
-pub const SITE_COMMANDS: &[&str] = &[
-    "BUFSIZE",
-    "CLIENTINFO",
-    "HELP",
-    "RETRBUFSIZE",
-    "STORBUFSIZE",
-];
+pub const SITE_COMMANDS: &[&str] = &["BUFSIZE", "CLIENTINFO", "HELP", "RETRBUFSIZE", "STORBUFSIZE"];
 
 /// The `211` FEAT reply lines.
 pub fn feat_lines() -> Vec<String> {
@@ -40,11 +49,7 @@ pub fn help_lines() -> Vec<String> {
     for chunk in VERBS.chunks(8) {
         lines.push(format!(
             "    {}",
-            chunk
-                .iter()
-                .map(|v| format!("{v:<8}"))
-                .collect::<String>()
-                .trim_end()
+            chunk.iter().map(|v| format!("{v:<8}")).collect::<String>().trim_end()
         ));
     }
     lines.push("End".into());
@@ -66,10 +71,7 @@ mod tests {
     #[test]
     fn feat_is_211_framed_with_leading_spaces() {
         let lines = feat_lines();
-        assert_eq!(
-            lines.first().map(String::as_str),
-            Some("Extensions supported")
-        );
+        assert_eq!(lines.first().map(String::as_str), Some("Extensions supported"));
         assert!(lines[1..lines.len() - 1].iter().all(|l| l.starts_with(' ')));
         assert!(lines.iter().any(|l| l == " REST STREAM"));
     }
@@ -77,10 +79,6 @@ mod tests {
     #[test]
     fn site_help_names_buffer_commands_after_a_space() {
         let text = site_help_lines().join("\n");
-        assert!(
-            text.contains(" RETRBUFSIZE")
-                && text.contains(" STORBUFSIZE")
-                && text.contains(" BUFSIZE")
-        );
+        assert!(text.contains(" RETRBUFSIZE") && text.contains(" STORBUFSIZE") && text.contains(" BUFSIZE"));
     }
 }

@@ -105,10 +105,7 @@ mod tests {
     fn crlf_and_bare_lf() {
         assert_eq!(
             frames(b"USER a\r\nPASS b\nNOOP", 100),
-            vec![
-                Frame::Line(b"USER a".to_vec()),
-                Frame::Line(b"PASS b".to_vec())
-            ]
+            vec![Frame::Line(b"USER a".to_vec()), Frame::Line(b"PASS b".to_vec())]
         );
     }
 

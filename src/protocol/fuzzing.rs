@@ -46,22 +46,13 @@ pub fn session(data: &[u8]) {
         while let Some(a) = s.poll_action() {
             flip = !flip;
             match a {
-                Action::Authenticate { user, .. } => s.handle_auth(flip.then_some(Access {
-                    user,
-                    writable: true,
-                })),
-                Action::OpenPassive { .. } => {
-                    s.handle_passive(Ok("127.0.0.1:1025".parse().expect("literal")))
-                }
+                Action::Authenticate { user, .. } => s.handle_auth(flip.then_some(Access { user, writable: true })),
+                Action::OpenPassive { .. } => s.handle_passive(Ok("127.0.0.1:1025".parse().expect("literal"))),
                 Action::Storage(_) if flip => s.handle_storage(Ok(StorageDone::Done)),
                 Action::Storage(_) => s.handle_storage(Err(SessionError::NotFound)),
                 Action::Transfer(_) => {
                     s.handle_transfer_started();
-                    s.handle_transfer_done(if flip {
-                        Ok(1)
-                    } else {
-                        Err(SessionError::Aborted)
-                    });
+                    s.handle_transfer_done(if flip { Ok(1) } else { Err(SessionError::Aborted) });
                 }
                 Action::DropPassive | Action::Abort | Action::Close => {}
             }

@@ -138,15 +138,7 @@ fn sanitize(text: String) -> String {
 /// Formats a host-port as `h1,h2,h3,h4,p1,p2` (RFC 959 PASV/PORT).
 pub fn host_port(ip: core::net::Ipv4Addr, port: u16) -> String {
     let o = ip.octets();
-    format!(
-        "{},{},{},{},{},{}",
-        o[0],
-        o[1],
-        o[2],
-        o[3],
-        port >> 8,
-        port & 0xff
-    )
+    format!("{},{},{},{},{},{}", o[0], o[1], o[2], o[3], port >> 8, port & 0xff)
 }
 
 #[cfg(test)]
@@ -187,9 +179,6 @@ mod tests {
 
     #[test]
     fn host_port_format() {
-        assert_eq!(
-            host_port("127.0.0.1".parse().unwrap(), 54697),
-            "127,0,0,1,213,169"
-        );
+        assert_eq!(host_port("127.0.0.1".parse().unwrap(), 54697), "127,0,0,1,213,169");
     }
 }

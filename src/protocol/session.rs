@@ -27,8 +27,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::command::{
-    Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode,
-    TransferType,
+    CksmArg, Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode, TransferType,
 };
 use super::facts::{self, Facts, ListFormat};
 use super::feat;
@@ -103,6 +102,8 @@ pub struct TransferRequest {
     /// Socket buffer size from SBUF / SITE *BUFSIZE.
     pub buffer_size: Option<u64>,
     pub access: Access,
+    /// For uploads after SCKS: (canonical algorithm, expected lower-case hex).
+    pub verify: Option<(String, String)>,
 }
 
 /// A filesystem operation the driver must run, relative to the session root.
@@ -119,12 +120,21 @@ pub enum StorageOp {
         from: String,
         to: String,
     },
+    /// Checksum of a file range (CKSM); `algorithm` is a canonical name.
+    Checksum {
+        algorithm: &'static str,
+        path: String,
+        offset: u64,
+        length: Option<u64>,
+    },
 }
 
 /// Result of a successful [`StorageOp`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageDone {
     Stat(Facts),
+    /// Lower-case hex checksum.
+    Checksum(String),
     Done,
 }
 
@@ -164,6 +174,7 @@ enum Pending {
     Cwd(String),
     Mkd(String),
     Done(&'static str),
+    Checksum,
     Transfer,
 }
 
@@ -193,6 +204,7 @@ pub struct Session {
     data: DataState,
     epsv_all: bool,
     buffer_size: Option<u64>,
+    expected_checksum: Option<(String, String)>,
     pending: Pending,
     aborting: bool,
     closed: bool,
@@ -217,6 +229,7 @@ impl Session {
             data: DataState::None,
             epsv_all: false,
             buffer_size: None,
+            expected_checksum: None,
             pending: Pending::None,
             aborting: false,
             closed: false,
@@ -299,20 +312,14 @@ impl Session {
             return;
         }
         if self.busy() {
-            self.error(SessionError::BadSequence(
-                "Previous command still in progress.",
-            ));
+            self.error(SessionError::BadSequence("Previous command still in progress."));
             return;
         }
         // REST holds until the next transfer command consumes it (clients send it before or
         // after PASV), so only transfer commands clear it.
         let consumes_rest = matches!(
             cmd,
-            Command::Retr(_)
-                | Command::Stor(_)
-                | Command::Appe(_)
-                | Command::Eret(_)
-                | Command::Esto(_)
+            Command::Retr(_) | Command::Stor(_) | Command::Appe(_) | Command::Eret(_) | Command::Esto(_)
         );
         let keeps_rnfr = matches!(cmd, Command::Rnto(_));
         let result = if self.access.is_none() && !allowed_before_login(&cmd) {
@@ -337,11 +344,9 @@ impl Session {
             C::User(name) => self.cmd_user(name),
             C::Pass(pw) => self.cmd_pass(pw),
             C::Acct(_) => Err(SessionError::Superfluous("ACCT not needed.")),
-            C::Auth(_) | C::Adat(_) | C::Protected(_) | C::Pbsz(_) | C::Prot(_) => {
-                Err(SessionError::NotImplemented(
-                    "GSI security (RFC 2228) is not supported yet; use ftp://.",
-                ))
-            }
+            C::Auth(_) | C::Adat(_) | C::Protected(_) | C::Pbsz(_) | C::Prot(_) => Err(SessionError::NotImplemented(
+                "GSI security (RFC 2228) is not supported yet; use ftp://.",
+            )),
             C::Quit => {
                 self.reply(Code::CLOSING, "Goodbye.");
                 self.closed = true;
@@ -363,8 +368,7 @@ impl Session {
                 Ok(())
             }
             C::Help(_) => {
-                self.replies
-                    .push_back(Reply::multi(Code::HELP, feat::help_lines()));
+                self.replies.push_back(Reply::multi(Code::HELP, feat::help_lines()));
                 Ok(())
             }
             C::Lang(_) => Err(SessionError::NotImplemented("LANG is not supported.")),
@@ -386,10 +390,7 @@ impl Session {
             C::Mode(m) => self.cmd_mode(m),
             C::Pwd => {
                 let quoted = self.cwd.replace('"', "\"\"");
-                self.reply(
-                    Code::PATH_CREATED,
-                    format!("\"{quoted}\" is current directory."),
-                );
+                self.reply(Code::PATH_CREATED, format!("\"{quoted}\" is current directory."));
                 Ok(())
             }
             C::Cwd(p) => {
@@ -427,11 +428,7 @@ impl Session {
                     length: None,
                 })
             }
-            C::Eret(EretArg::Partial {
-                offset,
-                length,
-                path,
-            }) => {
+            C::Eret(EretArg::Partial { offset, length, path }) => {
                 let path = self.resolve(&path)?;
                 let offset = offset
                     .checked_add(self.rest.unwrap_or(0))
@@ -442,9 +439,9 @@ impl Session {
                     length: Some(length),
                 })
             }
-            C::Eret(EretArg::Module(_)) | C::Esto(EstoArg::Module(_)) => Err(
-                SessionError::ParamNotImplemented("Only ERET P and ESTO A are supported.".into()),
-            ),
+            C::Eret(EretArg::Module(_)) | C::Esto(EstoArg::Module(_)) => Err(SessionError::ParamNotImplemented(
+                "Only ERET P and ESTO A are supported.".into(),
+            )),
             C::Stor(p) => {
                 let path = self.writable_path(&p)?;
                 let offset = self.rest.unwrap_or(0);
@@ -476,9 +473,7 @@ impl Session {
                     truncate: false,
                 })
             }
-            C::Stou => Err(SessionError::NotImplemented(
-                "STOU is not supported; use STOR.",
-            )),
+            C::Stou => Err(SessionError::NotImplemented("STOU is not supported; use STOR.")),
             C::List(p) => self.listing(p, ListFormat::List),
             C::Nlst(p) => self.listing(p, ListFormat::Nlst),
             C::Mlsd(p) => self.listing(p, ListFormat::Mlsd),
@@ -498,11 +493,7 @@ impl Session {
                 Ok(())
             }
             C::Stat(None) => {
-                let who = self
-                    .access
-                    .as_ref()
-                    .map(|a| a.user.clone())
-                    .unwrap_or_default();
+                let who = self.access.as_ref().map(|a| a.user.clone()).unwrap_or_default();
                 let mode = if self.mode == TransferMode::Stream {
                     "STREAM"
                 } else {
@@ -530,10 +521,7 @@ impl Session {
             }
             C::Rmd(p) => {
                 let path = self.writable_path(&p)?;
-                self.storage(
-                    Pending::Done("Directory removed."),
-                    StorageOp::RemoveDir(path),
-                );
+                self.storage(Pending::Done("Directory removed."), StorageOp::RemoveDir(path));
                 Ok(())
             }
             C::Dele(p) => {
@@ -556,37 +544,50 @@ impl Session {
                 Ok(())
             }
             C::Abor => {
-                self.reply(
-                    Code::TRANSFER_COMPLETE,
-                    "Abort successful; no transfer in progress.",
-                );
+                self.reply(Code::TRANSFER_COMPLETE, "Abort successful; no transfer in progress.");
                 Ok(())
             }
             C::Dcau(arg) if arg.trim().eq_ignore_ascii_case("N") => {
                 self.reply(Code::OK, "DCAU N.");
                 Ok(())
             }
-            C::Dcau(_) => Err(SessionError::ParamNotImplemented(
-                "Only DCAU N is supported.".into(),
-            )),
-            C::Cksm(_) | C::Scks(_) => Err(SessionError::NotImplemented(
-                "Checksums (CKSM/SCKS) are not supported yet.",
-            )),
-            C::Get(_) | C::Put(_) => Err(SessionError::NotImplemented(
-                "GET/PUT are not supported yet.",
-            )),
+            C::Dcau(_) => Err(SessionError::ParamNotImplemented("Only DCAU N is supported.".into())),
+            C::Cksm(arg) => self.cmd_cksm(arg),
+            C::Scks { algorithm, value } => {
+                let name = feat::checksum_name(&algorithm).ok_or(SessionError::UnknownChecksum(algorithm))?;
+                if value.is_empty() || !value.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(SessionError::BadArgument("Checksum value must be hexadecimal.".into()));
+                }
+                self.expected_checksum = Some((name.to_string(), value));
+                self.reply(Code::OK, "OK.");
+                Ok(())
+            }
+            C::Get(_) | C::Put(_) => Err(SessionError::NotImplemented("GET/PUT are not supported yet.")),
             C::Trev(_) => Err(SessionError::NotImplemented("TREV is not supported yet.")),
             C::Mfmt(_) => Err(SessionError::NotImplemented("MFMT is not supported.")),
         }
+    }
+
+    fn cmd_cksm(&mut self, arg: CksmArg) -> Result<(), SessionError> {
+        let algorithm = feat::checksum_name(&arg.algorithm).ok_or(SessionError::UnknownChecksum(arg.algorithm))?;
+        let path = self.resolve(&arg.path)?;
+        self.storage(
+            Pending::Checksum,
+            StorageOp::Checksum {
+                algorithm,
+                path,
+                offset: arg.offset,
+                length: arg.length,
+            },
+        );
+        Ok(())
     }
 
     fn cmd_user(&mut self, name: String) -> Result<(), SessionError> {
         if self.access.is_some() {
             return Err(SessionError::BadSequence("Already logged in."));
         }
-        let anonymous = ANONYMOUS_NAMES
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&name));
+        let anonymous = ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&name));
         if anonymous && !self.config.allow_anonymous {
             return Err(SessionError::AnonymousDisabled);
         }
@@ -606,10 +607,7 @@ impl Session {
             .user
             .take()
             .ok_or(SessionError::BadSequence("Login with USER first."))?;
-        if ANONYMOUS_NAMES
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&user))
-        {
+        if ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&user)) {
             self.handle_login(Some(Access {
                 user: "anonymous".into(),
                 writable: false,
@@ -617,8 +615,7 @@ impl Session {
             return Ok(());
         }
         self.pending = Pending::Auth;
-        self.actions
-            .push_back(Action::Authenticate { user, password });
+        self.actions.push_back(Action::Authenticate { user, password });
         Ok(())
     }
 
@@ -697,9 +694,7 @@ impl Session {
     fn set_buffer(&mut self, n: u64) -> Result<(), SessionError> {
         // 0 means "system default" (autotuning); anything else is clamped by the kernel.
         if n > 1 << 30 {
-            return Err(SessionError::BadArgument(
-                "Buffer size must be at most 1 GiB.".into(),
-            ));
+            return Err(SessionError::BadArgument("Buffer size must be at most 1 GiB.".into()));
         }
         self.buffer_size = (n > 0).then_some(n);
         Ok(())
@@ -712,22 +707,16 @@ impl Session {
                 self.reply(Code::OK, "Mode set to S.");
                 Ok(())
             }
-            TransferMode::Extended | TransferMode::ExtendedX => {
-                Err(SessionError::ParamNotImplemented(
-                    "Extended block modes (E, X) are not supported yet.".into(),
-                ))
-            }
-            _ => Err(SessionError::ParamNotImplemented(
-                "Unsupported transfer mode.".into(),
+            TransferMode::Extended | TransferMode::ExtendedX => Err(SessionError::ParamNotImplemented(
+                "Extended block modes (E, X) are not supported yet.".into(),
             )),
+            _ => Err(SessionError::ParamNotImplemented("Unsupported transfer mode.".into())),
         }
     }
 
     fn cmd_passive(&mut self, extended: bool) -> Result<(), SessionError> {
         if self.epsv_all && !extended {
-            return Err(SessionError::BadSequence(
-                "EPSV ALL in effect; only EPSV is allowed.",
-            ));
+            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
         }
         if !extended && self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip) {
             return Err(SessionError::ProtocolNotSupported);
@@ -793,16 +782,12 @@ impl Session {
 
     fn cmd_active(&mut self, addr: SocketAddr) -> Result<(), SessionError> {
         if self.epsv_all {
-            return Err(SessionError::BadSequence(
-                "EPSV ALL in effect; only EPSV is allowed.",
-            ));
+            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
         }
         let writable = self.access.as_ref().is_some_and(|a| a.writable);
         // Bounce protection for anonymous sessions (gridftp-protocol.md pitfall 17): only back
         // to the client itself and never to a privileged port.
-        if !writable
-            && (canonical(addr.ip()) != canonical(self.config.peer_ip) || addr.port() < 1024)
-        {
+        if !writable && (canonical(addr.ip()) != canonical(self.config.peer_ip) || addr.port() < 1024) {
             return Err(SessionError::PortRefused);
         }
         if self.data == DataState::Passive {
@@ -860,6 +845,10 @@ impl Session {
             DataState::Active(a) => DataEndpoint::Active(a),
         };
         let access = self.access.clone().ok_or(SessionError::NotLoggedIn)?;
+        let verify = match kind {
+            TransferKind::Store { .. } => self.expected_checksum.take(),
+            _ => None,
+        };
         self.pending = Pending::Transfer;
         self.aborting = false;
         self.actions.push_back(Action::Transfer(TransferRequest {
@@ -867,6 +856,7 @@ impl Session {
             endpoint,
             buffer_size: self.buffer_size,
             access,
+            verify,
         }));
         Ok(())
     }
@@ -892,10 +882,7 @@ impl Session {
                 self.reply(Code::TRANSFER_COMPLETE, "Transfer Complete.");
                 if aborting {
                     // ABOR arrived after the last byte had gone: answer it too.
-                    self.reply(
-                        Code::TRANSFER_COMPLETE,
-                        "Abort successful; transfer had completed.",
-                    );
+                    self.reply(Code::TRANSFER_COMPLETE, "Abort successful; transfer had completed.");
                 }
             }
             Err(SessionError::Aborted) => {
@@ -922,9 +909,7 @@ impl Session {
                     self.reply(Code::FILE_STATUS, f.size.to_string())
                 }
             }
-            (Pending::Mdtm, StorageDone::Stat(f)) => {
-                self.reply(Code::FILE_STATUS, facts::timeval(f.mtime))
-            }
+            (Pending::Mdtm, StorageDone::Stat(f)) => self.reply(Code::FILE_STATUS, facts::timeval(f.mtime)),
             (Pending::Mlst, StorageDone::Stat(f)) => {
                 let line = format!(" {}", facts::mlsx_line(&f, writable));
                 self.replies.push_back(Reply::multi(
@@ -934,10 +919,7 @@ impl Session {
             }
             (Pending::Rnfr(path), StorageDone::Stat(_)) => {
                 self.rename_from = Some(path);
-                self.reply(
-                    Code::PENDING_MORE_INFO,
-                    "File exists, ready for destination name.",
-                )
+                self.reply(Code::PENDING_MORE_INFO, "File exists, ready for destination name.")
             }
             (Pending::Rnto, _) => self.reply(Code::FILE_ACTION_OK, "Rename successful."),
             (Pending::Cwd(path), _) => {
@@ -949,6 +931,7 @@ impl Session {
                 self.reply(Code::PATH_CREATED, format!("\"{quoted}\" created."))
             }
             (Pending::Done(text), _) => self.reply(Code::FILE_ACTION_OK, text),
+            (Pending::Checksum, StorageDone::Checksum(hex)) => self.reply(Code::FILE_STATUS, hex),
             (other, done) => {
                 // A driver bug: keep the session usable and say so.
                 self.error(SessionError::Internal(format!(
@@ -998,9 +981,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 pub fn parse_opts_list(args: &str) -> Result<Vec<(String, String)>, SessionError> {
     let mut out = Vec::new();
     for item in args.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = item.split_once('=').ok_or_else(|| {
-            SessionError::BadArgument(format!("Option '{item}' is not key=value."))
-        })?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| SessionError::BadArgument(format!("Option '{item}' is not key=value.")))?;
         out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
     Ok(out)
@@ -1033,14 +1016,9 @@ mod tests {
             while let Some(a) = s.poll_action() {
                 match a {
                     Action::Authenticate { user, password } => {
-                        s.handle_auth((password == "pw").then_some(Access {
-                            user,
-                            writable: true,
-                        }))
+                        s.handle_auth((password == "pw").then_some(Access { user, writable: true }))
                     }
-                    Action::OpenPassive { .. } => {
-                        s.handle_passive(Ok("192.0.2.1:5001".parse().unwrap()))
-                    }
+                    Action::OpenPassive { .. } => s.handle_passive(Ok("192.0.2.1:5001".parse().unwrap())),
                     Action::Storage(_) => s.handle_storage(Ok(StorageDone::Done)),
                     Action::Transfer(_) => {
                         s.handle_transfer_started();
@@ -1062,15 +1040,7 @@ mod tests {
         assert_eq!(s.poll_reply().unwrap().to_wire(), "220 hi\r\n");
         let got = run(
             &mut s,
-            &[
-                b"FOO bar",
-                b"RETR \xc3\x28",
-                b"",
-                b"PWD",
-                b"USER",
-                b"PASS x",
-                b"TYPE X",
-            ],
+            &[b"FOO bar", b"RETR \xc3\x28", b"", b"PWD", b"USER", b"PASS x", b"TYPE X"],
         );
         assert_eq!(
             got,
@@ -1085,10 +1055,7 @@ mod tests {
             ]
         );
         s.handle_line_too_long();
-        assert_eq!(
-            s.poll_reply().unwrap().to_wire(),
-            "500 Command line too long.\r\n"
-        );
+        assert_eq!(s.poll_reply().unwrap().to_wire(), "500 Command line too long.\r\n");
     }
 
     #[test]
@@ -1097,14 +1064,7 @@ mod tests {
         s.poll_reply();
         let got = run(
             &mut s,
-            &[
-                b"user alice",
-                b"PASS pw",
-                b"PASV",
-                b"EPSV",
-                b"RETR /f",
-                b"QUIT",
-            ],
+            &[b"user alice", b"PASS pw", b"PASV", b"EPSV", b"RETR /f", b"QUIT"],
         );
         assert_eq!(
             got,
@@ -1135,10 +1095,7 @@ mod tests {
             }
         }
         assert_eq!(s.auth_penalty(), Duration::from_secs(8));
-        assert!(
-            run(&mut s, &[b"NOOP"]).is_empty(),
-            "closed sessions stay silent"
-        );
+        assert!(run(&mut s, &[b"NOOP"]).is_empty(), "closed sessions stay silent");
     }
 
     #[test]
@@ -1151,9 +1108,7 @@ mod tests {
         s.handle_line(b"ABOR");
         assert_eq!(s.poll_action(), Some(Action::Abort));
         s.handle_transfer_done(Err(SessionError::Aborted));
-        let replies: Vec<String> = std::iter::from_fn(|| s.poll_reply())
-            .map(|r| r.to_wire())
-            .collect();
+        let replies: Vec<String> = std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect();
         assert_eq!(
             replies,
             vec![
@@ -1186,10 +1141,7 @@ mod tests {
         );
         assert_eq!(got[3], got[2]);
         assert_eq!(got[4], "200 PORT Command successful.\r\n");
-        assert_eq!(
-            got[5],
-            "550 Permission denied: this account is read-only.\r\n"
-        );
+        assert_eq!(got[5], "550 Permission denied: this account is read-only.\r\n");
         assert_eq!(got[6], "550 Path escapes the root directory.\r\n");
     }
 
@@ -1200,9 +1152,7 @@ mod tests {
             vec![("parallelism".into(), "4,4,4".into())]
         );
         assert_eq!(
-            parse_opts_list("StripeLayout=Blocked;BlockSize=1048576")
-                .unwrap()
-                .len(),
+            parse_opts_list("StripeLayout=Blocked;BlockSize=1048576").unwrap().len(),
             2
         );
         assert!(parse_opts_list("garbage;").is_err());

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use thiserror::Error;
 
+pub mod checksum;
+
 /// A failed storage operation: what, on which path, and the OS error.
 #[derive(Debug, Error)]
 #[error("{op} {path}: {source}")]
@@ -127,12 +129,8 @@ impl Root {
     /// Opens the root directory.
     pub fn open(path: &Path) -> Result<Root, StorageError> {
         let shown = path.display().to_string();
-        let dir = rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| StorageError::new("open root", &shown, e))?;
+        let dir = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| StorageError::new("open root", &shown, e))?;
         Ok(Root {
             dir,
             path: path.to_path_buf(),
@@ -144,21 +142,9 @@ impl Root {
         &self.path
     }
 
-    fn open_at(
-        &self,
-        op: &'static str,
-        vpath: &str,
-        flags: OFlags,
-        mode: Mode,
-    ) -> Result<OwnedFd, StorageError> {
-        rustix::fs::openat2(
-            &self.dir,
-            relative(vpath),
-            flags | OFlags::CLOEXEC,
-            mode,
-            RESOLVE,
-        )
-        .map_err(|e| StorageError::new(op, vpath, e))
+    fn open_at(&self, op: &'static str, vpath: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, StorageError> {
+        rustix::fs::openat2(&self.dir, relative(vpath), flags | OFlags::CLOEXEC, mode, RESOLVE)
+            .map_err(|e| StorageError::new(op, vpath, e))
     }
 
     /// Opens a regular file for reading.
@@ -204,14 +190,8 @@ impl Root {
     /// The entries of a directory (without `.` and `..`), sorted by name. Symlinks are reported
     /// as themselves, not followed.
     pub fn list(&self, vpath: &str) -> Result<Vec<FileInfo>, StorageError> {
-        let fd = self.open_at(
-            "list",
-            vpath,
-            OFlags::RDONLY | OFlags::DIRECTORY,
-            Mode::empty(),
-        )?;
-        let dir =
-            rustix::fs::Dir::read_from(&fd).map_err(|e| StorageError::new("list", vpath, e))?;
+        let fd = self.open_at("list", vpath, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| StorageError::new("list", vpath, e))?;
         let mut out = Vec::new();
         for entry in dir {
             let entry = entry.map_err(|e| StorageError::new("list", vpath, e))?;
@@ -219,14 +199,10 @@ impl Root {
             if name == b"." || name == b".." {
                 continue;
             }
-            let Ok(st) = rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
-            else {
+            let Ok(st) = rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) else {
                 continue; // removed while we listed it
             };
-            out.push(FileInfo::from_stat(
-                String::from_utf8_lossy(name).into_owned(),
-                &st,
-            ));
+            out.push(FileInfo::from_stat(String::from_utf8_lossy(name).into_owned(), &st));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -245,11 +221,7 @@ impl Root {
     fn parent_fd(&self, op: &'static str, vpath: &str) -> Result<(OwnedFd, String), StorageError> {
         let (parent, name) = split(vpath);
         if name.is_empty() || name == "." || name == ".." {
-            return Err(StorageError::new(
-                op,
-                vpath,
-                io::Error::from_raw_os_error(libc::EINVAL),
-            ));
+            return Err(StorageError::new(op, vpath, io::Error::from_raw_os_error(libc::EINVAL)));
         }
         let fd = self.open_at(op, parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
         Ok((fd, name.to_string()))
@@ -289,24 +261,26 @@ impl Root {
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
         let (from_dir, from_name) = self.parent_fd("rename", from)?;
         let (to_dir, to_name) = self.parent_fd("rename", to)?;
-        rustix::fs::renameat(
-            from_dir.as_fd(),
-            from_name.as_str(),
-            to_dir.as_fd(),
-            to_name.as_str(),
-        )
-        .map_err(|e| StorageError::new("rename", from, e))
+        rustix::fs::renameat(from_dir.as_fd(), from_name.as_str(), to_dir.as_fd(), to_name.as_str())
+            .map_err(|e| StorageError::new("rename", from, e))
+    }
+
+    /// Checksum of `length` bytes (to the end when `None`) of a file from `offset`.
+    pub fn checksum(
+        &self,
+        vpath: &str,
+        alg: checksum::Algorithm,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<String, StorageError> {
+        let (file, _) = self.open_read(vpath)?;
+        checksum::file_checksum(&file, alg, offset, length).map_err(|e| StorageError::new("checksum", vpath, e))
     }
 
     /// Checks that `vpath` is a directory that can be listed.
     pub fn check_dir(&self, vpath: &str) -> Result<(), StorageError> {
-        self.open_at(
-            "cwd",
-            vpath,
-            OFlags::RDONLY | OFlags::DIRECTORY,
-            Mode::empty(),
-        )
-        .map(drop)
+        self.open_at("cwd", vpath, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .map(drop)
     }
 }
 
@@ -359,12 +333,7 @@ mod tests {
     #[test]
     fn listing_sorted_and_symlinks_not_followed() {
         let (_t, r) = tree();
-        let names: Vec<_> = r
-            .list("/")
-            .unwrap()
-            .into_iter()
-            .map(|i| (i.name, i.kind))
-            .collect();
+        let names: Vec<_> = r.list("/").unwrap().into_iter().map(|i| (i.name, i.kind)).collect();
         assert_eq!(
             names,
             vec![

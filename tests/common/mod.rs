@@ -23,10 +23,7 @@ pub struct Server {
 pub fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("rm-test")
-            .tempdir_in(shm)
-            .unwrap()
+        tempfile::Builder::new().prefix("rm-test").tempdir_in(shm).unwrap()
     } else {
         tempfile::tempdir().unwrap()
     }
@@ -163,9 +160,7 @@ impl Control {
         let mut first = String::new();
         self.reader.read_line(&mut first).unwrap();
         assert!(first.len() >= 4, "short reply line {first:?}");
-        let code: u16 = first[..3]
-            .parse()
-            .unwrap_or_else(|_| panic!("bad reply {first:?}"));
+        let code: u16 = first[..3].parse().unwrap_or_else(|_| panic!("bad reply {first:?}"));
         let multi = first.as_bytes()[3] == b'-';
         lines.push(first.trim_end().to_string());
         if multi {
@@ -200,10 +195,7 @@ impl Control {
         let text = r.text();
         let inner = &text[text.find('(').unwrap() + 1..text.find(')').unwrap()];
         let n: Vec<u16> = inner.split(',').map(|x| x.parse().unwrap()).collect();
-        let addr = SocketAddr::from((
-            [n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8],
-            n[4] * 256 + n[5],
-        ));
+        let addr = SocketAddr::from(([n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8], n[4] * 256 + n[5]));
         TcpStream::connect(addr).unwrap()
     }
 
@@ -264,10 +256,7 @@ pub fn require_peer(name: &str) -> PathBuf {
 /// Runs globus-url-copy with arguments; returns (success, combined output).
 pub fn guc(args: &[&str]) -> (bool, String) {
     let bin = require_peer("globus-url-copy");
-    let out = Command::new(bin)
-        .args(args)
-        .output()
-        .expect("run globus-url-copy");
+    let out = Command::new(bin).args(args).output().expect("run globus-url-copy");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
