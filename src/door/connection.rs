@@ -383,7 +383,7 @@ impl Connection {
         };
         Ok(Outcome {
             bytes: handle.progress(),
-            result: result.map_err(|e| engine_error(&e)),
+            result: result.map(|f| f.bytes).map_err(|e| engine_error(&e)),
         })
     }
 

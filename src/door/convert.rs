@@ -33,7 +33,7 @@ pub(crate) fn engine_error(e: &OpError) -> SessionError {
         OpError::Io { op: "write", .. } | OpError::ShortSource { .. } | OpError::Stopped => {
             SessionError::Local(e.to_string())
         }
-        OpError::Io { .. } => SessionError::ConnectionLost(e.to_string()),
+        OpError::Io { .. } | OpError::Framing(_) => SessionError::ConnectionLost(e.to_string()),
     }
 }
 

@@ -241,10 +241,11 @@ impl CoreLoop {
 
     fn push(&mut self, entry: squeue::Entry) {
         loop {
-            // SAFETY: every entry points only at memory and descriptors owned by a transfer in
-            // `self.transfers` (or at `wake_buf`/`wake`, owned by this loop). A transfer is
-            // removed only after the completion of its one op in flight, so the memory stays
-            // valid until the kernel is done with it.
+            // SAFETY: every entry points only at heap memory (arena slots, boxed headers, heap
+            // buffers, `Bytes`) and descriptors owned by a transfer in `self.transfers`, or at
+            // `wake_buf`/`wake`, owned by this loop. That memory does not move when the
+            // transfer value moves (map rehash), and a transfer is removed only after the
+            // completion of its one op in flight, so it stays valid until the kernel is done.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 return;

@@ -14,6 +14,7 @@
 //! splice cannot write to an `O_APPEND` file.
 
 mod arena;
+mod blocks;
 mod core;
 mod transfer;
 
@@ -25,10 +26,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use std::sync::Mutex;
+
 use bytes::Bytes;
+
+use crate::block::TransferReceiver;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+pub use self::blocks::BlockPlan;
 pub use self::core::probe;
 
 /// Engine failures, per transfer or at start-up.
@@ -46,6 +52,8 @@ pub enum OpError {
     Stopped,
     #[error("source ended after {got} of {want} bytes")]
     ShortSource { got: u64, want: u64 },
+    #[error("MODE E: {0}")]
+    Framing(#[from] crate::block::DecodeError),
 }
 
 impl OpError {
@@ -120,6 +128,14 @@ impl Default for EngineConfig {
 /// Where a transfer's bytes come from.
 #[derive(Debug)]
 pub enum Source {
+    /// MODE E blocks of a shared file, taken from a plan shared by all streams of a transfer;
+    /// `last` is the header this stream ends with (EOD, or EOF|EOD on the stream that carries
+    /// the EOF message).
+    Blocks {
+        file: Arc<File>,
+        plan: Arc<BlockPlan>,
+        last: crate::block::Header,
+    },
     /// `length` bytes of `file` from `offset` (to the end when `None`).
     File {
         file: File,
@@ -135,6 +151,13 @@ pub enum Source {
 /// Where a transfer's bytes go.
 #[derive(Debug)]
 pub enum Sink {
+    /// MODE E blocks written at `wire offset + base` into a shared file; the receiver state is
+    /// shared by all connections of the transfer.
+    Blocks {
+        file: Arc<File>,
+        receiver: Arc<Mutex<TransferReceiver>>,
+        base: u64,
+    },
     Socket(TcpStream),
     /// Written at `offset`, or appended when `offset` is `None`.
     File {
@@ -205,9 +228,19 @@ impl Engine {
     /// Starts a transfer on the core that receives the socket's packets (`SO_INCOMING_CPU`),
     /// or round-robin when that is unknown.
     pub fn submit(&self, source: Source, sink: Sink, path: Option<DataPath>) -> TransferHandle {
+        self.submit_counted(source, sink, path, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// As [`Engine::submit`], adding the bytes moved to a counter shared with other streams.
+    pub fn submit_counted(
+        &self,
+        source: Source,
+        sink: Sink,
+        path: Option<DataPath>,
+        progress: Arc<AtomicU64>,
+    ) -> TransferHandle {
         let core = self.pick_core(&source, &sink);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let progress = Arc::new(AtomicU64::new(0));
         let (done_tx, done_rx) = oneshot::channel();
         let job = transfer::Job {
             id,
@@ -260,10 +293,18 @@ impl Drop for Engine {
     }
 }
 
+/// A finished transfer: bytes moved, and the data socket when it may be reused (a MODE E
+/// stream that ended with EOD but without CLOSE).
+#[derive(Debug)]
+pub struct Finished {
+    pub bytes: u64,
+    pub socket: Option<TcpStream>,
+}
+
 /// A transfer in flight on a core.
 pub struct TransferHandle {
     id: u64,
-    rx: oneshot::Receiver<Result<u64, OpError>>,
+    rx: oneshot::Receiver<Result<Finished, OpError>>,
     progress: Arc<AtomicU64>,
     tx: crossbeam_channel::Sender<Msg>,
     wake: Arc<OwnedFd>,
@@ -287,13 +328,18 @@ impl TransferHandle {
         wake(&self.wake);
     }
 
-    /// Waits for the result: bytes moved.
-    pub async fn finish(&mut self) -> Result<u64, OpError> {
+    /// Waits for the result.
+    pub async fn finish(&mut self) -> Result<Finished, OpError> {
         (&mut self.rx).await.unwrap_or(Err(OpError::Stopped))
     }
 
-    /// Blocking wait, for threads outside tokio.
+    /// Blocking wait, for threads outside tokio: bytes this transfer moved.
     pub fn finish_blocking(self) -> Result<u64, OpError> {
+        self.finish_blocking_full().map(|f| f.bytes)
+    }
+
+    /// Blocking wait with the reusable socket.
+    pub fn finish_blocking_full(self) -> Result<Finished, OpError> {
         self.rx.blocking_recv().unwrap_or(Err(OpError::Stopped))
     }
 }

@@ -177,3 +177,173 @@ fn data_path_names() {
     assert_eq!("auto".parse::<DataPath>(), Ok(DataPath::Auto));
     assert!("x".parse::<DataPath>().is_err());
 }
+
+mod mode_e {
+    use super::*;
+    use crate::block::{ConnReceiver, Event, Header, TransferReceiver, HEADER_LEN};
+    use std::sync::{Arc, Mutex};
+
+    /// A blocking MODE E reader for one stream: writes payloads into `out`, returns the socket
+    /// when the stream ended with EOD but without CLOSE.
+    fn read_stream(mut s: TcpStream, t: &Mutex<TransferReceiver>, out: &Mutex<Vec<u8>>) -> Option<TcpStream> {
+        let mut conn = ConnReceiver::new();
+        loop {
+            let mut h = [0u8; HEADER_LEN];
+            s.read_exact(&mut h).unwrap();
+            let h = Header::decode(&h).unwrap();
+            let event = conn.on_header(&h, &mut t.lock().unwrap()).unwrap();
+            match event {
+                Event::Payload { offset, len } => {
+                    let mut data = vec![0u8; len as usize];
+                    s.read_exact(&mut data).unwrap();
+                    conn.on_payload(len);
+                    t.lock().unwrap().stored(offset, len);
+                    let mut o = out.lock().unwrap();
+                    let end = (offset + len) as usize;
+                    if o.len() < end {
+                        o.resize(end, 0);
+                    }
+                    o[offset as usize..end].copy_from_slice(&data);
+                    if conn.done() {
+                        return Some(s);
+                    }
+                }
+                Event::Eod { close } => return (!close).then_some(s),
+            }
+        }
+    }
+
+    fn send_streams(
+        e: &Engine,
+        file: &Arc<File>,
+        plan: Arc<BlockPlan>,
+        n: usize,
+        close: bool,
+    ) -> (Vec<TransferHandle>, Vec<TcpStream>) {
+        let mut handles = Vec::new();
+        let mut theirs = Vec::new();
+        for i in 0..n {
+            let (ours, t) = pair();
+            let last = if i == 0 {
+                Header::eof(n as u64, close)
+            } else {
+                Header::eod(close)
+            };
+            handles.push(e.submit(
+                Source::Blocks {
+                    file: file.clone(),
+                    plan: plan.clone(),
+                    last,
+                },
+                Sink::Socket(ours),
+                None,
+            ));
+            theirs.push(t);
+        }
+        (handles, theirs)
+    }
+
+    #[test]
+    fn parallel_send_every_path() {
+        let data = pattern((5 << 20) + 123);
+        let (_d, p) = temp_with(&data);
+        for path in DataPath::ALL {
+            let e = engine(path);
+            let file = Arc::new(File::open(&p).unwrap());
+            // Send [100, len) as a partial transfer: wire offsets relative to 100.
+            let plan = Arc::new(BlockPlan::new(vec![(100, data.len() as u64)], 256 << 10, 100));
+            let (handles, theirs) = send_streams(&e, &file, plan, 4, false);
+            let t = Arc::new(Mutex::new(TransferReceiver::new(Some(data.len() as u64 - 100))));
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let readers: Vec<_> = theirs
+                .into_iter()
+                .map(|s| {
+                    let (t, out) = (t.clone(), out.clone());
+                    std::thread::spawn(move || read_stream(s, &t, &out))
+                })
+                .collect();
+            let mut sent = 0;
+            for h in handles {
+                let f = h.finish_blocking_full().unwrap();
+                assert!(f.socket.is_some(), "no CLOSE: the connection is kept");
+                sent += f.bytes;
+            }
+            for r in readers {
+                assert!(r.join().unwrap().is_some());
+            }
+            assert!(t.lock().unwrap().complete(), "{path:?}");
+            assert_eq!(sent, data.len() as u64 - 100);
+            assert!(out.lock().unwrap()[..] == data[100..], "{path:?}");
+        }
+    }
+
+    #[test]
+    fn parallel_receive_out_of_order_and_reuse() {
+        let data = pattern((3 << 20) + 77);
+        let e = engine(DataPath::Auto);
+        let (_d, p) = temp_with(b"");
+        let file = Arc::new(std::fs::OpenOptions::new().write(true).open(&p).unwrap());
+        let receiver = Arc::new(Mutex::new(TransferReceiver::new(None)));
+        let mut handles = Vec::new();
+        let mut senders = Vec::new();
+        for _ in 0..3 {
+            let (ours, theirs) = pair();
+            let sink = Sink::Blocks {
+                file: file.clone(),
+                receiver: receiver.clone(),
+                base: 5,
+            };
+            handles.push(e.submit(Source::Socket(ours), sink, None));
+            senders.push(theirs);
+        }
+        // Blocks of 100 000 bytes, dealt backwards over the three connections.
+        let mut blocks: Vec<(u64, u64)> = (0..data.len() as u64)
+            .step_by(100_000)
+            .map(|o| (o, 100_000.min(data.len() as u64 - o)))
+            .collect();
+        blocks.reverse();
+        for (i, (off, len)) in blocks.iter().enumerate() {
+            let s = &mut senders[i % 3];
+            s.write_all(&Header::data(*off, *len).encode()).unwrap();
+            s.write_all(&data[*off as usize..(*off + *len) as usize]).unwrap();
+        }
+        senders[1].write_all(&Header::eof(3, false).encode()).unwrap();
+        senders[0].write_all(&Header::eod(true).encode()).unwrap();
+        senders[2].write_all(&Header::eod(false).encode()).unwrap();
+        let kept: Vec<bool> = handles
+            .into_iter()
+            .map(|h| h.finish_blocking_full().unwrap().socket.is_some())
+            .collect();
+        assert_eq!(kept, vec![false, true, true]);
+        assert!(receiver.lock().unwrap().complete());
+        let got = std::fs::read(&p).unwrap();
+        assert_eq!(got.len(), 5 + data.len());
+        assert!(got[5..] == data[..]);
+    }
+
+    #[test]
+    fn receive_rejects_bad_framing() {
+        let e = engine(DataPath::Auto);
+        let (_d, p) = temp_with(b"");
+        let file = Arc::new(std::fs::OpenOptions::new().write(true).open(&p).unwrap());
+        for bad in [
+            vec![0x80u8; HEADER_LEN],
+            [Header::data(0, 10).encode().to_vec(), vec![1, 2, 3]].concat(),
+        ] {
+            let receiver = Arc::new(Mutex::new(TransferReceiver::new(None)));
+            let (ours, mut theirs) = pair();
+            let h = e.submit(
+                Source::Socket(ours),
+                Sink::Blocks {
+                    file: file.clone(),
+                    receiver,
+                    base: 0,
+                },
+                None,
+            );
+            theirs.write_all(&bad).unwrap();
+            drop(theirs);
+            assert!(matches!(h.finish_blocking(), Err(OpError::Framing(_))));
+        }
+    }
+}

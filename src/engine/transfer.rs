@@ -14,8 +14,9 @@ use rustix::pipe::SpliceFlags;
 use tokio::sync::oneshot;
 
 use super::arena::Buffer;
+use super::blocks::{BlockRecv, BlockSend};
 use super::core::Ctx;
-use super::{DataPath, OpError, Sink, Source};
+use super::{DataPath, Finished, OpError, Sink, Source};
 
 /// Largest single `sendfile`/`splice` call.
 const CHUNK: usize = 4 << 20;
@@ -30,7 +31,7 @@ pub(crate) struct Job {
     pub(crate) sink: Sink,
     pub(crate) path: DataPath,
     pub(crate) progress: Arc<AtomicU64>,
-    pub(crate) done: oneshot::Sender<Result<u64, OpError>>,
+    pub(crate) done: oneshot::Sender<Result<Finished, OpError>>,
 }
 
 pub(crate) enum Step {
@@ -77,6 +78,10 @@ enum Kind {
         pipe_r: OwnedFd,
         pipe_w: OwnedFd,
     },
+    /// A MODE E sending stream.
+    BlockSend(BlockSend),
+    /// A MODE E receiving stream.
+    BlockRecv(BlockRecv),
     /// Unsupported source/sink pair or a set-up failure, reported at the first step.
     Invalid(Option<OpError>),
 }
@@ -85,7 +90,7 @@ pub(crate) struct Transfer {
     kind: Kind,
     moved: u64,
     progress: Arc<AtomicU64>,
-    done: oneshot::Sender<Result<u64, OpError>>,
+    done: oneshot::Sender<Result<Finished, OpError>>,
     pub(crate) cancelled: bool,
 }
 
@@ -141,6 +146,14 @@ impl Transfer {
                 written: 0,
                 writing: false,
             },
+            (Source::Blocks { file, plan, last }, Sink::Socket(sock), path) => {
+                let zerocopy = path != DataPath::ReadWrite;
+                let buf = (!zerocopy).then(|| ctx.arena.take());
+                Kind::BlockSend(BlockSend::new(file, sock, plan, last, zerocopy, buf))
+            }
+            (Source::Socket(sock), Sink::Blocks { file, receiver, base }, _) => {
+                Kind::BlockRecv(BlockRecv::new(file, sock, receiver, base, Some(ctx.arena.take())))
+            }
             _ => Kind::Invalid(Some(OpError::io(
                 "transfer",
                 std::io::Error::other("unsupported source/sink combination"),
@@ -158,16 +171,34 @@ impl Transfer {
     /// Ends the transfer: returns its buffer, closes its fds (a closed socket is the end of
     /// file in stream mode) and reports the result.
     pub(crate) fn finish(self, ctx: &mut Ctx<'_>, result: Result<u64, OpError>) {
-        match self.kind {
-            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => ctx.arena.give(b),
-            _ => {}
-        }
-        let _ = self.done.send(result);
+        let ok = result.is_ok();
+        let socket = match self.kind {
+            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => {
+                ctx.arena.give(b);
+                None
+            }
+            Kind::BlockSend(mut s) => {
+                if let Some(b) = s.buf.take() {
+                    ctx.arena.give(b);
+                }
+                s.into_socket()
+            }
+            Kind::BlockRecv(mut r) => {
+                if let Some(b) = r.buf.take() {
+                    ctx.arena.give(b);
+                }
+                r.into_socket()
+            }
+            _ => None,
+        };
+        // Only a cleanly finished stream hands its connection back for reuse.
+        let socket = socket.filter(|_| ok);
+        let _ = self.done.send(result.map(|bytes| Finished { bytes, socket }));
     }
 
     fn count(&mut self, n: u64) {
         self.moved += n;
-        self.progress.store(self.moved, Ordering::Relaxed);
+        self.progress.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Step {
@@ -182,6 +213,18 @@ impl Transfer {
         let moved = self.moved;
         match &mut self.kind {
             Kind::Invalid(e) => Err(e.take().unwrap_or(OpError::Stopped)),
+            Kind::BlockSend(b) => {
+                let mut n = 0;
+                let r = b.step(ctx, res, &mut n);
+                self.count(n);
+                r
+            }
+            Kind::BlockRecv(b) => {
+                let mut n = 0;
+                let r = b.step(ctx, res, &mut n);
+                self.count(n);
+                r
+            }
             Kind::SendFile { .. } => {
                 check_poll(res, "poll for writability")?;
                 self.sendfile_loop()
