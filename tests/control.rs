@@ -94,7 +94,7 @@ fn bad_input_gets_clear_replies() {
     c.expect("PASS x", 230);
     assert_eq!(c.cmd("PORT 1,2,3").code, 501);
     assert_eq!(c.cmd("TYPE Q").code, 501);
-    assert_eq!(c.cmd("MODE E").code, 504);
+    assert_eq!(c.cmd("MODE X").code, 504);
     assert_eq!(c.cmd("GET path=/x;pasv;").code, 502);
     assert_eq!(c.cmd("RETR x").code, 425); // no PASV/PORT yet
     assert_eq!(c.cmd("RNTO x").code, 503);

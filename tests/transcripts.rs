@@ -22,10 +22,10 @@ fn drive(session: &mut Session, transfers: &mut Vec<TransferKind>) {
             Action::Storage(_) => session.handle_storage(Ok(StorageDone::Done)),
             Action::Transfer(req) => {
                 transfers.push(req.kind);
-                session.handle_transfer_started();
+                session.handle_transfer_started(false);
                 session.handle_transfer_done(Ok(0));
             }
-            Action::DropPassive | Action::Abort | Action::Close => {}
+            Action::DropPassive | Action::ResetData | Action::Abort | Action::Close => {}
         }
     }
 }

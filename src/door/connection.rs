@@ -12,12 +12,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::convert::{engine_error, facts, pool_error, storage_error};
+use super::convert::{facts, pool_error, storage_error};
 use super::DoorShared;
-use crate::pool::{DataChannel, MoverRequest};
+use crate::pool::MoverRequest;
 use crate::protocol::facts::render_listing;
 use crate::protocol::framer::{Frame, LineFramer};
-use crate::protocol::session::{Access, DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest};
+use crate::protocol::session::{Access, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
 use crate::storage::checksum::Algorithm;
 
@@ -29,16 +29,19 @@ pub(crate) struct Connection {
     framer: LineFramer,
     queued: VecDeque<Frame>,
     passive: Option<TcpListener>,
+    cache: Option<DataCache>,
     peer: SocketAddr,
     local: SocketAddr,
     shutdown: watch::Receiver<bool>,
     closed: bool,
 }
 
-/// How a transfer ended, for the log line.
-struct Outcome {
-    bytes: u64,
-    result: Result<u64, SessionError>,
+mod transfer;
+
+/// MODE E connections kept after a transfer, for the next one in the same direction.
+struct DataCache {
+    sends: bool,
+    sockets: Vec<TcpStream>,
 }
 
 impl Connection {
@@ -64,6 +67,7 @@ impl Connection {
             framer: LineFramer::default(),
             queued: VecDeque::new(),
             passive: None,
+            cache: None,
             peer,
             local,
             shutdown,
@@ -179,6 +183,7 @@ impl Connection {
                 self.session.handle_passive(result);
             }
             Action::DropPassive => self.passive = None,
+            Action::ResetData => self.cache = None,
             Action::Storage(op) => {
                 let result = self.storage(op).await;
                 self.session.handle_storage(result);
@@ -304,7 +309,7 @@ impl Connection {
             bytes = outcome.bytes,
             seconds = format_args!("{secs:.3}"),
             rate_mb_s = format_args!("{:.1}", outcome.bytes as f64 / secs.max(1e-9) / 1e6),
-            streams = 1,
+            streams = outcome.streams,
             peer = %self.peer.ip(),
             result = %result,
             "transfer"
@@ -329,80 +334,5 @@ impl Connection {
                 got,
             })
         }
-    }
-
-    async fn run_transfer(&mut self, req: &TransferRequest) -> std::io::Result<Outcome> {
-        let fail = |e: SessionError| {
-            Ok(Outcome {
-                bytes: 0,
-                result: Err(e),
-            })
-        };
-        let request = self.mover_request(req).await;
-        let prepared = match request.and_then(|m| self.shared.pool.prepare(m).map_err(|e| pool_error(&e))) {
-            Ok(p) => p,
-            Err(e) => return fail(e),
-        };
-        self.session.handle_transfer_started();
-        self.flush().await?;
-        let channel = match req.endpoint {
-            DataEndpoint::Passive => match &self.passive {
-                Some(listener) => DataChannel::Accept {
-                    listener,
-                    peer: self.peer.ip(),
-                },
-                None => return fail(SessionError::NoDataChannel),
-            },
-            DataEndpoint::Active(remote) => DataChannel::Connect {
-                local: self.local.ip(),
-                remote,
-            },
-        };
-        let stream = match self.shared.pool.connect(channel, req.buffer_size).await {
-            Ok(s) => s,
-            Err(e) => return fail(pool_error(&e)),
-        };
-        let mut handle = match self.shared.pool.start(prepared, stream) {
-            Ok(h) => h,
-            Err(e) => return fail(pool_error(&e)),
-        };
-        let result = loop {
-            tokio::select! {
-                r = handle.finish() => break r,
-                more = self.read_more() => {
-                    if !matches!(more, Ok(true)) {
-                        // The control connection is gone: nobody is left to report to.
-                        handle.cancel();
-                        let _ = handle.finish().await;
-                        self.closed = true;
-                        return Ok(Outcome { bytes: handle.progress(), result: Err(SessionError::Aborted) });
-                    }
-                    self.take_abort(&handle);
-                }
-            }
-        };
-        Ok(Outcome {
-            bytes: handle.progress(),
-            result: result.map(|f| f.bytes).map_err(|e| engine_error(&e)),
-        })
-    }
-
-    /// During a transfer only ABOR is acted on at once; other lines wait their turn.
-    fn take_abort(&mut self, handle: &crate::engine::TransferHandle) {
-        let mut rest = VecDeque::new();
-        while let Some(frame) = self.queued.pop_front() {
-            match &frame {
-                Frame::Line(l) if Command::parse(l) == Ok(Command::Abor) => {
-                    self.session.handle_command(Command::Abor);
-                    while let Some(a) = self.session.poll_action() {
-                        if a == Action::Abort {
-                            handle.cancel();
-                        }
-                    }
-                }
-                _ => rest.push_back(frame),
-            }
-        }
-        self.queued = rest;
     }
 }

@@ -301,6 +301,21 @@ pub struct Finished {
     pub socket: Option<TcpStream>,
 }
 
+/// Cancels one transfer (see [`TransferHandle::cancel`]).
+#[derive(Clone)]
+pub struct Canceller {
+    id: u64,
+    tx: crossbeam_channel::Sender<Msg>,
+    wake: Arc<OwnedFd>,
+}
+
+impl Canceller {
+    pub fn cancel(&self) {
+        let _ = self.tx.send(Msg::Cancel(self.id));
+        wake(&self.wake);
+    }
+}
+
 /// A transfer in flight on a core.
 pub struct TransferHandle {
     id: u64,
@@ -324,8 +339,16 @@ impl TransferHandle {
     /// Asks the core to cancel; the transfer then finishes with [`OpError::Cancelled`] unless
     /// it completed first.
     pub fn cancel(&self) {
-        let _ = self.tx.send(Msg::Cancel(self.id));
-        wake(&self.wake);
+        self.canceller().cancel();
+    }
+
+    /// A handle that can cancel this transfer from elsewhere.
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            id: self.id,
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+        }
     }
 
     /// Waits for the result.

@@ -13,7 +13,12 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::engine::{DataPath, Engine, OpError, Sink, Source, TransferHandle};
+use std::fs::File;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use crate::block::{Header, TransferReceiver};
+use crate::engine::{BlockPlan, DataPath, Engine, OpError, Sink, Source, TransferHandle};
 use crate::storage::{Root, StorageError, WriteMode};
 
 /// Pool failures.
@@ -74,23 +79,12 @@ pub enum MoverRequest {
 
 /// A mover whose file is open, waiting for its data connection.
 #[derive(Debug)]
-pub struct PreparedMover {
-    source_or_sink: Prepared,
-    /// Size of the file to send, when known (for logs).
-    pub size: Option<u64>,
-}
-
-#[derive(Debug)]
-enum Prepared {
-    File {
-        file: std::fs::File,
-        offset: u64,
-        length: Option<u64>,
-    },
-    Store {
-        file: std::fs::File,
-        offset: Option<u64>,
-    },
+pub enum PreparedMover {
+    /// Send `length` bytes of `file` from `offset`.
+    File { file: File, offset: u64, length: u64 },
+    /// Receive into `file` at `offset`, or appending when `None`.
+    Store { file: File, offset: Option<u64> },
+    /// Send these bytes.
     Bytes(Bytes),
 }
 
@@ -136,14 +130,9 @@ impl Pool {
         Ok(match req {
             MoverRequest::Send { path, offset, length } => {
                 let (file, info) = self.root.open_read(&path)?;
-                let length = match length {
-                    Some(l) => Some(l.min(info.size.saturating_sub(offset))),
-                    None => Some(info.size.saturating_sub(offset)),
-                };
-                PreparedMover {
-                    source_or_sink: Prepared::File { file, offset, length },
-                    size: Some(info.size),
-                }
+                let available = info.size.saturating_sub(offset);
+                let length = length.map_or(available, |l| l.min(available));
+                PreparedMover::File { file, offset, length }
             }
             MoverRequest::Receive {
                 path,
@@ -152,20 +141,41 @@ impl Pool {
                 truncate,
             } => {
                 let file = self.root.open_write(&path, WriteMode { truncate, append })?;
-                let offset = (!append).then_some(offset);
-                PreparedMover {
-                    source_or_sink: Prepared::Store { file, offset },
-                    size: None,
+                PreparedMover::Store {
+                    file,
+                    offset: (!append).then_some(offset),
                 }
             }
-            MoverRequest::SendBytes(b) => {
-                let size = Some(b.len() as u64);
-                PreparedMover {
-                    source_or_sink: Prepared::Bytes(b),
-                    size,
-                }
-            }
+            MoverRequest::SendBytes(b) => PreparedMover::Bytes(b),
         })
+    }
+
+    /// Bytes as an anonymous in-memory file, so MODE E can send them like a file.
+    pub fn memory_file(bytes: &[u8]) -> Result<File, PoolError> {
+        use std::io::Write;
+        let fd = rustix::fs::memfd_create("ringmover-listing", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| PoolError::Connect(e.into()))?;
+        let mut f = File::from(fd);
+        f.write_all(bytes).map_err(PoolError::Connect)?;
+        Ok(f)
+    }
+
+    /// Accepts the next data connection from `peer` (connections from other addresses are
+    /// dropped: a stranger on the passive port must not hijack or kill the transfer).
+    pub async fn accept(
+        &self,
+        listener: &TcpListener,
+        peer: IpAddr,
+        buffer: Option<u64>,
+    ) -> Result<TcpStream, PoolError> {
+        loop {
+            let (s, from) = listener.accept().await.map_err(PoolError::Connect)?;
+            if canonical(from.ip()) == canonical(peer) {
+                tune(&s, buffer);
+                return Ok(s);
+            }
+            tracing::warn!(%from, expected = %peer, "dropped data connection from a foreign address");
+        }
     }
 
     /// Makes the data connection.
@@ -173,14 +183,7 @@ impl Pool {
         let timeout = self.config.connect_timeout;
         let fut = async {
             match channel {
-                DataChannel::Accept { listener, peer } => loop {
-                    let (s, from) = listener.accept().await.map_err(PoolError::Connect)?;
-                    if canonical(from.ip()) == canonical(peer) {
-                        break Ok(s);
-                    }
-                    // A stranger on the passive port must not hijack or kill the transfer.
-                    tracing::warn!(%from, expected = %peer, "dropped data connection from a foreign address");
-                },
+                DataChannel::Accept { listener, peer } => self.accept(listener, peer, buffer).await,
                 DataChannel::Connect { local, remote } => {
                     let sock = if remote.is_ipv4() {
                         TcpSocket::new_v4()
@@ -192,35 +195,81 @@ impl Pool {
                         let _ = sock.bind(SocketAddr::new(local, 0));
                     }
                     set_buffers(&sock, buffer);
-                    sock.connect(remote).await.map_err(PoolError::Connect)
+                    let s = sock.connect(remote).await.map_err(PoolError::Connect)?;
+                    tune(&s, buffer);
+                    Ok(s)
                 }
             }
         };
-        let stream = tokio::time::timeout(timeout, fut)
+        tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| PoolError::ConnectTimeout(timeout))??;
-        if let Some(n) = buffer {
-            let n = n.min(usize::MAX as u64) as usize;
-            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&stream, n);
-            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&stream, n);
-        }
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+            .map_err(|_| PoolError::ConnectTimeout(timeout))?
     }
 
-    /// Runs the mover on the engine.
+    /// Runs a stream-mode mover on the engine.
     pub fn start(&self, mover: PreparedMover, stream: TcpStream) -> Result<TransferHandle, PoolError> {
-        let std_stream = stream.into_std().map_err(PoolError::Connect)?;
-        std_stream.set_nonblocking(true).map_err(PoolError::Connect)?;
-        let (source, sink) = match mover.source_or_sink {
-            Prepared::File { file, offset, length } => {
-                (Source::File { file, offset, length }, Sink::Socket(std_stream))
-            }
-            Prepared::Store { file, offset } => (Source::Socket(std_stream), Sink::File { file, offset }),
-            Prepared::Bytes(b) => (Source::Memory(b), Sink::Socket(std_stream)),
+        let sock = engine_socket(stream)?;
+        let (source, sink) = match mover {
+            PreparedMover::File { file, offset, length } => (
+                Source::File {
+                    file,
+                    offset,
+                    length: Some(length),
+                },
+                Sink::Socket(sock),
+            ),
+            PreparedMover::Store { file, offset } => (Source::Socket(sock), Sink::File { file, offset }),
+            PreparedMover::Bytes(b) => (Source::Memory(b), Sink::Socket(sock)),
         };
         Ok(self.engine.submit(source, sink, self.config.data_path))
     }
+
+    /// Runs one MODE E sending stream; `last` is its closing header (EOD, or EOF|EOD).
+    pub fn start_block_send(
+        &self,
+        file: Arc<File>,
+        plan: Arc<BlockPlan>,
+        stream: TcpStream,
+        last: Header,
+        progress: Arc<AtomicU64>,
+    ) -> Result<TransferHandle, PoolError> {
+        let sock = engine_socket(stream)?;
+        let source = Source::Blocks { file, plan, last };
+        Ok(self
+            .engine
+            .submit_counted(source, Sink::Socket(sock), self.config.data_path, progress))
+    }
+
+    /// Runs one MODE E receiving stream writing at `base + wire offset`.
+    pub fn start_block_recv(
+        &self,
+        file: Arc<File>,
+        receiver: Arc<Mutex<TransferReceiver>>,
+        base: u64,
+        stream: TcpStream,
+        progress: Arc<AtomicU64>,
+    ) -> Result<TransferHandle, PoolError> {
+        let sock = engine_socket(stream)?;
+        let sink = Sink::Blocks { file, receiver, base };
+        Ok(self
+            .engine
+            .submit_counted(Source::Socket(sock), sink, self.config.data_path, progress))
+    }
+}
+
+fn engine_socket(stream: TcpStream) -> Result<std::net::TcpStream, PoolError> {
+    let s = stream.into_std().map_err(PoolError::Connect)?;
+    s.set_nonblocking(true).map_err(PoolError::Connect)?;
+    Ok(s)
+}
+
+fn tune(stream: &TcpStream, buffer: Option<u64>) {
+    if let Some(n) = buffer {
+        let n = n.min(usize::MAX as u64) as usize;
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(stream, n);
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(stream, n);
+    }
+    let _ = stream.set_nodelay(true);
 }
 
 fn bind(addr: SocketAddr, buffer: Option<u64>) -> io::Result<TcpListener> {

@@ -33,6 +33,8 @@ pub enum SessionError {
     NotImplemented(&'static str),
     #[error("{0}")]
     ParamNotImplemented(String),
+    #[error("Cannot do passive retrieve in E mode.")]
+    PassiveRetrieveInModeE,
     #[error("Network protocol not supported.")]
     ProtocolNotSupported,
     #[error("PORT to a host other than the client, or to a port below 1024, is refused.")]
@@ -85,7 +87,7 @@ impl SessionError {
             Parse(ParseError::UnknownVerb(_)) | Parse(ParseError::NotUtf8) | Parse(ParseError::Empty) => {
                 Code::SYNTAX_ERROR
             }
-            LineTooLong => Code::SYNTAX_ERROR,
+            LineTooLong | PassiveRetrieveInModeE => Code::SYNTAX_ERROR,
             Parse(ParseError::BadArgument(_)) | BadArgument(_) | PortRefused | OffsetOverflow => {
                 Code::PARAM_SYNTAX_ERROR
             }
@@ -125,6 +127,7 @@ mod tests {
         let permanent = [
             Parse(ParseError::NotUtf8),
             LineTooLong,
+            PassiveRetrieveInModeE,
             BadArgument("x".into()),
             NotLoggedIn,
             LoginIncorrect,

@@ -11,9 +11,12 @@ pub const FEATURES: &[&str] = &[
     " ESTO",
     " MDTM",
     " MLST Type*;Size*;Modify*;Perm*;UNIX.mode*;",
+    " PARALLEL",
     " REST STREAM",
     " SBUF",
     " SIZE",
+    " SPAS",
+    " SPOR",
     " TVFS",
     " UTF8",
 ];

@@ -51,10 +51,10 @@ pub fn session(data: &[u8]) {
                 Action::Storage(_) if flip => s.handle_storage(Ok(StorageDone::Done)),
                 Action::Storage(_) => s.handle_storage(Err(SessionError::NotFound)),
                 Action::Transfer(_) => {
-                    s.handle_transfer_started();
+                    s.handle_transfer_started(false);
                     s.handle_transfer_done(if flip { Ok(1) } else { Err(SessionError::Aborted) });
                 }
-                Action::DropPassive | Action::Abort | Action::Close => {}
+                Action::DropPassive | Action::ResetData | Action::Abort | Action::Close => {}
             }
         }
         while let Some(r) = s.poll_reply() {

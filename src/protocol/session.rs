@@ -86,12 +86,12 @@ impl TransferKind {
 }
 
 /// Where the data connection comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataEndpoint {
     /// Accept on the passive listener the driver opened for the last PASV/EPSV.
     Passive,
-    /// Connect to this address (PORT/EPRT).
-    Active(SocketAddr),
+    /// Connect to these addresses (PORT/EPRT: one; SPOR: one per stripe).
+    Active(Vec<SocketAddr>),
 }
 
 /// A transfer the driver must run.
@@ -104,6 +104,25 @@ pub struct TransferRequest {
     pub access: Access,
     /// For uploads after SCKS: (canonical algorithm, expected lower-case hex).
     pub verify: Option<(String, String)>,
+    /// MODE E (extended block) rather than stream mode.
+    pub extended: bool,
+    /// MODE E: connections to open per destination address when sending (OPTS RETR).
+    pub parallelism: u32,
+    /// MODE E: reuse the connections of the previous transfer in the same direction (no
+    /// PASV/PORT came in between).
+    pub reuse: bool,
+    /// MODE E restart (REST ranges): ranges the receiver already holds / the sender may skip,
+    /// relative to the transfer's start.
+    pub skip: Vec<(u64, u64)>,
+    /// Size announced by ALLO: MODE E blocks past it are refused.
+    pub size_limit: Option<u64>,
+}
+
+impl TransferRequest {
+    /// True when the server sends (RETR, ERET, listings).
+    pub fn sends(&self) -> bool {
+        !matches!(self.kind, TransferKind::Store { .. })
+    }
 }
 
 /// A filesystem operation the driver must run, relative to the session root.
@@ -150,6 +169,8 @@ pub enum Action {
     OpenPassive {
         ipv6: bool,
     },
+    /// Drop cached MODE E data connections (PASV/PORT/MODE changed).
+    ResetData,
     /// Close the passive listener (a PORT/EPRT replaced it).
     DropPassive,
     Storage(StorageOp),
@@ -165,7 +186,7 @@ pub enum Action {
 enum Pending {
     None,
     Auth,
-    Passive { extended: bool },
+    Passive { style: PassiveStyle },
     Size,
     Mdtm,
     Mlst,
@@ -179,11 +200,23 @@ enum Pending {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PassiveStyle {
+    Pasv,
+    Epsv,
+    Spas,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum DataState {
     None,
     Passive,
-    Active(SocketAddr),
+    Active(Vec<SocketAddr>),
 }
+
+/// Default seconds between markers on the receiving side.
+pub const DEFAULT_MARKER_SECS: u64 = 5;
+/// Most parallel streams a client may ask for.
+pub const MAX_PARALLELISM: u32 = 64;
 
 /// Failed logins allowed on one connection before it is closed.
 pub const MAX_LOGIN_FAILURES: u32 = 5;
@@ -200,6 +233,14 @@ pub struct Session {
     ascii: bool,
     mode: TransferMode,
     rest: Option<u64>,
+    rest_ranges: Option<Vec<(u64, u64)>>,
+    allo: Option<u64>,
+    parallelism: u32,
+    /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
+    reusable: Option<bool>,
+    /// Seconds between perf markers when receiving / when sending (OPTS RETR markers, TREV).
+    markers_receive: u64,
+    markers_send: Option<u64>,
     rename_from: Option<String>,
     data: DataState,
     epsv_all: bool,
@@ -225,6 +266,12 @@ impl Session {
             ascii: false,
             mode: TransferMode::Stream,
             rest: None,
+            rest_ranges: None,
+            allo: None,
+            parallelism: 1,
+            reusable: None,
+            markers_receive: DEFAULT_MARKER_SECS,
+            markers_send: None,
             rename_from: None,
             data: DataState::None,
             epsv_all: false,
@@ -332,6 +379,8 @@ impl Session {
         }
         if consumes_rest && !self.transferring() {
             self.rest = None;
+            self.rest_ranges = None;
+            self.allo = None;
         }
         if !keeps_rnfr && !matches!(self.pending, Pending::Rnfr(_)) {
             self.rename_from = None;
@@ -403,13 +452,13 @@ impl Session {
                 self.storage(Pending::Cwd(path.clone()), StorageOp::ChangeDir(path));
                 Ok(())
             }
-            C::Pasv => self.cmd_passive(false),
+            C::Pasv => self.cmd_passive(PassiveStyle::Pasv),
             C::Epsv(arg) => self.cmd_epsv(arg),
-            C::Port(addr) | C::Eprt(addr) => self.cmd_active(addr),
-            C::Spas | C::Spor(_) => Err(SessionError::NotImplemented(
-                "Striping (SPAS/SPOR) is not supported yet.",
-            )),
-            C::Allo(_) => {
+            C::Port(addr) | C::Eprt(addr) => self.cmd_active(vec![addr]),
+            C::Spas => self.cmd_passive(PassiveStyle::Spas),
+            C::Spor(addrs) => self.cmd_active(addrs),
+            C::Allo(n) => {
+                self.allo = Some(n);
                 self.reply(Code::OK, "ALLO command successful.");
                 Ok(())
             }
@@ -563,7 +612,7 @@ impl Session {
                 Ok(())
             }
             C::Get(_) | C::Put(_) => Err(SessionError::NotImplemented("GET/PUT are not supported yet.")),
-            C::Trev(_) => Err(SessionError::NotImplemented("TREV is not supported yet.")),
+            C::Trev(arg) => self.cmd_trev(&arg),
             C::Mfmt(_) => Err(SessionError::NotImplemented("MFMT is not supported.")),
         }
     }
@@ -654,7 +703,28 @@ impl Session {
         match name {
             "UTF8" | "UTF-8" => self.reply(Code::OK, "UTF8 mode is always on."),
             "RETR" => {
-                parse_opts_list(args)?;
+                for (key, value) in parse_opts_list(args)? {
+                    match key.as_str() {
+                        // parallelism=start,min,max: the start value is used.
+                        "parallelism" => {
+                            let n: u32 = value
+                                .split(',')
+                                .next()
+                                .and_then(|v| v.trim().parse().ok())
+                                .filter(|&n| n >= 1)
+                                .ok_or_else(|| SessionError::BadArgument(format!("Bad parallelism '{value}'.")))?;
+                            self.parallelism = n.min(MAX_PARALLELISM);
+                        }
+                        "markers" => {
+                            let n = value
+                                .parse()
+                                .map_err(|_| SessionError::BadArgument(format!("Bad markers '{value}'.")))?;
+                            self.markers_send = Some(n);
+                        }
+                        // Layout and block size matter for multi-host stripes only.
+                        _ => {}
+                    }
+                }
                 self.reply(Code::OK, "OPTS Command Successful.");
             }
             "MLST" => self.reply(Code::OK, "MLST OPTS Type;Size;Modify;Perm;UNIX.mode;"),
@@ -701,27 +771,55 @@ impl Session {
     }
 
     fn cmd_mode(&mut self, mode: TransferMode) -> Result<(), SessionError> {
-        match mode {
-            TransferMode::Stream => {
-                self.mode = mode;
-                self.reply(Code::OK, "Mode set to S.");
-                Ok(())
+        let letter = match mode {
+            TransferMode::Stream => "S",
+            TransferMode::Extended => "E",
+            TransferMode::ExtendedX => {
+                return Err(SessionError::ParamNotImplemented("MODE X is not supported yet.".into()))
             }
-            TransferMode::Extended | TransferMode::ExtendedX => Err(SessionError::ParamNotImplemented(
-                "Extended block modes (E, X) are not supported yet.".into(),
-            )),
-            _ => Err(SessionError::ParamNotImplemented("Unsupported transfer mode.".into())),
+            _ => return Err(SessionError::ParamNotImplemented("Unsupported transfer mode.".into())),
+        };
+        if self.mode != mode {
+            self.reset_data_cache();
         }
+        self.mode = mode;
+        self.reply(Code::OK, format!("Mode set to {letter}."));
+        Ok(())
     }
 
-    fn cmd_passive(&mut self, extended: bool) -> Result<(), SessionError> {
-        if self.epsv_all && !extended {
+    /// Forgets cached MODE E connections (RFC 959 data state changed).
+    fn reset_data_cache(&mut self) {
+        self.reusable = None;
+        self.actions.push_back(Action::ResetData);
+    }
+
+    fn cmd_trev(&mut self, arg: &str) -> Result<(), SessionError> {
+        let mut words = arg.split_whitespace();
+        let (event, secs) = (
+            words.next().unwrap_or("").to_ascii_uppercase(),
+            words.next().and_then(|w| w.parse().ok()),
+        );
+        match (event.as_str(), secs) {
+            ("PERF", Some(n)) => {
+                self.markers_receive = n;
+                self.markers_send = Some(n);
+            }
+            ("RESTART", Some(n)) => self.markers_receive = n,
+            _ => return Err(SessionError::NotImplemented("Unsupported event.")),
+        }
+        self.reply(Code::OK, "Command Successful.");
+        Ok(())
+    }
+
+    fn cmd_passive(&mut self, style: PassiveStyle) -> Result<(), SessionError> {
+        if self.epsv_all && style != PassiveStyle::Epsv {
             return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
         }
-        if !extended && self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip) {
+        if style == PassiveStyle::Pasv && self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip) {
             return Err(SessionError::ProtocolNotSupported);
         }
-        self.pending = Pending::Passive { extended };
+        self.reset_data_cache();
+        self.pending = Pending::Passive { style };
         self.actions.push_back(Action::OpenPassive {
             ipv6: self.config.peer_ip.is_ipv6(),
         });
@@ -736,80 +834,96 @@ impl Session {
                 self.reply(Code::OK, "EPSV ALL accepted.");
                 Ok(())
             }
-            EpsvArg::Any => self.cmd_passive(true),
-            EpsvArg::V4 if !v6 => self.cmd_passive(true),
-            EpsvArg::V6 if v6 => self.cmd_passive(true),
+            EpsvArg::Any => self.cmd_passive(PassiveStyle::Epsv),
+            EpsvArg::V4 if !v6 => self.cmd_passive(PassiveStyle::Epsv),
+            EpsvArg::V6 if v6 => self.cmd_passive(PassiveStyle::Epsv),
             _ => Err(SessionError::ProtocolNotSupported),
         }
     }
 
     /// Answers [`Action::OpenPassive`] with the address to announce.
     pub fn handle_passive(&mut self, result: Result<SocketAddr, SessionError>) {
-        let Pending::Passive { extended } = self.pending else {
+        let Pending::Passive { style } = self.pending else {
             return;
         };
         self.pending = Pending::None;
-        match result {
-            Ok(addr) => {
-                self.data = DataState::Passive;
-                if extended {
-                    self.reply(
-                        Code::EXT_PASSIVE,
-                        format!("Entering Extended Passive Mode (|||{}|)", addr.port()),
-                    );
-                } else {
-                    match addr.ip() {
-                        IpAddr::V4(ip) => self.reply(
-                            Code::PASSIVE,
-                            format!("Entering Passive Mode ({})", host_port(ip, addr.port())),
-                        ),
-                        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                            Some(ip) => self.reply(
-                                Code::PASSIVE,
-                                format!("Entering Passive Mode ({})", host_port(ip, addr.port())),
-                            ),
-                            None => self.error(SessionError::ProtocolNotSupported),
-                        },
-                    }
-                }
-            }
+        let addr = match result {
+            Ok(addr) => addr,
             Err(e) => {
                 self.data = DataState::None;
-                self.error(e);
+                return self.error(e);
+            }
+        };
+        let v4 = match addr.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+        };
+        self.data = DataState::Passive;
+        match (style, v4) {
+            (PassiveStyle::Epsv, _) => self.reply(
+                Code::EXT_PASSIVE,
+                format!("Entering Extended Passive Mode (|||{}|)", addr.port()),
+            ),
+            (PassiveStyle::Pasv, Some(ip)) => self.reply(
+                Code::PASSIVE,
+                format!("Entering Passive Mode ({})", host_port(ip, addr.port())),
+            ),
+            // GFD.20 striped passive: one address line per stripe (we have one stripe).
+            (PassiveStyle::Spas, Some(ip)) => self.replies.push_back(Reply::multi(
+                Code::EXT_PASSIVE,
+                vec![
+                    "Entering Striped Passive Mode.".into(),
+                    format!(" {}", host_port(ip, addr.port())),
+                    "End".into(),
+                ],
+            )),
+            (PassiveStyle::Spas, None) => self.replies.push_back(Reply::multi(
+                Code::EXT_PASSIVE,
+                vec![
+                    "Entering Striped Passive Mode.".into(),
+                    format!(" |2|{}|{}|", addr.ip(), addr.port()),
+                    "End".into(),
+                ],
+            )),
+            (PassiveStyle::Pasv, None) => {
+                self.data = DataState::None;
+                self.error(SessionError::ProtocolNotSupported)
             }
         }
     }
 
-    fn cmd_active(&mut self, addr: SocketAddr) -> Result<(), SessionError> {
+    fn cmd_active(&mut self, addrs: Vec<SocketAddr>) -> Result<(), SessionError> {
         if self.epsv_all {
             return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
         }
         let writable = self.access.as_ref().is_some_and(|a| a.writable);
         // Bounce protection for anonymous sessions (gridftp-protocol.md pitfall 17): only back
         // to the client itself and never to a privileged port.
-        if !writable && (canonical(addr.ip()) != canonical(self.config.peer_ip) || addr.port() < 1024) {
+        let peer = canonical(self.config.peer_ip);
+        if !writable && addrs.iter().any(|a| canonical(a.ip()) != peer || a.port() < 1024) {
             return Err(SessionError::PortRefused);
         }
         if self.data == DataState::Passive {
             self.actions.push_back(Action::DropPassive);
         }
-        self.data = DataState::Active(addr);
+        self.reset_data_cache();
+        self.data = DataState::Active(addrs);
         self.reply(Code::OK, "PORT Command successful.");
         Ok(())
     }
 
     fn cmd_rest(&mut self, arg: RestArg) -> Result<(), SessionError> {
-        let offset = match arg {
-            RestArg::Offset(n) => n,
-            // "0-n" means the first n bytes are done: the same as a stream offset of n.
-            RestArg::Ranges(r) if r.len() == 1 && r[0].0 == 0 => r[0].1,
-            RestArg::Ranges(_) => {
-                return Err(SessionError::ParamNotImplemented(
-                    "Range restart needs MODE E (not supported yet).".into(),
-                ))
+        match arg {
+            RestArg::Offset(n) => self.rest = Some(n),
+            // In stream mode "0-n" means the first n bytes are done: a stream offset of n.
+            RestArg::Ranges(r) if self.mode == TransferMode::Stream && r.len() == 1 && r[0].0 == 0 => {
+                self.rest = Some(r[0].1)
             }
-        };
-        self.rest = Some(offset);
+            RestArg::Ranges(_) if self.mode == TransferMode::Stream => {
+                return Err(SessionError::ParamNotImplemented("Range restart needs MODE E.".into()))
+            }
+            RestArg::Ranges(r) => self.rest_ranges = Some(r),
+        }
         self.reply(
             Code::PENDING_MORE_INFO,
             "Restart Marker OK. Send STORE or RETR to initiate transfer.",
@@ -839,16 +953,34 @@ impl Session {
     }
 
     fn transfer(&mut self, kind: TransferKind) -> Result<(), SessionError> {
-        let endpoint = match self.data {
+        let endpoint = match &self.data {
             DataState::None => return Err(SessionError::NoDataChannel),
             DataState::Passive => DataEndpoint::Passive,
-            DataState::Active(a) => DataEndpoint::Active(a),
+            DataState::Active(a) => DataEndpoint::Active(a.clone()),
         };
+        let sends = !matches!(kind, TransferKind::Store { .. });
+        let extended = self.mode == TransferMode::Extended;
+        //= gridftp-protocol.md#2.4
+        //# In MODE E the sender of the data must be the side that opens the TCP connections.
+        if extended {
+            match (&endpoint, sends) {
+                (DataEndpoint::Passive, true) => return Err(SessionError::PassiveRetrieveInModeE),
+                (DataEndpoint::Active(_), false) => {
+                    return Err(SessionError::ParamNotImplemented(
+                        "Cannot store in active E mode.".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if matches!(kind, TransferKind::Store { append: true, .. }) {
+                return Err(SessionError::ParamNotImplemented(
+                    "APPE is not supported in E mode.".into(),
+                ));
+            }
+        }
         let access = self.access.clone().ok_or(SessionError::NotLoggedIn)?;
-        let verify = match kind {
-            TransferKind::Store { .. } => self.expected_checksum.take(),
-            _ => None,
-        };
+        let verify = if sends { None } else { self.expected_checksum.take() };
+        let reuse = extended && self.reusable == Some(sends);
         self.pending = Pending::Transfer;
         self.aborting = false;
         self.actions.push_back(Action::Transfer(TransferRequest {
@@ -857,15 +989,67 @@ impl Session {
             buffer_size: self.buffer_size,
             access,
             verify,
+            extended,
+            parallelism: self.parallelism,
+            reuse,
+            skip: self.rest_ranges.clone().unwrap_or_default(),
+            size_limit: self.allo,
         }));
         Ok(())
     }
 
-    /// The data connection is about to be opened (or was accepted): sends 150.
-    pub fn handle_transfer_started(&mut self) {
-        if self.transferring() {
-            self.reply(Code::FILE_STATUS_OK, "Beginning transfer.");
+    /// Seconds between perf markers for a transfer in this direction, if any are due.
+    pub fn marker_interval(&self, sends: bool) -> Option<u64> {
+        if sends {
+            self.markers_send
+        } else {
+            Some(self.markers_receive)
         }
+        .filter(|&n| n > 0)
+    }
+
+    /// The data connection is about to be opened or was reused: 150, or 125 on reuse.
+    pub fn handle_transfer_started(&mut self, reused: bool) {
+        if self.transferring() {
+            if reused {
+                self.reply(
+                    Code::DATA_CONN_REUSED,
+                    "Beginning transfer; reusing existing data connection.",
+                );
+            } else {
+                self.reply(Code::FILE_STATUS_OK, "Beginning transfer.");
+            }
+        }
+    }
+
+    /// Progress during a transfer: a 112 perf marker (`now` in tenths of a second since the
+    /// Unix epoch, one fractional digit as the Globus client requires) and, when `ranges` is
+    /// given and not empty, a 111 range marker (exclusive ends).
+    pub fn handle_progress(&mut self, now_tenths: u64, bytes: u64, ranges: Option<String>) {
+        if !self.transferring() {
+            return;
+        }
+        self.replies.push_back(Reply::multi(
+            Code::PERF_MARKER,
+            vec![
+                "Perf Marker".into(),
+                format!(" Timestamp:  {}.{}", now_tenths / 10, now_tenths % 10),
+                " Stripe Index: 0".into(),
+                format!(" Stripe Bytes Transferred: {bytes}"),
+                " Total Stripe Count: 1".into(),
+                "End.".into(),
+            ],
+        ));
+        if let Some(r) = ranges.filter(|r| !r.is_empty()) {
+            self.reply(Code::RESTART_MARKER, format!("Range Marker {r}"));
+        }
+    }
+
+    /// Records whether the MODE E connections of the transfer that just ended were kept, so a
+    /// following transfer in the same direction without PASV/PORT reuses them. Call before
+    /// [`Session::handle_transfer_done`].
+    pub fn handle_connections_kept(&mut self, sends: bool, kept: bool) {
+        self.reusable = kept.then_some(sends);
     }
 
     /// The transfer ended. With an error before [`Session::handle_transfer_started`] only the
@@ -1021,7 +1205,7 @@ mod tests {
                     Action::OpenPassive { .. } => s.handle_passive(Ok("192.0.2.1:5001".parse().unwrap())),
                     Action::Storage(_) => s.handle_storage(Ok(StorageDone::Done)),
                     Action::Transfer(_) => {
-                        s.handle_transfer_started();
+                        s.handle_transfer_started(false);
                         s.handle_transfer_done(Ok(3));
                     }
                     _ => {}
@@ -1104,7 +1288,7 @@ mod tests {
         run(&mut s, &[b"USER anonymous", b"PASS x", b"PASV"]);
         s.handle_line(b"RETR /f");
         assert!(matches!(s.poll_action(), Some(Action::Transfer(_))));
-        s.handle_transfer_started();
+        s.handle_transfer_started(false);
         s.handle_line(b"ABOR");
         assert_eq!(s.poll_action(), Some(Action::Abort));
         s.handle_transfer_done(Err(SessionError::Aborted));

@@ -178,6 +178,16 @@ impl Control {
         Reply { code, lines }
     }
 
+    /// The next reply that is not a 111/112 marker.
+    pub fn final_reply(&mut self) -> Reply {
+        loop {
+            let r = self.reply();
+            if r.code != 111 && r.code != 112 {
+                return r;
+            }
+        }
+    }
+
     pub fn cmd(&mut self, line: &str) -> Reply {
         self.send(line);
         self.reply()
@@ -209,7 +219,7 @@ impl Control {
         assert!(r.code == 150 || r.code == 125, "{cmd} -> {}", r.text());
         let mut buf = Vec::new();
         data.read_to_end(&mut buf).unwrap();
-        (buf, self.reply())
+        (buf, self.final_reply())
     }
 
     /// Runs an upload command over PASV.
@@ -222,7 +232,7 @@ impl Control {
         assert_eq!(r.code, 150, "{cmd} -> {}", r.text());
         data.write_all(bytes).unwrap();
         drop(data);
-        self.reply()
+        self.final_reply()
     }
 }
 
