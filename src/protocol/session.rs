@@ -1060,6 +1060,8 @@ impl Session {
         }
         self.pending = Pending::None;
         self.rest = None;
+        self.rest_ranges = None;
+        self.allo = None;
         let aborting = std::mem::take(&mut self.aborting);
         match result {
             Ok(_) => {
@@ -1340,5 +1342,125 @@ mod tests {
             2
         );
         assert!(parse_opts_list("garbage;").is_err());
+    }
+
+    fn take_transfer(s: &mut Session) -> TransferRequest {
+        loop {
+            match s.poll_action() {
+                Some(Action::Transfer(t)) => return t,
+                Some(_) => {}
+                None => panic!("no transfer action"),
+            }
+        }
+    }
+
+    #[test]
+    fn mode_e_direction_rules_and_reuse() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(&mut s, &[b"USER alice", b"PASS pw", b"MODE E", b"PASV", b"RETR /f"]);
+        assert_eq!(got[2], "200 Mode set to E.\r\n");
+        assert_eq!(got[4], "500 Cannot do passive retrieve in E mode.\r\n");
+        let got = run(&mut s, &[b"PORT 10,0,0,9,4,1", b"STOR /f", b"APPE /f"]);
+        assert_eq!(got[1], "504 Cannot store in active E mode.\r\n");
+
+        // A first RETR opens connections (150); the next one without PORT reuses them (125).
+        s.handle_line(b"OPTS RETR Parallelism=4,4,4;");
+        s.handle_line(b"RETR /f");
+        let t = take_transfer(&mut s);
+        assert!(t.extended && !t.reuse && t.parallelism == 4);
+        s.handle_transfer_started(t.reuse);
+        s.handle_connections_kept(true, true);
+        s.handle_transfer_done(Ok(1));
+        s.handle_line(b"RETR /g");
+        let t = take_transfer(&mut s);
+        assert!(t.reuse);
+        s.handle_transfer_started(t.reuse);
+        s.handle_connections_kept(true, true);
+        s.handle_transfer_done(Ok(1));
+        let replies: Vec<String> = std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect();
+        assert!(replies.iter().any(|r| r == "150 Beginning transfer.\r\n"));
+        assert!(replies
+            .iter()
+            .any(|r| r == "125 Beginning transfer; reusing existing data connection.\r\n"));
+        // A new PORT drops the cache.
+        run(&mut s, &[b"PORT 10,0,0,9,4,2"]);
+        s.handle_line(b"RETR /h");
+        assert!(!take_transfer(&mut s).reuse);
+    }
+
+    #[test]
+    fn spas_reply_and_spor() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(
+            &mut s,
+            &[b"USER alice", b"PASS pw", b"SPAS", b"SPOR 10,0,0,1,4,1 10,0,0,2,4,1"],
+        );
+        assert_eq!(
+            got[2],
+            "229-Entering Striped Passive Mode.\r\n 192,0,2,1,19,137\r\n229 End\r\n"
+        );
+        assert_eq!(got[3], "200 PORT Command successful.\r\n");
+        s.handle_line(b"RETR /f");
+        let t = take_transfer(&mut s);
+        assert_eq!(
+            t.endpoint,
+            DataEndpoint::Active(vec!["10.0.0.1:1025".parse().unwrap(), "10.0.0.2:1025".parse().unwrap()])
+        );
+    }
+
+    #[test]
+    fn rest_ranges_allo_and_markers() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(&mut s, &[b"USER alice", b"PASS pw", b"REST 0-10,20-30"]);
+        assert_eq!(got[2], "504 Range restart needs MODE E.\r\n");
+        run(&mut s, &[b"MODE E", b"PASV", b"REST 0-10,20-30", b"ALLO 100"]);
+        s.handle_line(b"STOR /f");
+        let t = take_transfer(&mut s);
+        assert_eq!(t.skip, vec![(0, 10), (20, 30)]);
+        assert_eq!(t.size_limit, Some(100));
+        assert_eq!(s.marker_interval(false), Some(DEFAULT_MARKER_SECS));
+        assert_eq!(s.marker_interval(true), None);
+        s.handle_transfer_started(false);
+        s.handle_progress(17_643_000_005, 12345, Some("0-12345".into()));
+        s.handle_transfer_done(Ok(12345));
+        let replies: Vec<String> = std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect();
+        assert_eq!(
+            replies[1],
+            "112-Perf Marker\r\n Timestamp:  1764300000.5\r\n Stripe Index: 0\r\n Stripe Bytes Transferred: 12345\r\n Total Stripe Count: 1\r\n112 End.\r\n"
+        );
+        assert_eq!(replies[2], "111 Range Marker 0-12345\r\n");
+        // The next transfer has no REST ranges left.
+        s.handle_line(b"STOR /g");
+        assert!(take_transfer(&mut s).skip.is_empty());
+    }
+
+    #[test]
+    fn trev_and_opts_markers() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(
+            &mut s,
+            &[
+                b"USER alice",
+                b"PASS pw",
+                b"TREV PERF 2",
+                b"TREV BOGUS 1",
+                b"OPTS RETR markers=7;",
+            ],
+        );
+        assert_eq!(got[2], "200 Command Successful.\r\n");
+        assert_eq!(got[3], "502 Unsupported event.\r\n");
+        assert_eq!(got[4], "200 OPTS Command Successful.\r\n");
+        assert_eq!(s.marker_interval(false), Some(2));
+        assert_eq!(s.marker_interval(true), Some(7));
+        let got = run(
+            &mut s,
+            &[b"OPTS RETR Parallelism=0,0,0;", b"OPTS RETR Parallelism=1000;"],
+        );
+        assert_eq!(got[0], "501 Bad parallelism '0,0,0'.\r\n");
+        assert_eq!(got[1], "200 OPTS Command Successful.\r\n");
     }
 }

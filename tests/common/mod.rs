@@ -282,3 +282,22 @@ pub fn assert_same(a: &Path, b: &Path) {
     assert_eq!(x.len(), y.len(), "{} vs {}", a.display(), b.display());
     assert!(x == y, "{} and {} differ", a.display(), b.display());
 }
+
+/// Writes a large test file fast: 1 MiB blocks of a fixed pattern, each stamped with its index
+/// so that a block written at the wrong offset is caught.
+pub fn write_big(path: &Path, size: u64, seed: u8) {
+    use std::io::Write as _;
+    let base = pattern(1 << 20, seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut left = size;
+    let mut i: u64 = 0;
+    while left > 0 {
+        let mut block = base.clone();
+        block[..8].copy_from_slice(&i.to_le_bytes());
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+        i += 1;
+    }
+    f.flush().unwrap();
+}
