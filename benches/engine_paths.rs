@@ -79,7 +79,15 @@ fn main() {
                 .open(&dst)
                 .expect("dst");
             let t = Instant::now();
-            let h = engine.submit(Source::Socket(ours), Sink::File { file, offset: Some(0) }, None);
+            let h = engine.submit(
+                Source::Socket(ours),
+                Sink::File {
+                    file,
+                    offset: Some(0),
+                    observer: None,
+                },
+                None,
+            );
             for _ in 0..mib {
                 theirs.write_all(&chunk).expect("send");
             }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::door::{auth, Door, DoorConfig};
 use crate::engine::{DataPath, Engine, EngineConfig};
 use crate::pool::{Pool, PoolConfig};
+use crate::storage::checksum::Algorithm;
 use crate::storage::Root;
 
 /// ringmover: GridFTP v2 server, client and benchmark for data-transfer nodes.
@@ -77,6 +78,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(default)]
     pub no_anonymous: bool,
+    /// Checksums computed while stream uploads arrive, so CKSM after STOR needs no re-read:
+    /// a comma list of md5, adler32, crc32c, sha1, sha256, sha512, or none [default: md5,adler32].
+    #[arg(long, value_name = "LIST")]
+    pub upload_checksums: Option<String>,
     /// Engine data path: auto (sendfile out, recv+write in), zerocopy (sendfile/splice) or readwrite
     /// (registered buffers both ways) [default: auto].
     #[arg(long)]
@@ -134,6 +139,16 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Parses `md5,adler32` (or `none`) into algorithms.
+pub fn parse_checksum_list(s: &str) -> Result<Vec<Algorithm>> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|n| Algorithm::from_name(n.trim()).with_context(|| format!("unknown checksum algorithm '{}'", n.trim())))
+        .collect()
+}
+
 /// Parses `A-B` with 1 <= A <= B.
 pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
     let (a, b) = s
@@ -168,6 +183,7 @@ impl ServeArgs {
             users: self.users.or(file.users),
             no_anonymous: self.no_anonymous || file.no_anonymous,
             data_path: self.data_path.or(file.data_path),
+            upload_checksums: self.upload_checksums.or(file.upload_checksums),
         })
     }
 }
@@ -213,14 +229,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         path: data_path,
         ..EngineConfig::default()
     })?);
-    let pool = Pool::new(
-        root.clone(),
-        engine.clone(),
-        PoolConfig {
-            port_range,
-            ..PoolConfig::default()
-        },
-    );
+    let mut pool_config = PoolConfig {
+        port_range,
+        ..PoolConfig::default()
+    };
+    if let Some(list) = &args.upload_checksums {
+        pool_config.upload_digests = parse_checksum_list(list)?;
+    }
+    let pool = Pool::new(root.clone(), engine.clone(), pool_config);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -296,6 +312,12 @@ mod tests {
         assert_eq!(parse_port_range("50000-50100").unwrap(), 50000..=50100);
         assert!(parse_port_range("5-1").is_err());
         assert!(parse_port_range("0-1").is_err());
+        assert_eq!(
+            parse_checksum_list("MD5, sha-256").unwrap(),
+            vec![Algorithm::Md5, Algorithm::Sha256]
+        );
+        assert!(parse_checksum_list("none").unwrap().is_empty());
+        assert!(parse_checksum_list("crc32").is_err());
     }
 
     #[test]

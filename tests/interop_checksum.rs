@@ -85,3 +85,68 @@ fn cksm_and_scks_over_control() {
     assert_eq!(c.cmd("SCKS MD4 00").code, 504);
     assert_eq!(c.cmd("SCKS MD5 xyz").code, 501);
 }
+
+/// The checksum of a stream upload is computed while the bytes arrive: CKSM right after STOR
+/// answers from it. Proven by changing the file's bytes behind the server's back while keeping
+/// its size and modification time: the answer is still the checksum of what was uploaded.
+#[test]
+fn cksm_after_stor_needs_no_reread() {
+    let srv = Server::start(&[]);
+    let mut c = Control::login(srv.addr, USER, PASSWORD);
+    let data = pattern(3_000_000, 21);
+    assert_eq!(c.upload("STOR f", &data).code, 226);
+    let md5 = c.expect("CKSM MD5 0 -1 f", 213).text();
+    let adler = c.expect("CKSM ADLER32 0 -1 f", 213).text();
+
+    let path = srv.path("f");
+    let before = std::fs::metadata(&path).unwrap();
+    let mut changed = data.clone();
+    changed[100] ^= 0xff;
+    std::fs::write(&path, &changed).unwrap();
+    let times = [
+        libc::timespec {
+            tv_sec: before_secs(&before),
+            tv_nsec: before_nsec(&before),
+        },
+        libc::timespec {
+            tv_sec: before_secs(&before),
+            tv_nsec: before_nsec(&before),
+        },
+    ];
+    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path and two valid timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, cpath.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    assert_eq!(c.expect("CKSM MD5 0 -1 f", 213).text(), md5, "answered from the upload");
+    assert_eq!(c.expect("CKSM ADLER32 0 -1 f", 213).text(), adler);
+    // Algorithms not computed on the fly, and partial ranges, read the file.
+    let sha1 = c.expect("CKSM SHA1 0 -1 f", 213).text();
+    let mut h = ringmover::storage::checksum::Hasher::new(ringmover::storage::checksum::Algorithm::Sha1);
+    h.update(&changed);
+    assert_eq!(sha1, format!("213 {}", h.finish()));
+
+    // A later change of size or time is noticed.
+    std::fs::write(&path, b"short").unwrap();
+    assert_eq!(
+        c.expect("CKSM MD5 0 -1 f", 213).text(),
+        format!("213 {}", md5_hex(b"short"))
+    );
+}
+
+fn before_secs(m: &std::fs::Metadata) -> libc::time_t {
+    use std::os::unix::fs::MetadataExt;
+    m.mtime() as libc::time_t
+}
+
+fn before_nsec(m: &std::fs::Metadata) -> libc::c_long {
+    use std::os::unix::fs::MetadataExt;
+    m.mtime_nsec() as libc::c_long
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    let mut h = ringmover::storage::checksum::Hasher::new(ringmover::storage::checksum::Algorithm::Md5);
+    h.update(data);
+    h.finish()
+}

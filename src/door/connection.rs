@@ -216,6 +216,7 @@ impl Connection {
     }
 
     async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
+        let shared = self.shared.clone();
         let root = self.shared.root.clone();
         let run = move || -> Result<StorageDone, SessionError> {
             let e = |err: crate::storage::StorageError| storage_error(&err);
@@ -234,7 +235,7 @@ impl Connection {
                 } => {
                     let alg = Algorithm::from_name(algorithm)
                         .ok_or_else(|| SessionError::UnknownChecksum(algorithm.to_string()))?;
-                    StorageDone::Checksum(root.checksum(&path, alg, offset, length).map_err(e)?)
+                    StorageDone::Checksum(whole_file_checksum(&shared, &path, alg, offset, length).map_err(e)?)
                 }
             })
         };
@@ -321,8 +322,8 @@ impl Connection {
     /// SCKS: the stored file must have the announced checksum.
     async fn verify_upload(&self, path: &str, alg: &str, want: &str) -> Result<(), SessionError> {
         let algorithm = Algorithm::from_name(alg).ok_or_else(|| SessionError::UnknownChecksum(alg.to_string()))?;
-        let (root, path) = (self.shared.root.clone(), path.to_string());
-        let got = tokio::task::spawn_blocking(move || root.checksum(&path, algorithm, 0, None))
+        let (shared, path) = (self.shared.clone(), path.to_string());
+        let got = tokio::task::spawn_blocking(move || whole_file_checksum(&shared, &path, algorithm, 0, None))
             .await
             .map_err(|e| SessionError::Internal(e.to_string()))?
             .map_err(|e| storage_error(&e))?;
@@ -335,4 +336,22 @@ impl Connection {
             })
         }
     }
+}
+
+/// A checksum, taken from the one computed during the upload when it covers the whole,
+/// unchanged file; otherwise read from disk.
+fn whole_file_checksum(
+    shared: &DoorShared,
+    path: &str,
+    alg: Algorithm,
+    offset: u64,
+    length: Option<u64>,
+) -> Result<String, crate::storage::StorageError> {
+    if offset == 0 && length.is_none() {
+        if let Some(v) = shared.checksums.lookup(&shared.root, path, alg) {
+            tracing::debug!(path, alg = alg.name(), "checksum computed during upload");
+            return Ok(v);
+        }
+    }
+    shared.root.checksum(path, alg, offset, length)
 }

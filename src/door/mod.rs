@@ -2,6 +2,7 @@
 //! hands data movement to the pool. `serve` runs a door with an embedded pool.
 
 pub mod auth;
+mod checksums;
 mod connection;
 mod convert;
 
@@ -50,6 +51,7 @@ pub(crate) struct DoorShared {
     pub(crate) pool: Pool,
     pub(crate) users: auth::Users,
     pub(crate) throttle: auth::Throttle,
+    pub(crate) checksums: checksums::ChecksumCache,
 }
 
 /// A door bound to its control port.
@@ -74,6 +76,7 @@ impl Door {
             pool,
             users,
             throttle: auth::Throttle::default(),
+            checksums: checksums::ChecksumCache::default(),
         });
         Ok(Door { listener, shared })
     }

@@ -57,6 +57,17 @@ impl Arena {
         }
     }
 
+    /// The first `len` bytes of a buffer, once no op is using it.
+    pub(crate) fn bytes<'a>(&'a self, buf: &'a Buffer, len: usize) -> &'a [u8] {
+        match buf {
+            Buffer::Fixed(i) => {
+                let start = *i as usize * self.buf_size;
+                &self.mem[start..start + len.min(self.buf_size)]
+            }
+            Buffer::Heap(b) => &b[..len.min(b.len())],
+        }
+    }
+
     pub(crate) fn give(&mut self, buf: Buffer) {
         if let Buffer::Fixed(i) = buf {
             self.free.push(i);

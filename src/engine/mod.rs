@@ -148,6 +148,14 @@ pub enum Source {
     Socket(TcpStream),
 }
 
+/// Sees every byte a stream upload writes, in file order, on the core that received it
+/// (used for checksums computed on the fly).
+pub trait Observer: Send + std::fmt::Debug {
+    fn observe(&mut self, data: &[u8]);
+    /// Called once after the last byte, when the transfer succeeded.
+    fn complete(&mut self) {}
+}
+
 /// Where a transfer's bytes go.
 #[derive(Debug)]
 pub enum Sink {
@@ -159,10 +167,12 @@ pub enum Sink {
         base: u64,
     },
     Socket(TcpStream),
-    /// Written at `offset`, or appended when `offset` is `None`.
+    /// Written at `offset`, or appended when `offset` is `None`. An `observer` is fed on the
+    /// read/write paths; the zero-copy splice path never sees the bytes and leaves it unfed.
     File {
         file: File,
         offset: Option<u64>,
+        observer: Option<Box<dyn Observer>>,
     },
 }
 

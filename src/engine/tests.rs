@@ -92,7 +92,15 @@ fn socket_to_file_every_path() {
                 .open(&p)
                 .unwrap();
             let (ours, mut theirs) = pair();
-            let h = e.submit(Source::Socket(ours), Sink::File { file, offset }, None);
+            let h = e.submit(
+                Source::Socket(ours),
+                Sink::File {
+                    file,
+                    offset,
+                    observer: None,
+                },
+                None,
+            );
             theirs.write_all(&data).unwrap();
             drop(theirs);
             assert_eq!(h.finish_blocking().unwrap() as usize, data.len());
@@ -142,7 +150,15 @@ fn cancel_stalled_transfer_and_buffers_come_back() {
         let (_d2, p2) = temp_with(b"");
         let (ours, _theirs) = pair();
         let file = std::fs::OpenOptions::new().write(true).open(&p2).unwrap();
-        let h = e.submit(Source::Socket(ours), Sink::File { file, offset: Some(0) }, None);
+        let h = e.submit(
+            Source::Socket(ours),
+            Sink::File {
+                file,
+                offset: Some(0),
+                observer: None,
+            },
+            None,
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
         h.cancel();
         assert!(matches!(h.finish_blocking(), Err(OpError::Cancelled)), "{path:?}");

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::arena::Buffer;
 use super::blocks::{BlockRecv, BlockSend};
 use super::core::Ctx;
-use super::{DataPath, Finished, OpError, Sink, Source};
+use super::{DataPath, Finished, Observer, OpError, Sink, Source};
 
 /// Largest single `sendfile`/`splice` call.
 const CHUNK: usize = 4 << 20;
@@ -65,6 +65,7 @@ enum Kind {
         sock: TcpStream,
         file: File,
         offset: Option<u64>,
+        observer: Option<Box<dyn Observer>>,
         buf: Option<Buffer>,
         filled: usize,
         written: usize,
@@ -125,6 +126,7 @@ impl Transfer {
                 Sink::File {
                     file,
                     offset: Some(offset),
+                    ..
                 },
                 DataPath::Zerocopy,
             ) => match new_pipe() {
@@ -137,10 +139,11 @@ impl Transfer {
                 },
                 Err(e) => Kind::Invalid(Some(e)),
             },
-            (Source::Socket(sock), Sink::File { file, offset }, _) => Kind::RecvWrite {
+            (Source::Socket(sock), Sink::File { file, offset, observer }, _) => Kind::RecvWrite {
                 sock,
                 file,
                 offset,
+                observer,
                 buf: Some(ctx.arena.take()),
                 filled: 0,
                 written: 0,
@@ -418,6 +421,7 @@ impl Transfer {
             sock,
             file,
             offset,
+            observer,
             buf,
             filled,
             written,
@@ -441,8 +445,15 @@ impl Transfer {
                     *o += n as u64;
                 }
             } else if n == 0 {
+                if let Some(o) = observer {
+                    o.complete();
+                }
                 return Ok(None);
             } else {
+                if let Some(o) = observer {
+                    // The kernel is done with the buffer: the recv completed.
+                    o.observe(ctx.arena.bytes(buf, n));
+                }
                 *filled = n;
                 *written = 0;
                 *writing = true;

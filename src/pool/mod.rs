@@ -18,7 +18,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use crate::block::{Header, TransferReceiver};
-use crate::engine::{BlockPlan, DataPath, Engine, OpError, Sink, Source, TransferHandle};
+use crate::engine::{BlockPlan, DataPath, Engine, Observer, OpError, Sink, Source, TransferHandle};
+use crate::storage::checksum::{Algorithm, Hasher};
 use crate::storage::{Root, StorageError, WriteMode};
 
 /// Pool failures.
@@ -45,6 +46,8 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Data path for file transfers (None: the engine's default).
     pub data_path: Option<DataPath>,
+    /// Checksums computed on the fly for whole-file stream uploads.
+    pub upload_digests: Vec<Algorithm>,
 }
 
 impl Default for PoolConfig {
@@ -53,6 +56,7 @@ impl Default for PoolConfig {
             port_range: None,
             connect_timeout: Duration::from_secs(30),
             data_path: None,
+            upload_digests: vec![Algorithm::Md5, Algorithm::Adler32],
         }
     }
 }
@@ -82,8 +86,13 @@ pub enum MoverRequest {
 pub enum PreparedMover {
     /// Send `length` bytes of `file` from `offset`.
     File { file: File, offset: u64, length: u64 },
-    /// Receive into `file` at `offset`, or appending when `None`.
-    Store { file: File, offset: Option<u64> },
+    /// Receive into `file` at `offset`, or appending when `None`; `digests` are computed on
+    /// the fly when the upload writes the whole file in order.
+    Store {
+        file: File,
+        offset: Option<u64>,
+        digests: Option<Arc<Mutex<UploadDigests>>>,
+    },
     /// Send these bytes.
     Bytes(Bytes),
 }
@@ -141,9 +150,12 @@ impl Pool {
                 truncate,
             } => {
                 let file = self.root.open_write(&path, WriteMode { truncate, append })?;
+                let whole = offset == 0 && truncate && !append && !self.config.upload_digests.is_empty();
+                let digests = whole.then(|| Arc::new(Mutex::new(UploadDigests::new(&self.config.upload_digests))));
                 PreparedMover::Store {
                     file,
                     offset: (!append).then_some(offset),
+                    digests,
                 }
             }
             MoverRequest::SendBytes(b) => PreparedMover::Bytes(b),
@@ -218,7 +230,10 @@ impl Pool {
                 },
                 Sink::Socket(sock),
             ),
-            PreparedMover::Store { file, offset } => (Source::Socket(sock), Sink::File { file, offset }),
+            PreparedMover::Store { file, offset, digests } => {
+                let observer = digests.map(|d| Box::new(DigestObserver(d)) as Box<dyn Observer>);
+                (Source::Socket(sock), Sink::File { file, offset, observer })
+            }
             PreparedMover::Bytes(b) => (Source::Memory(b), Sink::Socket(sock)),
         };
         Ok(self.engine.submit(source, sink, self.config.data_path))
@@ -254,6 +269,59 @@ impl Pool {
         Ok(self
             .engine
             .submit_counted(Source::Socket(sock), sink, self.config.data_path, progress))
+    }
+}
+
+/// Checksums of a stream upload, computed as the bytes arrive.
+pub struct UploadDigests {
+    hashers: Vec<(Algorithm, Hasher)>,
+    complete: bool,
+}
+
+impl std::fmt::Debug for UploadDigests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let algs: Vec<_> = self.hashers.iter().map(|(a, _)| a.name()).collect();
+        f.debug_struct("UploadDigests")
+            .field("algorithms", &algs)
+            .field("complete", &self.complete)
+            .finish()
+    }
+}
+
+impl UploadDigests {
+    fn new(algs: &[Algorithm]) -> UploadDigests {
+        UploadDigests {
+            hashers: algs.iter().map(|&a| (a, Hasher::new(a))).collect(),
+            complete: false,
+        }
+    }
+
+    /// The results, if every byte of a successful upload was seen.
+    pub fn take(&mut self) -> Option<Vec<(Algorithm, String)>> {
+        if !self.complete {
+            return None;
+        }
+        self.complete = false;
+        Some(
+            std::mem::take(&mut self.hashers)
+                .into_iter()
+                .map(|(a, h)| (a, h.finish()))
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug)]
+struct DigestObserver(Arc<Mutex<UploadDigests>>);
+
+impl Observer for DigestObserver {
+    fn observe(&mut self, data: &[u8]) {
+        let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        d.hashers.iter_mut().for_each(|(_, h)| h.update(data));
+    }
+
+    fn complete(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).complete = true;
     }
 }
 

@@ -61,6 +61,8 @@ pub struct FileInfo {
     pub kind: Kind,
     pub size: u64,
     pub mtime: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_nsec: i64,
     pub mode: u32,
     pub nlink: u64,
     pub uid: u32,
@@ -80,6 +82,7 @@ impl FileInfo {
             kind,
             size: st.st_size.max(0) as u64,
             mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec as i64,
             mode: st.st_mode & 0o7777,
             nlink: st.st_nlink,
             uid: st.st_uid,

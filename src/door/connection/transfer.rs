@@ -143,6 +143,10 @@ impl Connection {
             Ok(s) => s,
             Err(e) => return Ok(Outcome::failed(pool_error(&e))),
         };
+        let digests = match &prepared {
+            PreparedMover::Store { digests, .. } => digests.clone(),
+            _ => None,
+        };
         let mut streams = Streams::new();
         match self.shared.pool.start(prepared, stream) {
             Ok(h) => {
@@ -157,6 +161,12 @@ impl Connection {
         };
         let result = self.drive(req, &mut streams, None, start).await?;
         let bytes = streams.progress.load(Ordering::Relaxed);
+        if let (Ok(_), Some(d)) = (&result, digests) {
+            let sums = d.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(sums) = sums {
+                self.shared.checksums.remember(&self.shared.root, req.kind.path(), sums);
+            }
+        }
         Ok(Outcome {
             bytes,
             result: result.map(|_| bytes),
@@ -246,7 +256,8 @@ impl Connection {
     /// MODE E upload: the server is passive; it runs a receiving stream on each cached
     /// connection and each one the client opens, until the EOF count is reached.
     async fn receive_mode_e(&mut self, req: &TransferRequest, prepared: PreparedMover) -> std::io::Result<Outcome> {
-        let PreparedMover::Store { file, offset } = prepared else {
+        // Blocks arrive out of order: on-the-fly digests do not apply; CKSM reads the file.
+        let PreparedMover::Store { file, offset, .. } = prepared else {
             return Ok(Outcome::failed(SessionError::Internal("send as store".into())));
         };
         let base = offset.unwrap_or(0);
