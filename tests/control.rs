@@ -95,7 +95,10 @@ fn bad_input_gets_clear_replies() {
     assert_eq!(c.cmd("PORT 1,2,3").code, 501);
     assert_eq!(c.cmd("TYPE Q").code, 501);
     assert_eq!(c.cmd("MODE X").code, 504);
-    assert_eq!(c.cmd("GET path=/x;pasv;").code, 502);
+    assert_eq!(c.cmd("GET pasv;").code, 501);
+    assert_eq!(c.cmd("GET path=/x;pasv;port=127,0,0,1,4,1;").code, 501);
+    assert_eq!(c.cmd("GET path=/a;b;pasv;").code, 501);
+    assert_eq!(c.cmd("GET path=/x").code, 501);
     assert_eq!(c.cmd("RETR x").code, 425); // no PASV/PORT yet
     assert_eq!(c.cmd("RNTO x").code, 503);
     // Anonymous PORT may only point back at the client, above port 1023.

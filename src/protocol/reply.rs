@@ -30,6 +30,7 @@ codes! {
     PERF_MARKER = 112, "Perf Marker";
     DATA_CONN_REUSED = 125, "Beginning transfer; reusing existing data connection.";
     DELAYED_PASV = 127, "Entering Passive Mode";
+    EXT_DELAYED_PASV = 129, "Entering Extended Passive Mode";
     FILE_STATUS_OK = 150, "Beginning transfer.";
     OK = 200, "Command successful.";
     SUPERFLUOUS = 202, "Command not needed here.";

@@ -186,7 +186,12 @@ pub enum Action {
 enum Pending {
     None,
     Auth,
-    Passive { style: PassiveStyle },
+    /// A passive listener is being opened; `then` is the transfer to start once it is (a
+    /// delayed passive or GET/PUT `pasv` transfer; the flag says GET/PUT).
+    Passive {
+        style: PassiveStyle,
+        then: Option<(TransferKind, bool)>,
+    },
     Size,
     Mdtm,
     Mlst,
@@ -210,6 +215,8 @@ enum PassiveStyle {
 enum DataState {
     None,
     Passive,
+    /// PASV/EPSV/SPAS under `OPTS PASV AllowDelayed=1;`: the listener opens with the transfer.
+    Delayed(PassiveStyle),
     Active(Vec<SocketAddr>),
 }
 
@@ -234,6 +241,10 @@ pub struct Session {
     mode: TransferMode,
     rest: Option<u64>,
     rest_ranges: Option<Vec<(u64, u64)>>,
+    /// GET/PUT `mode=` for one transfer.
+    mode_override: Option<TransferMode>,
+    /// `OPTS PASV AllowDelayed=1;` is in effect.
+    delayed_passive: bool,
     allo: Option<u64>,
     parallelism: u32,
     /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
@@ -267,6 +278,8 @@ impl Session {
             mode: TransferMode::Stream,
             rest: None,
             rest_ranges: None,
+            mode_override: None,
+            delayed_passive: false,
             allo: None,
             parallelism: 1,
             reusable: None,
@@ -366,7 +379,13 @@ impl Session {
         // after PASV), so only transfer commands clear it.
         let consumes_rest = matches!(
             cmd,
-            Command::Retr(_) | Command::Stor(_) | Command::Appe(_) | Command::Eret(_) | Command::Esto(_)
+            Command::Retr(_)
+                | Command::Stor(_)
+                | Command::Appe(_)
+                | Command::Eret(_)
+                | Command::Esto(_)
+                | Command::Get(_)
+                | Command::Put(_)
         );
         let keeps_rnfr = matches!(cmd, Command::Rnto(_));
         let result = if self.access.is_none() && !allowed_before_login(&cmd) {
@@ -377,10 +396,8 @@ impl Session {
         if let Err(e) = result {
             self.error(e);
         }
-        if consumes_rest && !self.transferring() {
-            self.rest = None;
-            self.rest_ranges = None;
-            self.allo = None;
+        if consumes_rest && !self.busy() {
+            self.clear_transfer_options();
         }
         if !keeps_rnfr && !matches!(self.pending, Pending::Rnfr(_)) {
             self.rename_from = None;
@@ -611,7 +628,8 @@ impl Session {
                 self.reply(Code::OK, "OK.");
                 Ok(())
             }
-            C::Get(_) | C::Put(_) => Err(SessionError::NotImplemented("GET/PUT are not supported yet.")),
+            C::Get(args) => self.cmd_get_put(&args, true),
+            C::Put(args) => self.cmd_get_put(&args, false),
             C::Trev(arg) => self.cmd_trev(&arg),
             C::Mfmt(_) => Err(SessionError::NotImplemented("MFMT is not supported.")),
         }
@@ -729,9 +747,12 @@ impl Session {
             }
             "MLST" => self.reply(Code::OK, "MLST OPTS Type;Size;Modify;Perm;UNIX.mode;"),
             "PASV" => {
-                return Err(SessionError::ParamNotImplemented(
-                    "Delayed passive is not supported yet.".into(),
-                ))
+                for (key, value) in parse_opts_list(args)? {
+                    if key == "allowdelayed" {
+                        self.delayed_passive = value.trim() != "0";
+                    }
+                }
+                self.reply(Code::OK, "OPTS Command Successful.");
             }
             _ => {
                 return Err(SessionError::ParamNotImplemented(format!(
@@ -819,11 +840,26 @@ impl Session {
             return Err(SessionError::ProtocolNotSupported);
         }
         self.reset_data_cache();
-        self.pending = Pending::Passive { style };
+        if self.delayed_passive {
+            //= gridftp-protocol.md#3.3
+            //# PASV | EPSV | SPAS -> 200 Passive delayed.; the address comes as 127/129 with the
+            //# transfer command.
+            if self.data == DataState::Passive {
+                self.actions.push_back(Action::DropPassive);
+            }
+            self.data = DataState::Delayed(style);
+            self.reply(Code::OK, "Passive delayed.");
+            return Ok(());
+        }
+        self.open_passive(style, None);
+        Ok(())
+    }
+
+    fn open_passive(&mut self, style: PassiveStyle, then: Option<(TransferKind, bool)>) {
+        self.pending = Pending::Passive { style, then };
         self.actions.push_back(Action::OpenPassive {
             ipv6: self.config.peer_ip.is_ipv6(),
         });
-        Ok(())
     }
 
     fn cmd_epsv(&mut self, arg: EpsvArg) -> Result<(), SessionError> {
@@ -843,14 +879,14 @@ impl Session {
 
     /// Answers [`Action::OpenPassive`] with the address to announce.
     pub fn handle_passive(&mut self, result: Result<SocketAddr, SessionError>) {
-        let Pending::Passive { style } = self.pending else {
+        let Pending::Passive { style, then } = std::mem::replace(&mut self.pending, Pending::None) else {
             return;
         };
-        self.pending = Pending::None;
         let addr = match result {
             Ok(addr) => addr,
             Err(e) => {
                 self.data = DataState::None;
+                self.clear_transfer_options();
                 return self.error(e);
             }
         };
@@ -859,43 +895,129 @@ impl Session {
             IpAddr::V6(ip) => ip.to_ipv4_mapped(),
         };
         self.data = DataState::Passive;
+        // Immediate replies are 227/229; delayed ones (before a transfer) 127/129, and GET/PUT
+        // uses dCache's "127 PORT (...)".
+        let (getput, kind) = match then {
+            Some((kind, getput)) => (getput, Some(kind)),
+            None => (false, None),
+        };
+        let delayed = kind.is_some();
+        let (pasv_code, epsv_code) = if delayed {
+            (Code::DELAYED_PASV, Code::EXT_DELAYED_PASV)
+        } else {
+            (Code::PASSIVE, Code::EXT_PASSIVE)
+        };
         match (style, v4) {
+            (PassiveStyle::Pasv, Some(ip)) if getput => {
+                self.reply(pasv_code, format!("PORT ({})", host_port(ip, addr.port())))
+            }
             (PassiveStyle::Epsv, _) => self.reply(
-                Code::EXT_PASSIVE,
+                epsv_code,
                 format!("Entering Extended Passive Mode (|||{}|)", addr.port()),
             ),
             (PassiveStyle::Pasv, Some(ip)) => self.reply(
-                Code::PASSIVE,
+                pasv_code,
                 format!("Entering Passive Mode ({})", host_port(ip, addr.port())),
             ),
             // GFD.20 striped passive: one address line per stripe (we have one stripe).
-            (PassiveStyle::Spas, Some(ip)) => self.replies.push_back(Reply::multi(
-                Code::EXT_PASSIVE,
-                vec![
-                    "Entering Striped Passive Mode.".into(),
-                    format!(" {}", host_port(ip, addr.port())),
-                    "End".into(),
-                ],
-            )),
-            (PassiveStyle::Spas, None) => self.replies.push_back(Reply::multi(
-                Code::EXT_PASSIVE,
-                vec![
-                    "Entering Striped Passive Mode.".into(),
-                    format!(" |2|{}|{}|", addr.ip(), addr.port()),
-                    "End".into(),
-                ],
-            )),
+            (PassiveStyle::Spas, v4) => {
+                let line = match v4 {
+                    Some(ip) => format!(" {}", host_port(ip, addr.port())),
+                    None => format!(" |2|{}|{}|", addr.ip(), addr.port()),
+                };
+                self.replies.push_back(Reply::multi(
+                    epsv_code,
+                    vec!["Entering Striped Passive Mode.".into(), line, "End".into()],
+                ))
+            }
             (PassiveStyle::Pasv, None) => {
                 self.data = DataState::None;
-                self.error(SessionError::ProtocolNotSupported)
+                self.clear_transfer_options();
+                return self.error(SessionError::ProtocolNotSupported);
+            }
+        }
+        if let Some(kind) = kind {
+            if let Err(e) = self.transfer(kind) {
+                self.clear_transfer_options();
+                self.error(e);
             }
         }
     }
 
-    fn cmd_active(&mut self, addrs: Vec<SocketAddr>) -> Result<(), SessionError> {
-        if self.epsv_all {
-            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
+    /// REST, ALLO and GET/PUT mode apply to one transfer command only.
+    fn clear_transfer_options(&mut self) {
+        self.rest = None;
+        self.rest_ranges = None;
+        self.allo = None;
+        self.mode_override = None;
+    }
+
+    /// `GET SP param;[param;...]` / `PUT ...` (GFD.47 §GET/PUT): `path=` (or `file=`), `pasv` or
+    /// `port=h,h,h,h,p,p`, `mode=S|E|X`; unknown `key=value` parameters are ignored.
+    fn cmd_get_put(&mut self, args: &str, get: bool) -> Result<(), SessionError> {
+        let p = parse_get_put(args)?;
+        if let Some(mode) = p.mode {
+            match mode {
+                'S' => self.mode_override = Some(TransferMode::Stream),
+                'E' => self.mode_override = Some(TransferMode::Extended),
+                _ => return Err(SessionError::ParamNotImplemented("MODE X is not supported yet.".into())),
+            }
         }
+        let extended = self.mode_override.unwrap_or(self.mode) == TransferMode::Extended;
+        // MODE E rules before any listener opens (the 127 would promise a transfer).
+        if extended && get && p.pasv {
+            self.mode_override = None;
+            return Err(SessionError::PassiveRetrieveInModeE);
+        }
+        if extended && !get && p.port.is_some() {
+            self.mode_override = None;
+            return Err(SessionError::ParamNotImplemented(
+                "Cannot store in active E mode.".into(),
+            ));
+        }
+        let path = if get {
+            self.resolve(&p.path)?
+        } else {
+            self.writable_path(&p.path)?
+        };
+        let offset = self.rest.unwrap_or(0);
+        let kind = if get {
+            TransferKind::Retrieve {
+                path,
+                offset,
+                length: None,
+            }
+        } else {
+            TransferKind::Store {
+                path,
+                offset,
+                append: false,
+                truncate: self.rest.is_none(),
+            }
+        };
+        if p.pasv {
+            if self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip) {
+                return Err(SessionError::ProtocolNotSupported);
+            }
+            self.reset_data_cache();
+            if self.data == DataState::Passive {
+                self.actions.push_back(Action::DropPassive);
+            }
+            self.open_passive(PassiveStyle::Pasv, Some((kind, true)));
+            return Ok(());
+        }
+        if let Some(addr) = p.port {
+            self.check_port_target(&[addr])?;
+            if self.data == DataState::Passive {
+                self.actions.push_back(Action::DropPassive);
+            }
+            self.reset_data_cache();
+            self.data = DataState::Active(vec![addr]);
+        }
+        self.transfer(kind)
+    }
+
+    fn check_port_target(&self, addrs: &[SocketAddr]) -> Result<(), SessionError> {
         let writable = self.access.as_ref().is_some_and(|a| a.writable);
         // Bounce protection for anonymous sessions (gridftp-protocol.md pitfall 17): only back
         // to the client itself and never to a privileged port.
@@ -903,6 +1025,14 @@ impl Session {
         if !writable && addrs.iter().any(|a| canonical(a.ip()) != peer || a.port() < 1024) {
             return Err(SessionError::PortRefused);
         }
+        Ok(())
+    }
+
+    fn cmd_active(&mut self, addrs: Vec<SocketAddr>) -> Result<(), SessionError> {
+        if self.epsv_all {
+            return Err(SessionError::BadSequence("EPSV ALL in effect; only EPSV is allowed."));
+        }
+        self.check_port_target(&addrs)?;
         if self.data == DataState::Passive {
             self.actions.push_back(Action::DropPassive);
         }
@@ -956,10 +1086,15 @@ impl Session {
         let endpoint = match &self.data {
             DataState::None => return Err(SessionError::NoDataChannel),
             DataState::Passive => DataEndpoint::Passive,
+            DataState::Delayed(style) => {
+                let style = *style;
+                self.open_passive(style, Some((kind, false)));
+                return Ok(());
+            }
             DataState::Active(a) => DataEndpoint::Active(a.clone()),
         };
         let sends = !matches!(kind, TransferKind::Store { .. });
-        let extended = self.mode == TransferMode::Extended;
+        let extended = self.mode_override.take().unwrap_or(self.mode) == TransferMode::Extended;
         //= gridftp-protocol.md#2.4
         //# In MODE E the sender of the data must be the side that opens the TCP connections.
         if extended {
@@ -1059,9 +1194,7 @@ impl Session {
             return;
         }
         self.pending = Pending::None;
-        self.rest = None;
-        self.rest_ranges = None;
-        self.allo = None;
+        self.clear_transfer_options();
         let aborting = std::mem::take(&mut self.aborting);
         match result {
             Ok(_) => {
@@ -1160,6 +1293,62 @@ fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     }
+}
+
+/// Parameters of a GET or PUT command.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GetPutParams {
+    pub path: String,
+    pub pasv: bool,
+    pub port: Option<SocketAddr>,
+    pub mode: Option<char>,
+}
+
+/// `GET/PUT SP param;[param;...]`, `param = keyword[=value]`, each terminated by `;`
+/// (GFD.47 §GET/PUT as dCache and the Globus client use it). `file=` is accepted for `path=`;
+/// unknown `key=value` parameters are ignored. A bare word other than `pasv` is refused: it is
+/// what a path containing `;` turns into, and guessing would transfer the wrong file.
+pub fn parse_get_put(args: &str) -> Result<GetPutParams, SessionError> {
+    let args = args.trim();
+    if !args.ends_with(';') {
+        return Err(SessionError::BadArgument(format!(
+            "Cannot parse '{args}': every parameter ends with ';'."
+        )));
+    }
+    let mut p = GetPutParams::default();
+    let mut path = None;
+    for item in args[..args.len() - 1].split(';') {
+        let (key, value) = match item.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
+            None => (item.trim().to_ascii_lowercase(), None),
+        };
+        match (key.as_str(), value) {
+            ("path" | "file", Some(v)) if !v.is_empty() => path = Some(v.to_string()),
+            ("pasv", None) => p.pasv = true,
+            ("port", Some(v)) => {
+                p.port = Some(super::command::parse_host_port(v).map_err(|e| SessionError::BadArgument(e.to_string()))?)
+            }
+            ("mode", Some(v)) => {
+                p.mode = Some(match v.trim().to_ascii_uppercase().as_str() {
+                    "S" => 'S',
+                    "E" => 'E',
+                    "X" => 'X',
+                    _ => return Err(SessionError::BadArgument(format!("Unknown mode '{v}'."))),
+                })
+            }
+            (_, Some(_)) => {}
+            (word, None) => {
+                return Err(SessionError::BadArgument(format!(
+                    "Unexpected '{word}' (paths cannot contain ';')."
+                )))
+            }
+        }
+    }
+    p.path = path.ok_or_else(|| SessionError::BadArgument("Missing path.".into()))?;
+    if p.pasv && p.port.is_some() {
+        return Err(SessionError::BadArgument("Cannot use both 'pasv' and 'port'.".into()));
+    }
+    Ok(p)
 }
 
 /// `OPTS RETR` options: `key=value;` items, case-insensitive keys, lenient about a missing final
@@ -1462,5 +1651,47 @@ mod tests {
         );
         assert_eq!(got[0], "501 Bad parallelism '0,0,0'.\r\n");
         assert_eq!(got[1], "200 OPTS Command Successful.\r\n");
+    }
+
+    #[test]
+    fn get_put_parameters() {
+        let p = parse_get_put("path=/d/f;pasv;").unwrap();
+        assert_eq!((p.path.as_str(), p.pasv, p.port, p.mode), ("/d/f", true, None, None));
+        let p = parse_get_put("pasv;path=/a b;mode=e;tid=7;").unwrap();
+        assert_eq!((p.path.as_str(), p.mode), ("/a b", Some('E')));
+        let p = parse_get_put("file=/x;port=127,0,0,1,4,1;").unwrap();
+        assert_eq!(p.port, Some("127.0.0.1:1025".parse().unwrap()));
+        for bad in [
+            "path=/x",
+            "pasv;",
+            "path=/x;pasv;port=1,2,3,4,5,6;",
+            "path=/a;b;",
+            "path=/x;mode=Q;",
+            "path=;",
+        ] {
+            assert!(parse_get_put(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn delayed_passive_replies_with_127_before_the_transfer() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(
+            &mut s,
+            &[
+                b"USER alice",
+                b"PASS pw",
+                b"OPTS PASV AllowDelayed=1;",
+                b"PASV",
+                b"RETR /f",
+            ],
+        );
+        assert_eq!(got[3], "200 Passive delayed.\r\n");
+        assert_eq!(got[4], "127 Entering Passive Mode (192,0,2,1,19,137)\r\n");
+        assert_eq!(got[5], "150 Beginning transfer.\r\n");
+        let got = run(&mut s, &[b"GET path=/f;pasv;", b"PUT path=/g;pasv;"]);
+        assert_eq!(got[0], "127 PORT (192,0,2,1,19,137)\r\n");
+        assert_eq!(got[3], "127 PORT (192,0,2,1,19,137)\r\n");
     }
 }
