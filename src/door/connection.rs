@@ -28,7 +28,7 @@ pub(crate) struct Connection {
     writer: OwnedWriteHalf,
     framer: LineFramer,
     queued: VecDeque<Frame>,
-    passive: Option<TcpListener>,
+    passive: Option<Arc<TcpListener>>,
     cache: Option<DataCache>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -174,7 +174,7 @@ impl Connection {
                             .local_addr()
                             .map_err(|e| SessionError::DataConnection(e.to_string()))?
                             .port();
-                        self.passive = Some(l);
+                        self.passive = Some(Arc::new(l));
                         Ok(SocketAddr::new(
                             self.shared.config.data_address.unwrap_or(self.local.ip()),
                             port,

@@ -3,6 +3,8 @@
 //! engine. The door asks it for movers; in `ringmover serve` the pool is embedded in the same
 //! process. Uses engine and storage; knows nothing of the control protocol.
 
+pub mod mover;
+
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -48,6 +50,9 @@ pub struct PoolConfig {
     pub data_path: Option<DataPath>,
     /// Checksums computed on the fly for whole-file stream uploads.
     pub upload_digests: Vec<Algorithm>,
+    /// Address the pool listens on for passive transfers it opens itself (default: the
+    /// address the request came in on).
+    pub data_address: Option<IpAddr>,
 }
 
 impl Default for PoolConfig {
@@ -57,6 +62,7 @@ impl Default for PoolConfig {
             connect_timeout: Duration::from_secs(30),
             data_path: None,
             upload_digests: vec![Algorithm::Md5, Algorithm::Adler32],
+            data_address: None,
         }
     }
 }

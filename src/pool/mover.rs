@@ -1,0 +1,490 @@
+//! A mover: one transfer executed by the pool, from opening the file to the last byte. It makes
+//! or accepts the data connections (stream mode: one; MODE E: parallel streams, reusing cached
+//! connections, counting EODs), runs them on the engine and reports events to whoever drives it
+//! (the door, in-process or over the pool link): listening address, start, progress markers.
+
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::{DataChannel, MoverRequest, Pool, PoolError, PreparedMover};
+use crate::block::{Header, RangeSet, TransferReceiver};
+use crate::engine::{BlockPlan, Canceller, Finished, OpError, TransferHandle};
+use crate::storage::checksum::Algorithm;
+
+/// MODE E block size for sending: large blocks keep the header cost negligible.
+const BLOCK_SIZE: u64 = 1 << 20;
+
+/// Where the data connections come from.
+#[derive(Debug, Clone)]
+pub enum MoverChannel {
+    /// Accept on a listener that already exists (the door's PASV listener, embedded pool).
+    Listener(Arc<TcpListener>),
+    /// Open a fresh listener on the pool's data address and report it ([`MoverEvent::Listening`]).
+    Listen,
+    /// Connect to these addresses (one per stripe).
+    Connect(Vec<SocketAddr>),
+}
+
+/// Everything a mover needs to run one transfer.
+#[derive(Debug)]
+pub struct MoverSpec {
+    pub request: MoverRequest,
+    /// MODE E rather than stream mode.
+    pub extended: bool,
+    /// MODE E sending: connections per destination address.
+    pub parallelism: u32,
+    pub channel: MoverChannel,
+    /// The client's address: accepted connections from elsewhere are dropped.
+    pub peer: IpAddr,
+    /// Address to connect from.
+    pub local: IpAddr,
+    pub buffer: Option<u64>,
+    /// MODE E restart ranges (relative to the transfer's start).
+    pub skip: Vec<(u64, u64)>,
+    /// MODE E receive: blocks past this size are refused.
+    pub size_limit: Option<u64>,
+    /// ERET P: wire offsets are relative to the section's start.
+    pub relative: bool,
+    /// Seconds between progress events (None: only the final one when receiving).
+    pub markers: Option<Duration>,
+    /// MODE E connections kept from the previous transfer in this direction.
+    pub cached: Vec<TcpStream>,
+}
+
+/// Something the driver reports to the client while the mover runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoverEvent {
+    /// The pool listens here (for 127/227 replies).
+    Listening(SocketAddr),
+    /// The file is open; data connections are being made (`reused`: cached ones).
+    Started { reused: bool },
+    /// Bytes moved so far and, when receiving, the ranges stored (exclusive ends).
+    Progress { bytes: u64, ranges: Option<String> },
+}
+
+/// A finished mover.
+#[derive(Debug)]
+pub struct MoverDone {
+    pub bytes: u64,
+    pub streams: usize,
+    /// MODE E connections to keep for the next transfer in the same direction.
+    pub kept: Vec<TcpStream>,
+    /// Checksums computed while a stream upload arrived.
+    pub digests: Option<Vec<(Algorithm, String)>>,
+}
+
+/// Why a mover failed, with the bytes it had moved.
+#[derive(Debug)]
+pub struct MoverFailed {
+    pub error: PoolError,
+    pub bytes: u64,
+}
+
+impl From<PoolError> for MoverFailed {
+    fn from(error: PoolError) -> Self {
+        MoverFailed { error, bytes: 0 }
+    }
+}
+
+/// The engine streams of one transfer, their results funnelled into one channel.
+struct Streams {
+    tx: mpsc::UnboundedSender<Result<Finished, OpError>>,
+    rx: mpsc::UnboundedReceiver<Result<Finished, OpError>>,
+    cancel: Vec<Canceller>,
+    running: usize,
+    progress: Arc<AtomicU64>,
+}
+
+impl Streams {
+    fn new() -> Streams {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Streams {
+            tx,
+            rx,
+            cancel: Vec::new(),
+            running: 0,
+            progress: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn add(&mut self, mut h: TransferHandle) {
+        self.cancel.push(h.canceller());
+        self.running += 1;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(h.finish().await);
+        });
+    }
+
+    fn cancel_all(&self) {
+        self.cancel.iter().for_each(Canceller::cancel);
+    }
+
+    fn bytes(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+}
+
+/// A MODE E receive in progress: where accepted connections write.
+struct Receive {
+    file: Arc<File>,
+    receiver: Arc<Mutex<TransferReceiver>>,
+    base: u64,
+}
+
+impl Receive {
+    fn complete(&self) -> bool {
+        self.receiver.lock().unwrap_or_else(|e| e.into_inner()).complete()
+    }
+
+    fn ranges(&self) -> String {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ranges()
+            .to_marker()
+    }
+}
+
+/// The listener a mover accepts on, and whether it was opened for this mover.
+struct Accepting {
+    listener: Arc<TcpListener>,
+}
+
+/// Runs one mover to its end. `cancel` turning true aborts it (ABOR, client gone).
+pub async fn run(
+    pool: &Pool,
+    mut spec: MoverSpec,
+    events: mpsc::UnboundedSender<MoverEvent>,
+    cancel: watch::Receiver<bool>,
+) -> Result<MoverDone, MoverFailed> {
+    let sends = !matches!(spec.request, MoverRequest::Receive { .. });
+    let start = match spec.request {
+        MoverRequest::Receive { offset, .. } => offset,
+        _ => 0,
+    };
+    let prepared = pool.prepare(std::mem::replace(
+        &mut spec.request,
+        MoverRequest::SendBytes(Default::default()),
+    ))?;
+    let accepting = match &spec.channel {
+        MoverChannel::Listener(l) => Some(Accepting { listener: l.clone() }),
+        MoverChannel::Listen => {
+            let ip = pool.config.data_address.unwrap_or(spec.local);
+            let l = pool.open_passive(ip, spec.buffer)?;
+            let addr = l.local_addr().map_err(PoolError::Connect)?;
+            let _ = events.send(MoverEvent::Listening(addr));
+            Some(Accepting { listener: Arc::new(l) })
+        }
+        MoverChannel::Connect(_) => None,
+    };
+    let cached = std::mem::take(&mut spec.cached);
+    let mut run = Run {
+        pool,
+        spec: &spec,
+        events: &events,
+        cancel,
+        accepting,
+        sends,
+        start,
+        cached,
+    };
+    if spec.extended {
+        if sends {
+            run.send_mode_e(prepared).await
+        } else {
+            run.receive_mode_e(prepared).await
+        }
+    } else {
+        run.stream(prepared).await
+    }
+}
+
+struct Run<'a> {
+    pool: &'a Pool,
+    spec: &'a MoverSpec,
+    events: &'a mpsc::UnboundedSender<MoverEvent>,
+    cancel: watch::Receiver<bool>,
+    accepting: Option<Accepting>,
+    sends: bool,
+    start: u64,
+    cached: Vec<TcpStream>,
+}
+
+impl Run<'_> {
+    fn started(&self, reused: bool) {
+        let _ = self.events.send(MoverEvent::Started { reused });
+    }
+
+    async fn stream(&mut self, prepared: PreparedMover) -> Result<MoverDone, MoverFailed> {
+        let digests = match &prepared {
+            PreparedMover::Store { digests, .. } => digests.clone(),
+            _ => None,
+        };
+        self.started(false);
+        let channel = match (&self.accepting, &self.spec.channel) {
+            (Some(a), _) => DataChannel::Accept {
+                listener: &a.listener,
+                peer: self.spec.peer,
+            },
+            (None, MoverChannel::Connect(remotes)) => match remotes.first() {
+                Some(&remote) => DataChannel::Connect {
+                    local: self.spec.local,
+                    remote,
+                },
+                None => return Err(PoolError::NoPort.into()),
+            },
+            (None, _) => return Err(PoolError::NoPort.into()),
+        };
+        let stream = tokio::select! {
+            s = self.pool.connect(channel, self.spec.buffer) => s?,
+            _ = self.cancel.wait_for(|c| *c) => return Err(PoolError::Engine(OpError::Cancelled).into()),
+        };
+        let mut streams = Streams::new();
+        let h = self.pool.start(prepared, stream)?;
+        streams.progress = h.progress_counter();
+        streams.add(h);
+        self.drive(&mut streams, None).await?;
+        let digests = digests.and_then(|d| d.lock().unwrap_or_else(|e| e.into_inner()).take());
+        Ok(MoverDone {
+            bytes: streams.bytes(),
+            streams: 1,
+            kept: Vec::new(),
+            digests,
+        })
+    }
+
+    /// MODE E download: the pool is the active side and opens `parallelism` connections to
+    /// each address (or reuses the cached ones); the first connection of each stripe carries
+    /// the EOF message with that stripe's connection count.
+    async fn send_mode_e(&mut self, prepared: PreparedMover) -> Result<MoverDone, MoverFailed> {
+        let (file, ranges, base) = match prepared {
+            PreparedMover::File { file, offset, length } => {
+                // ERET P sends offsets relative to its start; RETR sends file offsets.
+                let base = if self.spec.relative { offset } else { 0 };
+                (file, skip_ranges(offset, offset + length, base, &self.spec.skip), base)
+            }
+            PreparedMover::Bytes(b) => (Pool::memory_file(&b)?, vec![(0, b.len() as u64)], 0),
+            PreparedMover::Store { .. } => return Err(PoolError::NoPort.into()),
+        };
+        let cached = std::mem::take(&mut self.cached);
+        self.started(!cached.is_empty());
+        let stripes: Vec<Vec<TcpStream>> = if !cached.is_empty() {
+            vec![cached]
+        } else {
+            let MoverChannel::Connect(remotes) = &self.spec.channel else {
+                return Err(PoolError::NoPort.into());
+            };
+            let mut stripes = Vec::new();
+            for &remote in remotes {
+                let mut conns = Vec::new();
+                for _ in 0..self.spec.parallelism.max(1) {
+                    let channel = DataChannel::Connect {
+                        local: self.spec.local,
+                        remote,
+                    };
+                    conns.push(self.pool.connect(channel, self.spec.buffer).await?);
+                }
+                stripes.push(conns);
+            }
+            stripes
+        };
+        let file = Arc::new(file);
+        let plan = Arc::new(BlockPlan::new(ranges, BLOCK_SIZE, base));
+        let mut streams = Streams::new();
+        for conns in stripes {
+            let count = conns.len() as u64;
+            for (i, sock) in conns.into_iter().enumerate() {
+                // Connections stay open after EOD so the next transfer can reuse them.
+                let last = if i == 0 {
+                    Header::eof(count, false)
+                } else {
+                    Header::eod(false)
+                };
+                match self
+                    .pool
+                    .start_block_send(file.clone(), plan.clone(), sock, last, streams.progress.clone())
+                {
+                    Ok(h) => streams.add(h),
+                    Err(e) => {
+                        streams.cancel_all();
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        let kept = self.drive(&mut streams, None).await?;
+        Ok(MoverDone {
+            bytes: streams.bytes(),
+            streams: streams.cancel.len(),
+            kept,
+            digests: None,
+        })
+    }
+
+    /// MODE E upload: the pool is passive; it runs a receiving stream on each cached
+    /// connection and each one the client opens, until the EOF count is reached.
+    async fn receive_mode_e(&mut self, prepared: PreparedMover) -> Result<MoverDone, MoverFailed> {
+        // Blocks arrive out of order: on-the-fly digests do not apply; CKSM reads the file.
+        let PreparedMover::Store { file, offset, .. } = prepared else {
+            return Err(PoolError::NoPort.into());
+        };
+        let mut receiver = TransferReceiver::new(self.spec.size_limit);
+        for &(s, e) in &self.spec.skip {
+            receiver.stored(s, e.saturating_sub(s));
+        }
+        let recv = Receive {
+            file: Arc::new(file),
+            receiver: Arc::new(Mutex::new(receiver)),
+            base: offset.unwrap_or(0),
+        };
+        let cached = std::mem::take(&mut self.cached);
+        self.started(!cached.is_empty());
+        let mut streams = Streams::new();
+        for sock in cached {
+            self.start_receiver(&recv, &mut streams, sock)?;
+        }
+        let kept = self.drive(&mut streams, Some(&recv)).await?;
+        Ok(MoverDone {
+            bytes: streams.bytes(),
+            streams: streams.cancel.len(),
+            kept,
+            digests: None,
+        })
+    }
+
+    fn start_receiver(&self, recv: &Receive, streams: &mut Streams, sock: TcpStream) -> Result<(), PoolError> {
+        let h = self.pool.start_block_recv(
+            recv.file.clone(),
+            recv.receiver.clone(),
+            recv.base,
+            sock,
+            streams.progress.clone(),
+        )?;
+        streams.add(h);
+        Ok(())
+    }
+
+    /// Waits for the streams while reporting progress. With `recv`, also accepts more
+    /// connections until the MODE E EOF count is reached. Returns the sockets the streams
+    /// handed back for reuse, or the first error.
+    async fn drive(&mut self, streams: &mut Streams, recv: Option<&Receive>) -> Result<Vec<TcpStream>, MoverFailed> {
+        let mut ticker = self.spec.markers.map(tokio::time::interval);
+        let listener = if recv.is_some() {
+            self.accepting.as_ref().map(|a| a.listener.clone())
+        } else {
+            None
+        };
+        let mut kept = Vec::new();
+        let mut failure: Option<PoolError> = None;
+        let mut winding_down = false;
+        loop {
+            let complete = recv.is_some_and(Receive::complete);
+            if streams.running == 0 && (recv.is_none() || complete || failure.is_some()) {
+                break;
+            }
+            if complete && streams.running > 0 && !winding_down {
+                // EOF count reached: remaining connections carry nothing for this transfer.
+                winding_down = true;
+                streams.cancel_all();
+            }
+            let accepting = recv.is_some() && !complete && failure.is_none();
+            let accept = async {
+                match (&listener, accepting) {
+                    (Some(l), true) => self.pool.accept(l, self.spec.peer, self.spec.buffer).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let tick = async {
+                match ticker.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut cancel = self.cancel.clone();
+            tokio::select! {
+                Some(r) = streams.rx.recv() => {
+                    streams.running -= 1;
+                    match r {
+                        Ok(f) => kept.extend(f.socket.and_then(|s| TcpStream::from_std(s).ok())),
+                        Err(OpError::Cancelled) if winding_down => {}
+                        Err(e) => {
+                            if failure.is_none() {
+                                failure = Some(PoolError::Engine(e));
+                                streams.cancel_all();
+                            }
+                        }
+                    }
+                }
+                accepted = accept => match (accepted, recv) {
+                    (Ok(sock), Some(r)) => {
+                        if let Err(e) = self.start_receiver(r, streams, sock) {
+                            failure = Some(e);
+                            streams.cancel_all();
+                        }
+                    }
+                    (Err(e), _) => {
+                        failure = Some(e);
+                        streams.cancel_all();
+                    }
+                    (Ok(_), None) => {}
+                },
+                _ = cancel.wait_for(|c| *c), if failure.is_none() => {
+                    failure = Some(PoolError::Engine(OpError::Cancelled));
+                    streams.cancel_all();
+                }
+                _ = tick => self.progress(streams, recv),
+            }
+        }
+        if failure.is_none() && (!self.sends || ticker.is_some()) {
+            self.progress(streams, recv);
+        }
+        match failure {
+            Some(error) => Err(MoverFailed {
+                error,
+                bytes: streams.bytes(),
+            }),
+            None => Ok(kept),
+        }
+    }
+
+    fn progress(&self, streams: &Streams, recv: Option<&Receive>) {
+        let bytes = streams.bytes();
+        let ranges = match recv {
+            Some(r) => Some(r.ranges()),
+            None if !self.sends && bytes > 0 => Some(format!("{}-{}", self.start, self.start + bytes)),
+            None => None,
+        };
+        let _ = self.events.send(MoverEvent::Progress { bytes, ranges });
+    }
+}
+
+/// The file ranges to send for `[start, end)`, leaving out the REST ranges the receiver
+/// already has (given relative to `base`).
+fn skip_ranges(start: u64, end: u64, base: u64, skip: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut have = RangeSet::new();
+    for &(s, e) in skip {
+        have.insert(s.saturating_add(base), e.saturating_add(base));
+    }
+    have.insert(0, start);
+    have.gaps(end).ranges().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_ranges;
+
+    #[test]
+    fn rest_ranges_are_skipped() {
+        assert_eq!(skip_ranges(0, 100, 0, &[]), vec![(0, 100)]);
+        assert_eq!(skip_ranges(0, 100, 0, &[(0, 40), (60, 70)]), vec![(40, 60), (70, 100)]);
+        assert_eq!(skip_ranges(10, 50, 10, &[(0, 5)]), vec![(15, 50)]);
+        assert_eq!(skip_ranges(0, 100, 0, &[(0, 100)]), Vec::<(u64, u64)>::new());
+    }
+}
