@@ -3,7 +3,7 @@
 
 use super::command::Command;
 use super::framer::{Frame, LineFramer};
-use super::session::{Access, StorageDone};
+use super::session::{Access, DataEndpoint, StorageDone};
 use super::{Action, Session, SessionConfig, SessionError};
 
 /// Parses arbitrary bytes as one command line.
@@ -50,7 +50,10 @@ pub fn session(data: &[u8]) {
                 Action::OpenPassive { .. } => s.handle_passive(Ok("127.0.0.1:1025".parse().expect("literal"))),
                 Action::Storage(_) if flip => s.handle_storage(Ok(StorageDone::Done)),
                 Action::Storage(_) => s.handle_storage(Err(SessionError::NotFound)),
-                Action::Transfer(_) => {
+                Action::Transfer(t) => {
+                    if t.endpoint == DataEndpoint::Announce {
+                        s.handle_listening("127.0.0.1:1025".parse().expect("literal"));
+                    }
                     s.handle_transfer_started(false);
                     s.handle_transfer_done(if flip { Ok(1) } else { Err(SessionError::Aborted) });
                 }

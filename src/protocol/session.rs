@@ -90,6 +90,9 @@ impl TransferKind {
 pub enum DataEndpoint {
     /// Accept on the passive listener the driver opened for the last PASV/EPSV.
     Passive,
+    /// Delayed passive or GET/PUT `pasv`: the mover opens a listener once it has the file and
+    /// the driver reports it with [`Session::handle_listening`] (127/129 before 150).
+    Announce,
     /// Connect to these addresses (PORT/EPRT: one; SPOR: one per stripe).
     Active(Vec<SocketAddr>),
 }
@@ -186,11 +189,9 @@ pub enum Action {
 enum Pending {
     None,
     Auth,
-    /// A passive listener is being opened; `then` is the transfer to start once it is (a
-    /// delayed passive or GET/PUT `pasv` transfer; the flag says GET/PUT).
+    /// A passive listener is being opened (PASV/EPSV/SPAS).
     Passive {
         style: PassiveStyle,
-        then: Option<(TransferKind, bool)>,
     },
     Size,
     Mdtm,
@@ -205,10 +206,12 @@ enum Pending {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PassiveStyle {
+pub enum PassiveStyle {
     Pasv,
     Epsv,
     Spas,
+    /// GET/PUT `pasv`: "127 PORT (...)".
+    GetPut,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +248,8 @@ pub struct Session {
     mode_override: Option<TransferMode>,
     /// `OPTS PASV AllowDelayed=1;` is in effect.
     delayed_passive: bool,
+    /// The running transfer's listener is still to be announced (127/129).
+    announcing: Option<PassiveStyle>,
     allo: Option<u64>,
     parallelism: u32,
     /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
@@ -280,6 +285,7 @@ impl Session {
             rest_ranges: None,
             mode_override: None,
             delayed_passive: false,
+            announcing: None,
             allo: None,
             parallelism: 1,
             reusable: None,
@@ -851,12 +857,12 @@ impl Session {
             self.reply(Code::OK, "Passive delayed.");
             return Ok(());
         }
-        self.open_passive(style, None);
+        self.open_passive(style);
         Ok(())
     }
 
-    fn open_passive(&mut self, style: PassiveStyle, then: Option<(TransferKind, bool)>) {
-        self.pending = Pending::Passive { style, then };
+    fn open_passive(&mut self, style: PassiveStyle) {
+        self.pending = Pending::Passive { style };
         self.actions.push_back(Action::OpenPassive {
             ipv6: self.config.peer_ip.is_ipv6(),
         });
@@ -879,43 +885,56 @@ impl Session {
 
     /// Answers [`Action::OpenPassive`] with the address to announce.
     pub fn handle_passive(&mut self, result: Result<SocketAddr, SessionError>) {
-        let Pending::Passive { style, then } = std::mem::replace(&mut self.pending, Pending::None) else {
+        let Pending::Passive { style } = std::mem::replace(&mut self.pending, Pending::None) else {
             return;
         };
-        let addr = match result {
-            Ok(addr) => addr,
+        match result {
+            Ok(addr) => match self.passive_reply(style, addr, false) {
+                Ok(reply) => {
+                    self.data = DataState::Passive;
+                    self.replies.push_back(reply);
+                }
+                Err(e) => {
+                    self.data = DataState::None;
+                    self.error(e)
+                }
+            },
             Err(e) => {
                 self.data = DataState::None;
-                self.clear_transfer_options();
-                return self.error(e);
+                self.error(e)
             }
-        };
+        }
+    }
+
+    /// The mover of a delayed-passive or GET/PUT `pasv` transfer listens at `addr`: sends the
+    /// 127/129 reply that precedes 150.
+    pub fn handle_listening(&mut self, addr: SocketAddr) {
+        let Some(style) = self.announcing.take() else { return };
+        match self.passive_reply(style, addr, true) {
+            Ok(reply) => self.replies.push_back(reply),
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// 227/229 (immediate) or 127/129 (delayed) passive replies; GET/PUT uses dCache's
+    /// "127 PORT (...)".
+    fn passive_reply(&self, style: PassiveStyle, addr: SocketAddr, delayed: bool) -> Result<Reply, SessionError> {
         let v4 = match addr.ip() {
             IpAddr::V4(ip) => Some(ip),
             IpAddr::V6(ip) => ip.to_ipv4_mapped(),
         };
-        self.data = DataState::Passive;
-        // Immediate replies are 227/229; delayed ones (before a transfer) 127/129, and GET/PUT
-        // uses dCache's "127 PORT (...)".
-        let (getput, kind) = match then {
-            Some((kind, getput)) => (getput, Some(kind)),
-            None => (false, None),
-        };
-        let delayed = kind.is_some();
         let (pasv_code, epsv_code) = if delayed {
             (Code::DELAYED_PASV, Code::EXT_DELAYED_PASV)
         } else {
             (Code::PASSIVE, Code::EXT_PASSIVE)
         };
-        match (style, v4) {
-            (PassiveStyle::Pasv, Some(ip)) if getput => {
-                self.reply(pasv_code, format!("PORT ({})", host_port(ip, addr.port())))
-            }
-            (PassiveStyle::Epsv, _) => self.reply(
+        Ok(match (style, v4) {
+            (PassiveStyle::GetPut, Some(ip)) => Reply::new(pasv_code, format!("PORT ({})", host_port(ip, addr.port()))),
+            (PassiveStyle::Epsv, _) => Reply::new(
                 epsv_code,
                 format!("Entering Extended Passive Mode (|||{}|)", addr.port()),
             ),
-            (PassiveStyle::Pasv, Some(ip)) => self.reply(
+            (PassiveStyle::Pasv, Some(ip)) => Reply::new(
                 pasv_code,
                 format!("Entering Passive Mode ({})", host_port(ip, addr.port())),
             ),
@@ -925,23 +944,13 @@ impl Session {
                     Some(ip) => format!(" {}", host_port(ip, addr.port())),
                     None => format!(" |2|{}|{}|", addr.ip(), addr.port()),
                 };
-                self.replies.push_back(Reply::multi(
+                Reply::multi(
                     epsv_code,
                     vec!["Entering Striped Passive Mode.".into(), line, "End".into()],
-                ))
+                )
             }
-            (PassiveStyle::Pasv, None) => {
-                self.data = DataState::None;
-                self.clear_transfer_options();
-                return self.error(SessionError::ProtocolNotSupported);
-            }
-        }
-        if let Some(kind) = kind {
-            if let Err(e) = self.transfer(kind) {
-                self.clear_transfer_options();
-                self.error(e);
-            }
-        }
+            (PassiveStyle::Pasv | PassiveStyle::GetPut, None) => return Err(SessionError::ProtocolNotSupported),
+        })
     }
 
     /// REST, ALLO and GET/PUT mode apply to one transfer command only.
@@ -1003,8 +1012,7 @@ impl Session {
             if self.data == DataState::Passive {
                 self.actions.push_back(Action::DropPassive);
             }
-            self.open_passive(PassiveStyle::Pasv, Some((kind, true)));
-            return Ok(());
+            return self.transfer_announced(kind, PassiveStyle::GetPut);
         }
         if let Some(addr) = p.port {
             self.check_port_target(&[addr])?;
@@ -1082,24 +1090,38 @@ impl Session {
         self.transfer(TransferKind::Listing { path, format })
     }
 
+    fn transfer_announced(&mut self, kind: TransferKind, style: PassiveStyle) -> Result<(), SessionError> {
+        if style == PassiveStyle::Pasv && self.config.peer_ip.is_ipv6() && !is_v4_mapped(self.config.peer_ip) {
+            return Err(SessionError::ProtocolNotSupported);
+        }
+        self.transfer_to(kind, DataEndpoint::Announce)?;
+        self.announcing = Some(style);
+        Ok(())
+    }
+
     fn transfer(&mut self, kind: TransferKind) -> Result<(), SessionError> {
         let endpoint = match &self.data {
             DataState::None => return Err(SessionError::NoDataChannel),
             DataState::Passive => DataEndpoint::Passive,
             DataState::Delayed(style) => {
                 let style = *style;
-                self.open_passive(style, Some((kind, false)));
-                return Ok(());
+                return self.transfer_announced(kind, style);
             }
             DataState::Active(a) => DataEndpoint::Active(a.clone()),
         };
+        self.transfer_to(kind, endpoint)
+    }
+
+    fn transfer_to(&mut self, kind: TransferKind, endpoint: DataEndpoint) -> Result<(), SessionError> {
         let sends = !matches!(kind, TransferKind::Store { .. });
         let extended = self.mode_override.take().unwrap_or(self.mode) == TransferMode::Extended;
         //= gridftp-protocol.md#2.4
         //# In MODE E the sender of the data must be the side that opens the TCP connections.
         if extended {
             match (&endpoint, sends) {
-                (DataEndpoint::Passive, true) => return Err(SessionError::PassiveRetrieveInModeE),
+                (DataEndpoint::Passive | DataEndpoint::Announce, true) => {
+                    return Err(SessionError::PassiveRetrieveInModeE)
+                }
                 (DataEndpoint::Active(_), false) => {
                     return Err(SessionError::ParamNotImplemented(
                         "Cannot store in active E mode.".into(),
@@ -1395,7 +1417,10 @@ mod tests {
                     }
                     Action::OpenPassive { .. } => s.handle_passive(Ok("192.0.2.1:5001".parse().unwrap())),
                     Action::Storage(_) => s.handle_storage(Ok(StorageDone::Done)),
-                    Action::Transfer(_) => {
+                    Action::Transfer(t) => {
+                        if t.endpoint == DataEndpoint::Announce {
+                            s.handle_listening("192.0.2.1:5001".parse().unwrap());
+                        }
                         s.handle_transfer_started(false);
                         s.handle_transfer_done(Ok(3));
                     }

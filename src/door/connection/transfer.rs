@@ -49,6 +49,7 @@ impl Connection {
                 None => return Ok(Outcome::failed(SessionError::NoDataChannel)),
             },
             DataEndpoint::Active(addrs) => MoverChannel::Connect(addrs.clone()),
+            DataEndpoint::Announce => MoverChannel::Listen,
         };
         let sends = req.sends();
         let cached = self.take_cache(req.extended && req.reuse, sends);
@@ -122,8 +123,11 @@ impl Connection {
         match ev {
             MoverEvent::Started { reused } => self.session.handle_transfer_started(reused),
             MoverEvent::Progress { bytes, ranges } => self.session.handle_progress(now_tenths(), bytes, ranges),
-            // Embedded movers accept on the door's own PASV listener; nothing to announce.
-            MoverEvent::Listening(_) => {}
+            MoverEvent::Listening(addr) => {
+                let ip = self.shared.config.data_address.unwrap_or(addr.ip());
+                self.session
+                    .handle_listening(std::net::SocketAddr::new(ip, addr.port()))
+            }
         }
     }
 
