@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::door::{auth, Door, DoorConfig};
+use crate::door::{auth, Backend, Door, DoorConfig};
 use crate::engine::{DataPath, Engine, EngineConfig};
 use crate::pool::{Pool, PoolConfig};
 use crate::storage::checksum::Algorithm;
@@ -33,6 +33,10 @@ pub struct Cli {
 pub enum Cmd {
     /// Run a GridFTP door with an embedded pool.
     Serve(Box<ServeArgs>),
+    /// Run a door only: control connections, with pools in other processes (`ringmover pool`).
+    Door(DoorArgs),
+    /// Run a pool (data mover) that registers with a door and moves data for it.
+    Pool(PoolArgs),
     /// Add or change a read-write user in a users file (password from the terminal or stdin).
     Passwd(PasswdArgs),
     /// Check that this host's kernel offers the io_uring features the engine needs.
@@ -88,6 +92,61 @@ pub struct ServeArgs {
     pub data_path: Option<String>,
 }
 
+/// `door` options.
+#[derive(Debug, Args)]
+pub struct DoorArgs {
+    /// Control address.
+    #[arg(long, default_value = "127.0.0.1:2811")]
+    pub listen: SocketAddr,
+    /// Address pools connect to.
+    #[arg(long, default_value = "127.0.0.1:2812")]
+    pub pool_listen: SocketAddr,
+    /// Users file for read-write logins (see `ringmover passwd`).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Refuse anonymous (read-only) logins.
+    #[arg(long)]
+    pub no_anonymous: bool,
+    /// Maximum concurrent control sessions.
+    #[arg(long, default_value_t = 256)]
+    pub max_sessions: usize,
+    /// Close idle control connections after this long.
+    #[arg(long, default_value = "10m")]
+    pub idle_timeout: String,
+    /// After SIGTERM, let running transfers finish for this long.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_grace: String,
+}
+
+/// `pool` options.
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// Directory this pool stores files in.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// The door's pool address.
+    #[arg(long, default_value = "127.0.0.1:2812")]
+    pub door: SocketAddr,
+    /// Name in the door's registry [default: the data address].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address clients reach this pool's data ports on (and that it listens on).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub data_address: IpAddr,
+    /// Passive data ports, e.g. 50000-50100.
+    #[arg(long, value_name = "A-B")]
+    pub port_range: Option<String>,
+    /// Engine cores [default: all CPUs].
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Engine data path: auto, zerocopy or readwrite.
+    #[arg(long)]
+    pub data_path: Option<String>,
+    /// Checksums computed while stream uploads arrive (see `serve`).
+    #[arg(long, value_name = "LIST")]
+    pub upload_checksums: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct PasswdArgs {
     /// User name.
@@ -103,6 +162,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
+        Cmd::Door(args) => door(args),
+        Cmd::Pool(args) => pool(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);
             Ok(ExitCode::SUCCESS)
@@ -245,9 +306,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the control runtime")?;
     runtime.block_on(async move {
-        let door = Door::bind(listen, door_config, root, pool, users)
-            .await
-            .with_context(|| format!("binding control address {listen}"))?;
+        let door = Door::bind(
+            listen,
+            door_config,
+            Backend::Embedded {
+                root,
+                pool: Arc::new(pool),
+            },
+            users,
+        )
+        .await
+        .with_context(|| format!("binding control address {listen}"))?;
         let addr = door.local_addr()?;
         tracing::info!(%addr, root = %root_path.display(), "door listening");
         println!("listening on {addr}");
@@ -261,6 +330,89 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     drop(runtime);
+    drop(engine);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn control_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("rm-control")
+        .enable_all()
+        .build()
+        .context("starting the control runtime")
+}
+
+fn door(args: DoorArgs) -> Result<ExitCode> {
+    let defaults = DoorConfig::default();
+    let config = DoorConfig {
+        anonymous: !args.no_anonymous,
+        data_address: None,
+        max_sessions: args.max_sessions.max(1),
+        idle_timeout: parse_duration(&args.idle_timeout)?,
+        shutdown_grace: parse_duration(&args.shutdown_grace)?,
+        banner: defaults.banner,
+    };
+    let users = match &args.users {
+        Some(p) => auth::Users::load(p)?,
+        None => auth::Users::empty(),
+    };
+    control_runtime()?.block_on(async move {
+        let pools = Arc::new(crate::door::pools::PoolManager::default());
+        let pool_listener = tokio::net::TcpListener::bind(args.pool_listen)
+            .await
+            .with_context(|| format!("binding pool address {}", args.pool_listen))?;
+        tokio::spawn(pools.clone().accept(pool_listener));
+        let door = Door::bind(args.listen, config, Backend::Pools(pools), users)
+            .await
+            .with_context(|| format!("binding control address {}", args.listen))?;
+        let addr = door.local_addr()?;
+        tracing::info!(%addr, pools = %args.pool_listen, "door listening");
+        println!("listening on {addr}");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = tx.send(true);
+        });
+        door.run(rx).await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pool(args: PoolArgs) -> Result<ExitCode> {
+    let root = Arc::new(Root::open(&args.root).with_context(|| format!("opening root {}", args.root.display()))?);
+    let data_path: DataPath = match &args.data_path {
+        Some(p) => p.parse().map_err(anyhow::Error::msg)?,
+        None => DataPath::default(),
+    };
+    let engine = Arc::new(Engine::start(&EngineConfig {
+        cores: args.cores.unwrap_or(0),
+        path: data_path,
+        ..EngineConfig::default()
+    })?);
+    let mut config = PoolConfig {
+        port_range: args.port_range.as_deref().map(parse_port_range).transpose()?,
+        data_address: Some(args.data_address),
+        ..PoolConfig::default()
+    };
+    if let Some(list) = &args.upload_checksums {
+        config.upload_digests = parse_checksum_list(list)?;
+    }
+    let pool = Arc::new(Pool::new(root.clone(), engine.clone(), config));
+    let link = crate::pool::remote::PoolLinkConfig {
+        door: args.door,
+        name: args.name.clone().unwrap_or_else(|| args.data_address.to_string()),
+        data_address: args.data_address,
+    };
+    control_runtime()?.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = tx.send(true);
+        });
+        crate::pool::remote::serve(pool, root, link, rx).await;
+    });
     drop(engine);
     Ok(ExitCode::SUCCESS)
 }

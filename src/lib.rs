@@ -13,6 +13,7 @@ pub mod block;
 pub mod cli;
 pub mod door;
 pub mod engine;
+pub mod link;
 pub mod pool;
 pub mod protocol;
 pub mod storage;

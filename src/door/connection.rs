@@ -13,13 +13,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::convert::{facts, pool_error, storage_error};
-use super::DoorShared;
+use super::{Backend, DoorShared};
 use crate::pool::MoverRequest;
 use crate::protocol::facts::render_listing;
 use crate::protocol::framer::{Frame, LineFramer};
 use crate::protocol::session::{Access, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
 use crate::storage::checksum::Algorithm;
+use crate::storage::Root;
+
+static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 pub(crate) struct Connection {
     shared: Arc<DoorShared>,
@@ -30,12 +33,17 @@ pub(crate) struct Connection {
     queued: VecDeque<Frame>,
     passive: Option<Arc<TcpListener>>,
     cache: Option<DataCache>,
+    /// With remote pools: the pool holding this session's cached MODE E connections.
+    remote_cache_pool: Option<String>,
+    /// Unique per control connection (the key of cached connections on remote pools).
+    id: u64,
     peer: SocketAddr,
     local: SocketAddr,
     shutdown: watch::Receiver<bool>,
     closed: bool,
 }
 
+mod remote;
 mod transfer;
 
 /// MODE E connections kept after a transfer, for the next one in the same direction.
@@ -68,6 +76,8 @@ impl Connection {
             queued: VecDeque::new(),
             passive: None,
             cache: None,
+            remote_cache_pool: None,
+            id: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             peer,
             local,
             shutdown,
@@ -164,26 +174,26 @@ impl Connection {
             Action::Authenticate { user, password } => self.authenticate(user, password).await?,
             Action::OpenPassive { .. } => {
                 self.passive = None;
-                let result = self
-                    .shared
-                    .pool
-                    .open_passive(self.local.ip(), None)
-                    .map_err(|e| pool_error(&e))
-                    .and_then(|l| {
-                        let port = l
-                            .local_addr()
-                            .map_err(|e| SessionError::DataConnection(e.to_string()))?
-                            .port();
-                        self.passive = Some(Arc::new(l));
-                        Ok(SocketAddr::new(
-                            self.shared.config.data_address.unwrap_or(self.local.ip()),
-                            port,
-                        ))
-                    });
+                let result = self.open_listener().map_err(|e| pool_error(&e)).and_then(|l| {
+                    let port = l
+                        .local_addr()
+                        .map_err(|e| SessionError::DataConnection(e.to_string()))?
+                        .port();
+                    self.passive = Some(Arc::new(l));
+                    Ok(SocketAddr::new(
+                        self.shared.config.data_address.unwrap_or(self.local.ip()),
+                        port,
+                    ))
+                });
                 self.session.handle_passive(result);
             }
             Action::DropPassive => self.passive = None,
-            Action::ResetData => self.cache = None,
+            Action::ResetData => {
+                self.cache = None;
+                if let (Backend::Pools(m), Some(_)) = (&self.shared.backend, self.remote_cache_pool.take()) {
+                    m.forget(self.id);
+                }
+            }
             Action::Storage(op) => {
                 let result = self.storage(op).await;
                 self.session.handle_storage(result);
@@ -215,9 +225,25 @@ impl Connection {
         Ok(())
     }
 
+    /// A passive listener for v1 PASV: the embedded pool's, or the door's own for relaying to
+    /// a remote pool.
+    fn open_listener(&self) -> Result<tokio::net::TcpListener, crate::pool::PoolError> {
+        match &self.shared.backend {
+            Backend::Embedded { pool, .. } => pool.open_passive(self.local.ip(), None),
+            Backend::Pools(_) => std::net::TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)
+                })
+                .map_err(crate::pool::PoolError::Connect),
+        }
+    }
+
     async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
-        let shared = self.shared.clone();
-        let root = self.shared.root.clone();
+        let (root, shared) = match &self.shared.backend {
+            Backend::Embedded { root, .. } => (root.clone(), self.shared.clone()),
+            Backend::Pools(m) => return self.remote_storage(m.clone(), op).await,
+        };
         let run = move || -> Result<StorageDone, SessionError> {
             let e = |err: crate::storage::StorageError| storage_error(&err);
             Ok(match op {
@@ -235,7 +261,7 @@ impl Connection {
                 } => {
                     let alg = Algorithm::from_name(algorithm)
                         .ok_or_else(|| SessionError::UnknownChecksum(algorithm.to_string()))?;
-                    StorageDone::Checksum(whole_file_checksum(&shared, &path, alg, offset, length).map_err(e)?)
+                    StorageDone::Checksum(whole_file_checksum(&shared, &root, &path, alg, offset, length).map_err(e)?)
                 }
             })
         };
@@ -263,11 +289,18 @@ impl Connection {
                 truncate: *truncate,
             },
             TransferKind::Listing { path, format } => {
-                // Large directories take a while: list off the control runtime's threads.
-                let (root, path, format, writable) =
-                    (self.shared.root.clone(), path.clone(), *format, req.access.writable);
+                let entries = match &self.shared.backend {
+                    // Large directories take a while: list off the control runtime's threads.
+                    Backend::Embedded { root, .. } => {
+                        let (root, path) = (root.clone(), path.clone());
+                        tokio::task::spawn_blocking(move || root.list_or_stat(&path).map_err(|e| storage_error(&e)))
+                            .await
+                            .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))?
+                    }
+                    Backend::Pools(m) => self.remote_listing(m, path).await?,
+                };
+                let (format, writable) = (*format, req.access.writable);
                 let render = move || -> Result<Bytes, SessionError> {
-                    let entries = root.list_or_stat(&path).map_err(|e| storage_error(&e))?;
                     let entries: Vec<_> = entries.into_iter().map(facts).collect();
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -321,12 +354,18 @@ impl Connection {
 
     /// SCKS: the stored file must have the announced checksum.
     async fn verify_upload(&self, path: &str, alg: &str, want: &str) -> Result<(), SessionError> {
-        let algorithm = Algorithm::from_name(alg).ok_or_else(|| SessionError::UnknownChecksum(alg.to_string()))?;
-        let (shared, path) = (self.shared.clone(), path.to_string());
-        let got = tokio::task::spawn_blocking(move || whole_file_checksum(&shared, &path, algorithm, 0, None))
-            .await
-            .map_err(|e| SessionError::Internal(e.to_string()))?
-            .map_err(|e| storage_error(&e))?;
+        let algorithm =
+            crate::protocol::feat::checksum_name(alg).ok_or_else(|| SessionError::UnknownChecksum(alg.to_string()))?;
+        let op = StorageOp::Checksum {
+            algorithm,
+            path: path.to_string(),
+            offset: 0,
+            length: None,
+        };
+        let got = match self.storage(op).await? {
+            StorageDone::Checksum(hex) => hex,
+            other => return Err(SessionError::Internal(format!("checksum returned {other:?}"))),
+        };
         if got == want {
             Ok(())
         } else {
@@ -342,16 +381,17 @@ impl Connection {
 /// unchanged file; otherwise read from disk.
 fn whole_file_checksum(
     shared: &DoorShared,
+    root: &Root,
     path: &str,
     alg: Algorithm,
     offset: u64,
     length: Option<u64>,
 ) -> Result<String, crate::storage::StorageError> {
     if offset == 0 && length.is_none() {
-        if let Some(v) = shared.checksums.lookup(&shared.root, path, alg) {
+        if let Some(v) = shared.checksums.lookup(root, path, alg) {
             tracing::debug!(path, alg = alg.name(), "checksum computed during upload");
             return Ok(v);
         }
     }
-    shared.root.checksum(path, alg, offset, length)
+    root.checksum(path, alg, offset, length)
 }

@@ -9,7 +9,12 @@ use crate::protocol::SessionError;
 use crate::storage::{FileInfo, Kind, StorageError};
 
 pub(crate) fn storage_error(e: &StorageError) -> SessionError {
-    match e.errno() {
+    errno_error(e.errno(), e.to_string())
+}
+
+/// A storage failure, by errno, as the reply the client gets.
+pub(crate) fn errno_error(errno: Option<i32>, message: String) -> SessionError {
+    match errno {
         Some(libc::ENOENT) => SessionError::NotFound,
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::ELOOP) => {
             SessionError::PermissionDenied
@@ -20,7 +25,19 @@ pub(crate) fn storage_error(e: &StorageError) -> SessionError {
         Some(libc::EISDIR) | Some(libc::EINVAL) => SessionError::NotAFile,
         Some(libc::ENOTEMPTY) => SessionError::NotEmpty,
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => SessionError::NoSpace,
-        _ => SessionError::Local(e.to_string()),
+        _ => SessionError::Local(message),
+    }
+}
+
+/// A pool's failure (over the link) as the reply the client gets.
+pub(crate) fn link_failure(f: &crate::link::Failure) -> SessionError {
+    use crate::link::FailureKind;
+    match f.kind {
+        FailureKind::Storage => errno_error(f.errno, f.message.clone()),
+        FailureKind::DataConnection => SessionError::DataConnection(f.message.clone()),
+        FailureKind::ConnectionLost => SessionError::ConnectionLost(f.message.clone()),
+        FailureKind::Aborted => SessionError::Aborted,
+        FailureKind::Local => SessionError::Local(f.message.clone()),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 mod checksums;
 mod connection;
 mod convert;
+pub mod pools;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -44,11 +45,18 @@ impl Default for DoorConfig {
     }
 }
 
+/// Where a door's files and movers are.
+pub enum Backend {
+    /// `ringmover serve`: one pool in this process, serving `root`.
+    Embedded { root: Arc<Root>, pool: Arc<Pool> },
+    /// `ringmover door`: pools in other processes, registered over the pool link.
+    Pools(Arc<pools::PoolManager>),
+}
+
 /// What every connection of a door shares.
 pub(crate) struct DoorShared {
     pub(crate) config: DoorConfig,
-    pub(crate) root: Arc<Root>,
-    pub(crate) pool: Pool,
+    pub(crate) backend: Backend,
     pub(crate) users: auth::Users,
     pub(crate) throttle: auth::Throttle,
     pub(crate) checksums: checksums::ChecksumCache,
@@ -65,15 +73,13 @@ impl Door {
     pub async fn bind(
         listen: SocketAddr,
         config: DoorConfig,
-        root: Arc<Root>,
-        pool: Pool,
+        backend: Backend,
         users: auth::Users,
     ) -> std::io::Result<Door> {
         let listener = TcpListener::bind(listen).await?;
         let shared = Arc::new(DoorShared {
             config,
-            root,
-            pool,
+            backend,
             users,
             throttle: auth::Throttle::default(),
             checksums: checksums::ChecksumCache::default(),

@@ -4,6 +4,7 @@
 //! process. Uses engine and storage; knows nothing of the control protocol.
 
 pub mod mover;
+pub mod remote;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -106,7 +107,10 @@ pub enum PreparedMover {
 /// How the data connection is made.
 pub enum DataChannel<'a> {
     /// Accept on this listener a connection from `peer` (others are dropped).
-    Accept { listener: &'a TcpListener, peer: IpAddr },
+    Accept {
+        listener: &'a TcpListener,
+        peer: Option<IpAddr>,
+    },
     /// Connect from `local` to `remote`.
     Connect { local: IpAddr, remote: SocketAddr },
 }
@@ -183,16 +187,16 @@ impl Pool {
     pub async fn accept(
         &self,
         listener: &TcpListener,
-        peer: IpAddr,
+        peer: Option<IpAddr>,
         buffer: Option<u64>,
     ) -> Result<TcpStream, PoolError> {
         loop {
             let (s, from) = listener.accept().await.map_err(PoolError::Connect)?;
-            if canonical(from.ip()) == canonical(peer) {
+            if peer.is_none_or(|p| canonical(from.ip()) == canonical(p)) {
                 tune(&s, buffer);
                 return Ok(s);
             }
-            tracing::warn!(%from, expected = %peer, "dropped data connection from a foreign address");
+            tracing::warn!(%from, expected = ?peer, "dropped data connection from a foreign address");
         }
     }
 

@@ -40,8 +40,9 @@ pub struct MoverSpec {
     /// MODE E sending: connections per destination address.
     pub parallelism: u32,
     pub channel: MoverChannel,
-    /// The client's address: accepted connections from elsewhere are dropped.
-    pub peer: IpAddr,
+    /// Accepted connections must come from this address (anonymous sessions: the client);
+    /// `None` accepts any (authenticated third-party transfers).
+    pub peer: Option<IpAddr>,
     /// Address to connect from.
     pub local: IpAddr,
     pub buffer: Option<u64>,

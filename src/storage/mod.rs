@@ -46,7 +46,7 @@ impl StorageError {
 }
 
 /// Kind of a directory entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     File,
     Dir,
@@ -55,7 +55,7 @@ pub enum Kind {
 }
 
 /// What a listing or SIZE/MDTM needs to know about one entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileInfo {
     pub name: String,
     pub kind: Kind,

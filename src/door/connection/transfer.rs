@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::{Connection, DataCache};
+use super::{Backend, Connection, DataCache};
 use crate::door::convert::pool_error;
 use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverSpec};
 use crate::protocol::framer::Frame;
@@ -30,7 +30,7 @@ impl Outcome {
     }
 }
 
-fn now_tenths() -> u64 {
+pub(super) fn now_tenths() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64 / 100)
@@ -39,6 +39,14 @@ fn now_tenths() -> u64 {
 
 impl Connection {
     pub(super) async fn run_transfer(&mut self, req: &TransferRequest) -> std::io::Result<Outcome> {
+        let (root, pool) = match &self.shared.backend {
+            Backend::Embedded { root, pool } => (root.clone(), pool.clone()),
+            Backend::Pools(m) => {
+                let m = m.clone();
+                return self.run_remote_transfer(m, req).await;
+            }
+        };
+
         let request = match self.mover_request(req).await {
             Ok(r) => r,
             Err(e) => return Ok(Outcome::failed(e)),
@@ -58,7 +66,7 @@ impl Connection {
             extended: req.extended,
             parallelism: req.parallelism,
             channel,
-            peer: self.peer.ip(),
+            peer: (!req.access.writable).then_some(self.peer.ip()),
             local: self.local.ip(),
             buffer: req.buffer_size,
             skip: req.skip.clone(),
@@ -69,8 +77,7 @@ impl Connection {
         };
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let shared = self.shared.clone();
-        let mut mover = tokio::spawn(async move { mover::run(&shared.pool, spec, events_tx, cancel_rx).await });
+        let mut mover = tokio::spawn(async move { mover::run(&pool, spec, events_tx, cancel_rx).await });
         let finished = loop {
             tokio::select! {
                 r = &mut mover => break r,
@@ -98,7 +105,7 @@ impl Connection {
                     self.keep_connections(sends, done.kept);
                 }
                 if let Some(sums) = done.digests {
-                    self.shared.checksums.remember(&self.shared.root, req.kind.path(), sums);
+                    self.shared.checksums.remember(&root, req.kind.path(), sums);
                 }
                 Outcome {
                     bytes: done.bytes,
@@ -147,7 +154,7 @@ impl Connection {
 
     /// During a transfer only ABOR is acted on at once; other lines wait their turn. True
     /// when an ABOR asked to stop the transfer.
-    fn take_abort(&mut self) -> bool {
+    pub(super) fn take_abort(&mut self) -> bool {
         let mut abort = false;
         let mut rest = std::collections::VecDeque::new();
         while let Some(frame) = self.queued.pop_front() {

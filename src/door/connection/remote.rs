@@ -1,0 +1,331 @@
+//! A control connection whose pools run in other processes: namespace operations go to the
+//! pool holding the path (or to every pool, for directories and listings), and transfers run
+//! as movers on one pool while the door relays their events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::transfer::Outcome;
+use super::Connection;
+use crate::door::convert::{facts, link_failure};
+use crate::door::pools::{PoolManager, RemotePool};
+use crate::link::{FailureKind, NsOp, NsReply, PoolMsg, WireMover, WireRequest};
+use crate::pool::MoverRequest;
+use crate::protocol::session::{DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest};
+use crate::protocol::SessionError;
+use crate::storage::FileInfo;
+
+impl Connection {
+    pub(super) async fn remote_storage(&self, m: Arc<PoolManager>, op: StorageOp) -> Result<StorageDone, SessionError> {
+        let err = |f: crate::link::Failure| link_failure(&f);
+        match op {
+            StorageOp::Stat(p) => Ok(StorageDone::Stat(facts(m.locate(&p).await.map_err(err)?.1))),
+            StorageOp::ChangeDir(p) => first_ok(m.ns_all(NsOp::CheckDir(p)).await).map(|_| StorageDone::Done),
+            // Directories exist on every pool, so new files can go anywhere.
+            StorageOp::MakeDir(p) => first_ok(m.ns_all(NsOp::MakeDir(p)).await).map(|_| StorageDone::Done),
+            StorageOp::RemoveDir(p) => first_ok(m.ns_all(NsOp::RemoveDir(p)).await).map(|_| StorageDone::Done),
+            StorageOp::Delete(p) => {
+                let (pool, _) = m.locate(&p).await.map_err(err)?;
+                m.ns(&pool, NsOp::Delete(p))
+                    .await
+                    .map_err(err)
+                    .map(|_| StorageDone::Done)
+            }
+            StorageOp::Rename { from, to } => {
+                let (pool, _) = m.locate(&from).await.map_err(err)?;
+                m.ns(&pool, NsOp::Rename { from, to })
+                    .await
+                    .map_err(err)
+                    .map(|_| StorageDone::Done)
+            }
+            StorageOp::Checksum {
+                algorithm,
+                path,
+                offset,
+                length,
+            } => {
+                let (pool, _) = m.locate(&path).await.map_err(err)?;
+                let op = NsOp::Checksum {
+                    algorithm: algorithm.to_string(),
+                    path,
+                    offset,
+                    length,
+                };
+                match m.ns(&pool, op).await.map_err(err)? {
+                    NsReply::Checksum(hex) => Ok(StorageDone::Checksum(hex)),
+                    other => Err(SessionError::Internal(format!("pool answered {other:?}"))),
+                }
+            }
+        }
+    }
+
+    /// A listing merged from every pool (a name present on several pools appears once).
+    pub(super) async fn remote_listing(&self, m: &PoolManager, path: &str) -> Result<Vec<FileInfo>, SessionError> {
+        let mut merged: Vec<FileInfo> = Vec::new();
+        let mut first_err = None;
+        let mut any_ok = false;
+        for (_, r) in m.ns_all(NsOp::List(path.to_string())).await {
+            match r {
+                Ok(NsReply::Entries(entries)) => {
+                    any_ok = true;
+                    for e in entries {
+                        if !merged.iter().any(|x| x.name == e.name) {
+                            merged.push(e);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if !any_ok {
+            return Err(first_err.map(|f| link_failure(&f)).unwrap_or(SessionError::NotFound));
+        }
+        merged.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(merged)
+    }
+
+    /// Picks the pool for a transfer: where the file is; for a new file the pool whose
+    /// connections a MODE E reuse will arrive on, else the least loaded.
+    async fn pick_pool(&self, m: &PoolManager, req: &TransferRequest) -> Result<Arc<RemotePool>, SessionError> {
+        let err = |f: crate::link::Failure| link_failure(&f);
+        match &req.kind {
+            TransferKind::Retrieve { path, .. } => Ok(m.locate(path).await.map_err(err)?.0),
+            TransferKind::Store { path, .. } => {
+                if let Ok((p, _)) = m.locate(path).await {
+                    return Ok(p);
+                }
+                let cached = self.remote_cache_pool.as_ref().filter(|_| req.reuse && req.extended);
+                if let Some(p) = cached.and_then(|name| m.alive().into_iter().find(|p| &p.name == name)) {
+                    return Ok(p);
+                }
+                m.least_loaded().map_err(err)
+            }
+            TransferKind::Listing { .. } => m.least_loaded().map_err(err),
+        }
+    }
+
+    pub(super) async fn run_remote_transfer(
+        &mut self,
+        m: Arc<PoolManager>,
+        req: &TransferRequest,
+    ) -> std::io::Result<Outcome> {
+        let failed = |e| {
+            Ok(Outcome {
+                bytes: 0,
+                result: Err(e),
+                streams: 0,
+            })
+        };
+        let (listen, connect) = match &req.endpoint {
+            DataEndpoint::Announce => (true, Vec::new()),
+            DataEndpoint::Active(addrs) => (false, addrs.clone()),
+            DataEndpoint::Passive if matches!(req.kind, TransferKind::Listing { .. }) => {
+                return self.listing_from_door(req).await;
+            }
+            DataEndpoint::Passive => {
+                return failed(SessionError::ParamNotImplemented(
+                    "Plain PASV cannot reach a remote pool: use GET/PUT (globus-url-copy's default) or delayed \
+                     passive (-dp)."
+                        .into(),
+                ))
+            }
+        };
+        let pool = match self.pick_pool(&m, req).await {
+            Ok(p) => p,
+            Err(e) => return failed(e),
+        };
+        let request = match self.mover_request(req).await {
+            Ok(MoverRequest::Send { path, offset, length }) => WireRequest::Send { path, offset, length },
+            Ok(MoverRequest::Receive {
+                path,
+                offset,
+                append,
+                truncate,
+            }) => WireRequest::Receive {
+                path,
+                offset,
+                append,
+                truncate,
+            },
+            Ok(MoverRequest::SendBytes(b)) => WireRequest::Bytes(b.to_vec()),
+            Err(e) => return failed(e),
+        };
+        let sends = req.sends();
+        let wire = WireMover {
+            request,
+            extended: req.extended,
+            parallelism: req.parallelism,
+            listen,
+            connect,
+            peer: (!req.access.writable).then_some(self.peer.ip()),
+            buffer: req.buffer_size,
+            skip: req.skip.clone(),
+            size_limit: req.size_limit,
+            relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
+            markers_secs: self.session.marker_interval(sends),
+            session: self.id,
+            reuse: req.reuse,
+        };
+        let mut mover = match m.start(pool.clone(), wire) {
+            Ok(mv) => mv,
+            Err(f) => return failed(link_failure(&f)),
+        };
+        let done = loop {
+            tokio::select! {
+                msg = mover.events.recv() => match msg {
+                    Some(PoolMsg::Listening { addr, .. }) => {
+                        self.session.handle_listening(addr);
+                        self.flush().await?;
+                    }
+                    Some(PoolMsg::Started { reused, .. }) => {
+                        self.session.handle_transfer_started(reused);
+                        self.flush().await?;
+                    }
+                    Some(PoolMsg::Progress { bytes, ranges, .. }) => {
+                        self.session.handle_progress(super::transfer::now_tenths(), bytes, ranges);
+                        self.flush().await?;
+                    }
+                    Some(PoolMsg::Done { result, .. }) => break result,
+                    Some(_) => {}
+                    None => break Err((pool_gone(&pool), 0)),
+                },
+                more = self.read_more(), if !self.closed => {
+                    let stop = if !matches!(more, Ok(true)) {
+                        self.closed = true;
+                        true
+                    } else {
+                        self.take_abort()
+                    };
+                    if stop {
+                        m.cancel(&mover);
+                        // A pool that died cannot answer; do not wait for it for ever.
+                        let pool = pool.clone();
+                        let grace = tokio::time::sleep(Duration::from_secs(30));
+                        tokio::pin!(grace);
+                        let r = tokio::select! {
+                            msg = async { loop { match mover.events.recv().await {
+                                Some(PoolMsg::Done { result, .. }) => break result,
+                                Some(_) => {}
+                                None => break Err((pool_gone(&pool), 0)),
+                            } } } => msg,
+                            _ = &mut grace => Err((pool_gone(&pool), 0)),
+                        };
+                        break r;
+                    }
+                }
+            }
+        };
+        Ok(match done {
+            Ok(moved) => {
+                if req.extended {
+                    self.session.handle_connections_kept(sends, moved.kept);
+                    self.remote_cache_pool = moved.kept.then(|| pool.name.clone());
+                }
+                Outcome {
+                    bytes: moved.bytes,
+                    result: Ok(moved.bytes),
+                    streams: moved.streams,
+                }
+            }
+            Err((f, bytes)) => {
+                self.session.handle_connections_kept(sends, false);
+                let e = if f.kind == FailureKind::ConnectionLost && f.message.starts_with("pool ") {
+                    SessionError::Local(f.message.clone())
+                } else {
+                    link_failure(&f)
+                };
+                Outcome {
+                    bytes,
+                    result: Err(e),
+                    streams: 0,
+                }
+            }
+        })
+    }
+}
+
+fn pool_gone(pool: &RemotePool) -> crate::link::Failure {
+    crate::link::Failure {
+        kind: FailureKind::ConnectionLost,
+        errno: None,
+        message: format!("pool {} is gone", pool.name),
+    }
+}
+
+impl Connection {
+    /// A listing over a plain PASV connection: the door built the listing, so it sends it
+    /// itself (a few kilobytes of metadata, not file data).
+    async fn listing_from_door(&mut self, req: &TransferRequest) -> std::io::Result<Outcome> {
+        use tokio::io::AsyncWriteExt;
+        let bytes = match self.mover_request(req).await {
+            Ok(MoverRequest::SendBytes(b)) => b,
+            Ok(_) => {
+                return Ok(Outcome {
+                    bytes: 0,
+                    result: Err(SessionError::Internal("not a listing".into())),
+                    streams: 0,
+                })
+            }
+            Err(e) => {
+                return Ok(Outcome {
+                    bytes: 0,
+                    result: Err(e),
+                    streams: 0,
+                })
+            }
+        };
+        let Some(listener) = self.passive.clone() else {
+            return Ok(Outcome {
+                bytes: 0,
+                result: Err(SessionError::NoDataChannel),
+                streams: 0,
+            });
+        };
+        self.session.handle_transfer_started(false);
+        self.flush().await?;
+        let peer = self.peer.ip();
+        let accept = async {
+            loop {
+                let (s, from) = listener.accept().await?;
+                if from.ip() == peer {
+                    break Ok::<_, std::io::Error>(s);
+                }
+            }
+        };
+        let result = match tokio::time::timeout(Duration::from_secs(30), accept).await {
+            Ok(Ok(mut s)) => s.write_all(&bytes).await.map(|_| bytes.len() as u64),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no data connection")),
+        };
+        let n = bytes.len() as u64;
+        Ok(match result {
+            Ok(_) => Outcome {
+                bytes: n,
+                result: Ok(n),
+                streams: 1,
+            },
+            Err(e) => Outcome {
+                bytes: 0,
+                result: Err(SessionError::DataConnection(e.to_string())),
+                streams: 0,
+            },
+        })
+    }
+}
+
+/// Ok if any pool succeeded; otherwise the first failure (or "not found" without pools).
+fn first_ok(results: Vec<(Arc<RemotePool>, Result<NsReply, crate::link::Failure>)>) -> Result<(), SessionError> {
+    let mut first_err = None;
+    for (_, r) in results {
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.map(|f| link_failure(&f)).unwrap_or(SessionError::NotFound))
+}

@@ -1,0 +1,256 @@
+//! The door's pool registry: pools connect to the door's pool port, and the door sends them
+//! namespace requests and movers over that link. A pool whose link drops is taken out of
+//! rotation at once; its pending requests and movers fail with a clear error.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::link::{read_frame, write_frame, DoorMsg, Failure, FailureKind, NsOp, NsReply, PoolMsg, WireMover, VERSION};
+use crate::storage::FileInfo;
+
+/// One connected pool.
+pub struct RemotePool {
+    pub name: String,
+    pub data_address: IpAddr,
+    tx: mpsc::UnboundedSender<DoorMsg>,
+    ns: Mutex<HashMap<u64, oneshot::Sender<Result<NsReply, Failure>>>>,
+    movers: Mutex<HashMap<u64, mpsc::UnboundedSender<PoolMsg>>>,
+    active: AtomicUsize,
+    alive: AtomicBool,
+}
+
+impl RemotePool {
+    /// Movers running on this pool.
+    pub fn load(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    fn lost(&self) -> Failure {
+        Failure {
+            kind: FailureKind::ConnectionLost,
+            errno: None,
+            message: format!("pool {} is gone", self.name),
+        }
+    }
+}
+
+/// All pools of a door.
+#[derive(Default)]
+pub struct PoolManager {
+    pools: Mutex<Vec<Arc<RemotePool>>>,
+    next_id: AtomicU64,
+}
+
+/// A mover running on a pool: its events, ending with `PoolMsg::Done`.
+pub struct RemoteMover {
+    pub id: u64,
+    pub pool: Arc<RemotePool>,
+    pub events: mpsc::UnboundedReceiver<PoolMsg>,
+}
+
+impl Drop for RemoteMover {
+    fn drop(&mut self) {
+        self.pool
+            .movers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        self.pool.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PoolManager {
+    /// Accepts pool links for ever.
+    pub async fn accept(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((s, from)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.link(s).await {
+                            tracing::warn!(%from, "pool link refused: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("pool accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn link(self: Arc<Self>, stream: TcpStream) -> Result<(), crate::link::LinkError> {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let (name, data_address) = match read_frame::<_, PoolMsg>(&mut rd).await? {
+            Some(PoolMsg::Hello {
+                version,
+                name,
+                data_address,
+            }) if version == VERSION => (name, data_address),
+            Some(PoolMsg::Hello { version, .. }) => return Err(crate::link::LinkError::Version(version)),
+            _ => return Err(crate::link::LinkError::Handshake),
+        };
+        write_frame(&mut wr, &DoorMsg::Welcome { version: VERSION }).await?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<DoorMsg>();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if write_frame(&mut wr, &m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pool = Arc::new(RemotePool {
+            name: name.clone(),
+            data_address,
+            tx,
+            ns: Mutex::default(),
+            movers: Mutex::default(),
+            active: AtomicUsize::new(0),
+            alive: AtomicBool::new(true),
+        });
+        {
+            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            pools.retain(|p| p.name != name);
+            pools.push(pool.clone());
+        }
+        tracing::info!(pool = %name, %data_address, "pool registered");
+        let result = loop {
+            match read_frame::<_, PoolMsg>(&mut rd).await {
+                Ok(Some(m)) => dispatch(&pool, m),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // Out of rotation; everything waiting on it fails now.
+        pool.alive.store(false, Ordering::Relaxed);
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| !Arc::ptr_eq(p, &pool));
+        tracing::warn!(pool = %name, "pool link lost; taken out of rotation");
+        for (_, w) in pool.ns.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            let _ = w.send(Err(pool.lost()));
+        }
+        for (id, m) in pool.movers.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            let _ = m.send(PoolMsg::Done {
+                id,
+                result: Err((pool.lost(), 0)),
+            });
+        }
+        result
+    }
+
+    /// The pools in rotation, by name.
+    pub fn alive(&self) -> Vec<Arc<RemotePool>> {
+        let mut v: Vec<_> = self.pools.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Runs a namespace operation on one pool.
+    pub async fn ns(&self, pool: &RemotePool, op: NsOp) -> Result<NsReply, Failure> {
+        let req = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        pool.ns.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
+        if !pool.alive.load(Ordering::Relaxed) || pool.tx.send(DoorMsg::Ns { req, op }).is_err() {
+            pool.ns.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+            return Err(pool.lost());
+        }
+        rx.await.unwrap_or_else(|_| Err(pool.lost()))
+    }
+
+    /// Runs a namespace operation on every pool.
+    pub async fn ns_all(&self, op: NsOp) -> Vec<(Arc<RemotePool>, Result<NsReply, Failure>)> {
+        let mut out = Vec::new();
+        for p in self.alive() {
+            let r = self.ns(&p, op.clone()).await;
+            out.push((p, r));
+        }
+        out
+    }
+
+    /// The pool holding `path`, with its facts.
+    pub async fn locate(&self, path: &str) -> Result<(Arc<RemotePool>, FileInfo), Failure> {
+        let mut first_err = None;
+        for (p, r) in self.ns_all(NsOp::Stat(path.to_string())).await {
+            match r {
+                Ok(NsReply::Info(info)) => return Ok((p, info)),
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(no_pool))
+    }
+
+    /// The pool with the fewest running movers.
+    pub fn least_loaded(&self) -> Result<Arc<RemotePool>, Failure> {
+        self.alive().into_iter().min_by_key(|p| p.load()).ok_or_else(no_pool)
+    }
+
+    /// Starts a mover on `pool`.
+    pub fn start(&self, pool: Arc<RemotePool>, mover: WireMover) -> Result<RemoteMover, Failure> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, events) = mpsc::unbounded_channel();
+        pool.movers.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        pool.active.fetch_add(1, Ordering::Relaxed);
+        let m = RemoteMover {
+            id,
+            pool: pool.clone(),
+            events,
+        };
+        if !pool.alive.load(Ordering::Relaxed) || pool.tx.send(DoorMsg::Start { id, mover }).is_err() {
+            return Err(pool.lost());
+        }
+        Ok(m)
+    }
+
+    /// Asks a pool to stop a mover.
+    pub fn cancel(&self, m: &RemoteMover) {
+        let _ = m.pool.tx.send(DoorMsg::Cancel { id: m.id });
+    }
+
+    /// Tells every pool to drop the cached connections of a session.
+    pub fn forget(&self, session: u64) {
+        for p in self.alive() {
+            let _ = p.tx.send(DoorMsg::Forget { session });
+        }
+    }
+}
+
+fn no_pool() -> Failure {
+    Failure {
+        kind: FailureKind::Local,
+        errno: None,
+        message: "no pool available".into(),
+    }
+}
+
+fn dispatch(pool: &RemotePool, m: PoolMsg) {
+    match m {
+        PoolMsg::Reply { req, result } => {
+            if let Some(w) = pool.ns.lock().unwrap_or_else(|e| e.into_inner()).remove(&req) {
+                let _ = w.send(result);
+            }
+        }
+        PoolMsg::Listening { id, .. } | PoolMsg::Started { id, .. } | PoolMsg::Progress { id, .. } => {
+            if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+                let _ = tx.send(m);
+            }
+        }
+        PoolMsg::Done { id, .. } => {
+            if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                let _ = tx.send(m);
+            }
+        }
+        PoolMsg::Hello { .. } => {}
+    }
+}

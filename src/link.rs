@@ -1,0 +1,260 @@
+//! The door–pool link: one TCP connection per pool, opened by the pool, carrying length-prefixed
+//! (u32, big-endian) JSON messages. The first message each way states the protocol version; a
+//! mismatch closes the link with a clear log line. Namespace requests carry a request id; movers
+//! carry a mover id and report events until `Done`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::storage::FileInfo;
+
+/// Protocol version spoken by this build.
+pub const VERSION: u32 = 1;
+/// Largest frame accepted (a big directory listing fits).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Link failures.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("link I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("bad message: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("peer speaks link version {0}, we speak {VERSION}")]
+    Version(u32),
+    #[error("unexpected first message")]
+    Handshake,
+}
+
+/// A namespace operation the door asks a pool to run under its root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NsOp {
+    Stat(String),
+    List(String),
+    CheckDir(String),
+    MakeDir(String),
+    RemoveDir(String),
+    Delete(String),
+    Rename {
+        from: String,
+        to: String,
+    },
+    Checksum {
+        algorithm: String,
+        path: String,
+        offset: u64,
+        length: Option<u64>,
+    },
+}
+
+/// A namespace operation's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NsReply {
+    Info(FileInfo),
+    Entries(Vec<FileInfo>),
+    Checksum(String),
+    Done,
+}
+
+/// Why something failed on the pool, in terms the door maps to replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The OS error number for storage failures.
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    Storage,
+    DataConnection,
+    ConnectionLost,
+    Aborted,
+    Local,
+}
+
+/// What to move (the door resolves paths; the pool opens them under its root).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireRequest {
+    Send {
+        path: String,
+        offset: u64,
+        length: Option<u64>,
+    },
+    Receive {
+        path: String,
+        offset: u64,
+        append: bool,
+        truncate: bool,
+    },
+    Bytes(Vec<u8>),
+}
+
+/// A mover request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireMover {
+    pub request: WireRequest,
+    pub extended: bool,
+    pub parallelism: u32,
+    /// Listen and report the address (true), or connect to `connect`.
+    pub listen: bool,
+    pub connect: Vec<SocketAddr>,
+    pub peer: Option<IpAddr>,
+    pub buffer: Option<u64>,
+    pub skip: Vec<(u64, u64)>,
+    pub size_limit: Option<u64>,
+    pub relative: bool,
+    pub markers_secs: Option<u64>,
+    /// The control session, for MODE E connection reuse on the pool.
+    pub session: u64,
+    pub reuse: bool,
+}
+
+/// The result of a successful mover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub bytes: u64,
+    pub streams: usize,
+    /// MODE E connections were kept for the next transfer of this session.
+    pub kept: bool,
+}
+
+/// Door → pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DoorMsg {
+    Welcome {
+        version: u32,
+    },
+    Ns {
+        req: u64,
+        op: NsOp,
+    },
+    Start {
+        id: u64,
+        mover: WireMover,
+    },
+    Cancel {
+        id: u64,
+    },
+    /// The session ended or reset its data channel: drop its cached connections.
+    Forget {
+        session: u64,
+    },
+}
+
+/// Pool → door.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolMsg {
+    Hello {
+        version: u32,
+        name: String,
+        data_address: IpAddr,
+    },
+    Reply {
+        req: u64,
+        result: Result<NsReply, Failure>,
+    },
+    Listening {
+        id: u64,
+        addr: SocketAddr,
+    },
+    Started {
+        id: u64,
+        reused: bool,
+    },
+    Progress {
+        id: u64,
+        bytes: u64,
+        ranges: Option<String>,
+    },
+    Done {
+        id: u64,
+        result: Result<Moved, (Failure, u64)>,
+    },
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWriteExt + Unpin, M: Serialize>(w: &mut W, msg: &M) -> Result<(), LinkError> {
+    let body = serde_json::to_vec(msg)?;
+    if body.len() > MAX_FRAME {
+        return Err(LinkError::TooLarge(body.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Reads one frame; `None` at a clean end of stream.
+pub async fn read_frame<R: AsyncReadExt + Unpin, M: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> Result<Option<M>, LinkError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(LinkError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(Some(serde_json::from_slice(&body)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_limits_hold() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let msgs = vec![
+            PoolMsg::Hello {
+                version: VERSION,
+                name: "p1".into(),
+                data_address: "127.0.0.2".parse().unwrap(),
+            },
+            PoolMsg::Reply {
+                req: 7,
+                result: Ok(NsReply::Checksum("abc".into())),
+            },
+            PoolMsg::Done {
+                id: 3,
+                result: Err((
+                    Failure {
+                        kind: FailureKind::Storage,
+                        errno: Some(2),
+                        message: "nope".into(),
+                    },
+                    10,
+                )),
+            },
+        ];
+        for m in &msgs {
+            write_frame(&mut a, m).await.unwrap();
+        }
+        for m in &msgs {
+            let got: PoolMsg = read_frame(&mut b).await.unwrap().unwrap();
+            assert_eq!(&got, m);
+        }
+        drop(a);
+        assert!(read_frame::<_, PoolMsg>(&mut b).await.unwrap().is_none());
+
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            read_frame::<_, DoorMsg>(&mut b).await,
+            Err(LinkError::TooLarge(_))
+        ));
+    }
+}

@@ -1,0 +1,253 @@
+//! `ringmover door` with `ringmover pool`s in separate processes on distinct loopback
+//! addresses: data moves pool↔client directly (the 127 reply carries the pool's address),
+//! listings merge, a pool that dies fails its transfer and leaves the rest working, and a
+//! third-party copy runs between two doors whose files sit on different pools.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A door and its pools, each pool with its own root and loopback address.
+struct Site {
+    door: Proc,
+    control: std::net::SocketAddr,
+    pool_port: u16,
+    pools: Vec<(Proc, tempfile::TempDir)>,
+    log: std::path::PathBuf,
+    _state: tempfile::TempDir,
+}
+
+impl Site {
+    fn start(pool_addrs: &[&str]) -> Site {
+        let state = tempfile::tempdir().unwrap();
+        let users = state.path().join("users");
+        ringmover::door::auth::Users::set_password(&users, USER, PASSWORD).unwrap();
+        let log = state.path().join("door.log");
+        let pool_port = free_port();
+        let mut door = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+            .args([
+                "door",
+                "--listen",
+                "127.0.0.1:0",
+                "--pool-listen",
+                &format!("127.0.0.1:{pool_port}"),
+                "--users",
+            ])
+            .arg(&users)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(door.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let control = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("door address")
+            .parse()
+            .unwrap();
+        let mut site = Site {
+            door: Proc(door),
+            control,
+            pool_port,
+            pools: Vec::new(),
+            log,
+            _state: state,
+        };
+        for addr in pool_addrs {
+            site.add_pool(addr);
+        }
+        site.wait_for_pools(pool_addrs.len());
+        site
+    }
+
+    fn add_pool(&mut self, addr: &str) {
+        let root = scratch();
+        let child = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+            .args([
+                "pool",
+                "--door",
+                &format!("127.0.0.1:{}", self.pool_port),
+                "--data-address",
+                addr,
+                "--cores",
+                "1",
+            ])
+            .arg("--root")
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.pools.push((Proc(child), root));
+    }
+
+    fn wait_for_pools(&self, n: usize) {
+        let t = Instant::now();
+        while self.log().matches("pool registered").count() < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "pools did not register: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn root(&self, i: usize) -> &Path {
+        self.pools[i].1.path()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ftp://{}{}", self.control, path)
+    }
+
+    fn user_url(&self, path: &str) -> String {
+        format!("ftp://{USER}:{PASSWORD}@{}{}", self.control, path)
+    }
+}
+
+#[test]
+fn data_moves_between_client_and_pools_directly() {
+    let site = Site::start(&["127.0.0.2", "127.0.0.3"]);
+    write_big(&site.root(0).join("a"), (6 << 20) + 1, 1);
+    write_big(&site.root(1).join("b"), (4 << 20) + 3, 2);
+    let local = scratch();
+
+    for (name, pool, addr) in [("a", 0, "127,0,0,2,"), ("b", 1, "127,0,0,3,")] {
+        let dst = local.path().join(name);
+        let (ok, text) = guc(&["-dbg", &site.url(&format!("/{name}")), &file_url(&dst)]);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains(&format!("127 PORT ({addr}")),
+            "data must come from the pool: {text}"
+        );
+        assert_same(&site.root(pool).join(name), &dst);
+        // MODE E: the pool connects to the client (GET ...;port=...;).
+        let (ok, text) = guc(&["-p", "4", &site.url(&format!("/{name}")), &file_url(&dst)]);
+        assert!(ok, "{text}");
+        assert_same(&site.root(pool).join(name), &dst);
+        // Delayed passive without GET/PUT also reaches the pool directly.
+        let (ok, text) = guc(&["-dbg", "-no-g2", "-dp", &site.url(&format!("/{name}")), &file_url(&dst)]);
+        assert!(ok, "{text}");
+        assert!(text.contains(&format!("127 Entering Passive Mode ({addr}")), "{text}");
+    }
+
+    // An upload lands on exactly one pool, byte for byte.
+    let src = local.path().join("a");
+    let (ok, text) = guc(&["-dbg", &file_url(&src), &site.user_url("/up")]);
+    assert!(ok, "{text}");
+    let on: Vec<usize> = (0..2).filter(|&i| site.root(i).join("up").exists()).collect();
+    assert_eq!(on.len(), 1, "{text}");
+    assert_same(&src, &site.root(on[0]).join("up"));
+
+    // Listings merge both pools; namespace commands reach the right pool.
+    let (ok, text) = guc(&["-list", &site.url("/")]);
+    assert!(
+        ok && text.contains(" a") && text.contains(" b") && text.contains(" up"),
+        "{text}"
+    );
+    let mut c = Control::login(site.control, USER, PASSWORD);
+    assert_eq!(c.expect("SIZE /b", 213).text(), format!("213 {}", (4 << 20) + 3));
+    c.expect("MKD /dir", 257);
+    assert!(site.root(0).join("dir").is_dir() && site.root(1).join("dir").is_dir());
+    c.expect("RNFR /b", 350);
+    c.expect("RNTO /dir/b2", 250);
+    assert!(site.root(1).join("dir/b2").exists());
+    let md5 = c.expect("CKSM MD5 0 -1 /dir/b2", 213).text();
+    assert_eq!(md5.len(), 4 + 32);
+    c.expect("DELE /up", 250);
+    assert!(!site.root(on[0]).join("up").exists());
+    assert_eq!(c.cmd("SIZE /nothing").code, 550);
+}
+
+#[test]
+fn a_pool_dying_mid_transfer_fails_only_that_transfer() {
+    let mut site = Site::start(&["127.0.0.2", "127.0.0.3"]);
+    write_big(&site.root(0).join("big"), 1 << 30, 3);
+    write_big(&site.root(1).join("small"), 1 << 20, 4);
+    let local = scratch();
+    let guc_bin = require_peer("globus-url-copy");
+    let mut child = Command::new(&guc_bin)
+        .args([&site.url("/big"), &file_url(&local.path().join("big"))])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let (mut pool, _root) = site.pools.remove(0);
+    let _ = pool.0.kill();
+    let _ = pool.0.wait();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "the transfer from the dead pool must fail: {text}"
+    );
+    assert!(site.log().contains("taken out of rotation"), "{}", site.log());
+    // The door and the other pool keep working.
+    let dst = local.path().join("small");
+    let (ok, text) = guc(&[&site.url("/small"), &file_url(&dst)]);
+    assert!(ok, "{text}");
+    assert_same(&site.root(0).join("small"), &dst);
+    let (ok, text) = guc(&["-list", &site.url("/")]);
+    assert!(ok && text.contains("small") && !text.contains("big"), "{text}");
+}
+
+#[test]
+fn third_party_between_doors_with_files_on_different_pools() {
+    let a = Site::start(&["127.0.0.2"]);
+    let b = Site::start(&["127.0.0.4", "127.0.0.5"]);
+    write_big(&a.root(0).join("src"), (16 << 20) + 5, 5);
+    for opts in [&[][..], &["-p", "4"]] {
+        let dst = format!("/copy{}", opts.len());
+        let mut args = opts.to_vec();
+        // Authenticated at the source: anonymous sessions may only PORT back to the client.
+        let (s, d) = (a.user_url("/src"), b.user_url(&dst));
+        args.extend([s.as_str(), d.as_str()]);
+        let (ok, text) = guc(&args);
+        assert!(ok, "{opts:?}: {text}");
+        let name = dst.trim_start_matches('/');
+        let on: Vec<usize> = (0..2).filter(|&i| b.root(i).join(name).exists()).collect();
+        assert_eq!(on.len(), 1);
+        assert_same(&a.root(0).join("src"), &b.root(on[0]).join(name));
+    }
+    drop(a.door);
+}
