@@ -201,7 +201,7 @@ fn a_pool_dying_mid_transfer_fails_only_that_transfer() {
     write_big(&site.root(1).join("small"), 1 << 20, 4);
     let local = scratch();
     let guc_bin = require_peer("globus-url-copy");
-    let mut child = Command::new(&guc_bin)
+    let child = Command::new(&guc_bin)
         .args([&site.url("/big"), &file_url(&local.path().join("big"))])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
