@@ -357,13 +357,18 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),
     };
+    // The door's own engine only relays plain-PASV transfers to remote pools.
+    let engine = Arc::new(Engine::start(&EngineConfig {
+        cores: 1,
+        ..EngineConfig::default()
+    })?);
     control_runtime()?.block_on(async move {
         let pools = Arc::new(crate::door::pools::PoolManager::default());
         let pool_listener = tokio::net::TcpListener::bind(args.pool_listen)
             .await
             .with_context(|| format!("binding pool address {}", args.pool_listen))?;
         tokio::spawn(pools.clone().accept(pool_listener));
-        let door = Door::bind(args.listen, config, Backend::Pools(pools), users)
+        let door = Door::bind(args.listen, config, Backend::Pools { pools, engine }, users)
             .await
             .with_context(|| format!("binding control address {}", args.listen))?;
         let addr = door.local_addr()?;

@@ -166,6 +166,21 @@ fn data_moves_between_client_and_pools_directly() {
         assert!(text.contains(&format!("127 Entering Passive Mode ({addr}")), "{text}");
     }
 
+    // Plain PASV (-no-g2 without -dp): the door relays between client and pool.
+    let relayed = local.path().join("relayed");
+    let (ok, text) = guc(&["-dbg", "-no-g2", &site.url("/a"), &file_url(&relayed)]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("227 Entering Passive Mode (127,0,0,1,"),
+        "the client talks to the door: {text}"
+    );
+    assert_same(&site.root(0).join("a"), &relayed);
+    let (ok, text) = guc(&["-no-g2", &file_url(&relayed), &site.user_url("/relayed-up")]);
+    assert!(ok, "{text}");
+    let on: Vec<usize> = (0..2).filter(|&i| site.root(i).join("relayed-up").exists()).collect();
+    assert_eq!(on.len(), 1);
+    assert_same(&relayed, &site.root(on[0]).join("relayed-up"));
+
     // An upload lands on exactly one pool, byte for byte.
     let src = local.path().join("a");
     let (ok, text) = guc(&["-dbg", &file_url(&src), &site.user_url("/up")]);

@@ -190,7 +190,9 @@ impl Connection {
             Action::DropPassive => self.passive = None,
             Action::ResetData => {
                 self.cache = None;
-                if let (Backend::Pools(m), Some(_)) = (&self.shared.backend, self.remote_cache_pool.take()) {
+                if let (Backend::Pools { pools: m, .. }, Some(_)) =
+                    (&self.shared.backend, self.remote_cache_pool.take())
+                {
                     m.forget(self.id);
                 }
             }
@@ -230,7 +232,7 @@ impl Connection {
     fn open_listener(&self) -> Result<tokio::net::TcpListener, crate::pool::PoolError> {
         match &self.shared.backend {
             Backend::Embedded { pool, .. } => pool.open_passive(self.local.ip(), None),
-            Backend::Pools(_) => std::net::TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
+            Backend::Pools { .. } => std::net::TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
                 .and_then(|l| {
                     l.set_nonblocking(true)?;
                     tokio::net::TcpListener::from_std(l)
@@ -242,7 +244,7 @@ impl Connection {
     async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
         let (root, shared) = match &self.shared.backend {
             Backend::Embedded { root, .. } => (root.clone(), self.shared.clone()),
-            Backend::Pools(m) => return self.remote_storage(m.clone(), op).await,
+            Backend::Pools { pools: m, .. } => return self.remote_storage(m.clone(), op).await,
         };
         let run = move || -> Result<StorageDone, SessionError> {
             let e = |err: crate::storage::StorageError| storage_error(&err);
@@ -297,7 +299,7 @@ impl Connection {
                             .await
                             .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))?
                     }
-                    Backend::Pools(m) => self.remote_listing(m, path).await?,
+                    Backend::Pools { pools: m, .. } => self.remote_listing(m, path).await?,
                 };
                 let (format, writable) = (*format, req.access.writable);
                 let render = move || -> Result<Bytes, SessionError> {

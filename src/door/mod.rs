@@ -49,8 +49,12 @@ impl Default for DoorConfig {
 pub enum Backend {
     /// `ringmover serve`: one pool in this process, serving `root`.
     Embedded { root: Arc<Root>, pool: Arc<Pool> },
-    /// `ringmover door`: pools in other processes, registered over the pool link.
-    Pools(Arc<pools::PoolManager>),
+    /// `ringmover door`: pools in other processes, registered over the pool link; the engine
+    /// relays plain-PASV transfers between client and pool.
+    Pools {
+        pools: Arc<pools::PoolManager>,
+        engine: Arc<crate::engine::Engine>,
+    },
 }
 
 /// What every connection of a door shares.

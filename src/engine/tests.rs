@@ -194,6 +194,22 @@ fn data_path_names() {
     assert!("x".parse::<DataPath>().is_err());
 }
 
+#[test]
+fn relay_socket_to_socket() {
+    let e = engine(DataPath::Auto);
+    let data = pattern((2 << 20) + 17);
+    let (from_ours, mut from_theirs) = pair();
+    let (to_ours, mut to_theirs) = pair();
+    let h = e.submit(Source::Socket(from_ours), Sink::Socket(to_ours), None);
+    let send = data.clone();
+    let writer = std::thread::spawn(move || from_theirs.write_all(&send).unwrap());
+    let mut got = Vec::new();
+    to_theirs.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert_eq!(h.finish_blocking().unwrap(), data.len() as u64);
+    assert!(got == data);
+}
+
 mod mode_e {
     use super::*;
     use crate::block::{ConnReceiver, Event, Header, TransferReceiver, HEADER_LEN};

@@ -79,6 +79,16 @@ enum Kind {
         pipe_r: OwnedFd,
         pipe_w: OwnedFd,
     },
+    /// Socket→socket (the door's relay for plain PASV to a remote pool): io_uring `Recv`
+    /// then `Send` through one buffer.
+    Relay {
+        from: TcpStream,
+        to: TcpStream,
+        buf: Option<Buffer>,
+        filled: usize,
+        sent: usize,
+        sending: bool,
+    },
     /// A MODE E sending stream.
     BlockSend(BlockSend),
     /// A MODE E receiving stream.
@@ -121,6 +131,14 @@ impl Transfer {
                 sending: false,
             },
             (Source::Memory(data), Sink::Socket(sock), _) => Kind::SendMemory { data, sock, pos: 0 },
+            (Source::Socket(from), Sink::Socket(to), _) => Kind::Relay {
+                from,
+                to,
+                buf: Some(ctx.arena.take()),
+                filled: 0,
+                sent: 0,
+                sending: false,
+            },
             (
                 Source::Socket(sock),
                 Sink::File {
@@ -176,7 +194,9 @@ impl Transfer {
     pub(crate) fn finish(self, ctx: &mut Ctx<'_>, result: Result<u64, OpError>) {
         let ok = result.is_ok();
         let socket = match self.kind {
-            Kind::ReadSend { buf: Some(b), .. } | Kind::RecvWrite { buf: Some(b), .. } => {
+            Kind::ReadSend { buf: Some(b), .. }
+            | Kind::RecvWrite { buf: Some(b), .. }
+            | Kind::Relay { buf: Some(b), .. } => {
                 ctx.arena.give(b);
                 None
             }
@@ -254,6 +274,7 @@ impl Transfer {
                 ))
             }
             Kind::ReadSend { .. } => self.read_send(ctx, res),
+            Kind::Relay { .. } => self.relay(ctx, res),
             Kind::RecvWrite { .. } => self.recv_write(ctx, res),
         }
     }
@@ -414,6 +435,49 @@ impl Transfer {
         };
         self.count(newly_sent);
         Ok(next)
+    }
+
+    fn relay(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
+        let Kind::Relay {
+            from,
+            to,
+            buf,
+            filled,
+            sent,
+            sending,
+        } = &mut self.kind
+        else {
+            unreachable!()
+        };
+        let buf = buf.as_mut().ok_or(OpError::Stopped)?;
+        let (ptr, _) = ctx.arena.ptr(buf);
+        let mut relayed = 0;
+        if let Some(r) = res {
+            let n = completed(if *sending { "send" } else { "recv" }, r)?;
+            if *sending {
+                *sent += n;
+                if *sent == *filled {
+                    relayed = *filled as u64;
+                    *sending = false;
+                }
+            } else if n == 0 {
+                return Ok(None);
+            } else {
+                *filled = n;
+                *sent = 0;
+                *sending = true;
+            }
+        }
+        let next = if *sending {
+            let p = ptr.wrapping_add(*sent);
+            opcode::Send::new(types::Fd(to.as_raw_fd()), p, (*filled - *sent) as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            opcode::Recv::new(types::Fd(from.as_raw_fd()), ptr, ctx.arena.buf_size() as u32).build()
+        };
+        self.count(relayed);
+        Ok(Some(next))
     }
 
     fn recv_write(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {

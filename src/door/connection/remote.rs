@@ -9,6 +9,7 @@ use super::transfer::Outcome;
 use super::Connection;
 use crate::door::convert::{facts, link_failure};
 use crate::door::pools::{PoolManager, RemotePool};
+use crate::engine::Engine;
 use crate::link::{FailureKind, NsOp, NsReply, PoolMsg, WireMover, WireRequest};
 use crate::pool::MoverRequest;
 use crate::protocol::session::{DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest};
@@ -110,6 +111,7 @@ impl Connection {
     pub(super) async fn run_remote_transfer(
         &mut self,
         m: Arc<PoolManager>,
+        engine: Arc<Engine>,
         req: &TransferRequest,
     ) -> std::io::Result<Outcome> {
         let failed = |e| {
@@ -119,18 +121,24 @@ impl Connection {
                 streams: 0,
             })
         };
+        // Plain PASV: the client connects to the door, which relays to the pool (proxy).
+        let mut proxied = false;
         let (listen, connect) = match &req.endpoint {
             DataEndpoint::Announce => (true, Vec::new()),
             DataEndpoint::Active(addrs) => (false, addrs.clone()),
             DataEndpoint::Passive if matches!(req.kind, TransferKind::Listing { .. }) => {
                 return self.listing_from_door(req).await;
             }
-            DataEndpoint::Passive => {
+            DataEndpoint::Passive if req.extended => {
                 return failed(SessionError::ParamNotImplemented(
-                    "Plain PASV cannot reach a remote pool: use GET/PUT (globus-url-copy's default) or delayed \
-                     passive (-dp)."
+                    "MODE E through plain PASV cannot reach a remote pool: use PUT (globus-url-copy's default) or \
+                     delayed passive (-dp)."
                         .into(),
                 ))
+            }
+            DataEndpoint::Passive => {
+                proxied = true;
+                (true, Vec::new())
             }
         };
         let pool = match self.pick_pool(&m, req).await {
@@ -160,7 +168,12 @@ impl Connection {
             parallelism: req.parallelism,
             listen,
             connect,
-            peer: (!req.access.writable).then_some(self.peer.ip()),
+            // A proxied transfer's pool accepts only the door's own relay connection.
+            peer: if proxied {
+                Some(self.local.ip())
+            } else {
+                (!req.access.writable).then_some(self.peer.ip())
+            },
             buffer: req.buffer_size,
             skip: req.skip.clone(),
             size_limit: req.size_limit,
@@ -173,9 +186,18 @@ impl Connection {
             Ok(mv) => mv,
             Err(f) => return failed(link_failure(&f)),
         };
+        let mut pool_side: Option<tokio::net::TcpStream> = None;
+        let mut relay: Option<crate::engine::TransferHandle> = None;
         let done = loop {
             tokio::select! {
                 msg = mover.events.recv() => match msg {
+                    Some(PoolMsg::Listening { addr, .. }) if proxied => match connect_from(self.local.ip(), addr).await {
+                        Ok(s) => pool_side = Some(s),
+                        Err(e) => {
+                            m.cancel(&mover);
+                            tracing::warn!(%addr, "relay cannot reach pool: {e}");
+                        }
+                    },
                     Some(PoolMsg::Listening { addr, .. }) => {
                         self.session.handle_listening(addr);
                         self.flush().await?;
@@ -183,6 +205,15 @@ impl Connection {
                     Some(PoolMsg::Started { reused, .. }) => {
                         self.session.handle_transfer_started(reused);
                         self.flush().await?;
+                        if let Some(pool_sock) = pool_side.take() {
+                            match self.start_relay(&engine, pool_sock, sends, req.buffer_size).await {
+                                Ok(h) => relay = Some(h),
+                                Err(e) => {
+                                    m.cancel(&mover);
+                                    tracing::warn!("relay: cannot accept the client's connection: {e}");
+                                }
+                            }
+                        }
                     }
                     Some(PoolMsg::Progress { bytes, ranges, .. }) => {
                         self.session.handle_progress(super::transfer::now_tenths(), bytes, ranges);
@@ -218,6 +249,33 @@ impl Connection {
                 }
             }
         };
+        // The relay ends when its source closes; its failure fails the transfer.
+        let done = match (done, relay.as_mut()) {
+            (Ok(moved), Some(h)) => match h.finish().await {
+                Ok(_) => Ok(moved),
+                Err(e) => Err((
+                    crate::link::Failure {
+                        kind: FailureKind::ConnectionLost,
+                        errno: None,
+                        message: e.to_string(),
+                    },
+                    moved.bytes,
+                )),
+            },
+            (r, Some(h)) => {
+                h.cancel();
+                r
+            }
+            (r, None) if proxied && r.is_ok() => Err((
+                crate::link::Failure {
+                    kind: FailureKind::DataConnection,
+                    errno: None,
+                    message: "no relay connection".into(),
+                },
+                0,
+            )),
+            (r, None) => r,
+        };
         Ok(match done {
             Ok(moved) => {
                 if req.extended {
@@ -244,6 +302,64 @@ impl Connection {
                 }
             }
         })
+    }
+}
+
+/// Connects from the door's address, so the pool can tell the relay from a stranger.
+async fn connect_from(local: std::net::IpAddr, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let sock = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if local.is_ipv4() == to.is_ipv4() {
+        sock.bind(std::net::SocketAddr::new(local, 0))?;
+    }
+    sock.connect(to).await
+}
+
+impl Connection {
+    /// Accepts the client's connection on the PASV listener and relays between it and the
+    /// pool on the door's engine: pool→client when sending, client→pool when receiving.
+    async fn start_relay(
+        &mut self,
+        engine: &Engine,
+        pool_sock: tokio::net::TcpStream,
+        sends: bool,
+        buffer: Option<u64>,
+    ) -> Result<crate::engine::TransferHandle, SessionError> {
+        use crate::engine::{Sink, Source};
+        let listener = self.passive.clone().ok_or(SessionError::NoDataChannel)?;
+        let peer = self.peer.ip();
+        let accept = async {
+            loop {
+                let (s, from) = listener.accept().await?;
+                if from.ip() == peer {
+                    break Ok::<_, std::io::Error>(s);
+                }
+            }
+        };
+        let client = tokio::time::timeout(Duration::from_secs(30), accept)
+            .await
+            .map_err(|_| SessionError::DataConnection("no data connection within 30 s".into()))?
+            .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+        let std_socket = |s: tokio::net::TcpStream| -> Result<std::net::TcpStream, SessionError> {
+            let s = s.into_std().map_err(|e| SessionError::DataConnection(e.to_string()))?;
+            s.set_nonblocking(true)
+                .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+            if let Some(n) = buffer {
+                let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, n as usize);
+                let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, n as usize);
+            }
+            Ok(s)
+        };
+        let (client, pool_sock) = (std_socket(client)?, std_socket(pool_sock)?);
+        let (from, to) = if sends {
+            (pool_sock, client)
+        } else {
+            (client, pool_sock)
+        };
+        Ok(engine.submit(Source::Socket(from), Sink::Socket(to), None))
     }
 }
 

@@ -41,9 +41,9 @@ impl Connection {
     pub(super) async fn run_transfer(&mut self, req: &TransferRequest) -> std::io::Result<Outcome> {
         let (root, pool) = match &self.shared.backend {
             Backend::Embedded { root, pool } => (root.clone(), pool.clone()),
-            Backend::Pools(m) => {
-                let m = m.clone();
-                return self.run_remote_transfer(m, req).await;
+            Backend::Pools { pools, engine } => {
+                let (m, engine) = (pools.clone(), engine.clone());
+                return self.run_remote_transfer(m, engine, req).await;
             }
         };
 
