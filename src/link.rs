@@ -101,6 +101,7 @@ pub enum WireRequest {
 pub struct WireMover {
     pub request: WireRequest,
     pub extended: bool,
+    pub xmode: bool,
     pub parallelism: u32,
     /// Listen and report the address (true), or connect to `connect`.
     pub listen: bool,

@@ -94,7 +94,7 @@ fn bad_input_gets_clear_replies() {
     c.expect("PASS x", 230);
     assert_eq!(c.cmd("PORT 1,2,3").code, 501);
     assert_eq!(c.cmd("TYPE Q").code, 501);
-    assert_eq!(c.cmd("MODE X").code, 504);
+    assert_eq!(c.cmd("MODE B").code, 504);
     assert_eq!(c.cmd("GET pasv;").code, 501);
     assert_eq!(c.cmd("GET path=/x;pasv;port=127,0,0,1,4,1;").code, 501);
     assert_eq!(c.cmd("GET path=/a;b;pasv;").code, 501);

@@ -129,7 +129,7 @@ fn get_put_parameters_over_control() {
     assert_eq!(buf, b"hello");
     assert_eq!(c.final_reply().code, 226);
     assert_eq!(c.cmd("GET path=/f;mode=E;pasv;").code, 500);
-    assert_eq!(c.cmd("GET path=/f;mode=X;pasv;").code, 504);
+    assert_eq!(c.cmd("GET path=/f;mode=B;pasv;").code, 501);
     assert_eq!(c.cmd("PUT path=/x;y;pasv;").code, 501);
     // The mover looks the file up before it opens a listener: no 127 for a missing file.
     assert_eq!(c.cmd("GET path=/missing;pasv;").code, 550);

@@ -7,6 +7,7 @@ pub mod fuzzing;
 mod header;
 mod ranges;
 mod receive;
+pub mod xmode;
 
 pub use header::{Header, HEADER_LEN};
 pub use ranges::RangeSet;

@@ -16,7 +16,8 @@ use rustix::io::Errno;
 use super::arena::Buffer;
 use super::core::Ctx;
 use super::OpError;
-use crate::block::{ConnReceiver, Event, Header, TransferReceiver, HEADER_LEN};
+use crate::block::xmode::{XHeader, XReceiver, BYE, READY, X_HEADER_LEN};
+use crate::block::{ConnReceiver, DecodeError, Event, Header, TransferReceiver, HEADER_LEN};
 
 /// The file ranges a MODE E send still has to cover, cut into blocks on demand.
 #[derive(Debug)]
@@ -35,6 +36,15 @@ impl BlockPlan {
             block_size: block_size.max(1),
             base,
         }
+    }
+
+    /// True once every block has been handed out.
+    pub fn is_empty(&self) -> bool {
+        self.ranges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .all(|(s, e)| s >= e)
     }
 
     /// The next block: (file offset, length).
@@ -62,6 +72,8 @@ fn send_entry(sock: &TcpStream, p: *const u8, len: usize, more: bool) -> squeue:
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SendPhase {
+    /// MODE X: waiting for the receiver's READY line.
+    WaitReady,
     /// Sending `hdr`; then the body of `left` bytes at `at`, or the end if `last`.
     Header {
         last: bool,
@@ -78,9 +90,18 @@ pub(crate) struct BlockSend {
     sock: TcpStream,
     plan: Arc<BlockPlan>,
     last: Header,
-    /// Boxed: ops point into it while the transfer itself may move (map rehash).
-    hdr: Box<[u8; HEADER_LEN]>,
+    /// MODE X transaction id; `None` for MODE E.
+    xmode: Option<u64>,
+    /// Boxed: ops point into it while the transfer itself may move (map rehash). Big enough
+    /// for either header; `hdr_len` says which.
+    hdr: Box<[u8; X_HEADER_LEN]>,
+    hdr_len: usize,
     hdr_sent: usize,
+    /// The prepared header is the stream's last.
+    hdr_last: bool,
+    /// MODE X: the READY line as it arrives.
+    line: Box<[u8; 16]>,
+    line_got: usize,
     at: u64,
     left: u64,
     phase: SendPhase,
@@ -96,6 +117,7 @@ impl BlockSend {
         sock: TcpStream,
         plan: Arc<BlockPlan>,
         last: Header,
+        xmode: Option<u64>,
         zerocopy: bool,
         buf: Option<Buffer>,
     ) -> BlockSend {
@@ -104,8 +126,13 @@ impl BlockSend {
             sock,
             plan,
             last,
-            hdr: Box::new([0; HEADER_LEN]),
+            xmode,
+            hdr: Box::new([0; X_HEADER_LEN]),
+            hdr_len: if xmode.is_some() { X_HEADER_LEN } else { HEADER_LEN },
             hdr_sent: 0,
+            hdr_last: false,
+            line: Box::new([0; 16]),
+            line_got: 0,
             at: 0,
             left: 0,
             phase: SendPhase::Header { last: false },
@@ -115,7 +142,20 @@ impl BlockSend {
             sent: 0,
         };
         s.next_header();
+        if s.xmode.is_some() {
+            s.phase = SendPhase::WaitReady;
+        }
         s
+    }
+
+    fn encode(&mut self, data: Option<(u64, u64)>) {
+        let h = &mut self.hdr;
+        match (self.xmode, data) {
+            (Some(txid), Some((offset, count))) => h.copy_from_slice(&XHeader::data(offset, count, txid).encode()),
+            (Some(txid), None) => h.copy_from_slice(&XHeader::last(txid).encode()),
+            (None, Some((offset, count))) => h[..HEADER_LEN].copy_from_slice(&Header::data(offset, count).encode()),
+            (None, None) => h[..HEADER_LEN].copy_from_slice(&self.last.encode()),
+        }
     }
 
     /// Prepares the next data header, or the final one when the plan is exhausted.
@@ -123,13 +163,15 @@ impl BlockSend {
         self.hdr_sent = 0;
         match self.plan.next() {
             Some((off, len)) => {
-                *self.hdr = Header::data(off - self.plan.base, len).encode();
+                self.hdr_last = false;
+                self.encode(Some((off - self.plan.base, len)));
                 self.at = off;
                 self.left = len;
                 self.phase = SendPhase::Header { last: false };
             }
             None => {
-                *self.hdr = self.last.encode();
+                self.hdr_last = true;
+                self.encode(None);
                 self.phase = SendPhase::Header { last: true };
             }
         }
@@ -137,7 +179,8 @@ impl BlockSend {
 
     /// Keeps the socket unless the final header closed it.
     pub(crate) fn into_socket(self) -> Option<TcpStream> {
-        (!self.last.is_close()).then_some(self.sock)
+        // MODE X always closes (EOF|EOD|CLOSE); MODE E keeps the connection unless CLOSE.
+        (self.xmode.is_none() && !self.last.is_close()).then_some(self.sock)
     }
 
     pub(crate) fn step(
@@ -152,9 +195,25 @@ impl BlockSend {
             }
             let n = r as usize;
             match self.phase {
+                SendPhase::WaitReady => {
+                    if n == 0 {
+                        // GFD.47: a receiver may close a connection without READY.
+                        return Ok(None);
+                    }
+                    self.line_got += n;
+                    let got = &self.line[..self.line_got];
+                    if let Some(end) = got.iter().position(|&b| b == b'\n') {
+                        if &got[..=end] != READY {
+                            return Err(DecodeError::UnknownDescriptor(got[0]).into());
+                        }
+                        self.phase = SendPhase::Header { last: self.hdr_last };
+                    } else if self.line_got == self.line.len() {
+                        return Err(DecodeError::UnknownDescriptor(got[0]).into());
+                    }
+                }
                 SendPhase::Header { last } => {
                     self.hdr_sent += n;
-                    if self.hdr_sent == HEADER_LEN {
+                    if self.hdr_sent == self.hdr_len {
                         if last {
                             return Ok(None);
                         }
@@ -197,9 +256,16 @@ impl BlockSend {
         }
         loop {
             match self.phase {
+                SendPhase::WaitReady => {
+                    let p = self.line[self.line_got..].as_mut_ptr();
+                    let len = (self.line.len() - self.line_got) as u32;
+                    return Ok(Some(
+                        opcode::Recv::new(types::Fd(self.sock.as_raw_fd()), p, len).build(),
+                    ));
+                }
                 SendPhase::Header { last } => {
                     let p = self.hdr[self.hdr_sent..].as_ptr();
-                    return Ok(Some(send_entry(&self.sock, p, HEADER_LEN - self.hdr_sent, !last)));
+                    return Ok(Some(send_entry(&self.sock, p, self.hdr_len - self.hdr_sent, !last)));
                 }
                 SendPhase::Body => match self.sendfile_block(moved)? {
                     Some(entry) => return Ok(Some(entry)),
@@ -257,21 +323,37 @@ impl BlockSend {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecvPhase {
+    /// MODE X: sending READY.
+    SendReady,
     Header,
     Body,
     Writing,
+    /// MODE X: acknowledging EOD with BYE.
+    SendBye,
+}
+
+/// Where a receiving stream accounts its blocks.
+#[derive(Debug, Clone)]
+pub enum Receiving {
+    /// MODE E: EOD counting across connections.
+    E(Arc<Mutex<TransferReceiver>>),
+    /// MODE X: EOF seen, ranges stored.
+    X(Arc<Mutex<XReceiver>>),
 }
 
 /// One receiving stream.
 pub(crate) struct BlockRecv {
     file: Arc<File>,
     sock: TcpStream,
-    receiver: Arc<Mutex<TransferReceiver>>,
+    receiver: Receiving,
     conn: ConnReceiver,
     base: u64,
     /// Boxed: ops point into it while the transfer itself may move (map rehash).
-    hdr: Box<[u8; HEADER_LEN]>,
+    hdr: Box<[u8; X_HEADER_LEN]>,
+    hdr_len: usize,
     hdr_got: usize,
+    /// MODE X: the current block carried EOD.
+    eod_after: bool,
     /// Wire offset and bytes left of the current block.
     at: u64,
     left: u64,
@@ -286,21 +368,24 @@ impl BlockRecv {
     pub(crate) fn new(
         file: Arc<File>,
         sock: TcpStream,
-        receiver: Arc<Mutex<TransferReceiver>>,
+        receiver: Receiving,
         base: u64,
         buf: Option<Buffer>,
     ) -> BlockRecv {
+        let x = matches!(receiver, Receiving::X(_));
         BlockRecv {
             file,
             sock,
             receiver,
             conn: ConnReceiver::new(),
             base,
-            hdr: Box::new([0; HEADER_LEN]),
+            hdr: Box::new([0; X_HEADER_LEN]),
+            hdr_len: if x { X_HEADER_LEN } else { HEADER_LEN },
             hdr_got: 0,
+            eod_after: false,
             at: 0,
             left: 0,
-            phase: RecvPhase::Header,
+            phase: if x { RecvPhase::SendReady } else { RecvPhase::Header },
             buf,
             filled: 0,
             written: 0,
@@ -313,8 +398,57 @@ impl BlockRecv {
         self.keep.then_some(self.sock)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, TransferReceiver> {
-        self.receiver.lock().unwrap_or_else(|e| e.into_inner())
+    fn stored(&self, at: u64, len: u64) {
+        match &self.receiver {
+            Receiving::E(r) => r.lock().unwrap_or_else(|e| e.into_inner()).stored(at, len),
+            Receiving::X(r) => r.lock().unwrap_or_else(|e| e.into_inner()).stored(at, len),
+        }
+    }
+
+    /// A complete header arrived: decide what follows. `Ok(true)` ends the stream.
+    fn on_header(&mut self) -> Result<bool, OpError> {
+        self.hdr_got = 0;
+        let e = match &self.receiver {
+            Receiving::X(r) => {
+                let mut raw = [0u8; X_HEADER_LEN];
+                raw.copy_from_slice(&self.hdr[..]);
+                let h = XHeader::decode(&raw)?;
+                let len = r.lock().unwrap_or_else(|e| e.into_inner()).on_header(&h)?;
+                self.at = h.offset;
+                self.left = len;
+                self.eod_after = h.is_eod();
+                self.phase = match (len > 0, h.is_eod()) {
+                    (true, _) => RecvPhase::Body,
+                    (false, true) => RecvPhase::SendBye,
+                    (false, false) => RecvPhase::Header,
+                };
+                return Ok(false);
+            }
+            Receiving::E(r) => r.clone(),
+        };
+        let mut raw = [0u8; HEADER_LEN];
+        raw.copy_from_slice(&self.hdr[..HEADER_LEN]);
+        let h = Header::decode(&raw)?;
+        let event = self
+            .conn
+            .on_header(&h, &mut e.lock().unwrap_or_else(|e| e.into_inner()))?;
+        match event {
+            Event::Payload { offset, len } => {
+                self.at = offset;
+                self.left = len;
+                if len > 0 {
+                    self.phase = RecvPhase::Body;
+                } else if self.conn.done() {
+                    self.keep = true;
+                    return Ok(true);
+                }
+            }
+            Event::Eod { close } => {
+                self.keep = !close;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub(crate) fn step(
@@ -329,39 +463,26 @@ impl BlockRecv {
             }
             let n = r as usize;
             match self.phase {
+                RecvPhase::SendReady => {
+                    if n != READY.len() {
+                        return Err(OpError::io("MODE X READY", std::io::Error::other("short send")));
+                    }
+                    self.phase = RecvPhase::Header;
+                }
+                // The sender may already have closed (GFD.47): BYE is best effort.
+                RecvPhase::SendBye => return Ok(None),
                 RecvPhase::Header => {
                     if n == 0 {
                         // Closed: fine before any header or after EOD, an error mid-header.
                         if self.hdr_got > 0 {
-                            return Err(crate::block::DecodeError::ClosedMidBlock.into());
+                            return Err(DecodeError::ClosedMidBlock.into());
                         }
                         self.conn.on_close()?;
                         return Ok(None);
                     }
                     self.hdr_got += n;
-                    if self.hdr_got == HEADER_LEN {
-                        self.hdr_got = 0;
-                        let h = Header::decode(&self.hdr)?;
-                        let event = {
-                            self.conn
-                                .on_header(&h, &mut self.receiver.lock().unwrap_or_else(|e| e.into_inner()))?
-                        };
-                        match event {
-                            Event::Payload { offset, len } => {
-                                self.at = offset;
-                                self.left = len;
-                                if len > 0 {
-                                    self.phase = RecvPhase::Body;
-                                } else if self.conn.done() {
-                                    self.keep = true;
-                                    return Ok(None);
-                                }
-                            }
-                            Event::Eod { close } => {
-                                self.keep = !close;
-                                return Ok(None);
-                            }
-                        }
+                    if self.hdr_got == self.hdr_len && self.on_header()? {
+                        return Ok(None);
                     }
                 }
                 RecvPhase::Body => {
@@ -379,13 +500,19 @@ impl BlockRecv {
                     self.written += n;
                     if self.written == self.filled {
                         let len = self.filled as u64;
-                        self.lock().stored(self.at, len);
+                        self.stored(self.at, len);
                         self.conn.on_payload(len);
                         *moved += len;
                         self.at += len;
                         self.left -= len;
                         if self.left > 0 {
                             self.phase = RecvPhase::Body;
+                        } else if matches!(self.receiver, Receiving::X(_)) {
+                            self.phase = if self.eod_after {
+                                RecvPhase::SendBye
+                            } else {
+                                RecvPhase::Header
+                            };
                         } else if self.conn.done() {
                             self.keep = true;
                             return Ok(None);
@@ -398,9 +525,11 @@ impl BlockRecv {
         }
         let sock = types::Fd(self.sock.as_raw_fd());
         Ok(Some(match self.phase {
+            RecvPhase::SendReady => send_entry(&self.sock, READY.as_ptr(), READY.len(), false),
+            RecvPhase::SendBye => send_entry(&self.sock, BYE.as_ptr(), BYE.len(), false),
             RecvPhase::Header => {
                 let p = self.hdr[self.hdr_got..].as_mut_ptr();
-                opcode::Recv::new(sock, p, (HEADER_LEN - self.hdr_got) as u32)
+                opcode::Recv::new(sock, p, (self.hdr_len - self.hdr_got) as u32)
                     .flags(libc::MSG_WAITALL)
                     .build()
             }

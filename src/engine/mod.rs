@@ -26,15 +26,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use std::sync::Mutex;
-
 use bytes::Bytes;
 
-use crate::block::TransferReceiver;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-pub use self::blocks::BlockPlan;
+pub use self::blocks::{BlockPlan, Receiving};
 pub use self::core::probe;
 
 /// Engine failures, per transfer or at start-up.
@@ -130,11 +127,13 @@ impl Default for EngineConfig {
 pub enum Source {
     /// MODE E blocks of a shared file, taken from a plan shared by all streams of a transfer;
     /// `last` is the header this stream ends with (EOD, or EOF|EOD on the stream that carries
-    /// the EOF message).
+    /// the EOF message). With `xmode` (a transaction id) the stream speaks MODE X instead:
+    /// 25-byte headers, READY before the first block, EOF|EOD|CLOSE at the end.
     Blocks {
         file: Arc<File>,
         plan: Arc<BlockPlan>,
         last: crate::block::Header,
+        xmode: Option<u64>,
     },
     /// `length` bytes of `file` from `offset` (to the end when `None`).
     File {
@@ -159,11 +158,11 @@ pub trait Observer: Send + std::fmt::Debug {
 /// Where a transfer's bytes go.
 #[derive(Debug)]
 pub enum Sink {
-    /// MODE E blocks written at `wire offset + base` into a shared file; the receiver state is
-    /// shared by all connections of the transfer.
+    /// MODE E or MODE X blocks written at `wire offset + base` into a shared file; the
+    /// receiver state is shared by all connections of the transfer.
     Blocks {
         file: Arc<File>,
-        receiver: Arc<Mutex<TransferReceiver>>,
+        receiver: Receiving,
         base: u64,
     },
     Socket(TcpStream),

@@ -213,6 +213,7 @@ fn relay_socket_to_socket() {
 mod mode_e {
     use super::*;
     use crate::block::{ConnReceiver, Event, Header, TransferReceiver, HEADER_LEN};
+    use crate::engine::Receiving;
     use std::sync::{Arc, Mutex};
 
     /// A blocking MODE E reader for one stream: writes payloads into `out`, returns the socket
@@ -266,6 +267,7 @@ mod mode_e {
                     file: file.clone(),
                     plan: plan.clone(),
                     last,
+                    xmode: None,
                 },
                 Sink::Socket(ours),
                 None,
@@ -322,7 +324,7 @@ mod mode_e {
             let (ours, theirs) = pair();
             let sink = Sink::Blocks {
                 file: file.clone(),
-                receiver: receiver.clone(),
+                receiver: Receiving::E(receiver.clone()),
                 base: 5,
             };
             handles.push(e.submit(Source::Socket(ours), sink, None));
@@ -368,7 +370,7 @@ mod mode_e {
                 Source::Socket(ours),
                 Sink::Blocks {
                     file: file.clone(),
-                    receiver,
+                    receiver: Receiving::E(receiver),
                     base: 0,
                 },
                 None,

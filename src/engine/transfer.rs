@@ -167,10 +167,19 @@ impl Transfer {
                 written: 0,
                 writing: false,
             },
-            (Source::Blocks { file, plan, last }, Sink::Socket(sock), path) => {
+            (
+                Source::Blocks {
+                    file,
+                    plan,
+                    last,
+                    xmode,
+                },
+                Sink::Socket(sock),
+                path,
+            ) => {
                 let zerocopy = path != DataPath::ReadWrite;
                 let buf = (!zerocopy).then(|| ctx.arena.take());
-                Kind::BlockSend(BlockSend::new(file, sock, plan, last, zerocopy, buf))
+                Kind::BlockSend(BlockSend::new(file, sock, plan, last, xmode, zerocopy, buf))
             }
             (Source::Socket(sock), Sink::Blocks { file, receiver, base }, _) => {
                 Kind::BlockRecv(BlockRecv::new(file, sock, receiver, base, Some(ctx.arena.take())))

@@ -20,8 +20,8 @@ use std::fs::File;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
-use crate::block::{Header, TransferReceiver};
-use crate::engine::{BlockPlan, DataPath, Engine, Observer, OpError, Sink, Source, TransferHandle};
+use crate::block::Header;
+use crate::engine::{BlockPlan, DataPath, Engine, Observer, OpError, Receiving, Sink, Source, TransferHandle};
 use crate::storage::checksum::{Algorithm, Hasher};
 use crate::storage::{Root, StorageError, WriteMode};
 
@@ -256,10 +256,16 @@ impl Pool {
         plan: Arc<BlockPlan>,
         stream: TcpStream,
         last: Header,
+        xmode: Option<u64>,
         progress: Arc<AtomicU64>,
     ) -> Result<TransferHandle, PoolError> {
         let sock = engine_socket(stream)?;
-        let source = Source::Blocks { file, plan, last };
+        let source = Source::Blocks {
+            file,
+            plan,
+            last,
+            xmode,
+        };
         Ok(self
             .engine
             .submit_counted(source, Sink::Socket(sock), self.config.data_path, progress))
@@ -269,7 +275,7 @@ impl Pool {
     pub fn start_block_recv(
         &self,
         file: Arc<File>,
-        receiver: Arc<Mutex<TransferReceiver>>,
+        receiver: Receiving,
         base: u64,
         stream: TcpStream,
         progress: Arc<AtomicU64>,

@@ -13,9 +13,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::{DataChannel, MoverRequest, Pool, PoolError, PreparedMover};
-use crate::block::{Header, RangeSet, TransferReceiver};
-use crate::engine::{BlockPlan, Canceller, Finished, OpError, TransferHandle};
+use crate::block::xmode::XReceiver;
+use crate::block::{DecodeError, Header, RangeSet, TransferReceiver};
+use crate::engine::{BlockPlan, Canceller, Finished, OpError, Receiving, TransferHandle};
 use crate::storage::checksum::Algorithm;
+
+/// A sending block transfer's file, the file ranges to send and the wire offset base.
+type SendSource = (File, Vec<(u64, u64)>, u64);
 
 /// MODE E block size for sending: large blocks keep the header cost negligible.
 const BLOCK_SIZE: u64 = 1 << 20;
@@ -37,6 +41,8 @@ pub struct MoverSpec {
     pub request: MoverRequest,
     /// MODE E rather than stream mode.
     pub extended: bool,
+    /// MODE X (GridFTP v2 extended block mode); takes precedence over `extended`.
+    pub xmode: bool,
     /// MODE E sending: connections per destination address.
     pub parallelism: u32,
     pub channel: MoverChannel,
@@ -132,24 +138,46 @@ impl Streams {
     }
 }
 
-/// A MODE E receive in progress: where accepted connections write.
-struct Receive {
-    file: Arc<File>,
-    receiver: Arc<Mutex<TransferReceiver>>,
-    base: u64,
+/// What further connections of a block-mode transfer join, and when it is complete.
+enum Joiner {
+    /// MODE E receive: complete when the EOD count is reached.
+    ModeE {
+        file: Arc<File>,
+        receiver: Arc<Mutex<TransferReceiver>>,
+        base: u64,
+    },
+    /// MODE X receive: complete when an EOF was seen and every connection ended.
+    XReceive {
+        file: Arc<File>,
+        receiver: Arc<Mutex<XReceiver>>,
+        base: u64,
+    },
+    /// MODE X send: complete when the plan is sent and every connection ended.
+    XSend { file: Arc<File>, plan: Arc<BlockPlan> },
 }
 
-impl Receive {
-    fn complete(&self) -> bool {
-        self.receiver.lock().unwrap_or_else(|e| e.into_inner()).complete()
+impl Joiner {
+    fn complete(&self, streams: &Streams) -> bool {
+        let started = !streams.cancel.is_empty();
+        match self {
+            Joiner::ModeE { receiver, .. } => receiver.lock().unwrap_or_else(|e| e.into_inner()).complete(),
+            Joiner::XReceive { receiver, .. } => {
+                started && streams.running == 0 && receiver.lock().unwrap_or_else(|e| e.into_inner()).eof_seen()
+            }
+            Joiner::XSend { plan, .. } => started && streams.running == 0 && plan.is_empty(),
+        }
     }
 
-    fn ranges(&self) -> String {
-        self.receiver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .ranges()
-            .to_marker()
+    fn ranges(&self) -> Option<String> {
+        match self {
+            Joiner::ModeE { receiver, .. } => {
+                Some(receiver.lock().unwrap_or_else(|e| e.into_inner()).ranges().to_marker())
+            }
+            Joiner::XReceive { receiver, .. } => {
+                Some(receiver.lock().unwrap_or_else(|e| e.into_inner()).ranges().to_marker())
+            }
+            Joiner::XSend { .. } => None,
+        }
     }
 }
 
@@ -196,7 +224,9 @@ pub async fn run(
         start,
         cached,
     };
-    if spec.extended {
+    if spec.xmode {
+        run.mode_x(prepared).await
+    } else if spec.extended {
         if sends {
             run.send_mode_e(prepared).await
         } else {
@@ -265,15 +295,7 @@ impl Run<'_> {
     /// each address (or reuses the cached ones); the first connection of each stripe carries
     /// the EOF message with that stripe's connection count.
     async fn send_mode_e(&mut self, prepared: PreparedMover) -> Result<MoverDone, MoverFailed> {
-        let (file, ranges, base) = match prepared {
-            PreparedMover::File { file, offset, length } => {
-                // ERET P sends offsets relative to its start; RETR sends file offsets.
-                let base = if self.spec.relative { offset } else { 0 };
-                (file, skip_ranges(offset, offset + length, base, &self.spec.skip), base)
-            }
-            PreparedMover::Bytes(b) => (Pool::memory_file(&b)?, vec![(0, b.len() as u64)], 0),
-            PreparedMover::Store { .. } => return Err(PoolError::NoPort.into()),
-        };
+        let (file, ranges, base) = self.send_source(prepared)?;
         let cached = std::mem::take(&mut self.cached);
         self.started(!cached.is_empty());
         let stripes: Vec<Vec<TcpStream>> = if !cached.is_empty() {
@@ -310,7 +332,7 @@ impl Run<'_> {
                 };
                 match self
                     .pool
-                    .start_block_send(file.clone(), plan.clone(), sock, last, streams.progress.clone())
+                    .start_block_send(file.clone(), plan.clone(), sock, last, None, streams.progress.clone())
                 {
                     Ok(h) => streams.add(h),
                     Err(e) => {
@@ -340,7 +362,7 @@ impl Run<'_> {
         for &(s, e) in &self.spec.skip {
             receiver.stored(s, e.saturating_sub(s));
         }
-        let recv = Receive {
+        let recv = Joiner::ModeE {
             file: Arc::new(file),
             receiver: Arc::new(Mutex::new(receiver)),
             base: offset.unwrap_or(0),
@@ -349,7 +371,7 @@ impl Run<'_> {
         self.started(!cached.is_empty());
         let mut streams = Streams::new();
         for sock in cached {
-            self.start_receiver(&recv, &mut streams, sock)?;
+            self.join(&recv, &mut streams, sock)?;
         }
         let kept = self.drive(&mut streams, Some(&recv)).await?;
         Ok(MoverDone {
@@ -360,22 +382,104 @@ impl Run<'_> {
         })
     }
 
-    fn start_receiver(&self, recv: &Receive, streams: &mut Streams, sock: TcpStream) -> Result<(), PoolError> {
-        let h = self.pool.start_block_recv(
-            recv.file.clone(),
-            recv.receiver.clone(),
-            recv.base,
-            sock,
-            streams.progress.clone(),
-        )?;
+    /// Starts a stream of a block-mode transfer on a new connection.
+    fn join(&self, joiner: &Joiner, streams: &mut Streams, sock: TcpStream) -> Result<(), PoolError> {
+        let progress = streams.progress.clone();
+        let h = match joiner {
+            Joiner::ModeE { file, receiver, base } => {
+                self.pool
+                    .start_block_recv(file.clone(), Receiving::E(receiver.clone()), *base, sock, progress)?
+            }
+            Joiner::XReceive { file, receiver, base } => {
+                self.pool
+                    .start_block_recv(file.clone(), Receiving::X(receiver.clone()), *base, sock, progress)?
+            }
+            Joiner::XSend { file, plan } => {
+                // MODE X ends every connection with EOF|EOD|CLOSE; transaction id 0 as dCache.
+                self.pool
+                    .start_block_send(file.clone(), plan.clone(), sock, Header::eod(true), Some(0), progress)?
+            }
+        };
         streams.add(h);
         Ok(())
+    }
+
+    /// The data connections a MODE X transfer opens itself (when the client is passive).
+    async fn connect_all(&self, joiner: &Joiner, streams: &mut Streams) -> Result<(), PoolError> {
+        if let MoverChannel::Connect(remotes) = &self.spec.channel {
+            for &remote in remotes {
+                for _ in 0..self.spec.parallelism.max(1) {
+                    let channel = DataChannel::Connect {
+                        local: self.spec.local,
+                        remote,
+                    };
+                    let sock = self.pool.connect(channel, self.spec.buffer).await?;
+                    self.join(joiner, streams, sock)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// MODE X (GFD.47): either side may connect, in either direction; READY/BYE handshakes per
+    /// connection; done when the data is sent (or an EOF arrived) and every connection ended.
+    async fn mode_x(&mut self, prepared: PreparedMover) -> Result<MoverDone, MoverFailed> {
+        let joiner = if self.sends {
+            let (file, ranges, base) = self.send_source(prepared)?;
+            Joiner::XSend {
+                file: Arc::new(file),
+                plan: Arc::new(BlockPlan::new(ranges, BLOCK_SIZE, base)),
+            }
+        } else {
+            let PreparedMover::Store { file, offset, .. } = prepared else {
+                return Err(PoolError::NoPort.into());
+            };
+            let mut receiver = XReceiver::new(self.spec.size_limit);
+            for &(s, e) in &self.spec.skip {
+                receiver.stored(s, e.saturating_sub(s));
+            }
+            Joiner::XReceive {
+                file: Arc::new(file),
+                receiver: Arc::new(Mutex::new(receiver)),
+                base: offset.unwrap_or(0),
+            }
+        };
+        self.started(false);
+        let mut streams = Streams::new();
+        self.connect_all(&joiner, &mut streams).await?;
+        self.drive(&mut streams, Some(&joiner)).await?;
+        if !joiner.complete(&streams) {
+            let e = PoolError::Engine(OpError::Framing(DecodeError::ClosedBeforeEod));
+            return Err(MoverFailed {
+                error: e,
+                bytes: streams.bytes(),
+            });
+        }
+        Ok(MoverDone {
+            bytes: streams.bytes(),
+            streams: streams.cancel.len(),
+            kept: Vec::new(),
+            digests: None,
+        })
+    }
+
+    /// The file, the ranges to send and the wire offset base of a sending block transfer.
+    fn send_source(&self, prepared: PreparedMover) -> Result<SendSource, PoolError> {
+        match prepared {
+            PreparedMover::File { file, offset, length } => {
+                // ERET P sends offsets relative to its start; RETR sends file offsets.
+                let base = if self.spec.relative { offset } else { 0 };
+                Ok((file, skip_ranges(offset, offset + length, base, &self.spec.skip), base))
+            }
+            PreparedMover::Bytes(b) => Ok((Pool::memory_file(&b)?, vec![(0, b.len() as u64)], 0)),
+            PreparedMover::Store { .. } => Err(PoolError::NoPort),
+        }
     }
 
     /// Waits for the streams while reporting progress. With `recv`, also accepts more
     /// connections until the MODE E EOF count is reached. Returns the sockets the streams
     /// handed back for reuse, or the first error.
-    async fn drive(&mut self, streams: &mut Streams, recv: Option<&Receive>) -> Result<Vec<TcpStream>, MoverFailed> {
+    async fn drive(&mut self, streams: &mut Streams, recv: Option<&Joiner>) -> Result<Vec<TcpStream>, MoverFailed> {
         let mut ticker = self.spec.markers.map(tokio::time::interval);
         let listener = if recv.is_some() {
             self.accepting.as_ref().map(|a| a.listener.clone())
@@ -386,8 +490,9 @@ impl Run<'_> {
         let mut failure: Option<PoolError> = None;
         let mut winding_down = false;
         loop {
-            let complete = recv.is_some_and(Receive::complete);
-            if streams.running == 0 && (recv.is_none() || complete || failure.is_some()) {
+            let complete = recv.is_some_and(|j| j.complete(streams));
+            // Without a listener no further connection can come: done when the streams are.
+            if streams.running == 0 && (recv.is_none() || complete || failure.is_some() || listener.is_none()) {
                 break;
             }
             if complete && streams.running > 0 && !winding_down {
@@ -425,7 +530,7 @@ impl Run<'_> {
                 }
                 accepted = accept => match (accepted, recv) {
                     (Ok(sock), Some(r)) => {
-                        if let Err(e) = self.start_receiver(r, streams, sock) {
+                        if let Err(e) = self.join(r, streams, sock) {
                             failure = Some(e);
                             streams.cancel_all();
                         }
@@ -455,10 +560,10 @@ impl Run<'_> {
         }
     }
 
-    fn progress(&self, streams: &Streams, recv: Option<&Receive>) {
+    fn progress(&self, streams: &Streams, recv: Option<&Joiner>) {
         let bytes = streams.bytes();
         let ranges = match recv {
-            Some(r) => Some(r.ranges()),
+            Some(r) => r.ranges(),
             None if !self.sends && bytes > 0 => Some(format!("{}-{}", self.start, self.start + bytes)),
             None => None,
         };

@@ -223,6 +223,7 @@ async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: 
             WireRequest::Bytes(b) => MoverRequest::SendBytes(b.into()),
         },
         extended: m.extended,
+        xmode: m.xmode,
         parallelism: m.parallelism,
         channel: if m.listen {
             MoverChannel::Listen

@@ -12,6 +12,7 @@ pub const FEATURES: &[&str] = &[
     " GETPUT",
     " MDTM",
     " MLST Type*;Size*;Modify*;Perm*;UNIX.mode*;",
+    " MODEX",
     " PARALLEL",
     " PASV AllowDelayed;",
     " REST STREAM",

@@ -109,6 +109,8 @@ pub struct TransferRequest {
     pub verify: Option<(String, String)>,
     /// MODE E (extended block) rather than stream mode.
     pub extended: bool,
+    /// MODE X (GFD.47): either side may connect in either direction; no connection reuse.
+    pub xmode: bool,
     /// MODE E: connections to open per destination address when sending (OPTS RETR).
     pub parallelism: u32,
     /// MODE E: reuse the connections of the previous transfer in the same direction (no
@@ -801,9 +803,7 @@ impl Session {
         let letter = match mode {
             TransferMode::Stream => "S",
             TransferMode::Extended => "E",
-            TransferMode::ExtendedX => {
-                return Err(SessionError::ParamNotImplemented("MODE X is not supported yet.".into()))
-            }
+            TransferMode::ExtendedX => "X",
             _ => return Err(SessionError::ParamNotImplemented("Unsupported transfer mode.".into())),
         };
         if self.mode != mode {
@@ -969,7 +969,7 @@ impl Session {
             match mode {
                 'S' => self.mode_override = Some(TransferMode::Stream),
                 'E' => self.mode_override = Some(TransferMode::Extended),
-                _ => return Err(SessionError::ParamNotImplemented("MODE X is not supported yet.".into())),
+                _ => self.mode_override = Some(TransferMode::ExtendedX),
             }
         }
         let extended = self.mode_override.unwrap_or(self.mode) == TransferMode::Extended;
@@ -1114,7 +1114,9 @@ impl Session {
 
     fn transfer_to(&mut self, kind: TransferKind, endpoint: DataEndpoint) -> Result<(), SessionError> {
         let sends = !matches!(kind, TransferKind::Store { .. });
-        let extended = self.mode_override.take().unwrap_or(self.mode) == TransferMode::Extended;
+        let mode = self.mode_override.take().unwrap_or(self.mode);
+        let extended = mode == TransferMode::Extended;
+        let xmode = mode == TransferMode::ExtendedX;
         //= gridftp-protocol.md#2.4
         //# In MODE E the sender of the data must be the side that opens the TCP connections.
         if extended {
@@ -1147,6 +1149,7 @@ impl Session {
             access,
             verify,
             extended,
+            xmode,
             parallelism: self.parallelism,
             reuse,
             skip: self.rest_ranges.clone().unwrap_or_default(),

@@ -165,6 +165,7 @@ impl Connection {
         let wire = WireMover {
             request,
             extended: req.extended,
+            xmode: req.xmode,
             parallelism: req.parallelism,
             listen,
             connect,

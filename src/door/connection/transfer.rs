@@ -64,6 +64,7 @@ impl Connection {
         let spec = MoverSpec {
             request,
             extended: req.extended,
+            xmode: req.xmode,
             parallelism: req.parallelism,
             channel,
             peer: (!req.access.writable).then_some(self.peer.ip()),
