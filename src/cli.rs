@@ -116,6 +116,10 @@ pub struct DoorArgs {
     /// After SIGTERM, let running transfers finish for this long.
     #[arg(long, default_value = "30s")]
     pub shutdown_grace: String,
+    /// Place new files under a path prefix on a named pool, e.g. /raw=pool-a (repeatable;
+    /// longest prefix wins; otherwise the least loaded pool).
+    #[arg(long = "place", value_name = "PREFIX=POOL")]
+    pub placement: Vec<String>,
 }
 
 /// `pool` options.
@@ -357,13 +361,22 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),
     };
+    let placement = args
+        .placement
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .with_context(|| format!("invalid --place '{p}': expected PREFIX=POOL"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     // The door's own engine only relays plain-PASV transfers to remote pools.
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: 1,
         ..EngineConfig::default()
     })?);
     control_runtime()?.block_on(async move {
-        let pools = Arc::new(crate::door::pools::PoolManager::default());
+        let pools = Arc::new(crate::door::pools::PoolManager::with_placement(placement));
         let pool_listener = tokio::net::TcpListener::bind(args.pool_listen)
             .await
             .with_context(|| format!("binding pool address {}", args.pool_listen))?;

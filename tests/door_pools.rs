@@ -45,6 +45,10 @@ struct Site {
 
 impl Site {
     fn start(pool_addrs: &[&str]) -> Site {
+        Site::start_with(pool_addrs, &[])
+    }
+
+    fn start_with(pool_addrs: &[&str], door_args: &[&str]) -> Site {
         let state = tempfile::tempdir().unwrap();
         let users = state.path().join("users");
         ringmover::door::auth::Users::set_password(&users, USER, PASSWORD).unwrap();
@@ -60,6 +64,7 @@ impl Site {
                 "--users",
             ])
             .arg(&users)
+            .args(door_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -265,4 +270,36 @@ fn third_party_between_doors_with_files_on_different_pools() {
         assert_same(&a.root(0).join("src"), &b.root(on[0]).join(name));
     }
     drop(a.door);
+}
+
+#[test]
+fn placement_and_put_then_get_on_one_session() {
+    // Pools are named after their data address; new files under /raw go to 127.0.0.3.
+    let site = Site::start_with(&["127.0.0.2", "127.0.0.3"], &["--place", "/raw=127.0.0.3"]);
+    let local = scratch();
+    write_big(&local.path().join("x"), (3 << 20) + 1, 6);
+    let mut c = Control::login(site.control, USER, PASSWORD);
+    c.expect("MKD /raw", 257);
+    drop(c);
+    let list = local.path().join("list");
+    let lines = [
+        format!("{} {}", file_url(&local.path().join("x")), site.user_url("/raw/x")),
+        format!("{} {}", site.user_url("/raw/x"), file_url(&local.path().join("x-back"))),
+        format!("{} {}", file_url(&local.path().join("x")), site.user_url("/raw/y")),
+    ];
+    std::fs::write(&list, lines.join("\n") + "\n").unwrap();
+    for opts in [&[][..], &["-fast"], &["-fast", "-p", "4"]] {
+        let mut args = opts.to_vec();
+        args.extend(["-f", list.to_str().unwrap()]);
+        let (ok, text) = guc(&args);
+        assert!(ok, "{opts:?}: {text}");
+        assert!(
+            site.root(1).join("raw/x").exists() && !site.root(0).join("raw/x").exists(),
+            "placed on 127.0.0.3"
+        );
+        assert_same(&local.path().join("x"), &site.root(1).join("raw/x"));
+        assert_same(&local.path().join("x"), &local.path().join("x-back"));
+        assert_same(&local.path().join("x"), &site.root(1).join("raw/y"));
+        std::fs::remove_file(local.path().join("x-back")).unwrap();
+    }
 }

@@ -44,6 +44,8 @@ impl RemotePool {
 pub struct PoolManager {
     pools: Mutex<Vec<Arc<RemotePool>>>,
     next_id: AtomicU64,
+    /// Placement of new files: path prefix → pool name (longest prefix wins).
+    placement: Vec<(String, String)>,
 }
 
 /// A mover running on a pool: its events, ending with `PoolMsg::Done`.
@@ -191,9 +193,32 @@ impl PoolManager {
         Err(first_err.unwrap_or_else(no_pool))
     }
 
+    /// A registry that places new files under configured path prefixes on named pools.
+    pub fn with_placement(placement: Vec<(String, String)>) -> PoolManager {
+        PoolManager {
+            placement,
+            ..PoolManager::default()
+        }
+    }
+
     /// The pool with the fewest running movers.
     pub fn least_loaded(&self) -> Result<Arc<RemotePool>, Failure> {
         self.alive().into_iter().min_by_key(|p| p.load()).ok_or_else(no_pool)
+    }
+
+    /// Where a new file goes: the pool mapped to the longest matching path prefix when it is
+    /// alive, otherwise the least loaded one.
+    pub fn place(&self, path: &str) -> Result<Arc<RemotePool>, Failure> {
+        let mapped = self
+            .placement
+            .iter()
+            .filter(|(prefix, _)| path_under(path, prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .and_then(|(_, name)| self.alive().into_iter().find(|p| &p.name == name));
+        match mapped {
+            Some(p) => Ok(p),
+            None => self.least_loaded(),
+        }
     }
 
     /// Starts a mover on `pool`.
@@ -223,6 +248,26 @@ impl PoolManager {
         for p in self.alive() {
             let _ = p.tx.send(DoorMsg::Forget { session });
         }
+    }
+}
+
+/// `/a/b` is under `/a` and `/a/`, not under `/ab`.
+fn path_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_under;
+
+    #[test]
+    fn prefixes() {
+        assert!(path_under("/a/b", "/a"));
+        assert!(path_under("/a/b", "/a/"));
+        assert!(path_under("/a", "/a"));
+        assert!(!path_under("/ab", "/a"));
+        assert!(path_under("/x", "/"));
     }
 }
 

@@ -102,7 +102,7 @@ impl Connection {
                 if let Some(p) = cached.and_then(|name| m.alive().into_iter().find(|p| &p.name == name)) {
                     return Ok(p);
                 }
-                m.least_loaded().map_err(err)
+                m.place(path).map_err(err)
             }
             TransferKind::Listing { .. } => m.least_loaded().map_err(err),
         }
