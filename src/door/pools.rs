@@ -257,20 +257,6 @@ fn path_under(path: &str, prefix: &str) -> bool {
     prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::path_under;
-
-    #[test]
-    fn prefixes() {
-        assert!(path_under("/a/b", "/a"));
-        assert!(path_under("/a/b", "/a/"));
-        assert!(path_under("/a", "/a"));
-        assert!(!path_under("/ab", "/a"));
-        assert!(path_under("/x", "/"));
-    }
-}
-
 fn no_pool() -> Failure {
     Failure {
         kind: FailureKind::Local,
@@ -297,5 +283,19 @@ fn dispatch(pool: &RemotePool, m: PoolMsg) {
             }
         }
         PoolMsg::Hello { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_under;
+
+    #[test]
+    fn prefixes() {
+        assert!(path_under("/a/b", "/a"));
+        assert!(path_under("/a/b", "/a/"));
+        assert!(path_under("/a", "/a"));
+        assert!(!path_under("/ab", "/a"));
+        assert!(path_under("/x", "/"));
     }
 }
