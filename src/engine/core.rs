@@ -241,11 +241,12 @@ impl CoreLoop {
 
     fn push(&mut self, entry: squeue::Entry) {
         loop {
-            // SAFETY: every entry points only at heap memory (arena slots, boxed headers, heap
-            // buffers, `Bytes`) and descriptors owned by a transfer in `self.transfers`, or at
-            // `wake_buf`/`wake`, owned by this loop. That memory does not move when the
-            // transfer value moves (map rehash), and a transfer is removed only after the
-            // completion of its one op in flight, so it stays valid until the kernel is done.
+            // Entries point only at heap memory (arena slots, boxed headers, heap buffers,
+            // `Bytes`, static lines) and fds owned by a transfer in `self.transfers`, or at this
+            // loop's `wake_buf`/`wake`; that memory does not move when a transfer value moves.
+            // SAFETY: a transfer (with its memory and fds) is removed only after the last
+            // completion of its one op in flight, so everything stays valid while the kernel
+            // uses it.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 return;
