@@ -37,6 +37,8 @@ pub enum Cmd {
     Door(DoorArgs),
     /// Run a pool (data mover) that registers with a door and moves data for it.
     Pool(PoolArgs),
+    /// Copy one file between an ftp:// server and a local path (first slice of the client).
+    Copy(CopyArgs),
     /// Add or change a read-write user in a users file (password from the terminal or stdin).
     Passwd(PasswdArgs),
     /// Check that this host's kernel offers the io_uring features the engine needs.
@@ -151,6 +153,30 @@ pub struct PoolArgs {
     pub upload_checksums: Option<String>,
 }
 
+/// `copy` options (named like globus-url-copy's where the meaning is the same).
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source: ftp://[user[:password]@]host[:port]/path, file:///path or a local path.
+    pub src: String,
+    /// Destination, as the source.
+    pub dst: String,
+    /// Parallel streams; more than 1 selects MODE E unless --mode says otherwise.
+    #[arg(short = 'p', long = "parallel", default_value_t = 1)]
+    pub parallel: u32,
+    /// Transfer mode: s (stream), e (extended block) or x (GridFTP v2 MODE X, ringmover peers).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Print a JSON record of the transfer.
+    #[arg(long)]
+    pub json: bool,
+    /// MODE X: let the server open the data connections (the client listens, PORT).
+    #[arg(long)]
+    pub server_active: bool,
+    /// Engine cores for the data streams.
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct PasswdArgs {
     /// User name.
@@ -167,6 +193,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
         Cmd::Door(args) => door(args),
+        Cmd::Copy(args) => copy(args),
         Cmd::Pool(args) => pool(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);
@@ -345,6 +372,46 @@ fn control_runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the control runtime")
+}
+
+fn copy(args: CopyArgs) -> Result<ExitCode> {
+    use crate::client::{self, Mode};
+    let mode = match args.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None if args.parallel > 1 => Mode::E,
+        None | Some("s") => Mode::Stream,
+        Some("e") => Mode::E,
+        Some("x") => Mode::X,
+        Some(m) => bail!("unknown mode '{m}': use s, e or x"),
+    };
+    let src = client::parse_endpoint(&args.src)?;
+    let dst = client::parse_endpoint(&args.dst)?;
+    let root = Arc::new(Root::open(std::path::Path::new("/")).context("opening /")?);
+    let engine = Arc::new(Engine::start(&EngineConfig {
+        cores: args.cores.max(1),
+        ..EngineConfig::default()
+    })?);
+    let pool = Pool::new(
+        root,
+        engine.clone(),
+        PoolConfig {
+            upload_digests: Vec::new(),
+            ..PoolConfig::default()
+        },
+    );
+    let record = control_runtime()?.block_on(client::copy(
+        &pool,
+        &src,
+        &dst,
+        mode,
+        args.parallel.max(1),
+        args.server_active,
+    ))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    drop(pool);
+    drop(engine);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn door(args: DoorArgs) -> Result<ExitCode> {

@@ -11,6 +11,7 @@
 
 pub mod block;
 pub mod cli;
+pub mod client;
 pub mod door;
 pub mod engine;
 pub mod link;

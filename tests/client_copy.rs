@@ -1,0 +1,113 @@
+//! `ringmover copy` against ringmover (stream, MODE E, MODE X with either side connecting)
+//! and against globus-gridftp-server (stream, MODE E).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn copy(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+        .arg("copy")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn copy_with_ringmover_in_every_mode() {
+    let srv = Server::start(&[]);
+    write_big(&srv.path("f"), (9 << 20) + 11, 1);
+    let local = scratch();
+    let cases: &[&[&str]] = &[
+        &["--mode", "s"],
+        &["--mode", "e", "-p", "4"],
+        &["--mode", "x", "-p", "3"],
+        &["--mode", "x", "-p", "2", "--server-active"],
+    ];
+    for (i, opts) in cases.iter().enumerate() {
+        let down = local.path().join(format!("down{i}"));
+        let mut args = opts.to_vec();
+        let src = srv.url("/f");
+        args.extend(["--json", src.as_str(), path_str(&down)]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?} download: {text}");
+        assert_same(&srv.path("f"), &down);
+        let line = text.lines().find(|l| l.starts_with('{')).expect("JSON record");
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["bytes"], (9u64 << 20) + 11, "{text}");
+
+        let up = format!("/up{i}");
+        let mut args = opts.to_vec();
+        let dst = srv.user_url(&up);
+        args.extend([path_str(&down), dst.as_str()]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?} upload: {text}");
+        assert_same(&down, &srv.path(&up));
+    }
+}
+
+#[test]
+fn copy_with_globus_gridftp_server() {
+    require_peer("globus-gridftp-server");
+    let root = scratch();
+    let state = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/globus.sh");
+    let run = |cmd: &str| {
+        Command::new("bash")
+            .arg(&script)
+            .args([cmd, &port])
+            .arg(root.path())
+            .env("GFTP_STATE_BASE", state.path())
+            .output()
+            .unwrap()
+    };
+    assert!(run("start").status.success());
+    write_big(&root.path().join("g"), (5 << 20) + 3, 2);
+    let local = scratch();
+    for opts in [&["--mode", "s"][..], &["-p", "4"]] {
+        let down = local.path().join("g");
+        let mut args = opts.to_vec();
+        let src = format!("ftp://127.0.0.1:{port}/g");
+        args.extend([src.as_str(), path_str(&down)]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?}: {text}");
+        assert_same(&root.path().join("g"), &down);
+        let dst = format!("ftp://127.0.0.1:{port}/back{}", opts.len());
+        let mut args = opts.to_vec();
+        args.extend([path_str(&down), dst.as_str()]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?}: {text}");
+        assert_same(&down, &root.path().join(format!("back{}", opts.len())));
+    }
+    run("stop");
+}
+
+#[test]
+fn copy_refuses_what_it_cannot_do() {
+    let (ok, text) = copy(&["gsiftp://host/x", "/tmp/x"]);
+    assert!(!ok && text.contains("GSI"), "{text}");
+    let (ok, text) = copy(&["/tmp/a", "/tmp/b"]);
+    assert!(!ok && text.contains("ftp://"), "{text}");
+    let srv = Server::start(&[]);
+    let (ok, text) = copy(&[&srv.url("/missing"), "/tmp/rm-missing"]);
+    assert!(!ok && text.contains("550"), "{text}");
+}
