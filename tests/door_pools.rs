@@ -303,3 +303,32 @@ fn placement_and_put_then_get_on_one_session() {
         std::fs::remove_file(local.path().join("x-back")).unwrap();
     }
 }
+
+#[test]
+fn mode_e_uploads_over_plain_pasv_are_relayed_per_connection() {
+    let site = Site::start(&["127.0.0.2"]);
+    let local = scratch();
+    let list = local.path().join("list");
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        let f = local.path().join(format!("u{i}"));
+        write_big(&f, (2 << 20) + i, 7 + i as u8);
+        lines.push(format!("{} {}", file_url(&f), site.user_url(&format!("/u{i}"))));
+    }
+    std::fs::write(&list, lines.join("\n") + "\n").unwrap();
+    // -no-g2 without -dp: PASV to the door, MODE E with 4 streams, connections kept across
+    // files (-fast): each client connection is relayed to its own pool connection.
+    let (ok, text) = guc(&["-dbg", "-no-g2", "-fast", "-p", "4", "-f", list.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    for i in 0..3 {
+        assert_same(&local.path().join(format!("u{i}")), &site.root(0).join(format!("u{i}")));
+    }
+    assert!(text.contains("227 Entering Passive Mode (127,0,0,1,"), "{text}");
+    // The second and third files reuse the relayed connections.
+    assert!(
+        text.matches("125 Beginning transfer; reusing existing data connection.")
+            .count()
+            >= 2,
+        "{text}"
+    );
+}

@@ -35,6 +35,9 @@ pub(crate) struct Connection {
     cache: Option<DataCache>,
     /// With remote pools: the pool holding this session's cached MODE E connections.
     remote_cache_pool: Option<String>,
+    /// MODE E relays to a remote pool for plain-PASV uploads; they live as long as the
+    /// client's data connections may be reused.
+    relays: Vec<crate::engine::Canceller>,
     /// Unique per control connection (the key of cached connections on remote pools).
     id: u64,
     peer: SocketAddr,
@@ -77,6 +80,7 @@ impl Connection {
             passive: None,
             cache: None,
             remote_cache_pool: None,
+            relays: Vec::new(),
             id: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             peer,
             local,
@@ -89,6 +93,7 @@ impl Connection {
         if let Err(e) = self.serve().await {
             tracing::debug!(peer = %self.peer, "control connection ended: {e}");
         }
+        self.relays.drain(..).for_each(|r| r.cancel());
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
@@ -190,6 +195,7 @@ impl Connection {
             Action::DropPassive => self.passive = None,
             Action::ResetData => {
                 self.cache = None;
+                self.relays.drain(..).for_each(|r| r.cancel());
                 if let (Backend::Pools { pools: m, .. }, Some(_)) =
                     (&self.shared.backend, self.remote_cache_pool.take())
                 {

@@ -129,13 +129,6 @@ impl Connection {
             DataEndpoint::Passive if matches!(req.kind, TransferKind::Listing { .. }) => {
                 return self.listing_from_door(req).await;
             }
-            DataEndpoint::Passive if req.extended => {
-                return failed(SessionError::ParamNotImplemented(
-                    "MODE E through plain PASV cannot reach a remote pool: use PUT (globus-url-copy's default) or \
-                     delayed passive (-dp)."
-                        .into(),
-                ))
-            }
             DataEndpoint::Passive => {
                 proxied = true;
                 (true, Vec::new())
@@ -188,10 +181,16 @@ impl Connection {
             Err(f) => return failed(link_failure(&f)),
         };
         let mut pool_side: Option<tokio::net::TcpStream> = None;
+        let mut pool_addr: Option<std::net::SocketAddr> = None;
+        let mut relaying = false;
+        let listener = self.passive.clone();
+        let client_ip = self.peer.ip();
         let mut relay: Option<crate::engine::TransferHandle> = None;
         let done = loop {
             tokio::select! {
                 msg = mover.events.recv() => match msg {
+                    // MODE E: each client connection gets its own relayed connection to the pool.
+                    Some(PoolMsg::Listening { addr, .. }) if proxied && req.extended => pool_addr = Some(addr),
                     Some(PoolMsg::Listening { addr, .. }) if proxied => match connect_from(self.local.ip(), addr).await {
                         Ok(s) => pool_side = Some(s),
                         Err(e) => {
@@ -206,6 +205,7 @@ impl Connection {
                     Some(PoolMsg::Started { reused, .. }) => {
                         self.session.handle_transfer_started(reused);
                         self.flush().await?;
+                        relaying = proxied && req.extended;
                         if let Some(pool_sock) = pool_side.take() {
                             match self.start_relay(&engine, pool_sock, sends, req.buffer_size).await {
                                 Ok(h) => relay = Some(h),
@@ -224,6 +224,25 @@ impl Connection {
                     Some(_) => {}
                     None => break Err((pool_gone(&pool), 0)),
                 },
+                accepted = accept_from(listener.as_deref(), client_ip), if relaying && pool_addr.is_some() => {
+                    let relayed = match (accepted, pool_addr) {
+                        (Ok(client), Some(to)) => match connect_from(self.local.ip(), to).await {
+                            Ok(pool_sock) => relay_sockets(&engine, client, pool_sock, req.buffer_size),
+                            Err(e) => Err(SessionError::DataConnection(e.to_string())),
+                        },
+                        (Err(e), _) => Err(SessionError::DataConnection(e.to_string())),
+                        (Ok(_), None) => Err(SessionError::NoDataChannel),
+                    };
+                    match relayed {
+                        // Relays outlive the transfer: the client may reuse its MODE E
+                        // connections (and the pool its ends of them) for the next one.
+                        Ok(h) => self.relays.push(h.canceller()),
+                        Err(e) => {
+                            tracing::warn!("MODE E relay: {e}");
+                            relaying = false;
+                        }
+                    }
+                }
                 more = self.read_more(), if !self.closed => {
                     let stop = if !matches!(more, Ok(true)) {
                         self.closed = true;
@@ -267,7 +286,7 @@ impl Connection {
                 h.cancel();
                 r
             }
-            (r, None) if proxied && r.is_ok() => Err((
+            (r, None) if proxied && !req.extended && r.is_ok() => Err((
                 crate::link::Failure {
                     kind: FailureKind::DataConnection,
                     errno: None,
@@ -329,39 +348,54 @@ impl Connection {
         sends: bool,
         buffer: Option<u64>,
     ) -> Result<crate::engine::TransferHandle, SessionError> {
-        use crate::engine::{Sink, Source};
         let listener = self.passive.clone().ok_or(SessionError::NoDataChannel)?;
-        let peer = self.peer.ip();
-        let accept = async {
-            loop {
-                let (s, from) = listener.accept().await?;
-                if from.ip() == peer {
-                    break Ok::<_, std::io::Error>(s);
-                }
-            }
-        };
-        let client = tokio::time::timeout(Duration::from_secs(30), accept)
+        let client = tokio::time::timeout(Duration::from_secs(30), accept_from(Some(&listener), self.peer.ip()))
             .await
             .map_err(|_| SessionError::DataConnection("no data connection within 30 s".into()))?
             .map_err(|e| SessionError::DataConnection(e.to_string()))?;
-        let std_socket = |s: tokio::net::TcpStream| -> Result<std::net::TcpStream, SessionError> {
-            let s = s.into_std().map_err(|e| SessionError::DataConnection(e.to_string()))?;
-            s.set_nonblocking(true)
-                .map_err(|e| SessionError::DataConnection(e.to_string()))?;
-            if let Some(n) = buffer {
-                let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, n as usize);
-                let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, n as usize);
-            }
-            Ok(s)
-        };
-        let (client, pool_sock) = (std_socket(client)?, std_socket(pool_sock)?);
-        let (from, to) = if sends {
-            (pool_sock, client)
+        if sends {
+            relay_sockets(engine, pool_sock, client, buffer)
         } else {
-            (client, pool_sock)
-        };
-        Ok(engine.submit(Source::Socket(from), Sink::Socket(to), None))
+            relay_sockets(engine, client, pool_sock, buffer)
+        }
     }
+}
+
+/// The next connection from `ip` on `listener` (pending for ever without a listener).
+async fn accept_from(
+    listener: Option<&tokio::net::TcpListener>,
+    ip: std::net::IpAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(l) = listener else {
+        return std::future::pending().await;
+    };
+    loop {
+        let (s, from) = l.accept().await?;
+        if from.ip() == ip {
+            return Ok(s);
+        }
+    }
+}
+
+/// Relays `from` → `to` on the door's engine.
+fn relay_sockets(
+    engine: &Engine,
+    from: tokio::net::TcpStream,
+    to: tokio::net::TcpStream,
+    buffer: Option<u64>,
+) -> Result<crate::engine::TransferHandle, SessionError> {
+    use crate::engine::{Sink, Source};
+    let std_socket = |s: tokio::net::TcpStream| -> Result<std::net::TcpStream, SessionError> {
+        let s = s.into_std().map_err(|e| SessionError::DataConnection(e.to_string()))?;
+        s.set_nonblocking(true)
+            .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+        if let Some(n) = buffer {
+            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, n as usize);
+            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, n as usize);
+        }
+        Ok(s)
+    };
+    Ok(engine.submit(Source::Socket(std_socket(from)?), Sink::Socket(std_socket(to)?), None))
 }
 
 fn pool_gone(pool: &RemotePool) -> crate::link::Failure {
