@@ -227,7 +227,13 @@ fn a_pool_dying_mid_transfer_fails_only_that_transfer() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    // Kill the pool once data is flowing.
+    let partial = local.path().join("big");
+    let t = Instant::now();
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < (1 << 20) {
+        assert!(t.elapsed() < Duration::from_secs(20), "the download never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let (mut pool, _root) = site.pools.remove(0);
     let _ = pool.0.kill();
     let _ = pool.0.wait();
