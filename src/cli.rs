@@ -172,6 +172,18 @@ pub struct CopyArgs {
     /// MODE X: let the server open the data connections (the client listens, PORT).
     #[arg(long)]
     pub server_active: bool,
+    /// TCP buffer size in bytes (SBUF to the servers, and on our sockets).
+    #[arg(long = "tcp-bs", value_name = "BYTES")]
+    pub tcp_bs: Option<u64>,
+    /// Compare the checksums of both ends after the copy.
+    #[arg(long = "verify-checksum")]
+    pub verify_checksum: bool,
+    /// Checksum algorithm for --verify-checksum.
+    #[arg(long = "checksum-alg", default_value = "MD5")]
+    pub checksum_alg: String,
+    /// Do not use GET/PUT even when the server offers them.
+    #[arg(long = "no-g2")]
+    pub no_g2: bool,
     /// Engine cores for the data streams.
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
@@ -238,6 +250,18 @@ pub fn parse_checksum_list(s: &str) -> Result<Vec<Algorithm>> {
     }
     s.split(',')
         .map(|n| Algorithm::from_name(n.trim()).with_context(|| format!("unknown checksum algorithm '{}'", n.trim())))
+        .collect()
+}
+
+/// globus-url-copy spells its long options with one dash (`-tcp-bs`); accept those spellings
+/// for the options `copy` shares with it.
+pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const GUC: &[&str] = &["-tcp-bs", "-verify-checksum", "-checksum-alg", "-no-g2", "-parallel"];
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some(s) if GUC.contains(&s) => format!("-{s}").into(),
+            _ => a,
+        })
         .collect()
 }
 
@@ -398,14 +422,23 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
             ..PoolConfig::default()
         },
     );
-    let record = control_runtime()?.block_on(client::copy(
-        &pool,
-        &src,
-        &dst,
+    let verify = if args.verify_checksum {
+        Some(
+            Algorithm::from_name(&args.checksum_alg)
+                .with_context(|| format!("unknown checksum '{}'", args.checksum_alg))?,
+        )
+    } else {
+        None
+    };
+    let options = client::CopyOptions {
         mode,
-        args.parallel.max(1),
-        args.server_active,
-    ))?;
+        parallelism: args.parallel.max(1),
+        server_active: args.server_active,
+        tcp_bs: args.tcp_bs,
+        verify,
+        g2: !args.no_g2,
+    };
+    let record = control_runtime()?.block_on(client::copy(&pool, &src, &dst, &options))?;
     if args.json {
         println!("{}", serde_json::to_string(&record)?);
     }

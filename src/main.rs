@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = ringmover::cli::Cli::parse();
+    let cli = ringmover::cli::Cli::parse_from(ringmover::cli::normalize_args(std::env::args_os()));
     match ringmover::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

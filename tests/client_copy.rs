@@ -111,3 +111,34 @@ fn copy_refuses_what_it_cannot_do() {
     let (ok, text) = copy(&[&srv.url("/missing"), "/tmp/rm-missing"]);
     assert!(!ok && text.contains("550"), "{text}");
 }
+
+#[test]
+fn copy_third_party_checksums_buffers_and_g2() {
+    let a = Server::start(&[]);
+    let b = Server::start(&[]);
+    write_big(&a.path("src"), (7 << 20) + 5, 3);
+    // Server to server, stream and MODE E, with checksums compared at both ends.
+    for opts in [
+        &["-verify-checksum"][..],
+        &["-p", "4", "-verify-checksum", "-checksum-alg", "ADLER32"],
+    ] {
+        let name = format!("/copy{}", opts.len());
+        let mut args = opts.to_vec();
+        let (s, d) = (a.user_url("/src"), b.user_url(&name));
+        args.extend([s.as_str(), d.as_str()]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?}: {text}");
+        assert_same(&a.path("src"), &b.path(name.trim_start_matches('/')));
+    }
+    // Against ringmover (which lists GETPUT) the client uses GET/PUT, unless -no-g2.
+    let local = scratch();
+    let dst = local.path().join("d");
+    let (ok, text) = copy(&["-tcp-bs", "4194304", "-verify-checksum", &a.url("/src"), path_str(&dst)]);
+    assert!(ok, "{text}");
+    assert_same(&a.path("src"), &dst);
+    let (ok, text) = copy(&["-no-g2", "-p", "2", &a.url("/src"), path_str(&dst)]);
+    assert!(ok, "{text}");
+    assert_same(&a.path("src"), &dst);
+    let log = a.log();
+    assert!(log.contains("direction=\"download\""), "{log}");
+}

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::pool::mover::{self, MoverChannel, MoverSpec};
 use crate::pool::{MoverRequest, Pool};
 use crate::protocol::command::parse_host_port;
+use crate::storage::checksum::Algorithm;
 
 /// Client failures.
 #[derive(Debug, Error)]
@@ -208,95 +209,176 @@ impl Control {
     }
 }
 
-/// Copies one file between a server and a local path.
-pub async fn copy(
-    pool: &Pool,
-    src: &Endpoint,
-    dst: &Endpoint,
-    mode: Mode,
-    parallelism: u32,
-    server_active: bool,
-) -> Result<CopyRecord, ClientError> {
-    let (url, local, download) = match (src, dst) {
-        (Endpoint::Ftp(u), Endpoint::Local(p)) => (u, p, true),
-        (Endpoint::Local(p), Endpoint::Ftp(u)) => (u, p, false),
-        _ => {
-            return Err(ClientError::Url(
-                "one side must be ftp:// and the other a local file".into(),
-            ))
-        }
-    };
-    let local = absolute(local)?;
+/// How to copy.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    pub mode: Mode,
+    pub parallelism: u32,
+    /// MODE X: let the server open the data connections.
+    pub server_active: bool,
+    /// Socket buffer size (`-tcp-bs`): SBUF to the servers and set on our sockets.
+    pub tcp_bs: Option<u64>,
+    /// Compare checksums of both ends after the copy (`-verify-checksum`).
+    pub verify: Option<Algorithm>,
+    /// Use GET/PUT when the server lists GETPUT (`-no-g2` turns it off).
+    pub g2: bool,
+}
+
+/// Copies one file: server → local, local → server, or server → server (third-party).
+pub async fn copy(pool: &Pool, src: &Endpoint, dst: &Endpoint, o: &CopyOptions) -> Result<CopyRecord, ClientError> {
     let started = Instant::now();
+    let (bytes, streams) = match (src, dst) {
+        (Endpoint::Ftp(a), Endpoint::Ftp(b)) => third_party(a, b, o).await?,
+        (Endpoint::Ftp(u), Endpoint::Local(p)) => two_party(pool, u, &absolute(p)?, true, o).await?,
+        (Endpoint::Local(p), Endpoint::Ftp(u)) => two_party(pool, u, &absolute(p)?, false, o).await?,
+        _ => return Err(ClientError::Url("at least one side must be ftp://".into())),
+    };
+    let mode = match o.mode {
+        Mode::Stream => "S",
+        Mode::E => "E",
+        Mode::X => "X",
+    };
+    Ok(CopyRecord {
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        streams,
+        mode,
+    })
+}
+
+impl Control {
+    /// FEAT labels (first word of each feature line, upper case).
+    async fn features(&mut self) -> Result<Vec<String>, ClientError> {
+        let (code, text) = self.cmd("FEAT").await?;
+        if code != 211 {
+            return Ok(Vec::new());
+        }
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(' '))
+            .map(|l| l.trim().to_ascii_uppercase())
+            .collect())
+    }
+
+    /// MODE, buffer size and (when sending) parallelism for a transfer.
+    async fn prepare(&mut self, o: &CopyOptions, sends: bool) -> Result<(), ClientError> {
+        match o.mode {
+            Mode::Stream => {}
+            Mode::E => drop(self.expect_ok(Some("MODE E")).await?),
+            Mode::X => drop(self.expect_ok(Some("MODE X")).await?),
+        }
+        if let Some(n) = o.tcp_bs {
+            self.expect_ok(Some(&format!("SBUF {n}"))).await?;
+        }
+        let p = o.parallelism;
+        if o.mode != Mode::Stream && (sends || o.mode == Mode::X) {
+            self.expect_ok(Some(&format!("OPTS RETR Parallelism={p},{p},{p};")))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads preliminary replies until one that is final or a 127 (GET/PUT address).
+    async fn until_address_or_final(&mut self) -> Result<Result<SocketAddr, (u16, String)>, ClientError> {
+        loop {
+            let (code, text) = self.reply().await?;
+            if code == 127 {
+                return Ok(Ok(parse_paren_address(&text)?));
+            }
+            if code >= 200 {
+                return Ok(Err((code, text)));
+            }
+        }
+    }
+
+    async fn checksum(&mut self, alg: Algorithm, path: &str) -> Result<String, ClientError> {
+        let text = self
+            .expect_ok(Some(&format!("CKSM {} 0 -1 {path}", alg.name())))
+            .await?;
+        Ok(text.get(4..).unwrap_or_default().trim().to_ascii_lowercase())
+    }
+}
+
+fn parse_paren_address(text: &str) -> Result<SocketAddr, ClientError> {
+    let inner = text
+        .find('(')
+        .and_then(|i| text[i + 1..].find(')').map(|j| &text[i + 1..i + 1 + j]))
+        .ok_or_else(|| ClientError::Refused(text.to_string()))?;
+    parse_host_port(inner).map_err(|e| ClientError::Refused(e.to_string()))
+}
+
+/// Server ↔ local file.
+async fn two_party(
+    pool: &Pool,
+    url: &FtpUrl,
+    local: &str,
+    download: bool,
+    o: &CopyOptions,
+) -> Result<(u64, usize), ClientError> {
     let mut c = Control::connect(url).await?;
-    match mode {
-        Mode::Stream => {}
-        Mode::E => drop(c.expect_ok(Some("MODE E")).await?),
-        Mode::X => drop(c.expect_ok(Some("MODE X")).await?),
-    }
-    if mode != Mode::Stream && download {
-        c.expect_ok(Some(&format!(
-            "OPTS RETR Parallelism={parallelism},{parallelism},{parallelism};"
-        )))
-        .await?;
-    }
+    let getput = o.g2 && c.features().await?.iter().any(|f| f == "GETPUT");
+    c.prepare(o, download).await?;
     let request = if download {
         MoverRequest::Receive {
-            path: local.clone(),
+            path: local.to_string(),
             offset: 0,
             append: false,
             truncate: true,
         }
     } else {
         MoverRequest::Send {
-            path: local.clone(),
+            path: local.to_string(),
             offset: 0,
             length: None,
         }
     };
-    // MODE E downloads need the client passive (the sender connects); MODE X lets either side
-    // connect (`server_active` makes the client listen); everything else connects to the
-    // server's PASV address.
-    if mode == Mode::X && server_active && !download {
-        c.expect_ok(Some(&format!(
-            "OPTS RETR Parallelism={parallelism},{parallelism},{parallelism};"
-        )))
-        .await?;
-    }
-    let channel = if (mode == Mode::E && download) || (mode == Mode::X && server_active) {
+    let verb = if download { "RETR" } else { "STOR" };
+    let g2_verb = if download { "GET" } else { "PUT" };
+    // MODE E downloads need the client passive (the sender connects), and so does MODE X when
+    // the server is to connect; everything else connects to the server's address.
+    let client_listens = (o.mode == Mode::E && download) || (o.mode == Mode::X && o.server_active);
+    let channel = if client_listens {
         let l = pool
-            .open_passive(c.local, None)
+            .open_passive(c.local, o.tcp_bs)
             .map_err(|e| ClientError::Data(e.to_string()))?;
         let addr = l.local_addr()?;
         let IpAddr::V4(ip) = addr.ip() else {
-            return Err(ClientError::Url("MODE E over IPv6 needs EPRT".into()));
+            return Err(ClientError::Url("IPv6 data channels need EPRT".into()));
         };
-        c.expect_ok(Some(&format!(
-            "PORT {}",
-            crate::protocol::reply::host_port(ip, addr.port())
-        )))
-        .await?;
+        let hp = crate::protocol::reply::host_port(ip, addr.port());
+        if getput {
+            c.send(&format!("{g2_verb} path={};port={hp};", url.path)).await?;
+        } else {
+            c.expect_ok(Some(&format!("PORT {hp}"))).await?;
+            c.send(&format!("{verb} {}", url.path)).await?;
+        }
         MoverChannel::Listener(Arc::new(l))
+    } else if getput {
+        c.send(&format!("{g2_verb} path={};pasv;", url.path)).await?;
+        match c.until_address_or_final().await? {
+            Ok(addr) => MoverChannel::Connect(vec![addr]),
+            Err((_, text)) => return Err(ClientError::Refused(text)),
+        }
     } else {
-        MoverChannel::Connect(vec![c.pasv().await?])
+        let addr = c.pasv().await?;
+        c.send(&format!("{verb} {}", url.path)).await?;
+        MoverChannel::Connect(vec![addr])
     };
     let spec = MoverSpec {
         request,
-        extended: mode == Mode::E,
-        xmode: mode == Mode::X,
-        parallelism,
+        extended: o.mode == Mode::E,
+        xmode: o.mode == Mode::X,
+        parallelism: o.parallelism,
         channel,
         peer: Some(c.peer),
         local: c.local,
-        buffer: None,
+        buffer: o.tcp_bs,
         skip: Vec::new(),
         size_limit: None,
         relative: false,
         markers: None,
         cached: Vec::new(),
     };
-    let verb = if download { "RETR" } else { "STOR" };
-    c.send(&format!("{verb} {}", url.path)).await?;
     let (events_tx, _events) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let mover = mover::run(pool, spec, events_tx, cancel_rx);
@@ -315,27 +397,79 @@ pub async fn copy(
                     final_reply = Some(Ok(()));
                 }
             }
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => return Err(ClientError::Data("no progress for an hour".into())),
         }
     }
-    let _ = c.cmd("QUIT").await;
     final_reply.unwrap_or(Ok(()))?;
     let done = match moved {
         Some(Ok(d)) => d,
         Some(Err(f)) => return Err(ClientError::Data(f.error.to_string())),
         None => return Err(ClientError::Data("mover did not run".into())),
     };
-    let mode = match mode {
-        Mode::Stream => "S",
-        Mode::E => "E",
-        Mode::X => "X",
+    if let Some(alg) = o.verify {
+        let remote = c.checksum(alg, &url.path).await?;
+        let path = local.to_string();
+        let local_sum = tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&path).and_then(|f| crate::storage::checksum::file_checksum(&f, alg, 0, None))
+        })
+        .await
+        .map_err(|e| ClientError::Data(e.to_string()))??;
+        if remote != local_sum {
+            return Err(ClientError::Data(format!(
+                "checksum mismatch: {} here, {remote} there",
+                local_sum
+            )));
+        }
+    }
+    let _ = c.cmd("QUIT").await;
+    Ok((done.bytes, done.streams))
+}
+
+/// Server → server. The destination listens (PASV/STOR) and the source connects (PORT/RETR),
+/// as MODE E requires; the data never passes through this client.
+async fn third_party(src: &FtpUrl, dst: &FtpUrl, o: &CopyOptions) -> Result<(u64, usize), ClientError> {
+    let (mut a, mut b) = (Control::connect(src).await?, Control::connect(dst).await?);
+    a.prepare(o, true).await?;
+    b.prepare(o, false).await?;
+    let addr = b.pasv().await?;
+    let IpAddr::V4(ip) = addr.ip() else {
+        return Err(ClientError::Url("IPv6 third-party needs EPRT".into()));
     };
-    Ok(CopyRecord {
-        bytes: done.bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        streams: done.streams,
-        mode,
-    })
+    b.send(&format!("STOR {}", dst.path)).await?;
+    a.expect_ok(Some(&format!(
+        "PORT {}",
+        crate::protocol::reply::host_port(ip, addr.port())
+    )))
+    .await?;
+    a.send(&format!("RETR {}", src.path)).await?;
+    let finals = async |c: &mut Control| -> Result<(), ClientError> {
+        loop {
+            let (code, text) = c.reply().await?;
+            if code >= 400 {
+                return Err(ClientError::Refused(text));
+            }
+            if code >= 200 {
+                return Ok(());
+            }
+        }
+    };
+    let (ra, rb) = tokio::join!(finals(&mut a), finals(&mut b));
+    ra?;
+    rb?;
+    let bytes = match a.expect_ok(Some(&format!("SIZE {}", src.path))).await {
+        Ok(t) => t.get(4..).and_then(|n| n.trim().parse().ok()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    if let Some(alg) = o.verify {
+        let (x, y) = (a.checksum(alg, &src.path).await?, b.checksum(alg, &dst.path).await?);
+        if x != y {
+            return Err(ClientError::Data(format!(
+                "checksum mismatch: source {x}, destination {y}"
+            )));
+        }
+    }
+    let _ = a.cmd("QUIT").await;
+    let _ = b.cmd("QUIT").await;
+    Ok((bytes, o.parallelism as usize))
 }
 
 fn absolute(p: &Path) -> Result<String, ClientError> {
