@@ -37,6 +37,8 @@ pub enum Cmd {
     Door(DoorArgs),
     /// Run a pool (data mover) that registers with a door and moves data for it.
     Pool(PoolArgs),
+    /// Measure: memory-to-memory over loopback on the engine, with iperf3 in the same run.
+    Bench(BenchArgs),
     /// Copy one file between an ftp:// server and a local path (first slice of the client).
     Copy(CopyArgs),
     /// Add or change a read-write user in a users file (password from the terminal or stdin).
@@ -153,6 +155,23 @@ pub struct PoolArgs {
     pub upload_checksums: Option<String>,
 }
 
+/// `bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Bytes per run (e.g. 4G, 512M).
+    #[arg(long, default_value = "4G")]
+    pub size: String,
+    /// Runs per case (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Skip iperf3 (no ratio then).
+    #[arg(long)]
+    pub no_iperf3: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `copy` options (named like globus-url-copy's where the meaning is the same).
 #[derive(Debug, Args)]
 pub struct CopyArgs {
@@ -206,6 +225,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Passwd(args) => passwd(args),
         Cmd::Door(args) => door(args),
         Cmd::Copy(args) => copy(args),
+        Cmd::Bench(args) => bench(args),
         Cmd::Pool(args) => pool(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);
@@ -398,6 +418,37 @@ fn control_runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the control runtime")
 }
 
+/// Parses `4G`, `512M`, `64K` or a plain byte count.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().with_context(|| format!("invalid size '{s}'"))?;
+    n.checked_mul(mul).with_context(|| format!("size '{s}' too large"))
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let size = parse_size(&args.size)?;
+    let runs = args.runs.max(1);
+    let mut cases = Vec::new();
+    // Interleave nothing heavy: one case after the other, same machine state.
+    cases.push(crate::bench::memory_to_memory(size, runs)?);
+    if !args.no_iperf3 {
+        cases.push(crate::bench::iperf3(size, runs, false)?);
+        cases.push(crate::bench::iperf3(size, runs, true)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&cases)?);
+    } else {
+        print!("{}", crate::bench::table(&cases));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn copy(args: CopyArgs) -> Result<ExitCode> {
     use crate::client::{self, Mode};
     let mode = match args.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -588,6 +639,10 @@ mod tests {
         );
         assert!(parse_checksum_list("none").unwrap().is_empty());
         assert!(parse_checksum_list("crc32").is_err());
+        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("x").is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
     clippy::missing_safety_doc
 )]
 
+pub mod bench;
 pub mod block;
 pub mod cli;
 pub mod client;

@@ -109,6 +109,8 @@ pub struct EngineConfig {
     pub buffer_size: usize,
     /// Registered buffers per core.
     pub buffers_per_core: usize,
+    /// Index (in this process's allowed CPUs) of the CPU the first core is pinned to.
+    pub first_cpu: usize,
 }
 
 impl Default for EngineConfig {
@@ -118,6 +120,7 @@ impl Default for EngineConfig {
             path: DataPath::Auto,
             buffer_size: 1 << 20,
             buffers_per_core: 16,
+            first_cpu: 0,
         }
     }
 }
@@ -143,6 +146,8 @@ pub enum Source {
     },
     /// Bytes in memory (listings).
     Memory(Bytes),
+    /// `total` bytes made of `pattern` sent again and again (memory-to-memory benchmarks).
+    Repeat { pattern: Bytes, total: u64 },
     /// A connected data socket, read until the peer closes.
     Socket(TcpStream),
 }
@@ -166,6 +171,8 @@ pub enum Sink {
         base: u64,
     },
     Socket(TcpStream),
+    /// Received and thrown away: spliced to /dev/null, never copied to user space.
+    Discard,
     /// Written at `offset`, or appended when `offset` is `None`. An `observer` is fed on the
     /// read/write paths; the zero-copy splice path never sees the bytes and leaves it unfed.
     File {
@@ -212,7 +219,7 @@ impl Engine {
         };
         let mut cores = Vec::with_capacity(n);
         for i in 0..n {
-            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+            let cpu = (!cpus.is_empty()).then(|| cpus[(config.first_cpu + i) % cpus.len()]);
             cores.push(core::spawn(i, cpu, config)?);
         }
         tracing::info!(cores = n, path = ?config.path, "engine started");

@@ -12,6 +12,7 @@ fn engine(path: DataPath) -> Engine {
         path,
         buffer_size: 64 << 10,
         buffers_per_core: 2,
+        first_cpu: 0,
     })
     .unwrap()
 }
@@ -208,6 +209,19 @@ fn relay_socket_to_socket() {
     writer.join().unwrap();
     assert_eq!(h.finish_blocking().unwrap(), data.len() as u64);
     assert!(got == data);
+}
+
+#[test]
+fn repeated_memory_into_discard() {
+    let sender = engine(DataPath::Auto);
+    let (ours, theirs) = pair();
+    theirs.set_nonblocking(true).unwrap();
+    let total = (24 << 20) + 5;
+    let pattern = Bytes::from(pattern(1 << 20));
+    let send = sender.submit(Source::Repeat { pattern, total }, Sink::Socket(ours), None);
+    let recv = sender.submit(Source::Socket(theirs), Sink::Discard, None);
+    assert_eq!(send.finish_blocking().unwrap(), total);
+    assert_eq!(recv.finish_blocking().unwrap(), total);
 }
 
 mod mode_e {

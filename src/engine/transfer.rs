@@ -49,6 +49,13 @@ enum Kind {
     },
     /// Memory→socket with io_uring `Send`.
     SendMemory { data: Bytes, sock: TcpStream, pos: usize },
+    /// The same memory again and again until `left` bytes went out.
+    SendRepeat {
+        data: Bytes,
+        sock: TcpStream,
+        pos: usize,
+        left: u64,
+    },
     /// File→socket with io_uring `ReadFixed` then `Send`.
     ReadSend {
         file: File,
@@ -75,7 +82,7 @@ enum Kind {
     SpliceRecv {
         sock: TcpStream,
         file: File,
-        offset: u64,
+        offset: Option<u64>,
         pipe_r: OwnedFd,
         pipe_w: OwnedFd,
     },
@@ -131,6 +138,27 @@ impl Transfer {
                 sending: false,
             },
             (Source::Memory(data), Sink::Socket(sock), _) => Kind::SendMemory { data, sock, pos: 0 },
+            (Source::Repeat { pattern, total }, Sink::Socket(sock), _) if !pattern.is_empty() || total == 0 => {
+                Kind::SendRepeat {
+                    data: pattern,
+                    sock,
+                    pos: 0,
+                    left: total,
+                }
+            }
+            (Source::Socket(sock), Sink::Discard, _) => {
+                match (new_pipe(), std::fs::OpenOptions::new().write(true).open("/dev/null")) {
+                    (Ok((pipe_r, pipe_w)), Ok(file)) => Kind::SpliceRecv {
+                        sock,
+                        file,
+                        offset: None,
+                        pipe_r,
+                        pipe_w,
+                    },
+                    (Err(e), _) => Kind::Invalid(Some(e)),
+                    (_, Err(e)) => Kind::Invalid(Some(OpError::io("open /dev/null", e))),
+                }
+            }
             (Source::Socket(from), Sink::Socket(to), _) => Kind::Relay {
                 from,
                 to,
@@ -151,7 +179,7 @@ impl Transfer {
                 Ok((pipe_r, pipe_w)) => Kind::SpliceRecv {
                     sock,
                     file,
-                    offset,
+                    offset: Some(offset),
                     pipe_r,
                     pipe_w,
                 },
@@ -283,6 +311,24 @@ impl Transfer {
                 ))
             }
             Kind::ReadSend { .. } => self.read_send(ctx, res),
+            Kind::SendRepeat { data, sock, pos, left } => {
+                let mut sent = 0;
+                if let Some(r) = res {
+                    let n = completed("send", r)?;
+                    sent = n as u64;
+                    *left -= sent.min(*left);
+                    *pos = (*pos + n) % data.len().max(1);
+                }
+                let next = (*left > 0).then(|| {
+                    let rest = &data[*pos..];
+                    let len = (rest.len() as u64).min(*left) as u32;
+                    opcode::Send::new(types::Fd(sock.as_raw_fd()), rest.as_ptr(), len)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build()
+                });
+                self.count(sent);
+                Ok(next)
+            }
             Kind::Relay { .. } => self.relay(ctx, res),
             Kind::RecvWrite { .. } => self.recv_write(ctx, res),
         }
@@ -361,7 +407,7 @@ impl Transfer {
                 Ok(n) => {
                     let mut left = n;
                     while left > 0 {
-                        match rustix::pipe::splice(&*pipe_r, None, &*file, Some(offset), left, SpliceFlags::MOVE) {
+                        match rustix::pipe::splice(&*pipe_r, None, &*file, offset.as_mut(), left, SpliceFlags::MOVE) {
                             Ok(0) => return Err(OpError::io("splice to file", std::io::Error::other("no progress"))),
                             Ok(m) => left -= m,
                             Err(Errno::INTR) => {}
