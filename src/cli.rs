@@ -167,6 +167,9 @@ pub struct BenchArgs {
     /// Skip iperf3 (no ratio then).
     #[arg(long)]
     pub no_iperf3: bool,
+    /// Fixed socket buffer size for our streams (default: kernel autotuning).
+    #[arg(long = "tcp-bs", value_name = "BYTES")]
+    pub tcp_bs: Option<u64>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -436,7 +439,8 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     let runs = args.runs.max(1);
     let mut cases = Vec::new();
     // Interleave nothing heavy: one case after the other, same machine state.
-    cases.push(crate::bench::memory_to_memory(size, runs)?);
+    let buffer = args.tcp_bs.map(|n| n as usize);
+    cases.push(crate::bench::memory_to_memory(size, runs, buffer)?);
     if !args.no_iperf3 {
         cases.push(crate::bench::iperf3(size, runs, false)?);
         cases.push(crate::bench::iperf3(size, runs, true)?);

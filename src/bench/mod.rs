@@ -67,7 +67,7 @@ fn process_cpu() -> f64 {
 }
 
 /// Memory-to-memory on the engine: `runs` transfers of `size` bytes.
-pub fn memory_to_memory(size: u64, runs: usize) -> Result<Case, BenchError> {
+pub fn memory_to_memory(size: u64, runs: usize, buffer: Option<usize>) -> Result<Case, BenchError> {
     let sender = Engine::start(&EngineConfig {
         cores: 1,
         first_cpu: 0,
@@ -86,6 +86,11 @@ pub fn memory_to_memory(size: u64, runs: usize) -> Result<Case, BenchError> {
         let (b, _) = l.accept()?;
         a.set_nonblocking(true)?;
         b.set_nonblocking(true)?;
+        if let Some(n) = buffer {
+            // Fixed buffers beat autotuning for one loopback stream (uring-paths.md).
+            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&a, n);
+            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&b, n);
+        }
         let (cpu0, t0) = (process_cpu(), Instant::now());
         let recv = receiver.submit(Source::Socket(b), Sink::Discard, None);
         let send = sender.submit(
