@@ -79,27 +79,10 @@ pub enum FailureKind {
     Local,
 }
 
-/// What to move (the door resolves paths; the pool opens them under its root).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WireRequest {
-    Send {
-        path: String,
-        offset: u64,
-        length: Option<u64>,
-    },
-    Receive {
-        path: String,
-        offset: u64,
-        append: bool,
-        truncate: bool,
-    },
-    Bytes(Vec<u8>),
-}
-
 /// A mover request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireMover {
-    pub request: WireRequest,
+    pub request: crate::pool::MoverRequest,
     pub extended: bool,
     pub xmode: bool,
     pub parallelism: u32,

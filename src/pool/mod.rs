@@ -68,8 +68,9 @@ impl Default for PoolConfig {
     }
 }
 
-/// What a mover moves.
-#[derive(Debug)]
+/// What a mover moves (also what the door sends a remote pool: paths are the door's resolved
+/// virtual paths, opened under the pool's root).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MoverRequest {
     /// Send `length` bytes (to the end when `None`) of `path` from `offset`.
     Send {

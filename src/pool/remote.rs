@@ -15,7 +15,7 @@ use super::{MoverRequest, Pool, PoolError};
 use crate::engine::OpError;
 use crate::link::{
     read_frame, write_frame, DoorMsg, Failure, FailureKind, LinkError, Moved, NsOp, NsReply, PoolMsg, WireMover,
-    WireRequest, VERSION,
+    VERSION,
 };
 use crate::storage::checksum::Algorithm;
 use crate::storage::{Root, StorageError};
@@ -197,7 +197,7 @@ struct MoverCtx {
 }
 
 async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: watch::Receiver<bool>) {
-    let sends = !matches!(m.request, WireRequest::Receive { .. });
+    let sends = !matches!(m.request, MoverRequest::Receive { .. });
     let cached = if m.extended && m.reuse {
         match ctx.caches.lock().unwrap_or_else(|e| e.into_inner()).remove(&m.session) {
             Some((dir, socks)) if dir == sends => socks,
@@ -207,21 +207,7 @@ async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: 
         Vec::new()
     };
     let spec = MoverSpec {
-        request: match m.request {
-            WireRequest::Send { path, offset, length } => MoverRequest::Send { path, offset, length },
-            WireRequest::Receive {
-                path,
-                offset,
-                append,
-                truncate,
-            } => MoverRequest::Receive {
-                path,
-                offset,
-                append,
-                truncate,
-            },
-            WireRequest::Bytes(b) => MoverRequest::SendBytes(b.into()),
-        },
+        request: m.request,
         extended: m.extended,
         xmode: m.xmode,
         parallelism: m.parallelism,

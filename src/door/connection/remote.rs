@@ -10,7 +10,7 @@ use super::Connection;
 use crate::door::convert::{facts, link_failure};
 use crate::door::pools::{PoolManager, RemotePool};
 use crate::engine::Engine;
-use crate::link::{FailureKind, NsOp, NsReply, PoolMsg, WireMover, WireRequest};
+use crate::link::{FailureKind, NsOp, NsReply, PoolMsg, WireMover};
 use crate::pool::MoverRequest;
 use crate::protocol::session::{DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::SessionError;
@@ -139,19 +139,7 @@ impl Connection {
             Err(e) => return failed(e),
         };
         let request = match self.mover_request(req).await {
-            Ok(MoverRequest::Send { path, offset, length }) => WireRequest::Send { path, offset, length },
-            Ok(MoverRequest::Receive {
-                path,
-                offset,
-                append,
-                truncate,
-            }) => WireRequest::Receive {
-                path,
-                offset,
-                append,
-                truncate,
-            },
-            Ok(MoverRequest::SendBytes(b)) => WireRequest::Bytes(b.to_vec()),
+            Ok(r) => r,
             Err(e) => return failed(e),
         };
         let sends = req.sends();
