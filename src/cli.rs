@@ -206,6 +206,12 @@ pub struct CopyArgs {
     /// Do not use GET/PUT even when the server offers them.
     #[arg(long = "no-g2")]
     pub no_g2: bool,
+    /// Download from this byte offset (REST, or ERET P with -len).
+    #[arg(long = "off", value_name = "BYTES")]
+    pub off: Option<u64>,
+    /// Download only this many bytes (ERET P).
+    #[arg(long = "len", value_name = "BYTES")]
+    pub len: Option<u64>,
     /// Engine cores for the data streams.
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
@@ -279,7 +285,15 @@ pub fn parse_checksum_list(s: &str) -> Result<Vec<Algorithm>> {
 /// globus-url-copy spells its long options with one dash (`-tcp-bs`); accept those spellings
 /// for the options `copy` shares with it.
 pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const GUC: &[&str] = &["-tcp-bs", "-verify-checksum", "-checksum-alg", "-no-g2", "-parallel"];
+    const GUC: &[&str] = &[
+        "-tcp-bs",
+        "-verify-checksum",
+        "-checksum-alg",
+        "-no-g2",
+        "-parallel",
+        "-off",
+        "-len",
+    ];
     args.into_iter()
         .map(|a| match a.to_str() {
             Some(s) if GUC.contains(&s) => format!("-{s}").into(),
@@ -492,6 +506,8 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
         tcp_bs: args.tcp_bs,
         verify,
         g2: !args.no_g2,
+        offset: args.off,
+        length: args.len,
     };
     let record = control_runtime()?.block_on(client::copy(&pool, &src, &dst, &options))?;
     if args.json {

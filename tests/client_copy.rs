@@ -142,3 +142,33 @@ fn copy_third_party_checksums_buffers_and_g2() {
     let log = a.log();
     assert!(log.contains("direction=\"download\""), "{log}");
 }
+
+#[test]
+fn copy_partial_downloads() {
+    let srv = Server::start(&[]);
+    write_big(&srv.path("f"), (4 << 20) + 9, 4);
+    let want = std::fs::read(srv.path("f")).unwrap();
+    let local = scratch();
+    let cases: &[(&[&str], usize, Option<usize>)] = &[
+        (&["-off", "1000000"], 1_000_000, None),
+        (&["-off", "1000000", "-len", "2000000"], 1_000_000, Some(2_000_000)),
+        (
+            &["-p", "3", "-off", "1000000", "-len", "2000000"],
+            1_000_000,
+            Some(2_000_000),
+        ),
+        (&["-p", "3", "-off", "3000000"], 3_000_000, None),
+    ];
+    for (i, (opts, off, len)) in cases.iter().enumerate() {
+        let dst = local.path().join(format!("p{i}"));
+        let mut args = opts.to_vec();
+        let src = srv.url("/f");
+        args.extend([src.as_str(), path_str(&dst)]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?}: {text}");
+        let got = std::fs::read(&dst).unwrap();
+        let end = len.map_or(want.len(), |l| off + l);
+        assert_eq!(got.len(), end, "{opts:?}");
+        assert!(got[*off..] == want[*off..end], "{opts:?}");
+    }
+}

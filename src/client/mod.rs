@@ -222,12 +222,20 @@ pub struct CopyOptions {
     pub verify: Option<Algorithm>,
     /// Use GET/PUT when the server lists GETPUT (`-no-g2` turns it off).
     pub g2: bool,
+    /// Download only from this offset (`-off`), and only this many bytes (`-len`).
+    pub offset: Option<u64>,
+    pub length: Option<u64>,
 }
 
 /// Copies one file: server → local, local → server, or server → server (third-party).
 pub async fn copy(pool: &Pool, src: &Endpoint, dst: &Endpoint, o: &CopyOptions) -> Result<CopyRecord, ClientError> {
     let started = Instant::now();
     let (bytes, streams) = match (src, dst) {
+        (Endpoint::Ftp(_), Endpoint::Ftp(_)) if o.offset.is_some() || o.length.is_some() => {
+            return Err(ClientError::Url(
+                "-off/-len are not supported for third-party copies yet".into(),
+            ))
+        }
         (Endpoint::Ftp(a), Endpoint::Ftp(b)) => third_party(a, b, o).await?,
         (Endpoint::Ftp(u), Endpoint::Local(p)) => two_party(pool, u, &absolute(p)?, true, o).await?,
         (Endpoint::Local(p), Endpoint::Ftp(u)) => two_party(pool, u, &absolute(p)?, false, o).await?,
@@ -316,14 +324,34 @@ async fn two_party(
     o: &CopyOptions,
 ) -> Result<(u64, usize), ClientError> {
     let mut c = Control::connect(url).await?;
-    let getput = o.g2 && c.features().await?.iter().any(|f| f == "GETPUT");
+    if (o.offset.is_some() || o.length.is_some()) && !download {
+        return Err(ClientError::Url("-off/-len apply to downloads".into()));
+    }
+    let partial = o.offset.is_some() || o.length.is_some();
+    // GET/PUT carry no offsets: partial transfers use ERET P / REST.
+    let getput = !partial && o.g2 && c.features().await?.iter().any(|f| f == "GETPUT");
+    let off = o.offset.unwrap_or(0);
+    // The command that starts the transfer, and where the local file is written from: ERET P
+    // sends offsets relative to `off`; REST in stream mode starts the data at `off`; MODE E/X
+    // restart ranges keep absolute offsets.
+    let (verb_line, local_offset) = match (download, o.length, o.mode) {
+        (true, Some(len), _) => (format!("ERET P {off} {len} {}", url.path), off),
+        (true, None, Mode::Stream) if off > 0 => (format!("RETR {}", url.path), off),
+        (true, None, _) => (format!("RETR {}", url.path), 0),
+        (false, _, _) => (format!("STOR {}", url.path), 0),
+    };
+    let rest = match (o.length, o.mode) {
+        (None, Mode::Stream) if off > 0 => Some(format!("REST {off}")),
+        (None, _) if off > 0 => Some(format!("REST 0-{off}")),
+        _ => None,
+    };
     c.prepare(o, download).await?;
     let request = if download {
         MoverRequest::Receive {
             path: local.to_string(),
-            offset: 0,
+            offset: local_offset,
             append: false,
-            truncate: true,
+            truncate: !partial,
         }
     } else {
         MoverRequest::Send {
@@ -332,7 +360,6 @@ async fn two_party(
             length: None,
         }
     };
-    let verb = if download { "RETR" } else { "STOR" };
     let g2_verb = if download { "GET" } else { "PUT" };
     // MODE E downloads need the client passive (the sender connects), and so does MODE X when
     // the server is to connect; everything else connects to the server's address.
@@ -350,7 +377,10 @@ async fn two_party(
             c.send(&format!("{g2_verb} path={};port={hp};", url.path)).await?;
         } else {
             c.expect_ok(Some(&format!("PORT {hp}"))).await?;
-            c.send(&format!("{verb} {}", url.path)).await?;
+            if let Some(r) = &rest {
+                c.expect_ok(Some(r)).await?;
+            }
+            c.send(&verb_line).await?;
         }
         MoverChannel::Listener(Arc::new(l))
     } else if getput {
@@ -361,7 +391,10 @@ async fn two_party(
         }
     } else {
         let addr = c.pasv().await?;
-        c.send(&format!("{verb} {}", url.path)).await?;
+        if let Some(r) = &rest {
+            c.expect_ok(Some(r)).await?;
+        }
+        c.send(&verb_line).await?;
         MoverChannel::Connect(vec![addr])
     };
     let spec = MoverSpec {
