@@ -206,6 +206,9 @@ pub struct CopyArgs {
     /// Do not use GET/PUT even when the server offers them.
     #[arg(long = "no-g2")]
     pub no_g2: bool,
+    /// Copy a directory tree (downloads).
+    #[arg(short = 'r', long = "recursive")]
+    pub recursive: bool,
     /// Download from this byte offset (REST, or ERET P with -len).
     #[arg(long = "off", value_name = "BYTES")]
     pub off: Option<u64>,
@@ -506,6 +509,7 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
         tcp_bs: args.tcp_bs,
         verify,
         g2: !args.no_g2,
+        recursive: args.recursive,
         offset: args.off,
         length: args.len,
     };

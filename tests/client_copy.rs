@@ -172,3 +172,25 @@ fn copy_partial_downloads() {
         assert!(got[*off..] == want[*off..end], "{opts:?}");
     }
 }
+
+#[test]
+fn copy_recursive_download() {
+    let srv = Server::start(&[]);
+    std::fs::create_dir_all(srv.path("tree/sub/deeper")).unwrap();
+    write_big(&srv.path("tree/a"), 100_000, 1);
+    write_big(&srv.path("tree/sub/b"), (1 << 20) + 1, 2);
+    write_big(&srv.path("tree/sub/deeper/c"), 0, 3);
+    let local = scratch();
+    let dst = local.path().join("copy");
+    for opts in [&["-r"][..], &["-r", "-p", "2"]] {
+        let mut args = opts.to_vec();
+        let src = srv.url("/tree/");
+        args.extend([src.as_str(), path_str(&dst)]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?}: {text}");
+        for f in ["a", "sub/b", "sub/deeper/c"] {
+            assert_same(&srv.path(&format!("tree/{f}")), &dst.join(f));
+        }
+        std::fs::remove_dir_all(&dst).unwrap();
+    }
+}

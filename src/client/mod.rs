@@ -222,6 +222,8 @@ pub struct CopyOptions {
     pub verify: Option<Algorithm>,
     /// Use GET/PUT when the server lists GETPUT (`-no-g2` turns it off).
     pub g2: bool,
+    /// Copy a directory tree (`-r`): downloads only, for now.
+    pub recursive: bool,
     /// Download only from this offset (`-off`), and only this many bytes (`-len`).
     pub offset: Option<u64>,
     pub length: Option<u64>,
@@ -231,6 +233,12 @@ pub struct CopyOptions {
 pub async fn copy(pool: &Pool, src: &Endpoint, dst: &Endpoint, o: &CopyOptions) -> Result<CopyRecord, ClientError> {
     let started = Instant::now();
     let (bytes, streams) = match (src, dst) {
+        (Endpoint::Ftp(u), Endpoint::Local(p)) if o.recursive => download_tree(pool, u, &absolute(p)?, o).await?,
+        _ if o.recursive => {
+            return Err(ClientError::Url(
+                "-r copies from an ftp:// directory to a local one".into(),
+            ))
+        }
         (Endpoint::Ftp(_), Endpoint::Ftp(_)) if o.offset.is_some() || o.length.is_some() => {
             return Err(ClientError::Url(
                 "-off/-len are not supported for third-party copies yet".into(),
@@ -313,6 +321,76 @@ fn parse_paren_address(text: &str) -> Result<SocketAddr, ClientError> {
         .and_then(|i| text[i + 1..].find(')').map(|j| &text[i + 1..i + 1 + j]))
         .ok_or_else(|| ClientError::Refused(text.to_string()))?;
     parse_host_port(inner).map_err(|e| ClientError::Refused(e.to_string()))
+}
+
+/// The entries of a remote directory (MLSD over a PASV connection): (name, is_dir).
+async fn list_dir(url: &FtpUrl) -> Result<Vec<(String, bool)>, ClientError> {
+    use tokio::io::AsyncReadExt;
+    let mut c = Control::connect(url).await?;
+    let addr = c.pasv().await?;
+    let mut data = TcpStream::connect(addr).await?;
+    c.send(&format!("MLSD {}", url.path)).await?;
+    let mut listing = Vec::new();
+    // A listing is a few kilobytes of metadata: read it directly, not on the engine.
+    let (read, reply) = tokio::join!(data.read_to_end(&mut listing), async {
+        loop {
+            let (code, text) = c.reply().await?;
+            if code >= 400 {
+                return Err(ClientError::Refused(text));
+            }
+            if code >= 200 {
+                return Ok(());
+            }
+        }
+    });
+    read?;
+    reply?;
+    let _ = c.cmd("QUIT").await;
+    let text = String::from_utf8_lossy(&listing);
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (facts, name) = l.split_once(' ')?;
+            let kind = facts
+                .split(';')
+                .find_map(|f| f.strip_prefix("Type=").or_else(|| f.strip_prefix("type=")))?;
+            let kind = kind.to_ascii_lowercase();
+            let is_dir = kind == "dir";
+            (is_dir || kind == "file").then(|| (name.to_string(), is_dir))
+        })
+        .filter(|(n, _)| n != "." && n != "..")
+        .collect())
+}
+
+/// `-r`: every file under a remote directory into a local one, directories created as needed.
+async fn download_tree(pool: &Pool, url: &FtpUrl, local: &str, o: &CopyOptions) -> Result<(u64, usize), ClientError> {
+    let mut todo = vec![(
+        url.path.trim_end_matches('/').to_string(),
+        local.trim_end_matches('/').to_string(),
+    )];
+    let (mut bytes, mut streams) = (0, 0);
+    while let Some((remote, here)) = todo.pop() {
+        std::fs::create_dir_all(&here)?;
+        let dir = FtpUrl {
+            path: format!("{remote}/"),
+            ..url.clone()
+        };
+        for (name, is_dir) in list_dir(&dir).await? {
+            if name.contains('/') {
+                continue; // not a plain entry name
+            }
+            let (r, l) = (format!("{remote}/{name}"), format!("{here}/{name}"));
+            if is_dir {
+                todo.push((r, l));
+            } else {
+                let file = FtpUrl { path: r, ..url.clone() };
+                let (b, s) = two_party(pool, &file, &l, true, o).await?;
+                bytes += b;
+                streams = streams.max(s);
+            }
+        }
+    }
+    Ok((bytes, streams))
 }
 
 /// Server ↔ local file.
