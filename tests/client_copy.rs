@@ -191,6 +191,15 @@ fn copy_recursive_download() {
         for f in ["a", "sub/b", "sub/deeper/c"] {
             assert_same(&srv.path(&format!("tree/{f}")), &dst.join(f));
         }
+        // And back up into a new remote tree.
+        let mut args = opts.to_vec();
+        let up = srv.user_url(&format!("/up{}", opts.len()));
+        args.extend([path_str(&dst), up.as_str()]);
+        let (ok, text) = copy(&args);
+        assert!(ok, "{opts:?} upload: {text}");
+        for f in ["a", "sub/b", "sub/deeper/c"] {
+            assert_same(&dst.join(f), &srv.path(&format!("up{}/{f}", opts.len())));
+        }
         std::fs::remove_dir_all(&dst).unwrap();
     }
 }

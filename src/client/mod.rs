@@ -234,9 +234,10 @@ pub async fn copy(pool: &Pool, src: &Endpoint, dst: &Endpoint, o: &CopyOptions) 
     let started = Instant::now();
     let (bytes, streams) = match (src, dst) {
         (Endpoint::Ftp(u), Endpoint::Local(p)) if o.recursive => download_tree(pool, u, &absolute(p)?, o).await?,
+        (Endpoint::Local(p), Endpoint::Ftp(u)) if o.recursive => upload_tree(pool, &absolute(p)?, u, o).await?,
         _ if o.recursive => {
             return Err(ClientError::Url(
-                "-r copies from an ftp:// directory to a local one".into(),
+                "-r copies between an ftp:// directory and a local one".into(),
             ))
         }
         (Endpoint::Ftp(_), Endpoint::Ftp(_)) if o.offset.is_some() || o.length.is_some() => {
@@ -390,6 +391,39 @@ async fn download_tree(pool: &Pool, url: &FtpUrl, local: &str, o: &CopyOptions) 
             }
         }
     }
+    Ok((bytes, streams))
+}
+
+/// `-r` upwards: every file under a local directory, remote directories made with MKD.
+async fn upload_tree(pool: &Pool, local: &str, url: &FtpUrl, o: &CopyOptions) -> Result<(u64, usize), ClientError> {
+    let base = url.path.trim_end_matches('/').to_string();
+    let mut todo = vec![(local.trim_end_matches('/').to_string(), base)];
+    let (mut bytes, mut streams) = (0, 0);
+    let mut c = Control::connect(url).await?;
+    while let Some((here, remote)) = todo.pop() {
+        // An existing directory answers 550; a real failure shows on the uploads below.
+        if !remote.is_empty() {
+            let _ = c.cmd(&format!("MKD {remote}")).await?;
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(&here)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Some(name) = e.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            let (l, r) = (format!("{here}/{name}"), format!("{remote}/{name}"));
+            let kind = e.file_type()?;
+            if kind.is_dir() {
+                todo.push((l, r));
+            } else if kind.is_file() {
+                let file = FtpUrl { path: r, ..url.clone() };
+                let (b, s) = two_party(pool, &file, &l, false, o).await?;
+                bytes += b;
+                streams = streams.max(s);
+            }
+        }
+    }
+    let _ = c.cmd("QUIT").await;
     Ok((bytes, streams))
 }
 
