@@ -425,15 +425,7 @@ impl Connection {
         };
         self.session.handle_transfer_started(false);
         self.flush().await?;
-        let peer = self.peer.ip();
-        let accept = async {
-            loop {
-                let (s, from) = listener.accept().await?;
-                if from.ip() == peer {
-                    break Ok::<_, std::io::Error>(s);
-                }
-            }
-        };
+        let accept = accept_from(Some(&listener), self.peer.ip());
         let result = match tokio::time::timeout(Duration::from_secs(30), accept).await {
             Ok(Ok(mut s)) => s.write_all(&bytes).await.map(|_| bytes.len() as u64),
             Ok(Err(e)) => Err(e),
