@@ -61,44 +61,25 @@ fn copy_with_ringmover_in_every_mode() {
 
 #[test]
 fn copy_with_globus_gridftp_server() {
-    require_peer("globus-gridftp-server");
-    let root = scratch();
-    let state = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/globus.sh");
-    let run = |cmd: &str| {
-        Command::new("bash")
-            .arg(&script)
-            .args([cmd, &port])
-            .arg(root.path())
-            .env("GFTP_STATE_BASE", state.path())
-            .output()
-            .unwrap()
-    };
-    assert!(run("start").status.success());
+    let globus = Globus::start();
+    let root = &globus.root;
     write_big(&root.path().join("g"), (5 << 20) + 3, 2);
     let local = scratch();
     for opts in [&["--mode", "s"][..], &["-p", "4"]] {
         let down = local.path().join("g");
         let mut args = opts.to_vec();
-        let src = format!("ftp://127.0.0.1:{port}/g");
+        let src = globus.url("/g");
         args.extend([src.as_str(), path_str(&down)]);
         let (ok, text) = copy(&args);
         assert!(ok, "{opts:?}: {text}");
         assert_same(&root.path().join("g"), &down);
-        let dst = format!("ftp://127.0.0.1:{port}/back{}", opts.len());
+        let dst = globus.url(&format!("/back{}", opts.len()));
         let mut args = opts.to_vec();
         args.extend([path_str(&down), dst.as_str()]);
         let (ok, text) = copy(&args);
         assert!(ok, "{opts:?}: {text}");
         assert_same(&down, &root.path().join(format!("back{}", opts.len())));
     }
-    run("stop");
 }
 
 #[test]

@@ -202,56 +202,6 @@ fn restart_after_killing_the_client() {
     assert_same(&src, &local.path().join("down"));
 }
 
-/// An anonymous globus-gridftp-server on a free port, rooted at a scratch directory.
-struct Globus {
-    port: u16,
-    root: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
-
-impl Globus {
-    fn start() -> Globus {
-        require_peer("globus-gridftp-server");
-        let root = scratch();
-        let state = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/globus.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(["start", &port.to_string()])
-            .arg(root.path())
-            .env("GFTP_STATE_BASE", state.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "globus.sh: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Globus { port, root, state }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ftp://127.0.0.1:{}{}", self.port, path)
-    }
-}
-
-impl Drop for Globus {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/globus.sh");
-        let _ = Command::new("bash")
-            .arg(&script)
-            .args(["stop", &self.port.to_string()])
-            .env("GFTP_STATE_BASE", self.state.path())
-            .output();
-    }
-}
-
 #[test]
 fn third_party_with_globus_gridftp_server() {
     let ours = Server::start(&[]);

@@ -301,3 +301,53 @@ pub fn write_big(path: &Path, size: u64, seed: u8) {
     }
     f.flush().unwrap();
 }
+
+/// An anonymous globus-gridftp-server on a free port, rooted at a scratch directory.
+pub struct Globus {
+    pub port: u16,
+    pub root: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Globus {
+    pub fn start() -> Globus {
+        require_peer("globus-gridftp-server");
+        let root = scratch();
+        let state = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/globus.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["start", &port.to_string()])
+            .arg(root.path())
+            .env("GFTP_STATE_BASE", state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "globus.sh: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Globus { port, root, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ftp://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Drop for Globus {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/globus.sh");
+        let _ = Command::new("bash")
+            .arg(&script)
+            .args(["stop", &self.port.to_string()])
+            .env("GFTP_STATE_BASE", self.state.path())
+            .output();
+    }
+}
