@@ -39,7 +39,7 @@ pub enum Cmd {
     Pool(PoolArgs),
     /// Measure: memory-to-memory over loopback on the engine, with iperf3 in the same run.
     Bench(BenchArgs),
-    /// Copy one file between an ftp:// server and a local path (first slice of the client).
+    /// Copy files between ftp:// servers and local paths, or between two servers.
     Copy(CopyArgs),
     /// Add or change a read-write user in a users file (password from the terminal or stdin).
     Passwd(PasswdArgs),
@@ -175,15 +175,21 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// `copy` options (named like globus-url-copy's where the meaning is the same).
+/// `copy` options: globus-url-copy's names (also with one dash) where the meaning is the
+/// same, with GNU-style long aliases.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Source: ftp://[user[:password]@]host[:port]/path, file:///path or a local path.
-    pub src: String,
-    /// Destination, as the source.
-    pub dst: String,
+    #[arg(required_unless_present = "from_file")]
+    pub src: Option<String>,
+    /// Destination, as the source; a trailing / names a directory.
+    #[arg(required_unless_present = "from_file")]
+    pub dst: Option<String>,
+    /// Read "SRC DST" pairs, one per line, from this file (# starts a comment).
+    #[arg(short = 'f', long = "from-file", value_name = "FILE", conflicts_with_all = ["src", "dst"])]
+    pub from_file: Option<PathBuf>,
     /// Parallel streams; more than 1 selects MODE E unless --mode says otherwise.
-    #[arg(short = 'p', long = "parallel", default_value_t = 1)]
+    #[arg(short = 'p', long = "parallel", visible_alias = "parallelism", default_value_t = 1)]
     pub parallel: u32,
     /// Transfer mode: s (stream), e (extended block) or x (GridFTP v2 MODE X, ringmover peers).
     #[arg(long)]
@@ -194,30 +200,70 @@ pub struct CopyArgs {
     /// MODE X: let the server open the data connections (the client listens, PORT).
     #[arg(long)]
     pub server_active: bool,
-    /// TCP buffer size in bytes (SBUF to the servers, and on our sockets).
-    #[arg(long = "tcp-bs", value_name = "BYTES")]
+    /// TCP buffer size (e.g. 4M): SBUF to the servers, and on our sockets.
+    #[arg(long = "tcp-bs", visible_alias = "tcp-buffer-size", value_name = "SIZE", value_parser = size_arg)]
     pub tcp_bs: Option<u64>,
-    /// Compare the checksums of both ends after the copy.
+    /// MODE E/X block size (e.g. 4M) when sending; OPTS RETR BlockSize to the server.
+    #[arg(long = "bs", visible_alias = "block-size", value_name = "SIZE", value_parser = size_arg)]
+    pub bs: Option<u64>,
+    /// Compare the checksums of both ends after each file.
     #[arg(long = "verify-checksum")]
     pub verify_checksum: bool,
-    /// Checksum algorithm for --verify-checksum.
+    /// Checksum algorithm for --verify-checksum, -sync-level 3 and restarted files.
     #[arg(long = "checksum-alg", default_value = "MD5")]
     pub checksum_alg: String,
     /// Do not use GET/PUT even when the server offers them.
     #[arg(long = "no-g2")]
     pub no_g2: bool,
-    /// Copy a directory tree (downloads).
+    /// Ask for delayed passive (the data address comes once the file is known).
+    #[arg(long = "dp", visible_alias = "delayed-pasv")]
+    pub dp: bool,
+    /// Copy a directory tree.
     #[arg(short = 'r', long = "recursive")]
     pub recursive: bool,
     /// Download from this byte offset (REST, or ERET P with -len).
-    #[arg(long = "off", value_name = "BYTES")]
+    #[arg(long = "off", visible_alias = "offset", value_name = "BYTES")]
     pub off: Option<u64>,
     /// Download only this many bytes (ERET P).
-    #[arg(long = "len", value_name = "BYTES")]
+    #[arg(long = "len", visible_alias = "length", value_name = "BYTES")]
     pub len: Option<u64>,
+    /// Files in flight at once (one control session each).
+    #[arg(long = "cc", visible_alias = "concurrency", default_value_t = 1)]
+    pub cc: usize,
+    /// Pipeline: send the next file's commands before the current file's final reply.
+    #[arg(long = "pp", visible_alias = "pipeline")]
+    pub pp: bool,
+    /// Keep MODE E data connections open between files.
+    #[arg(long = "fast")]
+    pub fast: bool,
+    /// Try failed transfers again, from the ranges already in place, and verify them.
+    #[arg(long = "restart")]
+    pub restart: bool,
+    /// Further tries per file with -restart (0: no limit).
+    #[arg(long = "rst-retries", visible_alias = "restart-retries", default_value_t = 5)]
+    pub rst_retries: u32,
+    /// Seconds between tries with -restart.
+    #[arg(long = "rst-interval", visible_alias = "restart-interval", default_value_t = 1.0)]
+    pub rst_interval: f64,
+    /// Copy only files that differ at the destination (see -sync-level).
+    #[arg(long = "sync")]
+    pub sync: bool,
+    /// 0: exists; 1: same size; 2: same size and not older; 3: same checksum.
+    #[arg(long = "sync-level", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub sync_level: u8,
+    /// Show the progress bar even when stderr is not a terminal.
+    #[arg(long = "vb", visible_alias = "progress")]
+    pub vb: bool,
+    /// No progress bar.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
     /// Engine cores for the data streams.
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| format!("{e:#}"))
 }
 
 #[derive(Debug, Args)]
@@ -290,12 +336,23 @@ pub fn parse_checksum_list(s: &str) -> Result<Vec<Algorithm>> {
 pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     const GUC: &[&str] = &[
         "-tcp-bs",
+        "-bs",
         "-verify-checksum",
         "-checksum-alg",
         "-no-g2",
         "-parallel",
         "-off",
         "-len",
+        "-cc",
+        "-pp",
+        "-fast",
+        "-dp",
+        "-restart",
+        "-rst-retries",
+        "-rst-interval",
+        "-sync",
+        "-sync-level",
+        "-vb",
     ];
     args.into_iter()
         .map(|a| match a.to_str() {
@@ -479,8 +536,36 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
         Some("x") => Mode::X,
         Some(m) => bail!("unknown mode '{m}': use s, e or x"),
     };
-    let src = client::parse_endpoint(&args.src)?;
-    let dst = client::parse_endpoint(&args.dst)?;
+    let pairs = copy_pairs(&args)?;
+    let alg = Algorithm::from_name(&args.checksum_alg)
+        .with_context(|| format!("unknown checksum '{}'", args.checksum_alg))?;
+    if !(0.0..=3600.0).contains(&args.rst_interval) {
+        bail!("-rst-interval must be between 0 and 3600 seconds");
+    }
+    let options = client::CopyOptions {
+        mode,
+        parallelism: args.parallel.max(1),
+        server_active: args.server_active,
+        tcp_bs: args.tcp_bs,
+        block_size: args.bs,
+        verify: args.verify_checksum.then_some(alg),
+        checksum: alg,
+        g2: !args.no_g2,
+        recursive: args.recursive,
+        offset: args.off,
+        length: args.len,
+        concurrency: args.cc.max(1),
+        pipeline: args.pp,
+        fast: args.fast,
+        delayed_passive: args.dp,
+        restart: args.restart.then(|| client::Restart {
+            retries: args.rst_retries,
+            interval: Duration::from_secs_f64(args.rst_interval),
+        }),
+        sync: args.sync.then_some(args.sync_level),
+        progress: !args.quiet && !args.json && (args.vb || std::io::stderr().is_terminal()),
+    };
+
     let root = Arc::new(Root::open(std::path::Path::new("/")).context("opening /")?);
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: args.cores.max(1),
@@ -494,32 +579,38 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
             ..PoolConfig::default()
         },
     );
-    let verify = if args.verify_checksum {
-        Some(
-            Algorithm::from_name(&args.checksum_alg)
-                .with_context(|| format!("unknown checksum '{}'", args.checksum_alg))?,
-        )
-    } else {
-        None
-    };
-    let options = client::CopyOptions {
-        mode,
-        parallelism: args.parallel.max(1),
-        server_active: args.server_active,
-        tcp_bs: args.tcp_bs,
-        verify,
-        g2: !args.no_g2,
-        recursive: args.recursive,
-        offset: args.off,
-        length: args.len,
-    };
-    let record = control_runtime()?.block_on(client::copy(&pool, &src, &dst, &options))?;
+    let record = control_runtime()?.block_on(client::copy_many(&pool, &pairs, &options))?;
     if args.json {
         println!("{}", serde_json::to_string(&record)?);
     }
     drop(pool);
     drop(engine);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The source/destination pairs: from the command line or from the -f file.
+fn copy_pairs(args: &CopyArgs) -> Result<Vec<(crate::client::Endpoint, crate::client::Endpoint)>> {
+    use crate::client::parse_endpoint;
+    if let (Some(s), Some(d)) = (&args.src, &args.dst) {
+        return Ok(vec![(parse_endpoint(s)?, parse_endpoint(d)?)]);
+    }
+    let Some(path) = &args.from_file else {
+        bail!("give SRC and DST, or -f FILE");
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(s), Some(d), None) => pairs.push((parse_endpoint(s)?, parse_endpoint(d)?)),
+            _ => bail!("{}:{}: expected 'SRC DST'", path.display(), n + 1),
+        }
+    }
+    Ok(pairs)
 }
 
 fn door(args: DoorArgs) -> Result<ExitCode> {

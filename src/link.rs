@@ -93,6 +93,8 @@ pub struct WireMover {
     pub buffer: Option<u64>,
     pub skip: Vec<(u64, u64)>,
     pub size_limit: Option<u64>,
+    #[serde(default)]
+    pub block_size: Option<u64>,
     pub relative: bool,
     pub markers_secs: Option<u64>,
     /// The control session, for MODE E connection reuse on the pool.

@@ -1,22 +1,27 @@
-//! `ringmover copy`, first slice: one file between an `ftp://` server and a local path, in
-//! stream mode, MODE E (parallel streams) or MODE X. The control dialogue runs here; the data
-//! moves through the same pool movers the server uses, on this process's engine.
+//! `ringmover copy`: files between `ftp://` servers and local paths, or between two servers
+//! (third-party), in stream mode, MODE E (parallel streams) or MODE X. The control dialogue
+//! runs here; the data moves through the same pool movers the server uses, on this process's
+//! engine. Many files run on `-cc` sessions at once; failed transfers restart from the ranges
+//! the receiving side reported (`-restart`), and restarted files are verified by checksum.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+pub mod control;
+mod progress;
+mod session;
+mod third_party;
+mod tree;
+pub mod url;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
 
-use crate::pool::mover::{self, MoverChannel, MoverSpec};
-use crate::pool::{MoverRequest, Pool};
-use crate::protocol::command::parse_host_port;
+use crate::pool::Pool;
 use crate::storage::checksum::Algorithm;
+pub use progress::Progress;
+use session::{FileJob, Issued, Resume, Session};
+pub use url::{parse_endpoint, Endpoint, FtpUrl};
 
 /// Client failures.
 #[derive(Debug, Error)]
@@ -29,8 +34,24 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("server said: {0}")]
     Refused(String),
+    #[error("{0}")]
+    Lost(String),
     #[error("data transfer: {0}")]
     Data(String),
+    #[error("checksum mismatch: {0}")]
+    Mismatch(String),
+}
+
+impl ClientError {
+    /// Worth another try with `-restart`: lost connections and transient (4xx) refusals;
+    /// a 5xx (no such file, no permission) will not change.
+    fn transient(&self) -> bool {
+        match self {
+            ClientError::Io(_) | ClientError::Lost(_) | ClientError::Data(_) => true,
+            ClientError::Refused(text) => text.starts_with('4'),
+            _ => false,
+        }
+    }
 }
 
 /// Transfer mode of a copy.
@@ -41,172 +62,22 @@ pub enum Mode {
     X,
 }
 
-/// An `ftp://[user[:password]@]host[:port]/path` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FtpUrl {
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub host: String,
-    pub port: u16,
-    pub path: String,
+impl Mode {
+    pub fn letter(self) -> &'static str {
+        match self {
+            Mode::Stream => "S",
+            Mode::E => "E",
+            Mode::X => "X",
+        }
+    }
 }
 
-/// One end of a copy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    Ftp(FtpUrl),
-    Local(PathBuf),
-}
-
-/// Parses `ftp://`, `file://` or a plain local path.
-pub fn parse_endpoint(s: &str) -> Result<Endpoint, ClientError> {
-    if let Some(rest) = s.strip_prefix("file://") {
-        return Ok(Endpoint::Local(PathBuf::from(rest)));
-    }
-    if s.starts_with("gsiftp://") {
-        return Err(ClientError::GsiNotSupported);
-    }
-    let Some(rest) = s.strip_prefix("ftp://") else {
-        if s.contains("://") {
-            return Err(ClientError::Url(format!("unsupported URL scheme in '{s}'")));
-        }
-        return Ok(Endpoint::Local(PathBuf::from(s)));
-    };
-    let (authority, path) = rest
-        .split_once('/')
-        .map(|(a, p)| (a, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (user, password) = match userinfo {
-        Some(u) => match u.split_once(':') {
-            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-            None => (Some(u.to_string()), None),
-        },
-        None => (None, None),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h.to_string(),
-            p.parse().map_err(|_| ClientError::Url(format!("bad port in '{s}'")))?,
-        ),
-        None => (hostport.to_string(), 21),
-    };
-    if host.is_empty() {
-        return Err(ClientError::Url(format!("no host in '{s}'")));
-    }
-    Ok(Endpoint::Ftp(FtpUrl {
-        user,
-        password,
-        host,
-        port,
-        path,
-    }))
-}
-
-/// What a finished copy reports (`--json`).
-#[derive(Debug, serde::Serialize)]
-pub struct CopyRecord {
-    pub bytes: u64,
-    pub seconds: f64,
-    pub streams: usize,
-    pub mode: &'static str,
-}
-
-/// A control connection to a server.
-struct Control {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    local: IpAddr,
-    peer: IpAddr,
-}
-
-impl Control {
-    async fn connect(url: &FtpUrl) -> Result<Control, ClientError> {
-        let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
-        let (local, peer) = (stream.local_addr()?.ip(), stream.peer_addr()?.ip());
-        let (r, w) = stream.into_split();
-        let mut c = Control {
-            reader: BufReader::new(r),
-            writer: w,
-            local,
-            peer,
-        };
-        c.expect_ok(None).await?;
-        let user = url.user.clone().unwrap_or_else(|| "anonymous".into());
-        let (code, text) = c.cmd(&format!("USER {user}")).await?;
-        if code == 331 {
-            let pass = url.password.clone().unwrap_or_else(|| "ringmover@".into());
-            c.expect_ok(Some(&format!("PASS {pass}"))).await?;
-        } else if code >= 400 {
-            return Err(ClientError::Refused(text));
-        }
-        c.expect_ok(Some("TYPE I")).await?;
-        Ok(c)
-    }
-
-    /// Reads one reply: (code, all text).
-    async fn reply(&mut self) -> Result<(u16, String), ClientError> {
-        let mut text = String::new();
-        let mut line = String::new();
-        if self.reader.read_line(&mut line).await? == 0 {
-            return Err(ClientError::Refused("control connection closed".into()));
-        }
-        let code: u16 = line
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| ClientError::Refused(line.clone()))?;
-        text.push_str(line.trim_end());
-        if line.as_bytes().get(3) == Some(&b'-') {
-            let end = format!("{code} ");
-            loop {
-                line.clear();
-                if self.reader.read_line(&mut line).await? == 0 {
-                    break;
-                }
-                text.push('\n');
-                text.push_str(line.trim_end());
-                if line.starts_with(&end) {
-                    break;
-                }
-            }
-        }
-        Ok((code, text))
-    }
-
-    async fn send(&mut self, line: &str) -> Result<(), ClientError> {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).await?;
-        Ok(())
-    }
-
-    async fn cmd(&mut self, line: &str) -> Result<(u16, String), ClientError> {
-        self.send(line).await?;
-        self.reply().await
-    }
-
-    /// Sends `line` (if any) and requires a 2xx/3xx reply.
-    async fn expect_ok(&mut self, line: Option<&str>) -> Result<String, ClientError> {
-        if let Some(l) = line {
-            self.send(l).await?;
-        }
-        let (code, text) = self.reply().await?;
-        if code >= 400 {
-            return Err(ClientError::Refused(text));
-        }
-        Ok(text)
-    }
-
-    /// PASV: the server's data address.
-    async fn pasv(&mut self) -> Result<SocketAddr, ClientError> {
-        let text = self.expect_ok(Some("PASV")).await?;
-        let inner = text
-            .find('(')
-            .and_then(|i| text[i + 1..].find(')').map(|j| &text[i + 1..i + 1 + j]))
-            .ok_or_else(|| ClientError::Refused(text.clone()))?;
-        parse_host_port(inner).map_err(|e| ClientError::Refused(e.to_string()))
-    }
+/// `-restart`: how often and how far apart failed transfers are tried again.
+#[derive(Clone, Copy, Debug)]
+pub struct Restart {
+    /// Further attempts per file (0: no limit).
+    pub retries: u32,
+    pub interval: Duration,
 }
 
 /// How to copy.
@@ -218,414 +89,445 @@ pub struct CopyOptions {
     pub server_active: bool,
     /// Socket buffer size (`-tcp-bs`): SBUF to the servers and set on our sockets.
     pub tcp_bs: Option<u64>,
-    /// Compare checksums of both ends after the copy (`-verify-checksum`).
+    /// MODE E/X block size (`-bs`): ours when sending, `OPTS RETR BlockSize` to the server.
+    pub block_size: Option<u64>,
+    /// Compare checksums of both ends after each file (`-verify-checksum`).
     pub verify: Option<Algorithm>,
+    /// The algorithm for `-sync-level 3` and for checking restarted files (`-checksum-alg`).
+    pub checksum: Algorithm,
     /// Use GET/PUT when the server lists GETPUT (`-no-g2` turns it off).
     pub g2: bool,
-    /// Copy a directory tree (`-r`): downloads only, for now.
+    /// Copy a directory tree (`-r`).
     pub recursive: bool,
     /// Download only from this offset (`-off`), and only this many bytes (`-len`).
     pub offset: Option<u64>,
     pub length: Option<u64>,
+    /// Files in flight at once, each on its own control session (`-cc`).
+    pub concurrency: usize,
+    /// Send the next file's commands before the current one's final reply (`-pp`).
+    pub pipeline: bool,
+    /// Keep MODE E data connections open between files (`-fast`).
+    pub fast: bool,
+    /// Ask for delayed passive (`-dp`): the data address comes after the file is known.
+    pub delayed_passive: bool,
+    pub restart: Option<Restart>,
+    /// Copy only what differs at this `-sync-level` (0..=3).
+    pub sync: Option<u8>,
+    pub progress: bool,
 }
 
-/// Copies one file: server → local, local → server, or server → server (third-party).
+impl CopyOptions {
+    fn partial(&self) -> bool {
+        self.offset.is_some() || self.length.is_some()
+    }
+}
+
+/// What a finished copy reports (`--json`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct CopyRecord {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub files: usize,
+    /// Files left alone because `-sync` found them up to date.
+    pub skipped: usize,
+    pub streams: usize,
+    pub mode: &'static str,
+    /// `ALG:hex` of a single verified file.
+    pub checksum: Option<String>,
+    /// Transfers tried again after a failure (`-restart`).
+    pub retries: u32,
+    /// Bytes a restart did not move again (the ranges already in place).
+    pub resumed_bytes: u64,
+}
+
+/// One unit of work.
+#[derive(Clone, Debug)]
+enum Job {
+    Two(FileJob),
+    Third { src: FtpUrl, dst: FtpUrl },
+}
+
+/// Copies `src` to `dst` (files, or trees with `-r`).
 pub async fn copy(pool: &Pool, src: &Endpoint, dst: &Endpoint, o: &CopyOptions) -> Result<CopyRecord, ClientError> {
+    copy_many(pool, &[(src.clone(), dst.clone())], o).await
+}
+
+/// Copies every pair (globus-url-copy's `-f` list), `-cc` files at a time.
+pub async fn copy_many(
+    pool: &Pool,
+    pairs: &[(Endpoint, Endpoint)],
+    o: &CopyOptions,
+) -> Result<CopyRecord, ClientError> {
     let started = Instant::now();
-    let (bytes, streams) = match (src, dst) {
-        (Endpoint::Ftp(u), Endpoint::Local(p)) if o.recursive => download_tree(pool, u, &absolute(p)?, o).await?,
-        (Endpoint::Local(p), Endpoint::Ftp(u)) if o.recursive => upload_tree(pool, &absolute(p)?, u, o).await?,
+    let mut jobs = Vec::new();
+    for (src, dst) in pairs {
+        jobs.extend(plan(src, dst, o).await?);
+    }
+    let progress = Progress::new(o.progress);
+    let total = jobs.len();
+    let jobs = select(jobs, o, &progress).await?;
+    let mut record = CopyRecord {
+        skipped: total - jobs.len(),
+        files: jobs.len(),
+        mode: o.mode.letter(),
+        ..CopyRecord::default()
+    };
+    let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
+    let workers = (0..o.concurrency.max(1)).map(|_| worker(pool, &queue, o, &progress));
+    let results = futures_util::future::join_all(workers).await;
+    progress.finish();
+    for r in results {
+        let s = r?;
+        record.bytes += s.bytes;
+        record.streams = record.streams.max(s.streams);
+        record.retries += s.retries;
+        record.resumed_bytes += s.resumed;
+        if total == 1 {
+            record.checksum = s.checksum;
+        }
+    }
+    record.seconds = started.elapsed().as_secs_f64();
+    Ok(record)
+}
+
+/// The jobs for one source/destination pair.
+async fn plan(src: &Endpoint, dst: &Endpoint, o: &CopyOptions) -> Result<Vec<Job>, ClientError> {
+    let two = |remote: &FtpUrl, local: String, download| {
+        Job::Two(FileJob {
+            remote: remote.clone(),
+            local,
+            download,
+        })
+    };
+    Ok(match (src, dst) {
+        (Endpoint::Ftp(u), Endpoint::Local(p)) if o.recursive => tree::download_jobs(u, &url::absolute(p)?)
+            .await?
+            .into_iter()
+            .map(Job::Two)
+            .collect(),
+        (Endpoint::Local(p), Endpoint::Ftp(u)) if o.recursive => tree::upload_jobs(&url::absolute(p)?, u)
+            .await?
+            .into_iter()
+            .map(Job::Two)
+            .collect(),
         _ if o.recursive => {
             return Err(ClientError::Url(
                 "-r copies between an ftp:// directory and a local one".into(),
             ))
         }
-        (Endpoint::Ftp(_), Endpoint::Ftp(_)) if o.offset.is_some() || o.length.is_some() => {
+        (Endpoint::Ftp(_), Endpoint::Ftp(_)) if o.partial() => {
             return Err(ClientError::Url(
                 "-off/-len are not supported for third-party copies yet".into(),
             ))
         }
-        (Endpoint::Ftp(a), Endpoint::Ftp(b)) => third_party(a, b, o).await?,
-        (Endpoint::Ftp(u), Endpoint::Local(p)) => two_party(pool, u, &absolute(p)?, true, o).await?,
-        (Endpoint::Local(p), Endpoint::Ftp(u)) => two_party(pool, u, &absolute(p)?, false, o).await?,
+        (Endpoint::Local(_), Endpoint::Ftp(_)) if o.partial() => {
+            return Err(ClientError::Url("-off/-len apply to downloads".into()))
+        }
+        (Endpoint::Ftp(a), Endpoint::Ftp(b)) => vec![Job::Third {
+            src: a.clone(),
+            dst: b.with_path(into_dir(&b.path, &a.path)),
+        }],
+        (Endpoint::Ftp(u), Endpoint::Local(p)) => {
+            let local = url::absolute(p)?;
+            vec![two(u, into_dir(&local, &u.path), true)]
+        }
+        (Endpoint::Local(p), Endpoint::Ftp(u)) => {
+            let local = url::absolute(p)?;
+            vec![two(&u.with_path(into_dir(&u.path, &local)), local, false)]
+        }
         _ => return Err(ClientError::Url("at least one side must be ftp://".into())),
-    };
-    let mode = match o.mode {
-        Mode::Stream => "S",
-        Mode::E => "E",
-        Mode::X => "X",
-    };
-    Ok(CopyRecord {
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        streams,
-        mode,
     })
 }
 
-impl Control {
-    /// FEAT labels (first word of each feature line, upper case).
-    async fn features(&mut self) -> Result<Vec<String>, ClientError> {
-        let (code, text) = self.cmd("FEAT").await?;
-        if code != 211 {
-            return Ok(Vec::new());
-        }
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(' '))
-            .map(|l| l.trim().to_ascii_uppercase())
-            .collect())
-    }
-
-    /// MODE, buffer size and (when sending) parallelism for a transfer.
-    async fn prepare(&mut self, o: &CopyOptions, sends: bool) -> Result<(), ClientError> {
-        match o.mode {
-            Mode::Stream => {}
-            Mode::E => drop(self.expect_ok(Some("MODE E")).await?),
-            Mode::X => drop(self.expect_ok(Some("MODE X")).await?),
-        }
-        if let Some(n) = o.tcp_bs {
-            self.expect_ok(Some(&format!("SBUF {n}"))).await?;
-        }
-        let p = o.parallelism;
-        if o.mode != Mode::Stream && (sends || o.mode == Mode::X) {
-            self.expect_ok(Some(&format!("OPTS RETR Parallelism={p},{p},{p};")))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Reads preliminary replies until one that is final or a 127 (GET/PUT address).
-    async fn until_address_or_final(&mut self) -> Result<Result<SocketAddr, (u16, String)>, ClientError> {
-        loop {
-            let (code, text) = self.reply().await?;
-            if code == 127 {
-                return Ok(Ok(parse_paren_address(&text)?));
-            }
-            if code >= 200 {
-                return Ok(Err((code, text)));
-            }
-        }
-    }
-
-    async fn checksum(&mut self, alg: Algorithm, path: &str) -> Result<String, ClientError> {
-        let text = self
-            .expect_ok(Some(&format!("CKSM {} 0 -1 {path}", alg.name())))
-            .await?;
-        Ok(text.get(4..).unwrap_or_default().trim().to_ascii_lowercase())
+/// A destination ending in `/` names a directory: the source's file name goes inside it.
+fn into_dir(dst: &str, src: &str) -> String {
+    match (dst.ends_with('/'), src.rsplit('/').next()) {
+        (true, Some(name)) if !name.is_empty() => format!("{dst}{name}"),
+        _ => dst.to_string(),
     }
 }
 
-fn parse_paren_address(text: &str) -> Result<SocketAddr, ClientError> {
-    let inner = text
-        .find('(')
-        .and_then(|i| text[i + 1..].find(')').map(|j| &text[i + 1..i + 1 + j]))
-        .ok_or_else(|| ClientError::Refused(text.to_string()))?;
-    parse_host_port(inner).map_err(|e| ClientError::Refused(e.to_string()))
-}
-
-/// The entries of a remote directory (MLSD over a PASV connection): (name, is_dir).
-async fn list_dir(url: &FtpUrl) -> Result<Vec<(String, bool)>, ClientError> {
-    use tokio::io::AsyncReadExt;
-    let mut c = Control::connect(url).await?;
-    let addr = c.pasv().await?;
-    let mut data = TcpStream::connect(addr).await?;
-    c.send(&format!("MLSD {}", url.path)).await?;
-    let mut listing = Vec::new();
-    // A listing is a few kilobytes of metadata: read it directly, not on the engine.
-    let (read, reply) = tokio::join!(data.read_to_end(&mut listing), async {
-        loop {
-            let (code, text) = c.reply().await?;
-            if code >= 400 {
-                return Err(ClientError::Refused(text));
-            }
-            if code >= 200 {
-                return Ok(());
-            }
-        }
-    });
-    read?;
-    reply?;
-    let _ = c.cmd("QUIT").await;
-    let text = String::from_utf8_lossy(&listing);
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let (facts, name) = l.split_once(' ')?;
-            let kind = facts
-                .split(';')
-                .find_map(|f| f.strip_prefix("Type=").or_else(|| f.strip_prefix("type=")))?;
-            let kind = kind.to_ascii_lowercase();
-            let is_dir = kind == "dir";
-            (is_dir || kind == "file").then(|| (name.to_string(), is_dir))
-        })
-        .filter(|(n, _)| n != "." && n != "..")
-        .collect())
-}
-
-/// `-r`: every file under a remote directory into a local one, directories created as needed.
-async fn download_tree(pool: &Pool, url: &FtpUrl, local: &str, o: &CopyOptions) -> Result<(u64, usize), ClientError> {
-    let mut todo = vec![(
-        url.path.trim_end_matches('/').to_string(),
-        local.trim_end_matches('/').to_string(),
-    )];
-    let (mut bytes, mut streams) = (0, 0);
-    while let Some((remote, here)) = todo.pop() {
-        std::fs::create_dir_all(&here)?;
-        let dir = FtpUrl {
-            path: format!("{remote}/"),
-            ..url.clone()
+/// Adds each file's size to the progress total and, with `-sync`, drops the files already in
+/// place. One control session per server does the asking.
+async fn select(jobs: Vec<Job>, o: &CopyOptions, progress: &Progress) -> Result<Vec<Job>, ClientError> {
+    if o.sync.is_none() && !o.progress {
+        return Ok(jobs);
+    }
+    let mut sessions: Vec<(FtpUrl, control::Control)> = Vec::new();
+    let mut keep = Vec::new();
+    for job in jobs {
+        let (src, dst) = match &job {
+            Job::Two(j) if j.download => (stat_remote(&mut sessions, &j.remote).await?, tree::local_stat(&j.local)),
+            Job::Two(j) => (tree::local_stat(&j.local), stat_remote(&mut sessions, &j.remote).await?),
+            Job::Third { src, dst } => (
+                stat_remote(&mut sessions, src).await?,
+                stat_remote(&mut sessions, dst).await?,
+            ),
         };
-        for (name, is_dir) in list_dir(&dir).await? {
-            if name.contains('/') {
-                continue; // not a plain entry name
-            }
-            let (r, l) = (format!("{remote}/{name}"), format!("{here}/{name}"));
-            if is_dir {
-                todo.push((r, l));
-            } else {
-                let file = FtpUrl { path: r, ..url.clone() };
-                let (b, s) = two_party(pool, &file, &l, true, o).await?;
-                bytes += b;
-                streams = streams.max(s);
-            }
-        }
-    }
-    Ok((bytes, streams))
-}
-
-/// `-r` upwards: every file under a local directory, remote directories made with MKD.
-async fn upload_tree(pool: &Pool, local: &str, url: &FtpUrl, o: &CopyOptions) -> Result<(u64, usize), ClientError> {
-    let base = url.path.trim_end_matches('/').to_string();
-    let mut todo = vec![(local.trim_end_matches('/').to_string(), base)];
-    let (mut bytes, mut streams) = (0, 0);
-    let mut c = Control::connect(url).await?;
-    while let Some((here, remote)) = todo.pop() {
-        // An existing directory answers 550; a real failure shows on the uploads below.
-        if !remote.is_empty() {
-            let _ = c.cmd(&format!("MKD {remote}")).await?;
-        }
-        let mut entries: Vec<_> = std::fs::read_dir(&here)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let Some(name) = e.file_name().to_str().map(String::from) else {
+        let Some(src) = src else {
+            keep.push(job); // the transfer itself reports the missing source
+            continue;
+        };
+        if let Some(level) = o.sync {
+            if tree::in_sync_by_stat(level, src, dst) && (level < 3 || same_sum(&mut sessions, &job, o).await?) {
                 continue;
-            };
-            let (l, r) = (format!("{here}/{name}"), format!("{remote}/{name}"));
-            let kind = e.file_type()?;
-            if kind.is_dir() {
-                todo.push((l, r));
-            } else if kind.is_file() {
-                let file = FtpUrl { path: r, ..url.clone() };
-                let (b, s) = two_party(pool, &file, &l, false, o).await?;
-                bytes += b;
-                streams = streams.max(s);
             }
         }
+        let len = o.length.unwrap_or(src.size.saturating_sub(o.offset.unwrap_or(0)));
+        progress.add_total(len.min(src.size));
+        keep.push(job);
     }
-    let _ = c.cmd("QUIT").await;
-    Ok((bytes, streams))
+    for (_, c) in sessions {
+        c.quit().await;
+    }
+    Ok(keep)
 }
 
-/// Server ↔ local file.
-async fn two_party(
-    pool: &Pool,
+/// The session for `url`'s server among `sessions`, opened when missing.
+async fn session_for<'a>(
+    sessions: &'a mut Vec<(FtpUrl, control::Control)>,
     url: &FtpUrl,
-    local: &str,
-    download: bool,
+) -> Result<&'a mut control::Control, ClientError> {
+    let i = match sessions.iter().position(|(u, _)| u.same_login(url)) {
+        Some(i) => i,
+        None => {
+            sessions.push((url.clone(), control::Control::connect(url).await?));
+            sessions.len() - 1
+        }
+    };
+    Ok(&mut sessions[i].1)
+}
+
+async fn stat_remote(
+    sessions: &mut Vec<(FtpUrl, control::Control)>,
+    url: &FtpUrl,
+) -> Result<Option<tree::Stat>, ClientError> {
+    tree::remote_stat(session_for(sessions, url).await?, &url.path).await
+}
+
+/// `-sync-level 3`: both ends have the same checksum.
+async fn same_sum(
+    sessions: &mut Vec<(FtpUrl, control::Control)>,
+    job: &Job,
     o: &CopyOptions,
-) -> Result<(u64, usize), ClientError> {
-    let mut c = Control::connect(url).await?;
-    if (o.offset.is_some() || o.length.is_some()) && !download {
-        return Err(ClientError::Url("-off/-len apply to downloads".into()));
+) -> Result<bool, ClientError> {
+    let alg = o.verify.unwrap_or(o.checksum);
+    match job {
+        Job::Two(j) => {
+            tree::same_checksum(session_for(sessions, &j.remote).await?, &j.remote.path, &j.local, alg).await
+        }
+        Job::Third { src, dst } => {
+            let x = session_for(sessions, src).await?.checksum(alg, &src.path).await?;
+            let y = session_for(sessions, dst).await?.checksum(alg, &dst.path).await?;
+            Ok(x == y)
+        }
     }
-    let partial = o.offset.is_some() || o.length.is_some();
-    // GET/PUT carry no offsets: partial transfers use ERET P / REST.
-    let getput = !partial && o.g2 && c.features().await?.iter().any(|f| f == "GETPUT");
-    let off = o.offset.unwrap_or(0);
-    // The command that starts the transfer, and where the local file is written from: ERET P
-    // sends offsets relative to `off`; REST in stream mode starts the data at `off`; MODE E/X
-    // restart ranges keep absolute offsets.
-    let (verb_line, local_offset) = match (download, o.length, o.mode) {
-        (true, Some(len), _) => (format!("ERET P {off} {len} {}", url.path), off),
-        (true, None, Mode::Stream) if off > 0 => (format!("RETR {}", url.path), off),
-        (true, None, _) => (format!("RETR {}", url.path), 0),
-        (false, _, _) => (format!("STOR {}", url.path), 0),
-    };
-    let rest = match (o.length, o.mode) {
-        (None, Mode::Stream) if off > 0 => Some(format!("REST {off}")),
-        (None, _) if off > 0 => Some(format!("REST 0-{off}")),
-        _ => None,
-    };
-    c.prepare(o, download).await?;
-    let request = if download {
-        MoverRequest::Receive {
-            path: local.to_string(),
-            offset: local_offset,
-            append: false,
-            truncate: !partial,
-        }
-    } else {
-        MoverRequest::Send {
-            path: local.to_string(),
-            offset: 0,
-            length: None,
-        }
-    };
-    let g2_verb = if download { "GET" } else { "PUT" };
-    // MODE E downloads need the client passive (the sender connects), and so does MODE X when
-    // the server is to connect; everything else connects to the server's address.
-    let client_listens = (o.mode == Mode::E && download) || (o.mode == Mode::X && o.server_active);
-    let channel = if client_listens {
-        let l = pool
-            .open_passive(c.local, o.tcp_bs)
-            .map_err(|e| ClientError::Data(e.to_string()))?;
-        let addr = l.local_addr()?;
-        let IpAddr::V4(ip) = addr.ip() else {
-            return Err(ClientError::Url("IPv6 data channels need EPRT".into()));
+}
+
+/// What one worker moved.
+#[derive(Default)]
+struct WorkerStats {
+    bytes: u64,
+    streams: usize,
+    retries: u32,
+    resumed: u64,
+    checksum: Option<String>,
+}
+
+/// Takes jobs from the queue until it is empty, keeping its control session between files
+/// on the same server.
+async fn worker(
+    pool: &Pool,
+    queue: &Mutex<VecDeque<Job>>,
+    o: &CopyOptions,
+    progress: &Progress,
+) -> Result<WorkerStats, ClientError> {
+    let mut stats = WorkerStats::default();
+    let mut session: Option<(FtpUrl, Session)> = None;
+    let mut ahead: Option<Issued> = None;
+    let pop = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    loop {
+        let job = match &ahead {
+            Some(i) => Job::Two(i.job().clone()),
+            None => match pop() {
+                Some(j) => j,
+                None => break,
+            },
         };
-        let hp = crate::protocol::reply::host_port(ip, addr.port());
-        if getput {
-            c.send(&format!("{g2_verb} path={};port={hp};", url.path)).await?;
-        } else {
-            c.expect_ok(Some(&format!("PORT {hp}"))).await?;
-            if let Some(r) = &rest {
-                c.expect_ok(Some(r)).await?;
+        match job {
+            Job::Third { src, dst } => third_with_restarts(&src, &dst, o, progress, &mut stats).await?,
+            Job::Two(job) => {
+                let issued = ahead.take();
+                ahead = two_with_restarts(pool, &mut session, job, issued, queue, o, progress, &mut stats).await?;
             }
-            c.send(&verb_line).await?;
         }
-        MoverChannel::Listener(Arc::new(l))
-    } else if getput {
-        c.send(&format!("{g2_verb} path={};pasv;", url.path)).await?;
-        match c.until_address_or_final().await? {
-            Ok(addr) => MoverChannel::Connect(vec![addr]),
-            Err((_, text)) => return Err(ClientError::Refused(text)),
-        }
-    } else {
-        let addr = c.pasv().await?;
-        if let Some(r) = &rest {
-            c.expect_ok(Some(r)).await?;
-        }
-        c.send(&verb_line).await?;
-        MoverChannel::Connect(vec![addr])
+    }
+    if let Some((_, s)) = session {
+        s.control.quit().await;
+    }
+    Ok(stats)
+}
+
+/// Waits before another try; false when the tries are used up (or restarts are off).
+async fn may_retry(o: &CopyOptions, e: &ClientError, tries: u32, progress: &Progress) -> bool {
+    let Some(r) = o.restart.filter(|r| r.retries == 0 || tries < r.retries) else {
+        return false;
     };
-    let spec = MoverSpec {
-        request,
-        extended: o.mode == Mode::E,
-        xmode: o.mode == Mode::X,
-        parallelism: o.parallelism,
-        channel,
-        peer: Some(c.peer),
-        local: c.local,
-        buffer: o.tcp_bs,
-        skip: Vec::new(),
-        size_limit: None,
-        relative: false,
-        markers: None,
-        cached: Vec::new(),
-    };
-    let (events_tx, _events) = mpsc::unbounded_channel();
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    let mover = mover::run(pool, spec, events_tx, cancel_rx);
-    tokio::pin!(mover);
-    let mut moved = None;
-    let mut final_reply = None;
-    while moved.is_none() || final_reply.is_none() {
-        tokio::select! {
-            r = &mut mover, if moved.is_none() => moved = Some(r),
-            r = c.reply(), if final_reply.is_none() => {
-                let (code, text) = r?;
-                if code >= 400 {
-                    let _ = cancel_tx.send(true);
-                    final_reply = Some(Err(ClientError::Refused(text)));
-                } else if code >= 200 {
-                    final_reply = Some(Ok(()));
+    if !e.transient() {
+        return false;
+    }
+    progress.message(&format!("transfer failed ({e}); trying again in {:?}", r.interval));
+    tracing::warn!(error = %e, attempt = tries + 1, "transfer failed; restarting");
+    tokio::time::sleep(r.interval).await;
+    true
+}
+
+/// One server ↔ local file, tried again after transient failures from where it stopped.
+/// Returns the next file's transfer when it was pipelined behind this one.
+#[allow(clippy::too_many_arguments)]
+async fn two_with_restarts(
+    pool: &Pool,
+    session: &mut Option<(FtpUrl, Session)>,
+    job: FileJob,
+    mut issued: Option<Issued>,
+    queue: &Mutex<VecDeque<Job>>,
+    o: &CopyOptions,
+    progress: &Progress,
+    stats: &mut WorkerStats,
+) -> Result<Option<Issued>, ClientError> {
+    let mut resume = Resume::default();
+    let mut file_progress = progress.file();
+    let mut tries = 0;
+    let moved = loop {
+        let attempt = async {
+            if !session.as_ref().is_some_and(|(u, _)| u.same_login(&job.remote)) {
+                if let Some((_, old)) = session.take() {
+                    old.control.quit().await;
                 }
+                *session = Some((job.remote.clone(), Session::open(&job.remote).await?));
+            }
+            let Some((_, s)) = session.as_mut() else {
+                return Err(ClientError::Lost("no session".into()));
+            };
+            if tries > 0 {
+                resume_from_destination(s, &job, o, &mut resume).await?;
+                stats.resumed += resume.done.len();
+            }
+            let i = match issued.take() {
+                Some(i) => i,
+                None => s.issue(pool, job.clone(), o, &resume).await?,
+            };
+            // Pipelining: the next file on this server, unless this one is checked afterwards.
+            let verify_after = o.verify.is_some() || tries > 0;
+            let next = if o.pipeline && !verify_after {
+                take_next_same_server(queue, &job.remote)
+            } else {
+                None
+            };
+            let (r, ahead) = s
+                .complete(pool, i, o, &mut file_progress, &mut resume, next.clone())
+                .await;
+            // A next file not issued, or issued on a session that failed, goes back.
+            if let Some(n) = next.filter(|_| ahead.is_none() || r.is_err()) {
+                queue.lock().unwrap_or_else(|e| e.into_inner()).push_front(Job::Two(n));
+            }
+            r.map(|m| (m, ahead))
+        };
+        match attempt.await {
+            Ok(done) => break done,
+            Err(e) => {
+                *session = None;
+                if !may_retry(o, &e, tries, progress).await {
+                    return Err(e);
+                }
+                tries += 1;
+                stats.retries += 1;
             }
         }
-    }
-    final_reply.unwrap_or(Ok(()))?;
-    let done = match moved {
-        Some(Ok(d)) => d,
-        Some(Err(f)) => return Err(ClientError::Data(f.error.to_string())),
-        None => return Err(ClientError::Data("mover did not run".into())),
     };
-    if let Some(alg) = o.verify {
-        let remote = c.checksum(alg, &url.path).await?;
-        let path = local.to_string();
-        let local_sum = tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&path).and_then(|f| crate::storage::checksum::file_checksum(&f, alg, 0, None))
-        })
-        .await
-        .map_err(|e| ClientError::Data(e.to_string()))??;
-        if remote != local_sum {
-            return Err(ClientError::Data(format!(
-                "checksum mismatch: {} here, {remote} there",
-                local_sum
-            )));
+    let (m, ahead) = moved;
+    stats.bytes += m.bytes;
+    stats.streams = stats.streams.max(m.streams);
+    if (o.verify.is_some() || tries > 0) && !o.partial() {
+        let alg = o.verify.unwrap_or(o.checksum);
+        let Some((_, s)) = session.as_mut() else {
+            return Err(ClientError::Lost("no session".into()));
+        };
+        let there = s.control.checksum(alg, &job.remote.path).await?;
+        let here = tree::local_checksum(&job.local, alg).await?;
+        if there != here {
+            return Err(ClientError::Mismatch(format!("{here} here, {there} there")));
         }
+        stats.checksum = Some(format!("{}:{here}", alg.name()));
     }
-    let _ = c.cmd("QUIT").await;
-    Ok((done.bytes, done.streams))
+    Ok(ahead)
 }
 
-/// Server → server. The destination listens (PASV/STOR) and the source connects (PORT/RETR),
-/// as MODE E requires; the data never passes through this client.
-async fn third_party(src: &FtpUrl, dst: &FtpUrl, o: &CopyOptions) -> Result<(u64, usize), ClientError> {
-    let (mut a, mut b) = (Control::connect(src).await?, Control::connect(dst).await?);
-    a.prepare(o, true).await?;
-    b.prepare(o, false).await?;
-    let addr = b.pasv().await?;
-    let IpAddr::V4(ip) = addr.ip() else {
-        return Err(ClientError::Url("IPv6 third-party needs EPRT".into()));
-    };
-    b.send(&format!("STOR {}", dst.path)).await?;
-    a.expect_ok(Some(&format!(
-        "PORT {}",
-        crate::protocol::reply::host_port(ip, addr.port())
-    )))
-    .await?;
-    a.send(&format!("RETR {}", src.path)).await?;
-    let finals = async |c: &mut Control| -> Result<(), ClientError> {
-        loop {
-            let (code, text) = c.reply().await?;
-            if code >= 400 {
-                return Err(ClientError::Refused(text));
-            }
-            if code >= 200 {
-                return Ok(());
-            }
-        }
-    };
-    let (ra, rb) = tokio::join!(finals(&mut a), finals(&mut b));
-    ra?;
-    rb?;
-    let bytes = match a.expect_ok(Some(&format!("SIZE {}", src.path))).await {
-        Ok(t) => t.get(4..).and_then(|n| n.trim().parse().ok()).unwrap_or(0),
-        Err(_) => 0,
-    };
-    if let Some(alg) = o.verify {
-        let (x, y) = (a.checksum(alg, &src.path).await?, b.checksum(alg, &dst.path).await?);
-        if x != y {
-            return Err(ClientError::Data(format!(
-                "checksum mismatch: source {x}, destination {y}"
-            )));
-        }
+/// Before a restart: in stream mode the destination's size is what arrived (writes are in
+/// order), as long as the failed attempt had started writing it.
+async fn resume_from_destination(
+    s: &mut Session,
+    job: &FileJob,
+    o: &CopyOptions,
+    resume: &mut Resume,
+) -> Result<(), ClientError> {
+    if o.partial() || o.mode != Mode::Stream || !resume.started {
+        return Ok(());
     }
-    let _ = a.cmd("QUIT").await;
-    let _ = b.cmd("QUIT").await;
-    Ok((bytes, o.parallelism as usize))
-}
-
-fn absolute(p: &Path) -> Result<String, ClientError> {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
+    let size = if job.download {
+        tree::local_stat(&job.local).map(|s| s.size)
     } else {
-        std::env::current_dir()?.join(p)
+        s.control.size(&job.remote.path).await?
     };
-    abs.to_str()
-        .map(String::from)
-        .ok_or_else(|| ClientError::Url(format!("path {} is not UTF-8", p.display())))
+    if let Some(n) = size {
+        resume.done.insert(0, n);
+    }
+    Ok(())
+}
+
+/// Takes the next queued job if it is a transfer with the same server.
+fn take_next_same_server(queue: &Mutex<VecDeque<Job>>, url: &FtpUrl) -> Option<FileJob> {
+    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+    match q.front() {
+        Some(Job::Two(j)) if j.remote.same_login(url) => match q.pop_front() {
+            Some(Job::Two(j)) => Some(j),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+async fn third_with_restarts(
+    src: &FtpUrl,
+    dst: &FtpUrl,
+    o: &CopyOptions,
+    progress: &Progress,
+    stats: &mut WorkerStats,
+) -> Result<(), ClientError> {
+    let mut resume = Resume::default();
+    let mut file_progress = progress.file();
+    let mut tries = 0;
+    let moved = loop {
+        match third_party::copy(src, dst, o, &mut resume, &mut file_progress).await {
+            Ok(m) => break m,
+            Err(e) => {
+                if !may_retry(o, &e, tries, progress).await {
+                    return Err(e);
+                }
+                tries += 1;
+                stats.retries += 1;
+                stats.resumed += resume.done.len();
+            }
+        }
+    };
+    stats.bytes += moved.bytes;
+    stats.streams = stats.streams.max(moved.streams);
+    if o.verify.is_some() || tries > 0 {
+        let alg = o.verify.unwrap_or(o.checksum);
+        let sum = third_party::verify(src, dst, alg).await?;
+        stats.checksum = Some(format!("{}:{sum}", alg.name()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -633,27 +535,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        assert_eq!(
-            parse_endpoint("ftp://bob:pw@example.org:2811/a/b").unwrap(),
-            Endpoint::Ftp(FtpUrl {
-                user: Some("bob".into()),
-                password: Some("pw".into()),
-                host: "example.org".into(),
-                port: 2811,
-                path: "/a/b".into()
-            })
-        );
-        assert_eq!(
-            parse_endpoint("file:///tmp/x").unwrap(),
-            Endpoint::Local("/tmp/x".into())
-        );
-        assert_eq!(parse_endpoint("rel/x").unwrap(), Endpoint::Local("rel/x".into()));
-        assert!(matches!(
-            parse_endpoint("gsiftp://h/x"),
-            Err(ClientError::GsiNotSupported)
-        ));
-        assert!(parse_endpoint("http://h/x").is_err());
-        assert!(parse_endpoint("ftp://:21/x").is_err());
+    fn destination_directories() {
+        assert_eq!(into_dir("/d/", "/src/f.dat"), "/d/f.dat");
+        assert_eq!(into_dir("/d/g", "/src/f.dat"), "/d/g");
+        assert_eq!(into_dir("/d/", "/src/"), "/d/");
+    }
+
+    #[test]
+    fn transient_errors() {
+        assert!(ClientError::Lost("x".into()).transient());
+        assert!(ClientError::Refused("451 local error".into()).transient());
+        assert!(!ClientError::Refused("550 no such file".into()).transient());
+        assert!(!ClientError::Mismatch("a".into()).transient());
     }
 }

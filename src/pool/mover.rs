@@ -56,6 +56,8 @@ pub struct MoverSpec {
     pub skip: Vec<(u64, u64)>,
     /// MODE E receive: blocks past this size are refused.
     pub size_limit: Option<u64>,
+    /// MODE E/X block size when sending (None: [`BLOCK_SIZE`]).
+    pub block_size: Option<u64>,
     /// ERET P: wire offsets are relative to the section's start.
     pub relative: bool,
     /// Seconds between progress events (None: only the final one when receiving).
@@ -319,7 +321,7 @@ impl Run<'_> {
             stripes
         };
         let file = Arc::new(file);
-        let plan = Arc::new(BlockPlan::new(ranges, BLOCK_SIZE, base));
+        let plan = Arc::new(BlockPlan::new(ranges, self.spec.block_size.unwrap_or(BLOCK_SIZE), base));
         let mut streams = Streams::new();
         for conns in stripes {
             let count = conns.len() as u64;
@@ -428,7 +430,7 @@ impl Run<'_> {
             let (file, ranges, base) = self.send_source(prepared)?;
             Joiner::XSend {
                 file: Arc::new(file),
-                plan: Arc::new(BlockPlan::new(ranges, BLOCK_SIZE, base)),
+                plan: Arc::new(BlockPlan::new(ranges, self.spec.block_size.unwrap_or(BLOCK_SIZE), base)),
             }
         } else {
             let PreparedMover::Store { file, offset, .. } = prepared else {
@@ -548,7 +550,8 @@ impl Run<'_> {
                 _ = tick => self.progress(streams, recv),
             }
         }
-        if failure.is_none() && (!self.sends || ticker.is_some()) {
+        // A failed receive still reports what it stored: the ranges a restart can skip.
+        if !self.sends || (failure.is_none() && ticker.is_some()) {
             self.progress(streams, recv);
         }
         match failure {

@@ -221,6 +221,7 @@ async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: 
         buffer: m.buffer,
         skip: m.skip,
         size_limit: m.size_limit,
+        block_size: m.block_size,
         relative: m.relative,
         markers: m.markers_secs.map(Duration::from_secs),
         cached,

@@ -121,6 +121,8 @@ pub struct TransferRequest {
     pub skip: Vec<(u64, u64)>,
     /// Size announced by ALLO: MODE E blocks past it are refused.
     pub size_limit: Option<u64>,
+    /// MODE E/X block size when sending (`OPTS RETR BlockSize=N;`); None: the pool's default.
+    pub block_size: Option<u64>,
 }
 
 impl TransferRequest {
@@ -229,6 +231,9 @@ enum DataState {
 pub const DEFAULT_MARKER_SECS: u64 = 5;
 /// Most parallel streams a client may ask for.
 pub const MAX_PARALLELISM: u32 = 64;
+/// MODE E/X block sizes a client may ask for: a header per 4 KiB at least, 64 MiB at most.
+pub const MIN_BLOCK_SIZE: u64 = 4096;
+pub const MAX_BLOCK_SIZE: u64 = 64 << 20;
 
 /// Failed logins allowed on one connection before it is closed.
 pub const MAX_LOGIN_FAILURES: u32 = 5;
@@ -254,6 +259,7 @@ pub struct Session {
     announcing: Option<PassiveStyle>,
     allo: Option<u64>,
     parallelism: u32,
+    block_size: Option<u64>,
     /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
     reusable: Option<bool>,
     /// Seconds between perf markers when receiving / when sending (OPTS RETR markers, TREV).
@@ -290,6 +296,7 @@ impl Session {
             announcing: None,
             allo: None,
             parallelism: 1,
+            block_size: None,
             reusable: None,
             markers_receive: DEFAULT_MARKER_SECS,
             markers_send: None,
@@ -747,7 +754,16 @@ impl Session {
                                 .map_err(|_| SessionError::BadArgument(format!("Bad markers '{value}'.")))?;
                             self.markers_send = Some(n);
                         }
-                        // Layout and block size matter for multi-host stripes only.
+                        "blocksize" => {
+                            let n: u64 = value
+                                .trim()
+                                .parse()
+                                .ok()
+                                .filter(|n| (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(n))
+                                .ok_or_else(|| SessionError::BadArgument(format!("Bad block size '{value}'.")))?;
+                            self.block_size = Some(n);
+                        }
+                        // Stripe layout matters for multi-host stripes only.
                         _ => {}
                     }
                 }
@@ -1154,6 +1170,7 @@ impl Session {
             reuse,
             skip: self.rest_ranges.clone().unwrap_or_default(),
             size_limit: self.allo,
+            block_size: self.block_size,
         }));
         Ok(())
     }

@@ -159,6 +159,7 @@ impl Connection {
             buffer: req.buffer_size,
             skip: req.skip.clone(),
             size_limit: req.size_limit,
+            block_size: req.block_size,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
             markers_secs: self.session.marker_interval(sends),
             session: self.id,

@@ -72,6 +72,7 @@ impl Connection {
             buffer: req.buffer_size,
             skip: req.skip.clone(),
             size_limit: req.size_limit,
+            block_size: req.block_size,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
             markers: self.session.marker_interval(sends).map(Duration::from_secs),
             cached,

@@ -1,0 +1,440 @@
+//! One control session moving files between a server and local paths, one after another.
+//! A transfer's commands are written together and their replies read in order; MODE, SBUF
+//! and OPTS go out only when they change; with `-fast` MODE E connections stay open for the
+//! next file; with `-pp` the next file's commands go out before this file's 226 is read.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::control::{parse_paren_address, parse_range_marker, parse_ranges, Control};
+use super::progress::FileProgress;
+use super::url::FtpUrl;
+use super::{ClientError, CopyOptions, Mode};
+use crate::block::RangeSet;
+use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverSpec};
+use crate::pool::{MoverRequest, Pool};
+
+/// Seconds between progress events from our own movers (the bar and restart ranges).
+const PROGRESS_TICK: Duration = Duration::from_millis(500);
+
+/// One file between a server and a local path.
+#[derive(Clone, Debug)]
+pub struct FileJob {
+    pub remote: FtpUrl,
+    pub local: String,
+    pub download: bool,
+}
+
+/// What is known to be in place at the destination: the ranges a restart may skip.
+#[derive(Default, Debug)]
+pub struct Resume {
+    pub done: RangeSet,
+    /// The server accepted the transfer (150/125/127): a partial destination is ours.
+    pub started: bool,
+}
+
+impl Resume {
+    /// The bytes from 0 that are in place (what stream mode can resume after).
+    pub fn prefix(&self) -> u64 {
+        match self.done.ranges().first() {
+            Some(&(0, end)) => end,
+            _ => 0,
+        }
+    }
+}
+
+/// A finished transfer.
+#[derive(Debug)]
+pub struct Moved {
+    pub bytes: u64,
+    pub streams: usize,
+}
+
+/// MODE E connections kept after a transfer (`-fast`), with how they were made.
+struct Kept {
+    download: bool,
+    conns: Vec<TcpStream>,
+    channel: MoverChannel,
+}
+
+/// How the data connections of an issued transfer will be made.
+enum Channel {
+    /// We listen; the server connects (PORT or GET/PUT `port=`).
+    Listen(Arc<TcpListener>),
+    /// The address comes in the 227 reply to PASV (or a 127 if the server delays it).
+    Pasv,
+    /// The address comes in a 127 reply (GET/PUT `pasv`, delayed passive).
+    Await127,
+    /// The connections of the previous transfer (no PASV/PORT sent).
+    Reuse(MoverChannel, Vec<TcpStream>),
+}
+
+/// A reply expected before the transfer's own ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// To a setting, PORT or REST; `must`: a 4xx/5xx fails the transfer.
+    Ok { must: bool },
+    /// To PASV: the data address (or `200 Passive delayed.`).
+    Pasv,
+}
+
+/// A transfer whose commands are written and whose replies are still to be read.
+pub struct Issued {
+    job: FileJob,
+    expect: Vec<Expect>,
+    channel: Channel,
+    request: MoverRequest,
+    skip: Vec<(u64, u64)>,
+}
+
+impl Issued {
+    pub fn job(&self) -> &FileJob {
+        &self.job
+    }
+}
+
+/// A logged-in session and what it has told the server so far.
+pub struct Session {
+    pub control: Control,
+    getput: bool,
+    mode: Mode,
+    sbuf: Option<u64>,
+    opts: Option<String>,
+    delayed: bool,
+    trev: bool,
+    kept: Option<Kept>,
+}
+
+impl Session {
+    pub async fn open(url: &FtpUrl) -> Result<Session, ClientError> {
+        let mut control = Control::connect(url).await?;
+        let getput = control.features().await?.iter().any(|f| f == "GETPUT");
+        Ok(Session {
+            control,
+            getput,
+            mode: Mode::Stream,
+            sbuf: None,
+            opts: None,
+            delayed: false,
+            trev: false,
+            kept: None,
+        })
+    }
+
+    /// Writes the commands of one transfer (nothing is read).
+    pub async fn issue(
+        &mut self,
+        pool: &Pool,
+        job: FileJob,
+        o: &CopyOptions,
+        resume: &Resume,
+    ) -> Result<Issued, ClientError> {
+        let mut lines = Vec::new();
+        let mut expect = Vec::new();
+        self.settings(o, job.download, &mut lines, &mut expect);
+        let partial = o.offset.is_some() || o.length.is_some();
+        let resuming = !partial && !resume.done.is_empty();
+        let path = &job.remote.path;
+        let off = o.offset.unwrap_or(0);
+        // Where the local file is written from, and what the sender may skip: ERET P sends
+        // offsets relative to `off`; REST in stream mode starts the data at `off`; MODE E/X
+        // restart ranges keep absolute offsets.
+        let (rest, local_offset) = match (job.download, o.length, o.mode) {
+            (true, Some(_), _) => (None, off),
+            (true, None, Mode::Stream) if off > 0 => (Some(format!("REST {off}")), off),
+            (true, None, _) if off > 0 => (Some(format!("REST 0-{off}")), 0),
+            (_, _, Mode::Stream) if resuming => (Some(format!("REST {}", resume.prefix())), resume.prefix()),
+            (_, _, _) if resuming => (Some(format!("REST {}", resume.done.to_marker())), 0),
+            _ => (None, 0),
+        };
+        let verb = match (job.download, o.length) {
+            (true, Some(len)) => format!("ERET P {off} {len} {path}"),
+            (true, None) => format!("RETR {path}"),
+            (false, _) => format!("STOR {path}"),
+        };
+        let getput = self.getput && o.g2 && rest.is_none() && !partial && !o.delayed_passive;
+        let g2 = format!("{} path={path};", if job.download { "GET" } else { "PUT" });
+        let reuse = self
+            .kept
+            .take()
+            .filter(|k| k.download == job.download && lines.is_empty());
+        let client_listens = (o.mode == Mode::E && job.download) || (o.mode == Mode::X && o.server_active);
+        let channel = if let Some(k) = reuse {
+            Channel::Reuse(k.channel, k.conns)
+        } else if client_listens {
+            let l = pool
+                .open_passive(self.control.local, o.tcp_bs)
+                .map_err(|e| ClientError::Data(e.to_string()))?;
+            let addr = l.local_addr()?;
+            let IpAddr::V4(ip) = addr.ip() else {
+                return Err(ClientError::Url("IPv6 data channels need EPRT".into()));
+            };
+            let hp = crate::protocol::reply::host_port(ip, addr.port());
+            if !getput {
+                lines.push(format!("PORT {hp}"));
+                expect.push(Expect::Ok { must: true });
+            }
+            Channel::Listen(Arc::new(l))
+        } else if getput {
+            Channel::Await127
+        } else {
+            lines.push("PASV".into());
+            expect.push(Expect::Pasv);
+            Channel::Pasv
+        };
+        if let Some(r) = rest {
+            lines.push(r);
+            expect.push(Expect::Ok { must: true });
+        }
+        let transfer_line = match (&channel, getput) {
+            (Channel::Listen(l), true) => {
+                let addr = l.local_addr()?;
+                let IpAddr::V4(ip) = addr.ip() else {
+                    return Err(ClientError::Url("IPv6 data channels need EPRT".into()));
+                };
+                format!("{g2}port={};", crate::protocol::reply::host_port(ip, addr.port()))
+            }
+            (Channel::Await127, _) => format!("{g2}pasv;"),
+            _ => verb,
+        };
+        lines.push(transfer_line);
+        let mut batch = String::new();
+        for l in &lines {
+            batch.push_str(l);
+            batch.push_str("\r\n");
+        }
+        self.control.send(batch.trim_end()).await?;
+        let request = if job.download {
+            MoverRequest::Receive {
+                path: job.local.clone(),
+                offset: local_offset,
+                append: false,
+                truncate: !partial && !resuming,
+            }
+        } else {
+            MoverRequest::Send {
+                path: job.local.clone(),
+                offset: if o.mode == Mode::Stream { local_offset } else { 0 },
+                length: None,
+            }
+        };
+        let skip = if !job.download && o.mode != Mode::Stream && resuming {
+            resume.done.ranges().to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(Issued {
+            job,
+            expect,
+            channel,
+            request,
+            skip,
+        })
+    }
+
+    /// MODE, SBUF, OPTS RETR, OPTS PASV and TREV lines, for what changed since the last transfer.
+    fn settings(&mut self, o: &CopyOptions, download: bool, lines: &mut Vec<String>, expect: &mut Vec<Expect>) {
+        if self.mode != o.mode {
+            lines.push(format!("MODE {}", o.mode.letter()));
+            expect.push(Expect::Ok { must: true });
+            self.mode = o.mode;
+        }
+        if o.tcp_bs.is_some() && self.sbuf != o.tcp_bs {
+            lines.push(format!("SBUF {}", o.tcp_bs.unwrap_or_default()));
+            expect.push(Expect::Ok { must: true });
+            self.sbuf = o.tcp_bs;
+        }
+        if o.mode != Mode::Stream && (download || o.mode == Mode::X) {
+            let p = o.parallelism;
+            let mut opts = format!("OPTS RETR Parallelism={p},{p},{p};");
+            if let Some(bs) = o.block_size {
+                opts.push_str(&format!("BlockSize={bs};"));
+            }
+            if self.opts.as_ref() != Some(&opts) {
+                lines.push(opts.clone());
+                expect.push(Expect::Ok { must: true });
+                self.opts = Some(opts);
+            }
+        }
+        if o.delayed_passive && !self.delayed {
+            lines.push("OPTS PASV AllowDelayed=1;".into());
+            expect.push(Expect::Ok { must: true });
+            self.delayed = true;
+        }
+        if o.restart.is_some() && !self.trev {
+            // Restart markers every second; a server without TREV keeps its own period.
+            lines.push("TREV RESTART 1".into());
+            expect.push(Expect::Ok { must: false });
+            self.trev = true;
+        }
+    }
+
+    /// Reads the replies of an issued transfer and moves the data. With `next`, that file's
+    /// commands are written once this file's data has moved (pipelining).
+    pub async fn complete(
+        &mut self,
+        pool: &Pool,
+        issued: Issued,
+        o: &CopyOptions,
+        progress: &mut FileProgress,
+        resume: &mut Resume,
+        mut next: Option<FileJob>,
+    ) -> (Result<Moved, ClientError>, Option<Issued>) {
+        let mut ahead = None;
+        let result = self.run(pool, issued, o, progress, resume, &mut next, &mut ahead).await;
+        (result, ahead)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &mut self,
+        pool: &Pool,
+        issued: Issued,
+        o: &CopyOptions,
+        progress: &mut FileProgress,
+        resume: &mut Resume,
+        next: &mut Option<FileJob>,
+        ahead: &mut Option<Issued>,
+    ) -> Result<Moved, ClientError> {
+        let Issued {
+            job,
+            expect,
+            channel,
+            request,
+            skip,
+        } = issued;
+        let mut pasv = None;
+        for e in expect {
+            match e {
+                Expect::Pasv => pasv = self.control.pasv_reply().await?,
+                Expect::Ok { must } => {
+                    let (code, text) = self.control.reply().await?;
+                    if must && code >= 400 {
+                        return Err(ClientError::Refused(text));
+                    }
+                }
+            }
+        }
+        let (mut channel, cached) = match channel {
+            Channel::Listen(l) => (Some(MoverChannel::Listener(l)), Vec::new()),
+            Channel::Reuse(ch, conns) => (Some(ch), conns),
+            Channel::Pasv => (pasv.map(|a| MoverChannel::Connect(vec![a])), Vec::new()),
+            Channel::Await127 => (None, Vec::new()),
+        };
+        let (peer, local) = (self.control.peer, self.control.local);
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
+            request: request.clone(),
+            extended: o.mode == Mode::E,
+            xmode: o.mode == Mode::X,
+            parallelism: o.parallelism,
+            channel,
+            peer: Some(peer),
+            local,
+            buffer: o.tcp_bs,
+            skip: skip.clone(),
+            size_limit: None,
+            block_size: o.block_size,
+            relative: false,
+            markers: Some(PROGRESS_TICK),
+            cached,
+        };
+        let mut mover = channel
+            .clone()
+            .map(|ch| Box::pin(mover::run(pool, spec(ch, cached), events_tx.clone(), cancel_rx.clone())));
+        let mut moved = None;
+        let mut final_reply: Option<Result<(), ClientError>> = None;
+        loop {
+            let mover_running = mover.is_some() && moved.is_none();
+            if final_reply.is_some() && !mover_running {
+                break;
+            }
+            let run_mover = async {
+                match mover.as_mut() {
+                    Some(m) => m.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = run_mover, if mover_running => {
+                    moved = Some(r);
+                    if let Some(n) = next.take() {
+                        // This file's data has moved: the next file's commands can go now.
+                        *ahead = self.issue(pool, n, o, &Resume::default()).await.ok();
+                    }
+                }
+                Some(ev) = events.recv() => {
+                    if let MoverEvent::Progress { bytes, ranges } = ev {
+                        if job.download {
+                            for (a, b) in ranges.as_deref().and_then(parse_ranges).unwrap_or_default() {
+                                resume.done.insert(a, b);
+                            }
+                            progress.at(resume.done.len());
+                        } else {
+                            progress.at(bytes + resume.done.len());
+                        }
+                    }
+                }
+                r = self.control.reply(), if final_reply.is_none() => {
+                    let (code, text) = match r {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = cancel_tx.send(true);
+                            final_reply = Some(Err(e));
+                            continue;
+                        }
+                    };
+                    match code {
+                        127 if mover.is_none() => {
+                            let addr = parse_paren_address(&text)?;
+                            resume.started = true;
+                            channel = Some(MoverChannel::Connect(vec![addr]));
+                            let ch = MoverChannel::Connect(vec![addr]);
+                            mover = Some(Box::pin(mover::run(pool, spec(ch, Vec::new()), events_tx.clone(), cancel_rx.clone())));
+                        }
+                        111 if !job.download => {
+                            for (a, b) in parse_range_marker(&text).unwrap_or_default() {
+                                resume.done.insert(a, b);
+                            }
+                        }
+                        125 | 150 => resume.started = true,
+                        c if c >= 400 => {
+                            let _ = cancel_tx.send(true);
+                            final_reply = Some(Err(ClientError::Refused(text)));
+                        }
+                        c if c >= 200 => final_reply = Some(Ok(())),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        final_reply.unwrap_or(Ok(()))?;
+        let done = match moved {
+            Some(Ok(d)) => d,
+            Some(Err(f)) => return Err(ClientError::Data(f.error.to_string())),
+            None => {
+                return Err(ClientError::Data(
+                    "the server ended the transfer before any data connection".into(),
+                ))
+            }
+        };
+        if o.fast && o.mode == Mode::E && !done.kept.is_empty() {
+            if let Some(channel) = channel {
+                self.kept = Some(Kept {
+                    download: job.download,
+                    conns: done.kept,
+                    channel,
+                });
+            }
+        }
+        Ok(Moved {
+            bytes: done.bytes,
+            streams: done.streams,
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Server → server. The destination listens (PASV/STOR) and the source connects (PORT/RETR),
+//! as MODE E requires; the data never passes through this client.
+
+use std::net::IpAddr;
+
+use super::control::{parse_perf_marker, parse_range_marker, Control};
+use super::progress::FileProgress;
+use super::session::{Moved, Resume};
+use super::url::FtpUrl;
+use super::{ClientError, CopyOptions, Mode};
+use crate::storage::checksum::Algorithm;
+
+/// One attempt at a third-party copy; `resume` holds what the destination reported stored.
+pub async fn copy(
+    src: &FtpUrl,
+    dst: &FtpUrl,
+    o: &CopyOptions,
+    resume: &mut Resume,
+    progress: &mut FileProgress,
+) -> Result<Moved, ClientError> {
+    let (mut a, mut b) = (Control::connect(src).await?, Control::connect(dst).await?);
+    if o.mode == Mode::Stream && resume.started {
+        // Stream mode writes in order: what the destination holds is what it got.
+        if let Some(n) = b.size(&dst.path).await? {
+            resume.done.insert(0, n);
+        }
+    }
+    for (c, sends) in [(&mut a, true), (&mut b, false)] {
+        if o.mode != Mode::Stream {
+            c.expect_ok(Some(&format!("MODE {}", o.mode.letter()))).await?;
+        }
+        if let Some(n) = o.tcp_bs {
+            c.expect_ok(Some(&format!("SBUF {n}"))).await?;
+        }
+        if o.mode != Mode::Stream && sends {
+            let p = o.parallelism;
+            c.expect_ok(Some(&format!("OPTS RETR Parallelism={p},{p},{p};")))
+                .await?;
+        }
+    }
+    if o.restart.is_some() {
+        let _ = b.cmd("TREV RESTART 1").await?;
+    }
+    // Perf markers from the receiving side drive the progress bar.
+    let _ = b.cmd("TREV PERF 1").await?;
+    let addr = b.pasv().await?;
+    let IpAddr::V4(ip) = addr.ip() else {
+        return Err(ClientError::Url("IPv6 third-party needs EPRT".into()));
+    };
+    let rest = match o.mode {
+        _ if resume.done.is_empty() => None,
+        Mode::Stream => Some(format!("REST {}", resume.prefix())),
+        _ => Some(format!("REST {}", resume.done.to_marker())),
+    };
+    if let Some(r) = &rest {
+        b.expect_ok(Some(r)).await?;
+        a.expect_ok(Some(r)).await?;
+    }
+    b.send(&format!("STOR {}", dst.path)).await?;
+    a.expect_ok(Some(&format!(
+        "PORT {}",
+        crate::protocol::reply::host_port(ip, addr.port())
+    )))
+    .await?;
+    a.send(&format!("RETR {}", src.path)).await?;
+    let skipped = resume.done.len();
+    let receiving = async {
+        loop {
+            let (code, text) = b.reply().await?;
+            match code {
+                111 => {
+                    for (x, y) in parse_range_marker(&text).unwrap_or_default() {
+                        resume.done.insert(x, y);
+                    }
+                }
+                112 => progress.at(skipped + parse_perf_marker(&text).unwrap_or(0)),
+                125 | 150 => resume.started = true,
+                c if c >= 400 => return Err(ClientError::Refused(text)),
+                c if c >= 200 => return Ok(()),
+                _ => {}
+            }
+        }
+    };
+    let (ra, rb) = tokio::join!(a.until_final(), receiving);
+    ra?;
+    rb?;
+    let bytes = a.size(&src.path).await?.unwrap_or(0);
+    progress.at(bytes);
+    a.quit().await;
+    b.quit().await;
+    Ok(Moved {
+        bytes: bytes.saturating_sub(skipped),
+        streams: o.parallelism as usize,
+    })
+}
+
+/// Compares the checksums of both ends; returns the agreed one.
+pub async fn verify(src: &FtpUrl, dst: &FtpUrl, alg: Algorithm) -> Result<String, ClientError> {
+    let (mut a, mut b) = (Control::connect(src).await?, Control::connect(dst).await?);
+    let (x, y) = (a.checksum(alg, &src.path).await?, b.checksum(alg, &dst.path).await?);
+    a.quit().await;
+    b.quit().await;
+    if x != y {
+        return Err(ClientError::Mismatch(format!("source {x}, destination {y}")));
+    }
+    Ok(x)
+}
