@@ -563,7 +563,14 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
             interval: Duration::from_secs_f64(args.rst_interval),
         }),
         sync: args.sync.then_some(args.sync_level),
-        progress: !args.quiet && !args.json && (args.vb || std::io::stderr().is_terminal()),
+        // A bar on a terminal unless --json or -q; -vb shows progress anywhere.
+        progress: match (args.quiet, args.vb, std::io::stderr().is_terminal()) {
+            (true, _, _) => client::Show::Nothing,
+            (false, true, true) => client::Show::Bar,
+            (false, true, false) => client::Show::Lines,
+            (false, false, tty) if tty && !args.json => client::Show::Bar,
+            _ => client::Show::Nothing,
+        },
     };
 
     let root = Arc::new(Root::open(std::path::Path::new("/")).context("opening /")?);

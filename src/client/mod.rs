@@ -19,7 +19,7 @@ use thiserror::Error;
 
 use crate::pool::Pool;
 use crate::storage::checksum::Algorithm;
-pub use progress::Progress;
+pub use progress::{Progress, Show};
 use session::{FileJob, Issued, Resume, Session};
 pub use url::{parse_endpoint, Endpoint, FtpUrl};
 
@@ -113,7 +113,7 @@ pub struct CopyOptions {
     pub restart: Option<Restart>,
     /// Copy only what differs at this `-sync-level` (0..=3).
     pub sync: Option<u8>,
-    pub progress: bool,
+    pub progress: progress::Show,
 }
 
 impl CopyOptions {
@@ -138,6 +138,8 @@ pub struct CopyRecord {
     pub retries: u32,
     /// Bytes a restart did not move again (the ranges already in place).
     pub resumed_bytes: u64,
+    /// Files moved on the data connections of the file before (`-fast`).
+    pub reused_connections: usize,
 }
 
 /// One unit of work.
@@ -182,6 +184,7 @@ pub async fn copy_many(
         record.streams = record.streams.max(s.streams);
         record.retries += s.retries;
         record.resumed_bytes += s.resumed;
+        record.reused_connections += s.reused;
         if total == 1 {
             record.checksum = s.checksum;
         }
@@ -250,7 +253,7 @@ fn into_dir(dst: &str, src: &str) -> String {
 /// Adds each file's size to the progress total and, with `-sync`, drops the files already in
 /// place. One control session per server does the asking.
 async fn select(jobs: Vec<Job>, o: &CopyOptions, progress: &Progress) -> Result<Vec<Job>, ClientError> {
-    if o.sync.is_none() && !o.progress {
+    if o.sync.is_none() && !progress.shown() {
         return Ok(jobs);
     }
     let mut sessions: Vec<(FtpUrl, control::Control)> = Vec::new();
@@ -331,6 +334,7 @@ struct WorkerStats {
     streams: usize,
     retries: u32,
     resumed: u64,
+    reused: usize,
     checksum: Option<String>,
 }
 
@@ -448,6 +452,7 @@ async fn two_with_restarts(
     let (m, ahead) = moved;
     stats.bytes += m.bytes;
     stats.streams = stats.streams.max(m.streams);
+    stats.reused += usize::from(m.reused);
     if (o.verify.is_some() || tries > 0) && !o.partial() {
         let alg = o.verify.unwrap_or(o.checksum);
         let Some((_, s)) = session.as_mut() else {

@@ -52,11 +52,15 @@ impl Resume {
 pub struct Moved {
     pub bytes: u64,
     pub streams: usize,
+    /// It ran on the MODE E connections of the previous one (`-fast`).
+    pub reused: bool,
 }
 
 /// MODE E connections kept after a transfer (`-fast`), with how they were made.
 struct Kept {
     download: bool,
+    /// Made by GET/PUT: the next transfer uses their bare form (no PASV/PORT state exists).
+    g2: bool,
     conns: Vec<TcpStream>,
     channel: MoverChannel,
 }
@@ -85,6 +89,7 @@ enum Expect {
 /// A transfer whose commands are written and whose replies are still to be read.
 pub struct Issued {
     job: FileJob,
+    g2: bool,
     expect: Vec<Expect>,
     channel: Channel,
     request: MoverRequest,
@@ -163,6 +168,7 @@ impl Session {
             .take()
             .filter(|k| k.download == job.download && lines.is_empty());
         let client_listens = (o.mode == Mode::E && job.download) || (o.mode == Mode::X && o.server_active);
+        let reuse_g2 = reuse.as_ref().is_some_and(|k| k.g2);
         let channel = if let Some(k) = reuse {
             Channel::Reuse(k.channel, k.conns)
         } else if client_listens {
@@ -199,8 +205,10 @@ impl Session {
                 format!("{g2}port={};", crate::protocol::reply::host_port(ip, addr.port()))
             }
             (Channel::Await127, _) => format!("{g2}pasv;"),
+            (Channel::Reuse(..), _) if reuse_g2 => g2,
             _ => verb,
         };
+        let used_g2 = getput || reuse_g2;
         lines.push(transfer_line);
         let mut batch = String::new();
         for l in &lines {
@@ -229,6 +237,7 @@ impl Session {
         };
         Ok(Issued {
             job,
+            g2: used_g2,
             expect,
             channel,
             request,
@@ -302,6 +311,7 @@ impl Session {
     ) -> Result<Moved, ClientError> {
         let Issued {
             job,
+            g2,
             expect,
             channel,
             request,
@@ -319,6 +329,7 @@ impl Session {
                 }
             }
         }
+        let reused = matches!(channel, Channel::Reuse(..));
         let (mut channel, cached) = match channel {
             Channel::Listen(l) => (Some(MoverChannel::Listener(l)), Vec::new()),
             Channel::Reuse(ch, conns) => (Some(ch), conns),
@@ -362,24 +373,29 @@ impl Session {
             };
             tokio::select! {
                 r = run_mover, if mover_running => {
+                    let mut r = r;
+                    // Kept connections are known before the next file is issued (pipelining).
+                    if let (Ok(done), Some(ch)) = (&mut r, &channel) {
+                        if o.fast && o.mode == Mode::E && !done.kept.is_empty() {
+                            self.kept = Some(Kept {
+                                download: job.download,
+                                g2,
+                                conns: std::mem::take(&mut done.kept),
+                                channel: ch.clone(),
+                            });
+                        }
+                    }
                     moved = Some(r);
                     if let Some(n) = next.take() {
                         // This file's data has moved: the next file's commands can go now.
+                        let path = n.remote.path.clone();
                         *ahead = self.issue(pool, n, o, &Resume::default()).await.ok();
-                    }
-                }
-                Some(ev) = events.recv() => {
-                    if let MoverEvent::Progress { bytes, ranges } = ev {
-                        if job.download {
-                            for (a, b) in ranges.as_deref().and_then(parse_ranges).unwrap_or_default() {
-                                resume.done.insert(a, b);
-                            }
-                            progress.at(resume.done.len());
-                        } else {
-                            progress.at(bytes + resume.done.len());
+                        if ahead.is_some() {
+                            tracing::debug!(next = %path, "pipelined: next file's commands sent before this one's final reply");
                         }
                     }
                 }
+                Some(ev) = events.recv() => note_progress(ev, job.download, resume, progress),
                 r = self.control.reply(), if final_reply.is_none() => {
                     let (code, text) = match r {
                         Ok(r) => r,
@@ -413,6 +429,13 @@ impl Session {
                 }
             }
         }
+        // The mover's last report (what a failed receive stored) may still be queued.
+        while let Ok(ev) = events.try_recv() {
+            note_progress(ev, job.download, resume, progress);
+        }
+        if let Some(Err(_)) = &final_reply {
+            self.kept = None;
+        }
         final_reply.unwrap_or(Ok(()))?;
         let done = match moved {
             Some(Ok(d)) => d,
@@ -423,18 +446,25 @@ impl Session {
                 ))
             }
         };
-        if o.fast && o.mode == Mode::E && !done.kept.is_empty() {
-            if let Some(channel) = channel {
-                self.kept = Some(Kept {
-                    download: job.download,
-                    conns: done.kept,
-                    channel,
-                });
-            }
-        }
         Ok(Moved {
             bytes: done.bytes,
             streams: done.streams,
+            reused,
         })
+    }
+}
+
+/// A mover's progress report: the bar, and (when receiving) the ranges a restart may skip.
+fn note_progress(ev: MoverEvent, download: bool, resume: &mut Resume, progress: &mut FileProgress) {
+    let MoverEvent::Progress { bytes, ranges } = ev else {
+        return;
+    };
+    if download {
+        for (a, b) in ranges.as_deref().and_then(parse_ranges).unwrap_or_default() {
+            resume.done.insert(a, b);
+        }
+        progress.at(resume.done.len());
+    } else {
+        progress.at(bytes + resume.done.len());
     }
 }

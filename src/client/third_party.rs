@@ -91,6 +91,7 @@ pub async fn copy(
     Ok(Moved {
         bytes: bytes.saturating_sub(skipped),
         streams: o.parallelism as usize,
+        reused: false,
     })
 }
 

@@ -75,6 +75,10 @@ pub enum TransferKind {
 }
 
 impl TransferKind {
+    pub fn is_listing(&self) -> bool {
+        matches!(self, TransferKind::Listing { .. })
+    }
+
     /// The path the transfer concerns.
     pub fn path(&self) -> &str {
         match self {
@@ -95,6 +99,9 @@ pub enum DataEndpoint {
     Announce,
     /// Connect to these addresses (PORT/EPRT: one; SPOR: one per stripe).
     Active(Vec<SocketAddr>),
+    /// Only the MODE E connections kept from the last transfer in this direction (a bare
+    /// GET/PUT after a GET/PUT, where no PASV/PORT state exists).
+    Reuse,
 }
 
 /// A transfer the driver must run.
@@ -1116,7 +1123,10 @@ impl Session {
     }
 
     fn transfer(&mut self, kind: TransferKind) -> Result<(), SessionError> {
+        let sends = !matches!(kind, TransferKind::Store { .. });
+        let extended = self.mode_override.unwrap_or(self.mode) == TransferMode::Extended;
         let endpoint = match &self.data {
+            DataState::None if extended && self.reusable == Some(sends) && !kind.is_listing() => DataEndpoint::Reuse,
             DataState::None => return Err(SessionError::NoDataChannel),
             DataState::Passive => DataEndpoint::Passive,
             DataState::Delayed(style) => {
@@ -1621,6 +1631,33 @@ mod tests {
         run(&mut s, &[b"PORT 10,0,0,9,4,2"]);
         s.handle_line(b"RETR /h");
         assert!(!take_transfer(&mut s).reuse);
+    }
+
+    #[test]
+    fn bare_put_reuses_the_connections_of_a_put() {
+        let mut s = session();
+        s.poll_reply();
+        run(&mut s, &[b"USER alice", b"PASS pw", b"MODE E"]);
+        // Without kept connections a bare PUT has no data channel.
+        let got = run(&mut s, &[b"PUT path=/a;"]);
+        assert_eq!(got[0], "425 Use PORT or PASV first.\r\n");
+        s.handle_line(b"PUT path=/a;pasv;");
+        let t = take_transfer(&mut s);
+        assert_eq!(t.endpoint, DataEndpoint::Announce);
+        s.handle_listening("127.0.0.1:5000".parse().unwrap());
+        s.handle_transfer_started(false);
+        s.handle_connections_kept(false, true);
+        s.handle_transfer_done(Ok(1));
+        s.handle_line(b"PUT path=/b;");
+        let t = take_transfer(&mut s);
+        assert!(t.reuse && t.endpoint == DataEndpoint::Reuse);
+        s.handle_transfer_started(true);
+        s.handle_connections_kept(false, true);
+        s.handle_transfer_done(Ok(1));
+        // The other direction has nothing to reuse.
+        while s.poll_reply().is_some() {}
+        let got = run(&mut s, &[b"GET path=/b;"]);
+        assert_eq!(got[0], "425 Use PORT or PASV first.\r\n");
     }
 
     #[test]

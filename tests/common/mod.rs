@@ -16,7 +16,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
     pub stderr: PathBuf,
-    _state: tempfile::TempDir,
+    extra: Vec<String>,
+    state: tempfile::TempDir,
 }
 
 /// A scratch directory in tmpfs when there is one (big files move faster there).
@@ -39,12 +40,40 @@ impl Server {
         let state = tempfile::tempdir().unwrap();
         let users = state.path().join("users");
         ringmover::door::auth::Users::set_password(&users, USER, PASSWORD).unwrap();
-        let stderr = state.path().join("stderr.log");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr, stderr) = Server::spawn(root.path(), state.path(), "127.0.0.1:0", &extra);
+        Server {
+            child,
+            addr,
+            root,
+            stderr,
+            extra,
+            state,
+        }
+    }
+
+    /// Kills the server (SIGKILL) and starts a new one on the same address and root.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr, stderr) =
+            Server::spawn(self.root.path(), self.state.path(), &self.addr.to_string(), &self.extra);
+        self.child = child;
+        self.addr = addr;
+        self.stderr = stderr;
+    }
+
+    fn spawn(root: &Path, state: &Path, listen: &str, extra: &[String]) -> (Child, SocketAddr, PathBuf) {
+        let users = state.join("users");
+        let stderr = state.join(format!(
+            "stderr-{}.log",
+            std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
+        ));
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringmover"))
             .arg("serve")
             .arg("--root")
-            .arg(root.path())
-            .args(["--listen", "127.0.0.1:0", "--users"])
+            .arg(root)
+            .args(["--listen", listen, "--users"])
             .arg(&users)
             .args(extra)
             .env("RUST_LOG", "info")
@@ -67,13 +96,7 @@ impl Server {
             })
             .parse()
             .unwrap();
-        Server {
-            child,
-            addr,
-            root,
-            stderr,
-            _state: state,
-        }
+        (child, addr, stderr)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -338,6 +361,32 @@ impl Globus {
 
     pub fn url(&self, path: &str) -> String {
         format!("ftp://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Kills the processes serving sessions (the daemon forks one per connection); the
+    /// daemon goes on accepting.
+    pub fn kill_sessions(&self) -> usize {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/globus.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["pid", &self.port.to_string()])
+            .env("GFTP_STATE_BASE", self.state.path())
+            .output()
+            .unwrap();
+        let daemon = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let kids = Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &daemon])
+            .output()
+            .unwrap();
+        let pids: Vec<i32> = String::from_utf8_lossy(&kids.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        for &p in &pids {
+            // SAFETY: kill(2) with a pid read from ps and a valid signal number.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        pids.len()
     }
 }
 

@@ -125,6 +125,7 @@ impl Connection {
         let mut proxied = false;
         let (listen, connect) = match &req.endpoint {
             DataEndpoint::Announce => (true, Vec::new()),
+            DataEndpoint::Reuse => (false, Vec::new()),
             DataEndpoint::Active(addrs) => (false, addrs.clone()),
             DataEndpoint::Passive if matches!(req.kind, TransferKind::Listing { .. }) => {
                 return self.listing_from_door(req).await;

@@ -58,6 +58,7 @@ impl Connection {
             },
             DataEndpoint::Active(addrs) => MoverChannel::Connect(addrs.clone()),
             DataEndpoint::Announce => MoverChannel::Listen,
+            DataEndpoint::Reuse => MoverChannel::Connect(Vec::new()),
         };
         let sends = req.sends();
         let cached = self.take_cache(req.extended && req.reuse, sends);
