@@ -37,7 +37,7 @@ pub enum Cmd {
     Door(DoorArgs),
     /// Run a pool (data mover) that registers with a door and moves data for it.
     Pool(PoolArgs),
-    /// Measure: memory-to-memory over loopback on the engine, with iperf3 in the same run.
+    /// Measure: memory-to-memory and file transfers, swept, with iperf3 and Globus in the same run.
     Bench(BenchArgs),
     /// Copy files between ftp:// servers and local paths, or between two servers.
     Copy(CopyArgs),
@@ -87,7 +87,7 @@ pub struct ServeArgs {
     #[serde(default)]
     pub no_anonymous: bool,
     /// Checksums computed while stream uploads arrive, so CKSM after STOR needs no re-read:
-    /// a comma list of md5, adler32, crc32c, sha1, sha256, sha512, or none [default: md5,adler32].
+    /// a comma list of md5, adler32, crc32c, sha1, sha256, sha512, or none [default: adler32].
     #[arg(long, value_name = "LIST")]
     pub upload_checksums: Option<String>,
     /// Engine data path: auto (sendfile out, recv+write in), zerocopy (sendfile/splice) or readwrite
@@ -155,24 +155,45 @@ pub struct PoolArgs {
     pub upload_checksums: Option<String>,
 }
 
-/// `bench` options.
+/// `bench` options. Lists (comma-separated) make a sweep over every combination.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// What to measure: m2m, download, upload.
+    #[arg(long, value_delimiter = ',', default_value = "m2m,download,upload")]
+    pub scenarios: Vec<String>,
     /// Bytes per run (e.g. 4G, 512M).
-    #[arg(long, default_value = "4G")]
+    #[arg(long, default_value = "2G")]
     pub size: String,
-    /// Runs per case (medians are reported).
+    /// Runs per case (medians are reported); every tool also gets one warm-up run.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Skip iperf3 (no ratio then).
+    /// Parallel streams (1: stream mode for file transfers, more: MODE E).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub streams: Vec<u32>,
+    /// MODE E block sizes (m2m: bytes per send op); "default" is 1M.
+    #[arg(long = "block-size", value_delimiter = ',', default_value = "default")]
+    pub block_size: Vec<String>,
+    /// Socket buffer sizes; "auto" is kernel autotuning.
+    #[arg(long = "tcp-bs", value_delimiter = ',', default_value = "auto")]
+    pub tcp_bs: Vec<String>,
+    /// Engine data paths for our side: auto, zerocopy, readwrite.
+    #[arg(long = "path", value_delimiter = ',', default_value = "auto")]
+    pub path: Vec<String>,
+    /// Skip the peers (iperf3, globus-url-copy, globus-gridftp-server): no ratios then.
     #[arg(long)]
-    pub no_iperf3: bool,
-    /// Fixed socket buffer size for our streams (default: kernel autotuning).
-    #[arg(long = "tcp-bs", value_name = "BYTES")]
-    pub tcp_bs: Option<u64>,
-    /// Print JSON instead of a table.
+    pub no_peers: bool,
+    /// Directory for the files (tmpfs keeps the disk out of it).
+    #[arg(long, default_value = "/dev/shm")]
+    pub dir: PathBuf,
+    /// Print JSON (cases and targets) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the medians as CSV here.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Also write an SVG plot of GB/s over the sweep here.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// `copy` options: globus-url-copy's names (also with one dash) where the meaning is the
@@ -260,6 +281,16 @@ pub struct CopyArgs {
     /// Engine cores for the data streams.
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
+    /// Engine data path for our side: auto, zerocopy or readwrite.
+    #[arg(long = "data-path", default_value = "auto")]
+    pub data_path: String,
+    /// Record engine op latencies and add their percentiles to the --json record.
+    #[arg(long)]
+    pub latency: bool,
+}
+
+fn parse_data_path(s: &str) -> Result<DataPath> {
+    s.parse().map_err(anyhow::Error::msg)
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
@@ -408,10 +439,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .clone()
         .context("--root is required (or root = \"...\" in --config)")?;
     let root = Arc::new(Root::open(&root_path).with_context(|| format!("opening root {}", root_path.display()))?);
-    let data_path: DataPath = match &args.data_path {
-        Some(p) => p.parse().map_err(anyhow::Error::msg)?,
-        None => DataPath::default(),
-    };
+    let data_path = parse_data_path(args.data_path.as_deref().unwrap_or("auto"))?;
     let port_range = args.port_range.as_deref().map(parse_port_range).transpose()?;
     let defaults = DoorConfig::default();
     let door_config = DoorConfig {
@@ -509,20 +537,67 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
-    let size = parse_size(&args.size)?;
-    let runs = args.runs.max(1);
-    let mut cases = Vec::new();
-    // Interleave nothing heavy: one case after the other, same machine state.
-    let buffer = args.tcp_bs.map(|n| n as usize);
-    cases.push(crate::bench::memory_to_memory(size, runs, buffer)?);
-    if !args.no_iperf3 {
-        cases.push(crate::bench::iperf3(size, runs, false)?);
-        cases.push(crate::bench::iperf3(size, runs, true)?);
-    }
+    use crate::bench::{self, report, Scenario};
+    let scenarios = args
+        .scenarios
+        .iter()
+        .map(|s| Scenario::parse(s.trim()).with_context(|| format!("unknown scenario '{s}': m2m, download, upload")))
+        .collect::<Result<Vec<_>>>()?;
+    let optional_size = |v: &str, none: &str| -> Result<Option<u64>> {
+        if v == none {
+            Ok(None)
+        } else {
+            parse_size(v).map(Some)
+        }
+    };
+    let plan = bench::Plan {
+        scenarios,
+        size: parse_size(&args.size)?.max(1),
+        runs: args.runs.max(1),
+        streams: args.streams.iter().map(|&s| s.max(1)).collect(),
+        block_sizes: args
+            .block_size
+            .iter()
+            .map(|v| optional_size(v, "default"))
+            .collect::<Result<_>>()?,
+        tcp_bs: args
+            .tcp_bs
+            .iter()
+            .map(|v| optional_size(v, "auto"))
+            .collect::<Result<_>>()?,
+        paths: args.path.iter().map(|p| parse_data_path(p)).collect::<Result<_>>()?,
+        peers: !args.no_peers,
+        dir: args.dir.clone(),
+        exe: std::env::current_exe().context("finding this program")?,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let cases = bench::run(&plan, |c| {
+        if tty {
+            eprintln!(
+                "  {} {} {}: {:.2} GB/s",
+                c.scenario.name(),
+                c.tool,
+                c.point.label(),
+                c.median.gbytes_per_s
+            );
+        }
+    })?;
+    let targets = report::targets(&cases);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&cases)?);
+        let v = serde_json::json!({ "cases": cases, "targets": targets });
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", crate::bench::table(&cases));
+        print!("{}", report::table(&cases));
+        if plan.peers {
+            print!("{}", report::targets_table(&targets));
+        }
+    }
+    if let Some(p) = &args.csv {
+        let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+        report::csv(&cases, f)?;
+    }
+    if let Some(p) = &args.svg {
+        std::fs::write(p, report::svg(&cases)).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -574,8 +649,19 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
     };
 
     let root = Arc::new(Root::open(std::path::Path::new("/")).context("opening /")?);
+    let latency = args.latency.then(crate::engine::OpLatency::new);
+    // Into /dev/null (benchmarks) the bytes need not enter user space: splice them there.
+    let discard = pairs
+        .iter()
+        .all(|(_, d)| matches!(d, client::Endpoint::Local(p) if p.as_path() == std::path::Path::new("/dev/null")));
+    let path = match parse_data_path(&args.data_path)? {
+        DataPath::Auto if discard => DataPath::Zerocopy,
+        p => p,
+    };
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: args.cores.max(1),
+        path,
+        op_latency: latency.clone(),
         ..EngineConfig::default()
     })?);
     let pool = Pool::new(
@@ -586,7 +672,8 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
             ..PoolConfig::default()
         },
     );
-    let record = control_runtime()?.block_on(client::copy_many(&pool, &pairs, &options))?;
+    let mut record = control_runtime()?.block_on(client::copy_many(&pool, &pairs, &options))?;
+    record.op_latency_us = latency.map(|l| l.summary());
     if args.json {
         println!("{}", serde_json::to_string(&record)?);
     }
@@ -673,10 +760,7 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
 
 fn pool(args: PoolArgs) -> Result<ExitCode> {
     let root = Arc::new(Root::open(&args.root).with_context(|| format!("opening root {}", args.root.display()))?);
-    let data_path: DataPath = match &args.data_path {
-        Some(p) => p.parse().map_err(anyhow::Error::msg)?,
-        None => DataPath::default(),
-    };
+    let data_path = parse_data_path(args.data_path.as_deref().unwrap_or("auto"))?;
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: args.cores.unwrap_or(0),
         path: data_path,

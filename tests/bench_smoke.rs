@@ -1,27 +1,87 @@
-//! `ringmover bench` runs its memory-to-memory case and iperf3 in the same run and prints the
-//! ratio (a functional check with small sizes; the figures themselves are not asserted).
+//! `ringmover bench` runs our cases and the peers (iperf3, globus-url-copy with
+//! globus-gridftp-server) in the same run and prints ratios, CSV and an SVG plot (a functional
+//! check with small sizes; the figures themselves are not asserted).
 
 mod common;
 
 use std::process::Command;
 
 #[test]
-fn bench_prints_a_table_with_iperf3_ratio() {
-    common::require_peer("iperf3");
+fn bench_prints_ratios_csv_and_svg() {
+    for peer in ["iperf3", "globus-url-copy", "globus-gridftp-server"] {
+        common::require_peer(peer);
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let (csv, svg) = (out_dir.path().join("b.csv"), out_dir.path().join("b.svg"));
     let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-        .args(["bench", "--size", "64M", "--runs", "1"])
+        .args([
+            "bench",
+            "--size",
+            "32M",
+            "--runs",
+            "1",
+            "--streams",
+            "1,2",
+            "--scenarios",
+            "m2m,download,upload",
+        ])
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--svg")
+        .arg(&svg)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("ringmover m2m") && text.contains("iperf3 -Z"), "{text}");
-    assert!(text.lines().filter(|l| l.contains(" x")).count() == 3, "{text}");
+    for tool in [
+        "iperf3 -Z",
+        "guc ⇄ globus-gridftp-server",
+        "guc ⇄ ringmover",
+        "ringmover copy ⇄ ringmover",
+    ] {
+        assert!(text.contains(tool), "{tool} missing: {text}");
+    }
+    // Every one of our rows has a ratio to the peer of its point.
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ringmover  ") || l.contains("ringmover copy"))
+        .collect();
+    assert!(!ours.is_empty() && ours.iter().all(|l| l.contains(" x")), "{text}");
+    assert!(text.contains("targets (medians of this run)"), "{text}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv.starts_with("scenario,tool,streams"), "{csv}");
+    // 3 m2m tools and 3 file tools per scenario, at 2 points each.
+    assert_eq!(csv.lines().count(), 1 + 3 * 2 * 3, "{csv}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<polyline").count() == 9,
+        "{svg}"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-        .args(["bench", "--size", "16M", "--runs", "2", "--no-iperf3", "--json"])
+        .args([
+            "bench",
+            "--size",
+            "16M",
+            "--runs",
+            "2",
+            "--no-peers",
+            "--json",
+            "--scenarios",
+            "m2m",
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["runs"].as_array().unwrap().len(), 2);
-    assert!(v[0]["median_gbytes_per_s"].as_f64().unwrap() > 0.0);
+    let case = &v["cases"][0];
+    assert_eq!(case["runs"].as_array().unwrap().len(), 2);
+    assert!(case["median"]["gbytes_per_s"].as_f64().unwrap() > 0.0);
+    assert!(case["op_latency_us"]["count"].as_u64().unwrap() > 0);
+    // A scenario the bench does not know is a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+        .args(["bench", "--scenarios", "warp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario"));
 }

@@ -91,7 +91,7 @@ fn cksm_and_scks_over_control() {
 /// its size and modification time: the answer is still the checksum of what was uploaded.
 #[test]
 fn cksm_after_stor_needs_no_reread() {
-    let srv = Server::start(&[]);
+    let srv = Server::start(&["--upload-checksums", "md5,adler32"]);
     let mut c = Control::login(srv.addr, USER, PASSWORD);
     let data = pattern(3_000_000, 21);
     assert_eq!(c.upload("STOR f", &data).code, 226);

@@ -1,17 +1,20 @@
-//! `ringmover bench`, first slice: memory-to-memory over loopback, one stream, on the engine
-//! (a repeated in-memory buffer sent with io_uring `Send`, received with splice to /dev/null,
-//! sender and receiver on different cores), with iperf3 measured in the same run for the ratio.
-//! CPU is counted for the whole process (io-wq and softirq work included, where it lands).
+//! `ringmover bench`: memory-to-memory (engine, no disk, no control channel) and file
+//! transfers through a server (download tmpfs → /dev/null, upload into tmpfs), swept over
+//! streams, block size, socket buffer and engine path, with iperf3 and globus-url-copy +
+//! globus-gridftp-server measured in the same run, run for run interleaved. CPU is counted
+//! for the whole machine from /proc/stat (io-wq and softirq work included) and per side.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::Command;
-use std::time::Instant;
+pub mod cpu;
+pub mod files;
+pub mod m2m;
+pub mod report;
 
-use bytes::Bytes;
+use std::path::PathBuf;
+
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::engine::{Engine, EngineConfig, OpError, Sink, Source};
+use crate::engine::{DataPath, LatencySummary, OpError};
 
 #[derive(Debug, Error)]
 pub enum BenchError {
@@ -21,151 +24,213 @@ pub enum BenchError {
     Io(#[from] std::io::Error),
     #[error("iperf3: {0}")]
     Iperf(String),
+    #[error("{tool}: {why}")]
+    Tool { tool: String, why: String },
+}
+
+impl BenchError {
+    fn tool(tool: &str, why: impl std::fmt::Display) -> BenchError {
+        BenchError::Tool {
+            tool: tool.into(),
+            why: why.to_string(),
+        }
+    }
+}
+
+/// What is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Memory to memory over loopback: no disk, no control channel.
+    M2m,
+    /// A tmpfs file from a server into /dev/null.
+    Download,
+    /// A tmpfs file into a new file on a server's tmpfs.
+    Upload,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::M2m => "m2m",
+            Scenario::Download => "download",
+            Scenario::Upload => "upload",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scenario> {
+        match s {
+            "m2m" => Some(Scenario::M2m),
+            "download" | "dl" => Some(Scenario::Download),
+            "upload" | "ul" => Some(Scenario::Upload),
+            _ => None,
+        }
+    }
+}
+
+/// One point of a sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Point {
+    pub streams: u32,
+    /// MODE E block size (m2m: bytes per send op); None: the default (1 MiB).
+    pub block_size: Option<u64>,
+    /// Fixed socket buffers; None: kernel autotuning.
+    pub tcp_bs: Option<u64>,
+    /// Our engine's data path.
+    #[serde(serialize_with = "path_name")]
+    pub path: DataPath,
+}
+
+fn path_name<S: serde::Serializer>(p: &DataPath, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{p:?}").to_ascii_lowercase())
+}
+
+impl Point {
+    /// A short label, e.g. `p4 bs1M tcp-auto auto`.
+    pub fn label(&self) -> String {
+        format!(
+            "p{} bs{} tcp-{} {}",
+            self.streams,
+            self.block_size.map_or("1M".into(), human),
+            self.tcp_bs.map_or("auto".into(), human),
+            format!("{:?}", self.path).to_ascii_lowercase()
+        )
+    }
+}
+
+/// `4194304` → `4M`.
+pub fn human(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{}G", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}M", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}K", n >> 10),
+        n => n.to_string(),
+    }
 }
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
     pub gbytes_per_s: f64,
+    /// Busy time of the whole machine per GB moved.
     pub cpu_s_per_gb: f64,
+    /// The client (or sender) process alone.
+    pub client_cpu_s_per_gb: Option<f64>,
+    /// The server (or receiver) process alone.
+    pub server_cpu_s_per_gb: Option<f64>,
 }
 
-/// Medians of one case.
+impl Sample {
+    fn from_reading(bytes: u64, r: &cpu::Reading) -> Sample {
+        let gb = bytes as f64 / 1e9;
+        Sample {
+            gbytes_per_s: gb / r.seconds.max(1e-9),
+            cpu_s_per_gb: r.machine / gb,
+            client_cpu_s_per_gb: Some(r.client / gb),
+            server_cpu_s_per_gb: r.server.map(|s| s / gb),
+        }
+    }
+}
+
+/// The runs of one tool at one point, and their medians.
 #[derive(Debug, Clone, Serialize)]
 pub struct Case {
-    pub name: String,
+    pub scenario: Scenario,
+    pub tool: String,
+    pub point: Point,
     pub runs: Vec<Sample>,
-    pub median_gbytes_per_s: f64,
-    pub median_cpu_s_per_gb: f64,
+    pub median: Sample,
+    /// Our engine's op latencies (submit to completion) over all runs.
+    pub op_latency_us: Option<LatencySummary>,
 }
 
 impl Case {
-    fn new(name: &str, runs: Vec<Sample>) -> Case {
-        let med = |f: fn(&Sample) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(f).collect();
+    fn new(scenario: Scenario, tool: &str, point: Point, runs: Vec<Sample>) -> Case {
+        let med = |f: fn(&Sample) -> Option<f64>| {
+            let mut v: Vec<f64> = runs.iter().filter_map(f).collect();
             v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(0.0)
+            v.get(v.len() / 2).copied()
         };
         Case {
-            name: name.into(),
-            median_gbytes_per_s: med(|s| s.gbytes_per_s),
-            median_cpu_s_per_gb: med(|s| s.cpu_s_per_gb),
-            runs,
-        }
-    }
-}
-
-/// Process CPU seconds so far (user + system, all threads).
-fn process_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / rustix::param::clock_ticks_per_second() as f64
-}
-
-/// Memory-to-memory on the engine: `runs` transfers of `size` bytes.
-pub fn memory_to_memory(size: u64, runs: usize, buffer: Option<usize>) -> Result<Case, BenchError> {
-    let sender = Engine::start(&EngineConfig {
-        cores: 1,
-        first_cpu: 0,
-        ..EngineConfig::default()
-    })?;
-    let receiver = Engine::start(&EngineConfig {
-        cores: 1,
-        first_cpu: 1,
-        ..EngineConfig::default()
-    })?;
-    let pattern = Bytes::from(vec![0x5au8; 1 << 20]);
-    let mut samples = Vec::new();
-    for _ in 0..runs {
-        let l = TcpListener::bind("127.0.0.1:0")?;
-        let a = TcpStream::connect(l.local_addr()?)?;
-        let (b, _) = l.accept()?;
-        a.set_nonblocking(true)?;
-        b.set_nonblocking(true)?;
-        if let Some(n) = buffer {
-            // Fixed buffers beat autotuning for one loopback stream (uring-paths.md).
-            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&a, n);
-            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&b, n);
-        }
-        let (cpu0, t0) = (process_cpu(), Instant::now());
-        let recv = receiver.submit(Source::Socket(b), Sink::Discard, None);
-        let send = sender.submit(
-            Source::Repeat {
-                pattern: pattern.clone(),
-                total: size,
+            scenario,
+            tool: tool.into(),
+            point,
+            median: Sample {
+                gbytes_per_s: med(|s| Some(s.gbytes_per_s)).unwrap_or(0.0),
+                cpu_s_per_gb: med(|s| Some(s.cpu_s_per_gb)).unwrap_or(0.0),
+                client_cpu_s_per_gb: med(|s| s.client_cpu_s_per_gb),
+                server_cpu_s_per_gb: med(|s| s.server_cpu_s_per_gb),
             },
-            Sink::Socket(a),
-            None,
-        );
-        send.finish_blocking()?;
-        let got = recv.finish_blocking()?;
-        let (secs, cpu) = (t0.elapsed().as_secs_f64(), process_cpu() - cpu0);
-        let gb = got as f64 / 1e9;
-        samples.push(Sample {
-            gbytes_per_s: gb / secs,
-            cpu_s_per_gb: cpu / gb,
-        });
-    }
-    Ok(Case::new("ringmover m2m (Send → splice to /dev/null)", samples))
-}
-
-/// iperf3, one stream, client on CPU 0 and server on CPU 1 (`-Z` for sendfile).
-pub fn iperf3(size: u64, runs: usize, zerocopy: bool) -> Result<Case, BenchError> {
-    let mut samples = Vec::new();
-    for _ in 0..runs {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
-        let mut server = Command::new("iperf3")
-            .args(["-s", "-1", "-A", "1", "-p", &port])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| BenchError::Iperf(format!("cannot start iperf3 (apt-get install iperf3): {e}")))?;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let mut args = vec!["-c", "127.0.0.1", "-p", &port, "-A", "0", "-J"];
-        let n = size.to_string();
-        args.extend(["-n", &n]);
-        if zerocopy {
-            args.push("-Z");
+            runs,
+            op_latency_us: None,
         }
-        let out = Command::new("iperf3").args(&args).output()?;
-        let _ = server.wait();
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Iperf(format!("bad JSON output: {e}")))?;
-        let bps = v["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .ok_or_else(|| BenchError::Iperf(format!("no result: {}", String::from_utf8_lossy(&out.stderr))))?;
-        let gbps = bps / 8.0 / 1e9;
-        // iperf3 reports each side's CPU as a percentage of one CPU over the test.
-        let cpu = &v["end"]["cpu_utilization_percent"];
-        let secs = size as f64 / (bps / 8.0);
-        let cpu_s =
-            (cpu["host_total"].as_f64().unwrap_or(0.0) + cpu["remote_total"].as_f64().unwrap_or(0.0)) / 100.0 * secs;
-        samples.push(Sample {
-            gbytes_per_s: gbps,
-            cpu_s_per_gb: cpu_s / (size as f64 / 1e9),
-        });
     }
-    Ok(Case::new(if zerocopy { "iperf3 -Z" } else { "iperf3" }, samples))
 }
 
-/// A table of cases with each one's throughput ratio to the first iperf3 case.
-pub fn table(cases: &[Case]) -> String {
-    let base = cases
-        .iter()
-        .find(|c| c.name.starts_with("iperf3"))
-        .map(|c| c.median_gbytes_per_s);
-    let mut out = format!("{:<44} {:>8} {:>10} {:>10}\n", "case", "GB/s", "CPU-s/GB", "vs iperf3");
-    for c in cases {
-        let ratio = base
-            .filter(|b| *b > 0.0)
-            .map_or("-".to_string(), |b| format!("x{:.2}", c.median_gbytes_per_s / b));
-        out.push_str(&format!(
-            "{:<44} {:>8.2} {:>10.3} {:>10}\n",
-            c.name, c.median_gbytes_per_s, c.median_cpu_s_per_gb, ratio
-        ));
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub scenarios: Vec<Scenario>,
+    pub size: u64,
+    pub runs: usize,
+    pub streams: Vec<u32>,
+    pub block_sizes: Vec<Option<u64>>,
+    pub tcp_bs: Vec<Option<u64>>,
+    pub paths: Vec<DataPath>,
+    /// Measure iperf3 (m2m) and globus-url-copy + globus-gridftp-server (files) too.
+    pub peers: bool,
+    /// Where the files go (tmpfs by default).
+    pub dir: PathBuf,
+    /// This program, to run `serve` and `copy` as separate processes.
+    pub exe: PathBuf,
+}
+
+impl Plan {
+    /// Every combination of the swept values.
+    pub fn points(&self) -> Vec<Point> {
+        let mut out = Vec::new();
+        for &streams in &self.streams {
+            for &block_size in &self.block_sizes {
+                for &tcp_bs in &self.tcp_bs {
+                    for &path in &self.paths {
+                        out.push(Point {
+                            streams,
+                            block_size,
+                            tcp_bs,
+                            path,
+                        });
+                    }
+                }
+            }
+        }
+        out
     }
-    out
+}
+
+/// Runs the plan; `done` sees each case as it completes (progress on a terminal).
+pub fn run(plan: &Plan, mut done: impl FnMut(&Case)) -> Result<Vec<Case>, BenchError> {
+    let mut cases = Vec::new();
+    for &scenario in &plan.scenarios {
+        let got = match scenario {
+            Scenario::M2m => m2m::run(plan, &mut done)?,
+            Scenario::Download | Scenario::Upload => files::run(plan, scenario, &mut done)?,
+        };
+        cases.extend(got);
+    }
+    Ok(cases)
+}
+
+/// A named way to take one sample.
+type Tool<'a> = (String, Box<dyn FnMut() -> Result<Sample, BenchError> + 'a>);
+
+/// Runs every tool once per round, `runs` rounds: slow drift of a noisy machine then hits
+/// every tool alike. Returns each tool's samples.
+fn interleaved(runs: usize, tools: &mut [Tool<'_>]) -> Result<Vec<(String, Vec<Sample>)>, BenchError> {
+    let mut out: Vec<(String, Vec<Sample>)> = tools.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
+    for _ in 0..runs {
+        for (i, (_, f)) in tools.iter_mut().enumerate() {
+            out[i].1.push(f()?);
+        }
+    }
+    Ok(out)
 }

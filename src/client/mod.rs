@@ -140,6 +140,9 @@ pub struct CopyRecord {
     pub resumed_bytes: u64,
     /// Files moved on the data connections of the file before (`-fast`).
     pub reused_connections: usize,
+    /// Engine op latencies (submit to completion), with `--latency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op_latency_us: Option<crate::engine::LatencySummary>,
 }
 
 /// One unit of work.

@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use io_uring::{opcode, squeue, types, IoUring};
 use rustix::event::EventfdFlags;
 
 use super::arena::Arena;
 use super::transfer::{Step, Transfer};
-use super::{CoreHandle, EngineConfig, Msg, OpError};
+use super::{CoreHandle, EngineConfig, Msg, OpError, OpLatency};
 
 /// `user_data` of the eventfd read that wakes the core.
 const WAKE: u64 = u64::MAX;
@@ -131,6 +132,8 @@ struct CoreLoop {
     wake_armed: bool,
     transfers: HashMap<u64, Transfer>,
     stopping: bool,
+    /// With a latency recorder: when each transfer's op in flight was submitted.
+    latency: Option<(OpLatency, HashMap<u64, Instant>)>,
 }
 
 impl CoreLoop {
@@ -150,6 +153,7 @@ impl CoreLoop {
             wake_armed: false,
             transfers: HashMap::new(),
             stopping: false,
+            latency: config.op_latency.clone().map(|l| (l, HashMap::new())),
         })
     }
 
@@ -224,13 +228,23 @@ impl CoreLoop {
         let Some(t) = self.transfers.get_mut(&id) else {
             return;
         };
+        if let (Some((rec, started)), Some(_)) = (&mut self.latency, res) {
+            if let Some(at) = started.remove(&id) {
+                rec.record(at.elapsed().as_micros() as u64);
+            }
+        }
         let step = if t.cancelled && res.is_some() {
             Step::Done(Err(OpError::Cancelled))
         } else {
             t.advance(&mut Ctx { arena: &mut self.arena }, res)
         };
         match step {
-            Step::Submit(entry) => self.push(entry.user_data(id)),
+            Step::Submit(entry) => {
+                if let Some((_, started)) = &mut self.latency {
+                    started.insert(id, Instant::now());
+                }
+                self.push(entry.user_data(id))
+            }
             Step::Done(result) => {
                 if let Some(t) = self.transfers.remove(&id) {
                     t.finish(&mut Ctx { arena: &mut self.arena }, result);

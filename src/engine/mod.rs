@@ -111,6 +111,70 @@ pub struct EngineConfig {
     pub buffers_per_core: usize,
     /// Index (in this process's allowed CPUs) of the CPU the first core is pinned to.
     pub first_cpu: usize,
+    /// Record each op's submit-to-completion time here (benchmarks).
+    pub op_latency: Option<OpLatency>,
+}
+
+/// A histogram of op latencies in microseconds, shared by the cores that record into it.
+#[derive(Clone, Debug)]
+pub struct OpLatency(Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>);
+
+impl OpLatency {
+    pub fn new() -> OpLatency {
+        // 1 µs .. 100 s at 3 significant digits: these bounds are valid, so `new` cannot fail.
+        let h = hdrhistogram::Histogram::new_with_bounds(1, 100_000_000, 3)
+            .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).unwrap_or_else(|_| unreachable!()));
+        OpLatency(Arc::new(std::sync::Mutex::new(h)))
+    }
+
+    pub(crate) fn record(&self, micros: u64) {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        h.saturating_record(micros.max(1));
+    }
+
+    /// A copy of what was recorded so far.
+    pub fn snapshot(&self) -> hdrhistogram::Histogram<u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn reset(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).reset();
+    }
+
+    /// Count and percentiles so far.
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary::of(&self.snapshot())
+    }
+}
+
+/// Percentiles of an op-latency histogram, in microseconds.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl LatencySummary {
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> LatencySummary {
+        LatencySummary {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+impl Default for OpLatency {
+    fn default() -> Self {
+        OpLatency::new()
+    }
 }
 
 impl Default for EngineConfig {
@@ -121,6 +185,7 @@ impl Default for EngineConfig {
             buffer_size: 1 << 20,
             buffers_per_core: 16,
             first_cpu: 0,
+            op_latency: None,
         }
     }
 }

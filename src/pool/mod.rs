@@ -62,7 +62,7 @@ impl Default for PoolConfig {
             port_range: None,
             connect_timeout: Duration::from_secs(30),
             data_path: None,
-            upload_digests: vec![Algorithm::Md5, Algorithm::Adler32],
+            upload_digests: vec![Algorithm::Adler32],
             data_address: None,
         }
     }

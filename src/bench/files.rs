@@ -1,0 +1,307 @@
+//! File transfers through a server: download a tmpfs file into /dev/null, upload a tmpfs file
+//! into a new tmpfs file. Ours: `ringmover copy` against `ringmover serve`; the peers:
+//! globus-url-copy against globus-gridftp-server, and globus-url-copy against ringmover. Each
+//! client is a separate process timed from start to exit; every tool gets one warm-up run.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{cpu, interleaved, BenchError, Case, Plan, Point, Sample, Scenario, Tool};
+use crate::engine::LatencySummary;
+
+const BENCH_USER: &str = "bench";
+const BENCH_PASSWORD: &str = "bench-password";
+
+/// A server process, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    /// Directory the server serves (files are named by full path for Globus, by root-relative
+    /// path for ringmover).
+    root: PathBuf,
+    globus: bool,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn ours(plan: &Plan, root: &Path, p: Point) -> Result<Server, BenchError> {
+        let users = root.with_extension("users");
+        crate::door::auth::Users::set_password(&users, BENCH_USER, BENCH_PASSWORD)
+            .map_err(|e| BenchError::tool("users file", e))?;
+        let path = format!("{:?}", p.path).to_ascii_lowercase();
+        let mut child = Command::new(&plan.exe)
+            .arg("serve")
+            .arg("--root")
+            .arg(root)
+            .args(["--listen", "127.0.0.1:0", "--data-path", &path, "--users"])
+            .arg(&users)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let port = line
+            .trim()
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .ok_or_else(|| BenchError::tool("ringmover serve", format!("unexpected output {line:?}")))?;
+        Ok(Server {
+            child,
+            port,
+            root: root.to_path_buf(),
+            globus: false,
+        })
+    }
+
+    fn globus(root: &Path) -> Result<Server, BenchError> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let conf = root.with_extension("gridftp.conf");
+        std::fs::write(&conf, "")?;
+        let log = root.with_extension("gridftp.log");
+        let mut cmd = Command::new("globus-gridftp-server");
+        cmd.arg("-c")
+            .arg(&conf)
+            .args(["-aa", "-s", "-p", &port.to_string()])
+            .args([
+                "-control-interface",
+                "127.0.0.1",
+                "-data-interface",
+                "127.0.0.1",
+                "-d",
+                "error",
+            ])
+            .arg("-l")
+            .arg(&log)
+            .arg("-home-dir")
+            .arg(root)
+            .arg("-restrict-paths")
+            .arg(root);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-anonymous-user", "nobody"]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                BenchError::tool(
+                    "globus-gridftp-server",
+                    format!("{e} (apt-get install globus-gridftp-server-progs)"),
+                )
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(BenchError::tool("globus-gridftp-server", "did not start listening"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Server {
+            child,
+            port,
+            root: root.to_path_buf(),
+            globus: true,
+        })
+    }
+
+    /// URL of `name` in the served directory. Anonymous, as for Globus, except uploads to
+    /// ringmover, which need a user (its argon2 check is part of the measured cost).
+    fn url(&self, name: &str, upload: bool) -> String {
+        match (self.globus, upload) {
+            (true, _) => format!("ftp://127.0.0.1:{}{}/{name}", self.port, self.root.display()),
+            (false, false) => format!("ftp://127.0.0.1:{}/{name}", self.port),
+            (false, true) => format!("ftp://{BENCH_USER}:{BENCH_PASSWORD}@127.0.0.1:{}/{name}", self.port),
+        }
+    }
+}
+
+/// Runs one client process and measures it; ours returns its op-latency summary too.
+fn timed(mut cmd: Command, size: u64, server: &Server) -> Result<(Sample, Option<LatencySummary>), BenchError> {
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let meter = cpu::Meter::start(Some(server.child.id()));
+    let out = cmd.stdin(Stdio::null()).output()?;
+    // Globus reaps its per-session process a moment after the client exits.
+    let r = meter.stop_settled(Duration::from_millis(100));
+    if !out.status.success() {
+        return Err(BenchError::tool(
+            &tool,
+            format!(
+                "failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    let latency = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| serde_json::from_value(v["op_latency_us"].clone()).ok());
+    Ok((Sample::from_reading(size, &r), latency))
+}
+
+/// `ringmover copy` between `src` and `dst`.
+fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
+    let mut cmd = Command::new(&plan.exe);
+    cmd.args(["copy", "--json", "--latency", "-q"]);
+    let path = format!("{:?}", p.path).to_ascii_lowercase();
+    cmd.args(["--data-path", &path]);
+    if p.streams > 1 {
+        cmd.args(["-p", &p.streams.to_string()]);
+    } else {
+        cmd.args(["--mode", "s"]);
+    }
+    if let Some(bs) = p.block_size.filter(|_| p.streams > 1) {
+        cmd.args(["-bs", &bs.to_string()]);
+    }
+    if let Some(t) = p.tcp_bs {
+        cmd.args(["-tcp-bs", &t.to_string()]);
+    }
+    cmd.args([src, dst]);
+    cmd
+}
+
+/// globus-url-copy between `src` and `dst` (stream mode for one stream, MODE E otherwise).
+fn guc_cmd(p: Point, src: &str, dst: &str) -> Command {
+    let mut cmd = Command::new("globus-url-copy");
+    if p.streams > 1 {
+        cmd.args(["-p", &p.streams.to_string()]);
+    }
+    if let Some(bs) = p.block_size.filter(|_| p.streams > 1) {
+        cmd.args(["-bs", &bs.to_string()]);
+    }
+    if let Some(t) = p.tcp_bs {
+        cmd.args(["-tcp-bs", &t.to_string()]);
+    }
+    cmd.args([src, dst]);
+    cmd
+}
+
+/// The source file, written once (incompressible bytes do not matter on loopback; a
+/// repeated pattern keeps creation fast).
+fn make_source(path: &Path, size: u64) -> Result<(), BenchError> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::with_capacity(4 << 20, std::fs::File::create(path)?);
+    let block: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchError> {
+    let work = tempfile::Builder::new()
+        .prefix("ringmover-bench")
+        .tempdir_in(&plan.dir)?;
+    let (ours_root, globus_root) = (work.path().join("ours"), work.path().join("globus"));
+    for d in [&ours_root, &globus_root] {
+        std::fs::create_dir(d)?;
+        // Globus writes as the anonymous user.
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+    }
+    let local = work.path().join("local");
+    let source_in_servers = scenario == Scenario::Download;
+    if source_in_servers {
+        make_source(&ours_root.join("src"), plan.size)?;
+        std::fs::hard_link(ours_root.join("src"), globus_root.join("src"))?;
+    } else {
+        make_source(&local, plan.size)?;
+    }
+    let globus = if plan.peers {
+        Some(Server::globus(&globus_root)?)
+    } else {
+        None
+    };
+    let mut cases = Vec::new();
+    let mut peers_done = Vec::new();
+    for point in plan.points() {
+        let server = Server::ours(plan, &ours_root, point)?;
+        let ours = &server;
+        let latencies = std::cell::RefCell::new(Vec::new());
+        let local_s = local.to_string_lossy().into_owned();
+        let src_of = |s: &Server| -> (String, String) {
+            match scenario {
+                Scenario::Download => (s.url("src", false), "/dev/null".to_string()),
+                _ => (local_s.clone(), s.url("up", true)),
+            }
+        };
+        let clear = |s: &Server| {
+            if scenario == Scenario::Upload {
+                let _ = std::fs::remove_file(s.root.join("up"));
+            }
+        };
+        let mut tools: Vec<Tool<'_>> = Vec::new();
+        let ours_tool = |cmd: Command| -> Result<Sample, BenchError> {
+            clear(ours);
+            let (s, l) = timed(cmd, plan.size, ours)?;
+            latencies.borrow_mut().extend(l);
+            Ok(s)
+        };
+        let (s, d) = src_of(ours);
+        tools.push((
+            "ringmover copy ⇄ ringmover".into(),
+            Box::new(move || ours_tool(ours_cmd(plan, point, &s, &d))),
+        ));
+        // The peers have no engine path: once per (streams, block, buffer).
+        let key = (point.streams, point.block_size, point.tcp_bs);
+        if let Some(g) = globus.as_ref().filter(|_| !peers_done.contains(&key)) {
+            peers_done.push(key);
+            let (s, d) = src_of(g);
+            tools.push((
+                "guc ⇄ globus-gridftp-server".into(),
+                Box::new(move || {
+                    clear(g);
+                    Ok(timed(guc_cmd(point, &s, &d), plan.size, g)?.0)
+                }),
+            ));
+            let (s, d) = src_of(ours);
+            tools.push((
+                "guc ⇄ ringmover".into(),
+                Box::new(move || {
+                    clear(ours);
+                    Ok(timed(guc_cmd(point, &s, &d), plan.size, ours)?.0)
+                }),
+            ));
+        }
+        // Warm-up: one untimed run of each tool (page cache, tmpfs pages, TCP autotuning).
+        interleaved(1, &mut tools)?;
+        latencies.borrow_mut().clear();
+        for (name, runs) in interleaved(plan.runs, &mut tools)? {
+            let mut case = Case::new(scenario, &name, point, runs);
+            if name.starts_with("ringmover copy") {
+                case.op_latency_us = median_latency(&latencies.borrow());
+            }
+            done(&case);
+            cases.push(case);
+        }
+        drop(tools);
+        clear(ours);
+    }
+    Ok(cases)
+}
+
+/// The run with the median p50 stands for the point (histograms of separate processes).
+fn median_latency(all: &[LatencySummary]) -> Option<LatencySummary> {
+    let mut v = all.to_vec();
+    v.sort_by_key(|l| l.p50);
+    v.get(v.len() / 2).cloned()
+}

@@ -1,0 +1,151 @@
+//! Memory to memory over loopback on the engine: an in-memory buffer sent again and again with
+//! io_uring `Send` on one core, received with splice to /dev/null on the other; iperf3 (and
+//! `iperf3 -Z`) with the same stream count and pinning in the same run.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+
+use bytes::Bytes;
+
+use super::{cpu, interleaved, BenchError, Case, Plan, Point, Sample, Scenario, Tool};
+use crate::engine::{Engine, EngineConfig, OpLatency, Sink, Source};
+
+const DEFAULT_OP: u64 = 1 << 20;
+
+pub fn run(plan: &Plan, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchError> {
+    let latency = OpLatency::new();
+    let sender = Engine::start(&EngineConfig {
+        cores: 1,
+        first_cpu: 0,
+        op_latency: Some(latency.clone()),
+        ..EngineConfig::default()
+    })?;
+    let receiver = Engine::start(&EngineConfig {
+        cores: 1,
+        first_cpu: 1,
+        ..EngineConfig::default()
+    })?;
+    let mut cases = Vec::new();
+    let mut peers_done = Vec::new();
+    // The engine path does not apply here (memory source, discard sink): one point per rest.
+    let mut points = plan.points();
+    points.dedup_by_key(|p| (p.streams, p.block_size, p.tcp_bs));
+    for point in points {
+        latency.reset();
+        let mut tools: Vec<Tool<'_>> = vec![(
+            "ringmover".into(),
+            Box::new(|| engine_run(&sender, &receiver, plan.size, point)),
+        )];
+        // iperf3 has no block-size or path knob: once per (streams, socket buffer).
+        let peer_key = (point.streams, point.tcp_bs);
+        let with_peers = plan.peers && !peers_done.contains(&peer_key);
+        if with_peers {
+            peers_done.push(peer_key);
+            tools.push(("iperf3".into(), Box::new(|| iperf3(plan.size, point, false))));
+            tools.push(("iperf3 -Z".into(), Box::new(|| iperf3(plan.size, point, true))));
+        }
+        for (name, runs) in interleaved(plan.runs, &mut tools)? {
+            let mut case = Case::new(Scenario::M2m, &name, point, runs);
+            if name == "ringmover" {
+                case.op_latency_us = Some(latency.summary());
+            }
+            done(&case);
+            cases.push(case);
+        }
+    }
+    Ok(cases)
+}
+
+/// One engine run: `streams` connections, `size` bytes in all.
+fn engine_run(sender: &Engine, receiver: &Engine, size: u64, p: Point) -> Result<Sample, BenchError> {
+    let op = p.block_size.unwrap_or(DEFAULT_OP) as usize;
+    let pattern = Bytes::from(vec![0x5au8; op]);
+    let n = u64::from(p.streams.max(1));
+    let mut pairs = Vec::new();
+    for _ in 0..n {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let a = TcpStream::connect(l.local_addr()?)?;
+        let (b, _) = l.accept()?;
+        a.set_nonblocking(true)?;
+        b.set_nonblocking(true)?;
+        if let Some(bs) = p.tcp_bs {
+            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&a, bs as usize);
+            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&b, bs as usize);
+        }
+        pairs.push((a, b));
+    }
+    let meter = cpu::Meter::start(None);
+    let mut handles = Vec::new();
+    for (i, (a, b)) in pairs.into_iter().enumerate() {
+        let share = size / n + u64::from((i as u64) < size % n);
+        let recv = receiver.submit(Source::Socket(b), Sink::Discard, None);
+        let source = Source::Repeat {
+            pattern: pattern.clone(),
+            total: share,
+        };
+        handles.push((sender.submit(source, Sink::Socket(a), None), recv));
+    }
+    let mut got = 0;
+    for (send, recv) in handles {
+        send.finish_blocking()?;
+        got += recv.finish_blocking()?;
+    }
+    let r = meter.stop();
+    let gb = got as f64 / 1e9;
+    Ok(Sample {
+        gbytes_per_s: gb / r.seconds.max(1e-9),
+        cpu_s_per_gb: r.machine / gb,
+        client_cpu_s_per_gb: None,
+        server_cpu_s_per_gb: None,
+    })
+}
+
+/// iperf3 with `-P streams`, client on CPU 0 and server on CPU 1 (`-Z`: sendfile).
+fn iperf3(size: u64, p: Point, zerocopy: bool) -> Result<Sample, BenchError> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-A", "1", "-p", &port])
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::Iperf(format!("cannot start iperf3 (apt-get install iperf3): {e}")))?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (n, streams) = (size.to_string(), p.streams.to_string());
+    let mut args = vec![
+        "-c",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-A",
+        "0",
+        "-J",
+        "-n",
+        &n,
+        "-P",
+        &streams,
+    ];
+    let window = p.tcp_bs.map(|b| b.to_string());
+    if let Some(w) = &window {
+        args.extend(["-w", w]);
+    }
+    if zerocopy {
+        args.push("-Z");
+    }
+    let meter = cpu::Meter::start(Some(server.id()));
+    let out = Command::new("iperf3").args(&args).output()?;
+    let _ = server.wait();
+    let r = meter.stop();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Iperf(format!("bad JSON output: {e}")))?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| BenchError::Iperf(format!("no result: {}", String::from_utf8_lossy(&out.stderr))))?;
+    // iperf3's rate is its own (start-up excluded); the CPU is all the machine spent, and both
+    // iperf3 processes (reaped children) for the client column.
+    let gb = size as f64 / 1e9;
+    Ok(Sample {
+        gbytes_per_s: bps / 8.0 / 1e9,
+        cpu_s_per_gb: r.machine / gb,
+        client_cpu_s_per_gb: Some(r.client / gb),
+        server_cpu_s_per_gb: None,
+    })
+}

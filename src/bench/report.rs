@@ -1,0 +1,357 @@
+//! Bench output: a table with ratios to the peer measured in the same run, CSV, an SVG plot of
+//! each sweep, and the targets checked against the medians.
+
+use std::fmt::Write as _;
+
+use super::{Case, Point, Scenario};
+
+/// The peer each scenario is compared with.
+fn reference_tool(s: Scenario) -> &'static str {
+    match s {
+        Scenario::M2m => "iperf3",
+        _ => "guc ⇄ globus-gridftp-server",
+    }
+}
+
+/// Same point for the peers: they have no engine path.
+fn same_point(a: &Point, b: &Point) -> bool {
+    a.streams == b.streams && a.block_size == b.block_size && a.tcp_bs == b.tcp_bs
+}
+
+/// The reference case for `c` (the peer at the same point), if it was measured.
+pub fn reference<'a>(cases: &'a [Case], c: &Case) -> Option<&'a Case> {
+    let tool = reference_tool(c.scenario);
+    cases.iter().find(|r| {
+        r.scenario == c.scenario
+            && r.tool == tool
+            && (same_point(&r.point, &c.point)
+                || (c.scenario == Scenario::M2m
+                    && r.point.streams == c.point.streams
+                    && r.point.tcp_bs == c.point.tcp_bs))
+    })
+}
+
+/// (throughput ratio, machine CPU-s/GB ratio) of `c` to its reference.
+pub fn ratios(cases: &[Case], c: &Case) -> Option<(f64, f64)> {
+    let r = reference(cases, c)?;
+    let t = c.median.gbytes_per_s / r.median.gbytes_per_s.max(1e-12);
+    let cpu = c.median.cpu_s_per_gb / r.median.cpu_s_per_gb.max(1e-12);
+    Some((t, cpu))
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+pub fn table(cases: &[Case]) -> String {
+    let mut out = format!(
+        "{:<9} {:<30} {:<24} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14}\n",
+        "scenario", "tool", "point", "GB/s", "CPU-s/GB", "client", "server", "x GB/s", "x CPU", "op µs p50/p99"
+    );
+    for c in cases {
+        let (t, cpu) = ratios(cases, c).map_or(("-".into(), "-".into()), |(t, c)| {
+            (format!("x{t:.2}"), format!("x{c:.2}"))
+        });
+        let lat = c
+            .op_latency_us
+            .as_ref()
+            .map_or("-".into(), |l| format!("{}/{}", l.p50, l.p99));
+        let _ = writeln!(
+            out,
+            "{:<9} {:<30} {:<24} {:>7.2} {:>8.3} {:>8} {:>8} {:>8} {:>8} {:>14}",
+            c.scenario.name(),
+            c.tool,
+            c.point.label(),
+            c.median.gbytes_per_s,
+            c.median.cpu_s_per_gb,
+            opt(c.median.client_cpu_s_per_gb),
+            opt(c.median.server_cpu_s_per_gb),
+            t,
+            cpu,
+            lat
+        );
+    }
+    out
+}
+
+/// One CSV row per case (medians), with the ratios.
+pub fn csv(cases: &[Case], to: impl std::io::Write) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(to);
+    w.write_record([
+        "scenario",
+        "tool",
+        "streams",
+        "block_size",
+        "tcp_bs",
+        "path",
+        "runs",
+        "gbytes_per_s",
+        "cpu_s_per_gb",
+        "client_cpu_s_per_gb",
+        "server_cpu_s_per_gb",
+        "ratio_gbytes_per_s",
+        "ratio_cpu",
+        "op_p50_us",
+        "op_p99_us",
+    ])?;
+    for c in cases {
+        let r = ratios(cases, c);
+        let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
+        let lat = c.op_latency_us.as_ref();
+        w.write_record([
+            c.scenario.name().to_string(),
+            c.tool.clone(),
+            c.point.streams.to_string(),
+            c.point.block_size.map_or(String::new(), |b| b.to_string()),
+            c.point.tcp_bs.map_or(String::new(), |b| b.to_string()),
+            format!("{:?}", c.point.path).to_ascii_lowercase(),
+            c.runs.len().to_string(),
+            format!("{:.4}", c.median.gbytes_per_s),
+            format!("{:.4}", c.median.cpu_s_per_gb),
+            f(c.median.client_cpu_s_per_gb),
+            f(c.median.server_cpu_s_per_gb),
+            f(r.map(|r| r.0)),
+            f(r.map(|r| r.1)),
+            lat.map_or(String::new(), |l| l.p50.to_string()),
+            lat.map_or(String::new(), |l| l.p99.to_string()),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+
+/// GB/s over the sweep's points, one panel per scenario, one line per tool.
+pub fn svg(cases: &[Case]) -> String {
+    let scenarios: Vec<Scenario> = cases.iter().fold(Vec::new(), |mut v, c| {
+        if !v.contains(&c.scenario) {
+            v.push(c.scenario);
+        }
+        v
+    });
+    let (w, ph) = (760.0, 300.0);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">\n",
+        ph * scenarios.len().max(1) as f64
+    );
+    for (i, s) in scenarios.iter().enumerate() {
+        panel(&mut out, cases, *s, i as f64 * ph, w, ph);
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn panel(out: &mut String, cases: &[Case], s: Scenario, top: f64, w: f64, h: f64) {
+    let mine: Vec<&Case> = cases.iter().filter(|c| c.scenario == s).collect();
+    let mut labels: Vec<String> = Vec::new();
+    let mut tools: Vec<&str> = Vec::new();
+    for c in &mine {
+        let l = c.point.label();
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+        if !tools.contains(&c.tool.as_str()) {
+            tools.push(&c.tool);
+        }
+    }
+    let ymax = mine.iter().map(|c| c.median.gbytes_per_s).fold(0.0, f64::max).max(0.1) * 1.1;
+    let (x0, x1, y0, y1) = (60.0, w - 200.0, top + h - 70.0, top + 30.0);
+    let x = |i: usize| x0 + (x1 - x0) * (i as f64 + 0.5) / labels.len().max(1) as f64;
+    let y = |v: f64| y0 - (y0 - y1) * v / ymax;
+    let _ = writeln!(
+        out,
+        "<text x=\"{x0}\" y=\"{}\" font-size=\"14\">{} (GB/s, median)</text>",
+        top + 18.0,
+        s.name()
+    );
+    let _ = writeln!(
+        out,
+        "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/>"
+    );
+    let _ = writeln!(
+        out,
+        "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{y1}\" stroke=\"black\"/>"
+    );
+    for k in 0..=4 {
+        let v = ymax * k as f64 / 4.0;
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.1}</text>",
+            x0 - 4.0,
+            y(v) + 4.0
+        );
+    }
+    for (i, l) in labels.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<text transform=\"translate({:.1},{:.1}) rotate(30)\">{}</text>",
+            x(i),
+            y0 + 12.0,
+            escape(l)
+        );
+    }
+    for (t, tool) in tools.iter().enumerate() {
+        let color = COLORS[t % COLORS.len()];
+        let pts: Vec<String> = labels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                mine.iter()
+                    .find(|c| c.tool == *tool && &c.point.label() == l)
+                    .map(|c| format!("{:.1},{:.1}", x(i), y(c.median.gbytes_per_s)))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+        for p in &pts {
+            if let Some((px, py)) = p.split_once(',') {
+                let _ = writeln!(out, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>");
+            }
+        }
+        let ly = y1 + 16.0 * t as f64;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{:.1}\">{}</text>",
+            x1 + 15.0,
+            ly - 9.0,
+            x1 + 30.0,
+            ly,
+            escape(tool)
+        );
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// One of the targets, checked against this run's medians.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Target {
+    pub what: String,
+    pub want: String,
+    pub got: String,
+    pub met: Option<bool>,
+}
+
+/// The targets: m2m one stream ≥ 2× iperf3 and iperf3 -Z; downloads (stream, -p 4) ≥ 2× Globus
+/// at ≤ 0.5× its CPU-s/GB; uploads ≥ 2× Globus in stream mode and ≥ 1.5× with -p 4.
+pub fn targets(cases: &[Case]) -> Vec<Target> {
+    let find = |s: Scenario, tool: &str, streams: u32| {
+        cases.iter().find(|c| {
+            c.scenario == s
+                && c.tool == tool
+                && c.point.streams == streams
+                && c.point.block_size.is_none()
+                && c.point.tcp_bs.is_none()
+        })
+    };
+    let mut out = Vec::new();
+    let ours_m2m = find(Scenario::M2m, "ringmover", 1);
+    for peer in ["iperf3", "iperf3 -Z"] {
+        let got = ours_m2m
+            .zip(find(Scenario::M2m, peer, 1))
+            .map(|(a, b)| a.median.gbytes_per_s / b.median.gbytes_per_s);
+        out.push(Target {
+            what: format!("m2m, 1 stream, vs {peer}"),
+            want: "≥ 2× GB/s".into(),
+            got: got.map_or("not measured".into(), |g| format!("{g:.2}×")),
+            met: got.map(|g| g >= 2.0),
+        });
+    }
+    for (s, streams, want, cpu_max) in [
+        (Scenario::Download, 1, 2.0, Some(0.5)),
+        (Scenario::Download, 4, 2.0, Some(0.5)),
+        (Scenario::Upload, 1, 2.0, None),
+        (Scenario::Upload, 4, 1.5, None),
+    ] {
+        let pair = find(s, "ringmover copy ⇄ ringmover", streams).zip(find(s, "guc ⇄ globus-gridftp-server", streams));
+        let got = pair.map(|(a, b)| {
+            (
+                a.median.gbytes_per_s / b.median.gbytes_per_s,
+                a.median.cpu_s_per_gb / b.median.cpu_s_per_gb,
+            )
+        });
+        let mode = if streams == 1 {
+            "stream mode".to_string()
+        } else {
+            format!("-p {streams}")
+        };
+        out.push(Target {
+            what: format!("{}, {mode}, vs globus-url-copy ⇄ globus-gridftp-server", s.name()),
+            want: match cpu_max {
+                Some(c) => format!("≥ {want}× GB/s at ≤ {c}× CPU-s/GB"),
+                None => format!("≥ {want}× GB/s"),
+            },
+            got: got.map_or("not measured".into(), |(t, c)| {
+                format!("{t:.2}× GB/s, {c:.2}× CPU-s/GB")
+            }),
+            met: got.map(|(t, c)| t >= want && cpu_max.is_none_or(|m| c <= m)),
+        });
+    }
+    out
+}
+
+pub fn targets_table(targets: &[Target]) -> String {
+    let mut out = String::from("targets (medians of this run):\n");
+    for t in targets {
+        let mark = match t.met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "-",
+        };
+        let _ = writeln!(out, "  {:<70} want {:<32} got {:<34} {mark}", t.what, t.want, t.got);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Case, Point, Sample};
+    use crate::engine::DataPath;
+
+    fn case(s: Scenario, tool: &str, streams: u32, gbps: f64, cpu: f64) -> Case {
+        let point = Point {
+            streams,
+            block_size: None,
+            tcp_bs: None,
+            path: DataPath::Auto,
+        };
+        let sample = Sample {
+            gbytes_per_s: gbps,
+            cpu_s_per_gb: cpu,
+            client_cpu_s_per_gb: None,
+            server_cpu_s_per_gb: None,
+        };
+        Case::new(s, tool, point, vec![sample])
+    }
+
+    #[test]
+    fn ratios_and_targets() {
+        let cases = vec![
+            case(Scenario::M2m, "ringmover", 1, 9.0, 0.2),
+            case(Scenario::M2m, "iperf3", 1, 4.0, 0.4),
+            case(Scenario::M2m, "iperf3 -Z", 1, 6.0, 0.3),
+            case(Scenario::Download, "ringmover copy ⇄ ringmover", 1, 5.0, 0.2),
+            case(Scenario::Download, "guc ⇄ globus-gridftp-server", 1, 2.0, 0.6),
+        ];
+        let (t, c) = ratios(&cases, &cases[0]).unwrap();
+        assert!((t - 2.25).abs() < 1e-9 && (c - 0.5).abs() < 1e-9);
+        let got = targets(&cases);
+        assert_eq!(got[0].met, Some(true)); // 9 vs 4
+        assert_eq!(got[1].met, Some(false)); // 9 vs 6
+        assert_eq!(got[2].met, Some(true)); // 2.5x at 0.33x CPU
+        assert_eq!(got[3].met, None); // -p 4 not measured
+        let svg = svg(&cases);
+        assert_eq!(svg.matches("<polyline").count(), 5);
+        let mut out = Vec::new();
+        csv(&cases, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 6);
+        assert_eq!(crate::bench::human(4 << 20), "4M");
+    }
+}
