@@ -196,3 +196,22 @@ fn delayed_passive_block_size_and_progress_lines() {
     assert!(ok, "{text}");
     assert!(text.contains("MB/sec avg"), "{text}");
 }
+
+#[test]
+fn downloads_into_dev_null_splice_every_mode() {
+    let srv = Server::start(&[]);
+    write_big(&srv.path("f"), (9 << 20) + 3, 6);
+    for opts in [
+        &["--mode", "s"][..],
+        &["-p", "4"],
+        &["--mode", "x", "-p", "2"],
+        &["-p", "3", "-bs", "100000"],
+    ] {
+        let mut args = opts.to_vec();
+        let src = srv.url("/f");
+        args.extend(["--json", src.as_str(), "/dev/null"]);
+        let (ok, text, record) = copy(&args);
+        assert!(ok, "{opts:?}: {text}");
+        assert_eq!(record["bytes"], (9u64 << 20) + 3, "{opts:?}: {text}");
+    }
+}

@@ -328,8 +328,15 @@ mod mode_e {
 
     #[test]
     fn parallel_receive_out_of_order_and_reuse() {
+        // Zerocopy splices the payloads; the others receive into buffers and write them.
+        for path in [DataPath::Auto, DataPath::Zerocopy, DataPath::ReadWrite] {
+            receive_out_of_order(path);
+        }
+    }
+
+    fn receive_out_of_order(path: DataPath) {
         let data = pattern((3 << 20) + 77);
-        let e = engine(DataPath::Auto);
+        let e = engine(path);
         let (_d, p) = temp_with(b"");
         let file = Arc::new(std::fs::OpenOptions::new().write(true).open(&p).unwrap());
         let receiver = Arc::new(Mutex::new(TransferReceiver::new(None)));
@@ -372,7 +379,13 @@ mod mode_e {
 
     #[test]
     fn receive_rejects_bad_framing() {
-        let e = engine(DataPath::Auto);
+        for path in [DataPath::Auto, DataPath::Zerocopy] {
+            rejects_bad_framing(path);
+        }
+    }
+
+    fn rejects_bad_framing(path: DataPath) {
+        let e = engine(path);
         let (_d, p) = temp_with(b"");
         let file = Arc::new(std::fs::OpenOptions::new().write(true).open(&p).unwrap());
         for bad in [
@@ -392,7 +405,8 @@ mod mode_e {
             );
             theirs.write_all(&bad).unwrap();
             drop(theirs);
-            assert!(matches!(h.finish_blocking(), Err(OpError::Framing(_))));
+            let r = h.finish_blocking();
+            assert!(matches!(r, Err(OpError::Framing(_))), "{path:?}: {r:?}");
         }
     }
 }

@@ -209,8 +209,12 @@ impl Transfer {
                 let buf = (!zerocopy).then(|| ctx.arena.take());
                 Kind::BlockSend(BlockSend::new(file, sock, plan, last, xmode, zerocopy, buf))
             }
+            (Source::Socket(sock), Sink::Blocks { file, receiver, base }, DataPath::Zerocopy) => match new_pipe() {
+                Ok(pipe) => Kind::BlockRecv(BlockRecv::new(file, sock, receiver, base, None, Some(pipe))),
+                Err(e) => Kind::Invalid(Some(e)),
+            },
             (Source::Socket(sock), Sink::Blocks { file, receiver, base }, _) => {
-                Kind::BlockRecv(BlockRecv::new(file, sock, receiver, base, Some(ctx.arena.take())))
+                Kind::BlockRecv(BlockRecv::new(file, sock, receiver, base, Some(ctx.arena.take()), None))
             }
             _ => Kind::Invalid(Some(OpError::io(
                 "transfer",
