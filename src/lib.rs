@@ -19,3 +19,4 @@ pub mod link;
 pub mod pool;
 pub mod protocol;
 pub mod storage;
+pub mod tune;

@@ -1,5 +1,7 @@
 //! Command-line interface: argument and config-file parsing, then calls into the library.
 
+mod tune;
+
 use std::io::{BufRead, IsTerminal};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -45,6 +47,8 @@ pub enum Cmd {
     Passwd(PasswdArgs),
     /// Check that this host's kernel offers the io_uring features the engine needs.
     Probe,
+    /// Host tuning for DTNs: check against fasterdata, apply or revert a sysctl profile.
+    Tune(tune::TuneArgs),
 }
 
 /// `serve` options. Each can also come from the TOML file given with --config; flags win.
@@ -315,6 +319,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Door(args) => door(args),
         Cmd::Copy(args) => copy(args),
         Cmd::Bench(args) => bench(args),
+        Cmd::Tune(args) => tune::run(args),
         Cmd::Pool(args) => pool(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);
