@@ -460,7 +460,7 @@ fn live_rows(host: &Host, scope: &Scope) -> Vec<Row> {
         ),
     });
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let want = cpus * 16 << 20;
+    let want = (cpus * 16) << 20;
     let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
     let why = "registered buffers (16 MiB per engine core) must fit under RLIMIT_MEMLOCK";
     rows.push(match limit {
