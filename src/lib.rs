@@ -20,3 +20,4 @@ pub mod pool;
 pub mod protocol;
 pub mod storage;
 pub mod tune;
+pub mod wan;

@@ -1,6 +1,7 @@
 //! Command-line interface: argument and config-file parsing, then calls into the library.
 
 mod tune;
+mod wan;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +50,8 @@ pub enum Cmd {
     Probe,
     /// Host tuning for DTNs: check against fasterdata, apply or revert a sysctl profile.
     Tune(tune::TuneArgs),
+    /// Emulate a WAN link (delay, jitter, loss, rate, queue) between two TUN devices.
+    WanEmu(wan::WanArgs),
 }
 
 /// `serve` options. Each can also come from the TOML file given with --config; flags win.
@@ -320,6 +323,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Copy(args) => copy(args),
         Cmd::Bench(args) => bench(args),
         Cmd::Tune(args) => tune::run(args),
+        Cmd::WanEmu(args) => wan::run(args),
         Cmd::Pool(args) => pool(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);
