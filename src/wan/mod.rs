@@ -180,19 +180,19 @@ fn pump(mut from: File, mut to: File, cfg: LinkConfig, seed: u64, stats: Arc<Sta
 
 /// Writes one packet; a packet the stack refuses is counted as lost, like a dropped frame.
 fn deliver(to: &mut File, packet: &[u8], stats: &Stats) {
+    // A TUN write takes the whole packet or fails.
     match to.write(packet) {
-        Ok(_) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
-        Err(_) => stats.lost.fetch_add(1, Ordering::Relaxed),
+        Ok(n) if n == packet.len() => stats.forwarded.fetch_add(1, Ordering::Relaxed),
+        _ => stats.lost.fetch_add(1, Ordering::Relaxed),
     };
 }
 
+/// The thread moving one direction's packets.
+pub type Direction = std::thread::JoinHandle<std::io::Result<()>>;
+
 /// Opens both devices and runs both directions; returns once both devices are open, with the
 /// per-direction counters (a→b, b→a) and the threads.
-pub fn start(
-    name_a: &str,
-    name_b: &str,
-    cfg: &LinkConfig,
-) -> std::io::Result<([Arc<Stats>; 2], Vec<std::thread::JoinHandle<std::io::Result<()>>>)> {
+pub fn start(name_a: &str, name_b: &str, cfg: &LinkConfig) -> std::io::Result<([Arc<Stats>; 2], Vec<Direction>)> {
     let a = tun::open(name_a)?;
     let b = tun::open(name_b)?;
     let stats = [Arc::new(Stats::default()), Arc::new(Stats::default())];
