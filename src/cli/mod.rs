@@ -97,6 +97,14 @@ pub struct ServeArgs {
     /// a comma list of md5, adler32, crc32c, sha1, sha256, sha512, or none [default: adler32].
     #[arg(long, value_name = "LIST")]
     pub upload_checksums: Option<String>,
+    /// Rate one transfer should reach (e.g. 10gbit): ABUF and transfers without SBUF size
+    /// socket buffers to twice its bandwidth-delay product at the control RTT [default: 10gbit].
+    #[arg(long, value_name = "RATE")]
+    pub target_rate: Option<String>,
+    /// Leave socket buffers to kernel autotuning when a client sends no SBUF.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_auto_buffers: bool,
     /// Engine data path: auto (sendfile out, recv+write in), zerocopy (sendfile/splice) or readwrite
     /// (registered buffers both ways) [default: auto].
     #[arg(long)]
@@ -118,6 +126,12 @@ pub struct DoorArgs {
     /// Refuse anonymous (read-only) logins.
     #[arg(long)]
     pub no_anonymous: bool,
+    /// Rate one transfer should reach (ABUF and automatic buffers) [default: 10gbit].
+    #[arg(long, value_name = "RATE")]
+    pub target_rate: Option<String>,
+    /// Leave socket buffers to kernel autotuning when a client sends no SBUF.
+    #[arg(long)]
+    pub no_auto_buffers: bool,
     /// Maximum concurrent control sessions.
     #[arg(long, default_value_t = 256)]
     pub max_sessions: usize,
@@ -294,6 +308,41 @@ pub struct CopyArgs {
     /// Record engine op latencies and add their percentiles to the --json record.
     #[arg(long)]
     pub latency: bool,
+    /// Do not send ABUF (automatic buffer sizing) to servers that offer it.
+    #[arg(long = "no-abuf")]
+    pub no_abuf: bool,
+}
+
+/// The automatic socket-buffer policy: the target rate and this host's limits.
+fn buffer_policy(target: Option<&str>, automatic: bool) -> Result<crate::protocol::buffers::BufferPolicy> {
+    use crate::protocol::buffers::{parse_rate, BufferPolicy};
+    let host = crate::tune::Host::live();
+    let num = |name: &str, field: Option<usize>| -> Option<u64> {
+        let v = host.sysctl(name)?;
+        match field {
+            Some(i) => v.split_whitespace().nth(i)?.parse().ok(),
+            None => v.parse().ok(),
+        }
+    };
+    let defaults = BufferPolicy::default();
+    let both = |a: Option<u64>, b: Option<u64>, d: u64| a.zip(b).map_or(d, |(a, b)| a.min(b));
+    Ok(BufferPolicy {
+        target_bps: match target {
+            Some(t) => parse_rate(t).with_context(|| format!("invalid --target-rate '{t}': e.g. 10gbit"))?,
+            None => defaults.target_bps,
+        },
+        host_max: both(
+            num("net.core.rmem_max", None),
+            num("net.core.wmem_max", None),
+            defaults.host_max,
+        ),
+        autotune_max: both(
+            num("net.ipv4.tcp_rmem", Some(2)),
+            num("net.ipv4.tcp_wmem", Some(2)),
+            defaults.autotune_max,
+        ),
+        automatic,
+    })
 }
 
 fn parse_data_path(s: &str) -> Result<DataPath> {
@@ -437,6 +486,8 @@ impl ServeArgs {
             no_anonymous: self.no_anonymous || file.no_anonymous,
             data_path: self.data_path.or(file.data_path),
             upload_checksums: self.upload_checksums.or(file.upload_checksums),
+            target_rate: self.target_rate.or(file.target_rate),
+            no_auto_buffers: self.no_auto_buffers || file.no_auto_buffers,
         })
     }
 }
@@ -468,6 +519,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .transpose()?
             .unwrap_or(defaults.shutdown_grace),
         banner: defaults.banner,
+        buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
     };
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
@@ -647,6 +699,7 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
             interval: Duration::from_secs_f64(args.rst_interval),
         }),
         sync: args.sync.then_some(args.sync_level),
+        abuf: !args.no_abuf,
         // A bar on a terminal unless --json or -q; -vb shows progress anywhere.
         progress: match (args.quiet, args.vb, std::io::stderr().is_terminal()) {
             (true, _, _) => client::Show::Nothing,
@@ -725,6 +778,7 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
         idle_timeout: parse_duration(&args.idle_timeout)?,
         shutdown_grace: parse_duration(&args.shutdown_grace)?,
         banner: defaults.banner,
+        buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
     };
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,

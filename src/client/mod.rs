@@ -114,6 +114,8 @@ pub struct CopyOptions {
     /// Copy only what differs at this `-sync-level` (0..=3).
     pub sync: Option<u8>,
     pub progress: progress::Show,
+    /// Send ABUF (when the server lists it and no -tcp-bs is given).
+    pub abuf: bool,
 }
 
 impl CopyOptions {
@@ -411,7 +413,7 @@ async fn two_with_restarts(
                 if let Some((_, old)) = session.take() {
                     old.control.quit().await;
                 }
-                *session = Some((job.remote.clone(), Session::open(&job.remote).await?));
+                *session = Some((job.remote.clone(), Session::open(&job.remote, o).await?));
             }
             let Some((_, s)) = session.as_mut() else {
                 return Err(ClientError::Lost("no session".into()));

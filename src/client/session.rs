@@ -112,12 +112,24 @@ pub struct Session {
     delayed: bool,
     trev: bool,
     kept: Option<Kept>,
+    /// The socket-buffer size the server chose for ABUF (used on our sockets too).
+    abuf: Option<u64>,
 }
 
 impl Session {
-    pub async fn open(url: &FtpUrl) -> Result<Session, ClientError> {
+    pub async fn open(url: &FtpUrl, o: &CopyOptions) -> Result<Session, ClientError> {
         let mut control = Control::connect(url).await?;
-        let getput = control.features().await?.iter().any(|f| f == "GETPUT");
+        let features = control.features().await?;
+        let getput = features.iter().any(|f| f == "GETPUT");
+        // Without -tcp-bs, let a server that offers ABUF size the buffers from the RTT.
+        let abuf = if o.abuf && o.tcp_bs.is_none() && features.iter().any(|f| f == "ABUF") {
+            let text = control.expect_ok(Some("ABUF")).await?;
+            let size = text.split_whitespace().nth(2).and_then(|n| n.parse::<u64>().ok());
+            tracing::info!(reply = %text, "ABUF");
+            size
+        } else {
+            None
+        };
         Ok(Session {
             control,
             getput,
@@ -127,6 +139,7 @@ impl Session {
             delayed: false,
             trev: false,
             kept: None,
+            abuf,
         })
     }
 
@@ -173,7 +186,7 @@ impl Session {
             Channel::Reuse(k.channel, k.conns)
         } else if client_listens {
             let l = pool
-                .open_passive(self.control.local, o.tcp_bs)
+                .open_passive(self.control.local, o.tcp_bs.or(self.abuf))
                 .map_err(|e| ClientError::Data(e.to_string()))?;
             let addr = l.local_addr()?;
             let IpAddr::V4(ip) = addr.ip() else {
@@ -336,7 +349,7 @@ impl Session {
             Channel::Pasv => (pasv.map(|a| MoverChannel::Connect(vec![a])), Vec::new()),
             Channel::Await127 => (None, Vec::new()),
         };
-        let (peer, local) = (self.control.peer, self.control.local);
+        let (peer, local, buffer) = (self.control.peer, self.control.local, o.tcp_bs.or(self.abuf));
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
@@ -347,7 +360,7 @@ impl Session {
             channel,
             peer: Some(peer),
             local,
-            buffer: o.tcp_bs,
+            buffer,
             skip: skip.clone(),
             size_limit: None,
             block_size: o.block_size,

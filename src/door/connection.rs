@@ -68,6 +68,7 @@ impl Connection {
             allow_anonymous: shared.config.anonymous,
             peer_ip: peer.ip(),
             banner: shared.config.banner.clone(),
+            buffers: shared.config.buffers.clone(),
         };
         let (reader, writer) = stream.into_split();
         Ok(Connection {
@@ -160,8 +161,15 @@ impl Connection {
     async fn feed(&mut self, frame: Frame) -> std::io::Result<()> {
         match frame {
             Frame::Line(line) => {
+                let rtt = control_rtt_us(self.reader.as_ref());
+                if let Some(us) = rtt {
+                    self.session.set_control_rtt(us);
+                }
                 if let Ok(cmd) = Command::parse(&line) {
                     tracing::trace!(peer = %self.peer, verb = cmd.verb(), "command");
+                    if matches!(cmd, Command::Abuf(_)) {
+                        tracing::info!(peer = %self.peer, rtt_us = ?rtt, "ABUF: buffers sized from the control RTT");
+                    }
                 }
                 self.session.handle_line(&line)
             }
@@ -402,4 +410,24 @@ fn whole_file_checksum(
         }
     }
     root.checksum(path, alg, offset, length)
+}
+
+/// The smoothed RTT of a TCP connection in microseconds (TCP_INFO), if the kernel tells.
+fn control_rtt_us(stream: &tokio::net::TcpStream) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the fd is the live control socket borrowed from `stream`; the kernel writes at
+    // most `len` bytes into `info`, which is that large.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut libc::tcp_info as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (r == 0).then_some(u64::from(info.tcpi_rtt))
 }

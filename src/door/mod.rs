@@ -30,6 +30,8 @@ pub struct DoorConfig {
     /// How long transfers in flight may run after SIGTERM.
     pub shutdown_grace: Duration,
     pub banner: String,
+    /// Automatic socket-buffer sizing (ABUF; transfers without SBUF).
+    pub buffers: crate::protocol::buffers::BufferPolicy,
 }
 
 impl Default for DoorConfig {
@@ -41,6 +43,7 @@ impl Default for DoorConfig {
             idle_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
             banner: format!("ringmover {} GridFTP server ready.", env!("CARGO_PKG_VERSION")),
+            buffers: Default::default(),
         }
     }
 }

@@ -152,6 +152,8 @@ pub enum Command {
     Esto(EstoArg),
     /// `SBUF SP bytes` (GFD.20)
     Sbuf(u64),
+    /// `ABUF [SP rate]` (ringmover): size socket buffers from the measured RTT and a rate
+    Abuf(Option<String>),
     /// `DCAU SP N | A | S SP subject` (GFD.20)
     Dcau(String),
     /// `CKSM SP alg SP offset SP length SP path` (GFD.47); length -1 means to the end
@@ -285,6 +287,7 @@ impl Command {
             Eret(_) => "ERET",
             Esto(_) => "ESTO",
             Sbuf(_) => "SBUF",
+            Abuf(_) => "ABUF",
             Dcau(_) => "DCAU",
             Cksm(_) => "CKSM",
             Scks { .. } => "SCKS",
@@ -299,11 +302,11 @@ impl Command {
 
 /// Every verb we recognise, in the order SITE HELP and HELP list them.
 pub const VERBS: &[&str] = &[
-    "ABOR", "ACCT", "ADAT", "ALLO", "APPE", "AUTH", "CDUP", "CKSM", "CONF", "CWD", "DCAU", "DELE", "ENC", "EPRT",
-    "EPSV", "ERET", "ESTO", "FEAT", "GET", "HELP", "LANG", "LIST", "MDTM", "MFMT", "MIC", "MKD", "MLSD", "MLST",
-    "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PUT", "PWD", "QUIT", "REIN", "REST",
-    "RETR", "RMD", "RNFR", "RNTO", "SBUF", "SCKS", "SITE", "SIZE", "SPAS", "SPOR", "STAT", "STOR", "STOU", "STRU",
-    "SYST", "TREV", "TYPE", "USER",
+    "ABOR", "ABUF", "ACCT", "ADAT", "ALLO", "APPE", "AUTH", "CDUP", "CKSM", "CONF", "CWD", "DCAU", "DELE", "ENC",
+    "EPRT", "EPSV", "ERET", "ESTO", "FEAT", "GET", "HELP", "LANG", "LIST", "MDTM", "MFMT", "MIC", "MKD", "MLSD",
+    "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PUT", "PWD", "QUIT", "REIN",
+    "REST", "RETR", "RMD", "RNFR", "RNTO", "SBUF", "SCKS", "SITE", "SIZE", "SPAS", "SPOR", "STAT", "STOR", "STOU",
+    "STRU", "SYST", "TREV", "TYPE", "USER",
 ];
 
 fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
@@ -368,6 +371,7 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
         "ERET" => C::Eret(parse_eret(required(arg)?)?),
         "ESTO" => C::Esto(parse_esto(required(arg)?)?),
         "SBUF" => C::Sbuf(parse_u64(required(arg)?)?),
+        "ABUF" => C::Abuf(optional(arg)),
         "DCAU" => C::Dcau(required(arg)?.to_string()),
         "CKSM" => C::Cksm(parse_cksm(required(arg)?)?),
         "SCKS" => {

@@ -5,6 +5,7 @@ use super::command::VERBS;
 /// FEAT lines (RFC 2389), each with its single leading space. Only features that work end to end
 /// are listed: globus-url-copy changes behaviour on `REST STREAM`, `SIZE`, `MLST` and `SBUF`.
 pub const FEATURES: &[&str] = &[
+    " ABUF",
     " CKSM MD5:10;ADLER32:10;CRC32C:10;SHA1:10;SHA256:11;SHA512:12;",
     " CKSUM MD5,ADLER32,CRC32C,SHA-1,SHA-256,SHA-512",
     " ERET",

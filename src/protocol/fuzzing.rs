@@ -32,6 +32,7 @@ pub fn session(data: &[u8]) {
         allow_anonymous: true,
         peer_ip: "127.0.0.1".parse().expect("literal address"),
         banner: "fuzz".into(),
+        buffers: Default::default(),
     });
     s.handle_line(b"USER anonymous");
     s.handle_line(b"PASS x");

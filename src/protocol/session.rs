@@ -26,6 +26,7 @@ use core::net::{IpAddr, SocketAddr};
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::buffers::{parse_rate, BufferPolicy};
 use super::command::{
     CksmArg, Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode, TransferType,
 };
@@ -51,6 +52,8 @@ pub struct SessionConfig {
     pub peer_ip: IpAddr,
     /// Greeting text of the 220 reply.
     pub banner: String,
+    /// Automatic socket-buffer sizing (ABUF, transfers without SBUF).
+    pub buffers: BufferPolicy,
 }
 
 /// What a data transfer moves.
@@ -130,6 +133,8 @@ pub struct TransferRequest {
     pub size_limit: Option<u64>,
     /// MODE E/X block size when sending (`OPTS RETR BlockSize=N;`); None: the pool's default.
     pub block_size: Option<u64>,
+    /// `buffer_size` was chosen automatically (no SBUF; autotuning would fall short).
+    pub buffer_auto: bool,
 }
 
 impl TransferRequest {
@@ -267,6 +272,8 @@ pub struct Session {
     allo: Option<u64>,
     parallelism: u32,
     block_size: Option<u64>,
+    /// The control connection's smoothed RTT in microseconds, as the driver last measured it.
+    control_rtt_us: u64,
     /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
     reusable: Option<bool>,
     /// Seconds between perf markers when receiving / when sending (OPTS RETR markers, TREV).
@@ -304,6 +311,7 @@ impl Session {
             allo: None,
             parallelism: 1,
             block_size: None,
+            control_rtt_us: 0,
             reusable: None,
             markers_receive: DEFAULT_MARKER_SECS,
             markers_send: None,
@@ -507,6 +515,7 @@ impl Session {
                 self.reply(Code::OK, "SBUF Command Successful.");
                 Ok(())
             }
+            C::Abuf(rate) => self.cmd_abuf(rate.as_deref()),
             C::Retr(p) => {
                 let path = self.resolve(&p)?;
                 let offset = self.rest.unwrap_or(0);
@@ -811,6 +820,30 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// `ABUF [rate]`: twice the bandwidth-delay product of the control RTT, as SBUF would set it.
+    fn cmd_abuf(&mut self, rate: Option<&str>) -> Result<(), SessionError> {
+        let rate = match rate {
+            Some(r) => Some(parse_rate(r).ok_or_else(|| SessionError::BadArgument(format!("Bad rate '{r}'.")))?),
+            None => None,
+        };
+        let size = self.config.buffers.size_for(self.control_rtt_us, rate);
+        self.buffer_size = Some(size);
+        let shown = rate.unwrap_or(self.config.buffers.target_bps) / 1e6;
+        self.reply(
+            Code::OK,
+            format!(
+                "ABUF {size} (RTT {:.2} ms, {shown:.0} Mbit/s)",
+                self.control_rtt_us as f64 / 1e3
+            ),
+        );
+        Ok(())
+    }
+
+    /// The driver's latest measurement of the control connection's RTT (TCP_INFO).
+    pub fn set_control_rtt(&mut self, micros: u64) {
+        self.control_rtt_us = micros;
     }
 
     fn set_buffer(&mut self, n: u64) -> Result<(), SessionError> {
@@ -1166,12 +1199,16 @@ impl Session {
         let access = self.access.clone().ok_or(SessionError::NotLoggedIn)?;
         let verify = if sends { None } else { self.expected_checksum.take() };
         let reuse = extended && self.reusable == Some(sends);
+        let buffer_auto = match self.buffer_size {
+            Some(_) => None,
+            None => self.config.buffers.automatic_for(self.control_rtt_us),
+        };
         self.pending = Pending::Transfer;
         self.aborting = false;
         self.actions.push_back(Action::Transfer(TransferRequest {
             kind,
             endpoint,
-            buffer_size: self.buffer_size,
+            buffer_size: self.buffer_size.or(buffer_auto),
             access,
             verify,
             extended,
@@ -1181,6 +1218,7 @@ impl Session {
             skip: self.rest_ranges.clone().unwrap_or_default(),
             size_limit: self.allo,
             block_size: self.block_size,
+            buffer_auto: buffer_auto.is_some(),
         }));
         Ok(())
     }
@@ -1431,7 +1469,47 @@ mod tests {
             allow_anonymous: true,
             peer_ip: "10.0.0.9".parse().unwrap(),
             banner: "hi".into(),
+            buffers: BufferPolicy {
+                target_bps: 1e9,
+                host_max: 64 << 20,
+                autotune_max: 4 << 20,
+                automatic: true,
+            },
         })
+    }
+
+    #[test]
+    fn abuf_and_automatic_buffers() {
+        let mut s = session();
+        s.poll_reply();
+        run(&mut s, &[b"USER alice", b"PASS pw"]);
+        s.set_control_rtt(50_000);
+        let got = run(&mut s, &[b"ABUF", b"ABUF 100mbit", b"ABUF fast"]);
+        assert_eq!(got[0], "200 ABUF 12500000 (RTT 50.00 ms, 1000 Mbit/s)\r\n");
+        assert_eq!(got[1], "200 ABUF 1250000 (RTT 50.00 ms, 100 Mbit/s)\r\n");
+        assert!(got[2].starts_with("501 "), "{}", got[2]);
+        run(&mut s, &[b"PORT 10,0,0,9,4,1"]);
+        s.handle_line(b"RETR /f");
+        let t = take_transfer(&mut s);
+        assert_eq!(
+            (t.buffer_size, t.buffer_auto),
+            (Some(1_250_000), false),
+            "ABUF acts like SBUF"
+        );
+        s.handle_transfer_done(Ok(0));
+
+        // No SBUF/ABUF: sized automatically only where autotuning (4 MiB) falls short.
+        let mut s = session();
+        s.poll_reply();
+        run(&mut s, &[b"USER alice", b"PASS pw"]);
+        for (rtt, want) in [(50_000, Some(12_500_000)), (1_000, None)] {
+            s.set_control_rtt(rtt);
+            run(&mut s, &[b"PORT 10,0,0,9,4,1"]);
+            s.handle_line(b"RETR /f");
+            let t = take_transfer(&mut s);
+            assert_eq!((t.buffer_size, t.buffer_auto), (want, want.is_some()));
+            s.handle_transfer_done(Ok(0));
+        }
     }
 
     /// Feeds lines and returns the wire replies they produced, answering actions as a happy

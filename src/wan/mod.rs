@@ -109,7 +109,8 @@ impl Shaper {
         let departure = match self.cfg.rate_bps {
             Some(rate) => {
                 let start = self.busy_until.max(now);
-                let backlog = (start - now).as_secs_f64() * rate / 8.0;
+                // Rounded: the float time of whole packets must not lose a byte of room.
+                let backlog = ((start - now).as_secs_f64() * rate / 8.0).round();
                 if backlog + len as f64 > self.cfg.queue_bytes as f64 {
                     return Fate::QueueFull;
                 }
@@ -267,6 +268,8 @@ mod tests {
             },
             1,
         );
+        // The shaper starts idle at its creation: measure from there.
+        let now = s.busy_until;
         let fates: Vec<Fate> = (0..4).map(|_| s.decide(1000, now)).collect();
         assert_eq!(fates[0], Fate::At(now + Duration::from_millis(11)));
         assert_eq!(fates[2], Fate::At(now + Duration::from_millis(13)));

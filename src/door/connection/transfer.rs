@@ -61,6 +61,9 @@ impl Connection {
             DataEndpoint::Reuse => MoverChannel::Connect(Vec::new()),
         };
         let sends = req.sends();
+        if req.buffer_auto {
+            tracing::info!(peer = %self.peer, bytes = ?req.buffer_size, "no SBUF: socket buffers sized from the control RTT");
+        }
         let cached = self.take_cache(req.extended && req.reuse, sends);
         let spec = MoverSpec {
             request,

@@ -1,0 +1,94 @@
+//! Automatic socket-buffer sizing (`ABUF`, and transfers without SBUF): a buffer of twice the
+//! bandwidth-delay product of the control connection's RTT at the target rate, within the
+//! host's limits. Sans-IO: the driver supplies the RTT and the limits.
+
+/// The smallest buffer ABUF chooses.
+pub const MIN_BUFFER: u64 = 64 << 10;
+
+/// What automatic sizing works with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BufferPolicy {
+    /// The rate one transfer should reach, in bits per second.
+    pub target_bps: f64,
+    /// The most a socket may be given (min of net.core.rmem_max and wmem_max).
+    pub host_max: u64,
+    /// The most kernel autotuning reaches by itself (min of tcp_rmem and tcp_wmem maxima).
+    pub autotune_max: u64,
+    /// Size transfers without SBUF automatically (when autotuning would fall short).
+    pub automatic: bool,
+}
+
+impl Default for BufferPolicy {
+    fn default() -> Self {
+        BufferPolicy {
+            target_bps: 10e9,
+            host_max: 4 << 20,
+            autotune_max: 4 << 20,
+            automatic: true,
+        }
+    }
+}
+
+impl BufferPolicy {
+    /// Twice the bandwidth-delay product for `rtt_us` at `rate` (or the target), clamped to
+    /// [MIN_BUFFER, host_max].
+    pub fn size_for(&self, rtt_us: u64, rate_bps: Option<f64>) -> u64 {
+        let rate = rate_bps
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .unwrap_or(self.target_bps);
+        let bdp = rate / 8.0 * rtt_us as f64 / 1e6;
+        ((2.0 * bdp) as u64).clamp(MIN_BUFFER, self.host_max.max(MIN_BUFFER))
+    }
+
+    /// For a transfer without SBUF: a fixed size only where autotuning cannot reach 2×BDP
+    /// (fixing a buffer turns autotuning off, which is worse whenever autotuning suffices).
+    pub fn automatic_for(&self, rtt_us: u64) -> Option<u64> {
+        if !self.automatic {
+            return None;
+        }
+        let size = self.size_for(rtt_us, None);
+        (size > self.autotune_max).then_some(size)
+    }
+}
+
+/// `1gbit`, `200mbit`, `10g`, or plain bits per second.
+pub fn parse_rate(s: &str) -> Option<f64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mul) = [
+        ("gbit", 1e9),
+        ("mbit", 1e6),
+        ("kbit", 1e3),
+        ("g", 1e9),
+        ("m", 1e6),
+        ("k", 1e3),
+    ]
+    .iter()
+    .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n.to_string(), *m)))
+    .unwrap_or((s.clone(), 1.0));
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0).then_some(v * mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        let p = BufferPolicy {
+            target_bps: 1e9,
+            host_max: 64 << 20,
+            autotune_max: 4 << 20,
+            automatic: true,
+        };
+        // 1 Gbit/s × 50 ms = 6.25 MB; twice that.
+        assert_eq!(p.size_for(50_000, None), 12_500_000);
+        assert_eq!(p.size_for(50, None), MIN_BUFFER);
+        assert_eq!(p.size_for(500_000, Some(10e9)), 64 << 20);
+        assert_eq!(p.automatic_for(50_000), Some(12_500_000));
+        assert_eq!(p.automatic_for(1_000), None, "autotuning reaches 250 kB");
+        assert_eq!(parse_rate("1gbit"), Some(1e9));
+        assert_eq!(parse_rate("250m"), Some(250e6));
+        assert_eq!(parse_rate("x"), None);
+    }
+}
