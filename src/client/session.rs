@@ -124,7 +124,12 @@ impl Session {
         // Without -tcp-bs, let a server that offers ABUF size the buffers from the RTT.
         let abuf = if o.abuf && o.tcp_bs.is_none() && features.iter().any(|f| f == "ABUF") {
             let text = control.expect_ok(Some("ABUF")).await?;
-            let size = text.split_whitespace().nth(2).and_then(|n| n.parse::<u64>().ok());
+            // "200 ABUF <bytes> fixed ..." fixes our buffers too; "autotuning" leaves them.
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let size = match words.as_slice() {
+                [_, _, n, "fixed", ..] => n.parse::<u64>().ok(),
+                _ => None,
+            };
             tracing::info!(reply = %text, "ABUF");
             size
         } else {

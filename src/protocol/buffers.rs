@@ -40,14 +40,21 @@ impl BufferPolicy {
         ((2.0 * bdp) as u64).clamp(MIN_BUFFER, self.host_max.max(MIN_BUFFER))
     }
 
-    /// For a transfer without SBUF: a fixed size only where autotuning cannot reach 2×BDP
-    /// (fixing a buffer turns autotuning off, which is worse whenever autotuning suffices).
-    pub fn automatic_for(&self, rtt_us: u64) -> Option<u64> {
+    /// The buffer wanted (2×BDP within limits) and, when a fixed size beats the kernel's
+    /// autotuning, that size: fixing a buffer turns autotuning off, so it is fixed only where
+    /// autotuning cannot reach the want and the host allows more than autotuning does.
+    pub fn choose(&self, rtt_us: u64, rate_bps: Option<f64>) -> (u64, Option<u64>) {
+        let want = self.size_for(rtt_us, rate_bps);
+        let fixed = (want > self.autotune_max).then_some(want);
+        (want, fixed)
+    }
+
+    /// For a transfer without SBUF: the fixed size `choose` picks, if automatic sizing is on.
+    pub fn automatic_for(&self, rtt_us: u64, rate_bps: Option<f64>) -> Option<u64> {
         if !self.automatic {
             return None;
         }
-        let size = self.size_for(rtt_us, None);
-        (size > self.autotune_max).then_some(size)
+        self.choose(rtt_us, rate_bps).1
     }
 }
 
@@ -85,8 +92,15 @@ mod tests {
         assert_eq!(p.size_for(50_000, None), 12_500_000);
         assert_eq!(p.size_for(50, None), MIN_BUFFER);
         assert_eq!(p.size_for(500_000, Some(10e9)), 64 << 20);
-        assert_eq!(p.automatic_for(50_000), Some(12_500_000));
-        assert_eq!(p.automatic_for(1_000), None, "autotuning reaches 250 kB");
+        assert_eq!(p.automatic_for(50_000, None), Some(12_500_000));
+        assert_eq!(p.automatic_for(1_000, None), None, "autotuning reaches 250 kB");
+        // Where the host caps fixed buffers below what autotuning reaches, autotuning wins.
+        let tight = BufferPolicy {
+            host_max: 4 << 20,
+            autotune_max: 32 << 20,
+            ..p.clone()
+        };
+        assert_eq!(tight.choose(50_000, None), (4 << 20, None));
         assert_eq!(parse_rate("1gbit"), Some(1e9));
         assert_eq!(parse_rate("250m"), Some(250e6));
         assert_eq!(parse_rate("x"), None);

@@ -274,6 +274,8 @@ pub struct Session {
     block_size: Option<u64>,
     /// The control connection's smoothed RTT in microseconds, as the driver last measured it.
     control_rtt_us: u64,
+    /// The rate the client gave with ABUF (later automatic sizing uses it too).
+    abuf_rate: Option<f64>,
     /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
     reusable: Option<bool>,
     /// Seconds between perf markers when receiving / when sending (OPTS RETR markers, TREV).
@@ -312,6 +314,7 @@ impl Session {
             parallelism: 1,
             block_size: None,
             control_rtt_us: 0,
+            abuf_rate: None,
             reusable: None,
             markers_receive: DEFAULT_MARKER_SECS,
             markers_send: None,
@@ -828,13 +831,18 @@ impl Session {
             Some(r) => Some(parse_rate(r).ok_or_else(|| SessionError::BadArgument(format!("Bad rate '{r}'.")))?),
             None => None,
         };
-        let size = self.config.buffers.size_for(self.control_rtt_us, rate);
-        self.buffer_size = Some(size);
+        let (want, fixed) = self.config.buffers.choose(self.control_rtt_us, rate);
+        self.buffer_size = fixed;
+        self.abuf_rate = rate;
         let shown = rate.unwrap_or(self.config.buffers.target_bps) / 1e6;
+        let how = match fixed {
+            Some(_) => "fixed".to_string(),
+            None => format!("autotuning, up to {}", self.config.buffers.autotune_max),
+        };
         self.reply(
             Code::OK,
             format!(
-                "ABUF {size} (RTT {:.2} ms, {shown:.0} Mbit/s)",
+                "ABUF {want} {how} (RTT {:.2} ms, {shown:.0} Mbit/s)",
                 self.control_rtt_us as f64 / 1e3
             ),
         );
@@ -1201,7 +1209,7 @@ impl Session {
         let reuse = extended && self.reusable == Some(sends);
         let buffer_auto = match self.buffer_size {
             Some(_) => None,
-            None => self.config.buffers.automatic_for(self.control_rtt_us),
+            None => self.config.buffers.automatic_for(self.control_rtt_us, self.abuf_rate),
         };
         self.pending = Pending::Transfer;
         self.aborting = false;
@@ -1485,16 +1493,19 @@ mod tests {
         run(&mut s, &[b"USER alice", b"PASS pw"]);
         s.set_control_rtt(50_000);
         let got = run(&mut s, &[b"ABUF", b"ABUF 100mbit", b"ABUF fast"]);
-        assert_eq!(got[0], "200 ABUF 12500000 (RTT 50.00 ms, 1000 Mbit/s)\r\n");
-        assert_eq!(got[1], "200 ABUF 1250000 (RTT 50.00 ms, 100 Mbit/s)\r\n");
+        assert_eq!(got[0], "200 ABUF 12500000 fixed (RTT 50.00 ms, 1000 Mbit/s)\r\n");
+        assert_eq!(
+            got[1],
+            "200 ABUF 1250000 autotuning, up to 4194304 (RTT 50.00 ms, 100 Mbit/s)\r\n"
+        );
         assert!(got[2].starts_with("501 "), "{}", got[2]);
         run(&mut s, &[b"PORT 10,0,0,9,4,1"]);
         s.handle_line(b"RETR /f");
         let t = take_transfer(&mut s);
         assert_eq!(
             (t.buffer_size, t.buffer_auto),
-            (Some(1_250_000), false),
-            "ABUF acts like SBUF"
+            (None, false),
+            "1.25 MB: autotuning reaches it"
         );
         s.handle_transfer_done(Ok(0));
 
