@@ -1,68 +1,29 @@
 #!/usr/bin/env bash
-# A WAN lab on one host: namespaces <P>-client and <P>-server joined by `ringmover wan-emu`
-# over two TUN devices (no tc netem needed). Client 10.77.0.1, server 10.77.0.2.
+# A WAN lab on one host: namespaces <P>-client (10.77.0.1) and <P>-server (10.77.0.2) joined
+# by `ringmover wan-emu` over two TUN devices (no tc netem needed).
 #   scripts/wan-lab.sh up [wan-emu options: --delay 25ms --loss 0.01% --rate 1gbit ...]
 #   scripts/wan-lab.sh down | status
 #   ip netns exec <P>-server ringmover serve ...; ip netns exec <P>-client ringmover copy ...
-# Env: WAN_LAB_PREFIX (default rm; short, it names the TUN devices), RINGMOVER (the binary).
-# Needs root (namespaces, TUN).
+# Env: WAN_LAB_PREFIX (default rm; 1-8 letters/digits, it names the TUN devices), RINGMOVER
+# (the binary; default: the newer of target/release and target/debug). Needs root.
 set -euo pipefail
 P=${WAN_LAB_PREFIX:-rm}
-CLIENT=$P-client
-SERVER=$P-server
-TUN_C=${P}wan0
-TUN_S=${P}wan1
-STATE=${WAN_LAB_STATE:-/run/ringmover-wan-lab-$P}
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${RINGMOVER:-}
 if [ -z "$BIN" ]; then
-    # The newer of the release and debug builds.
     for b in "$here/target/release/ringmover" "$here/target/debug/ringmover"; do
         [ -x "$b" ] && { [ -z "$BIN" ] || [ "$b" -nt "$BIN" ]; } && BIN=$b
     done
 fi
-
-die() { echo "wan-lab.sh: $*" >&2; exit 1; }
-
-down() {
-    if [ -f "$STATE/emu.pid" ]; then
-        kill "$(cat "$STATE/emu.pid")" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$(cat "$STATE/emu.pid")" 2>/dev/null || break; sleep 0.1; done
-    fi
-    ip netns del "$CLIENT" 2>/dev/null || true
-    ip netns del "$SERVER" 2>/dev/null || true
-    rm -rf "$STATE"
-}
-
-up() {
-    [ -n "$BIN" ] || die "no ringmover binary: cargo build, or set RINGMOVER"
-    [ "$(id -u)" = 0 ] || die "needs root"
-    down
-    mkdir -p "$STATE"
-    ip netns add "$CLIENT"
-    ip netns add "$SERVER"
-    "$BIN" wan-emu --tun-a "$TUN_C" --tun-b "$TUN_S" "$@" >"$STATE/emu.out" 2>"$STATE/emu.log" &
-    echo $! >"$STATE/emu.pid"
-    for _ in $(seq 100); do grep -q '^ready' "$STATE/emu.out" 2>/dev/null && break; sleep 0.05; done
-    grep -q '^ready' "$STATE/emu.out" || { cat "$STATE/emu.log" >&2; down; die "wan-emu did not start"; }
-    ip link set "$TUN_C" netns "$CLIENT"
-    ip link set "$TUN_S" netns "$SERVER"
-    ip -n "$CLIENT" addr add 10.77.0.1 peer 10.77.0.2 dev "$TUN_C"
-    ip -n "$SERVER" addr add 10.77.0.2 peer 10.77.0.1 dev "$TUN_S"
-    for ns in "$CLIENT" "$SERVER"; do
-        ip -n "$ns" link set lo up
-    done
-    ip -n "$CLIENT" link set "$TUN_C" up
-    ip -n "$SERVER" link set "$TUN_S" up
-    echo "wan-lab: $CLIENT (10.77.0.1) <-> $SERVER (10.77.0.2) through wan-emu $*"
-}
+[ -n "$BIN" ] || { echo "wan-lab.sh: no ringmover binary: cargo build, or set RINGMOVER" >&2; exit 1; }
 
 case "${1:-}" in
-    up) shift; up "$@" ;;
-    down) down; echo "wan-lab: down" ;;
+    up) shift; exec "$BIN" wan-lab up --prefix "$P" "$@" ;;
+    down) exec "$BIN" wan-lab down --prefix "$P" ;;
     status)
-        ip netns list | grep -E "^($CLIENT|$SERVER)( |$)" || echo "no lab namespaces"
-        [ -f "$STATE/emu.pid" ] && ps -o pid=,args= -p "$(cat "$STATE/emu.pid")" || echo "no emulator"
+        ip netns list | grep -E "^$P-(client|server)( |$)" || echo "no lab namespaces"
+        pidf=/run/ringmover-wan-lab-$P/emu.pid
+        if [ -f "$pidf" ]; then ps -o pid=,args= -p "$(cat "$pidf")" || echo "no emulator"; else echo "no emulator"; fi
         ;;
     *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

@@ -52,6 +52,8 @@ pub enum Cmd {
     Tune(tune::TuneArgs),
     /// Emulate a WAN link (delay, jitter, loss, rate, queue) between two TUN devices.
     WanEmu(wan::WanArgs),
+    /// Build (up) or remove (down) a two-namespace lab joined by wan-emu.
+    WanLab(wan::LabArgs),
 }
 
 /// `serve` options. Each can also come from the TOML file given with --config; flags win.
@@ -373,6 +375,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Bench(args) => bench(args),
         Cmd::Tune(args) => tune::run(args),
         Cmd::WanEmu(args) => wan::run(args),
+        Cmd::WanLab(args) => wan::lab(args),
         Cmd::Pool(args) => pool(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);

@@ -92,3 +92,50 @@ pub fn run(a: WanArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `ringmover wan-lab`: build or remove the two-namespace lab around wan-emu.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCmd {
+    /// Namespaces <P>-client (10.77.0.1) and <P>-server (10.77.0.2) joined by wan-emu; the
+    /// options after the prefix go to wan-emu (e.g. --delay 25ms --rate 1gbit).
+    Up {
+        #[arg(long, default_value = "rm")]
+        prefix: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        emu: Vec<String>,
+    },
+    /// Stop the emulator and delete the namespaces.
+    Down {
+        #[arg(long, default_value = "rm")]
+        prefix: String,
+    },
+}
+
+pub fn lab(a: LabArgs) -> Result<ExitCode> {
+    match a.command {
+        LabCmd::Up { prefix, emu } => {
+            let lab = wan::lab::Lab::new(&prefix);
+            let exe = std::env::current_exe().context("finding this program")?;
+            lab.up(&exe, &emu).context("building the lab")?;
+            println!(
+                "wan-lab: {} ({}) <-> {} ({}) through wan-emu {}",
+                lab.ns("client"),
+                wan::lab::CLIENT_IP,
+                lab.ns("server"),
+                wan::lab::SERVER_IP,
+                emu.join(" ")
+            );
+        }
+        LabCmd::Down { prefix } => {
+            wan::lab::Lab::new(&prefix).down();
+            println!("wan-lab: down");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -3,6 +3,7 @@
 //! or burst loss, a bounded queue (tail drop) in front of a rate limit, one-way delay with
 //! jitter (order kept), optional reordering, and are written to the other device.
 
+pub mod lab;
 pub mod tun;
 
 use std::collections::VecDeque;
