@@ -141,3 +141,29 @@ fn down_leaves_nothing_behind() {
     );
     assert!(!Path::new(pid_file).exists());
 }
+
+#[test]
+fn bench_sweeps_through_the_emulator() {
+    for tool in ["ip", "iperf3", "globus-url-copy", "globus-gridftp-server"] {
+        common::require_peer(tool);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("wan.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+        .args(["bench", "--wan", "rtt=4ms,rate=100mbit", "--size", "4M", "--runs", "1"])
+        .args(["--streams", "1,2", "--cc", "bbr,reno", "--lab-prefix", "wq5", "--svg"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // Four tools at 2 streams × 2 congestion controls, each with a ratio to iperf3.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("wan ")).collect();
+    assert_eq!(rows.len(), 16, "{text}");
+    assert!(rows.iter().all(|r| r.contains(" x")), "{text}");
+    assert!(text.contains("best settings:") && text.contains("reno"), "{text}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+    // The lab is gone afterwards.
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("wq5-"));
+}

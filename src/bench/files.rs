@@ -23,6 +23,7 @@ struct Server {
     /// path for ringmover).
     root: PathBuf,
     globus: bool,
+    host: String,
 }
 
 impl Drop for Server {
@@ -38,11 +39,14 @@ impl Server {
         crate::door::auth::Users::set_password(&users, BENCH_USER, BENCH_PASSWORD)
             .map_err(|e| BenchError::tool("users file", e))?;
         let path = format!("{:?}", p.path).to_ascii_lowercase();
-        let mut child = Command::new(&plan.exe)
+        let listen = format!("{}:0", plan.net.host);
+        let mut child = plan
+            .net
+            .server_cmd(&plan.exe)
             .arg("serve")
             .arg("--root")
             .arg(root)
-            .args(["--listen", "127.0.0.1:0", "--data-path", &path, "--users"])
+            .args(["--listen", &listen, "--data-path", &path, "--users"])
             .arg(&users)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -61,23 +65,24 @@ impl Server {
             port,
             root: root.to_path_buf(),
             globus: false,
+            host: plan.net.host.clone(),
         })
     }
 
-    fn globus(root: &Path) -> Result<Server, BenchError> {
+    fn globus(root: &Path, net: &super::Net) -> Result<Server, BenchError> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let conf = root.with_extension("gridftp.conf");
         std::fs::write(&conf, "")?;
         let log = root.with_extension("gridftp.log");
-        let mut cmd = Command::new("globus-gridftp-server");
+        let mut cmd = net.server_cmd("globus-gridftp-server");
         cmd.arg("-c")
             .arg(&conf)
             .args(["-aa", "-s", "-p", &port.to_string()])
             .args([
                 "-control-interface",
-                "127.0.0.1",
+                &net.host,
                 "-data-interface",
-                "127.0.0.1",
+                &net.host,
                 "-d",
                 "error",
             ])
@@ -103,7 +108,7 @@ impl Server {
                 )
             })?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !net.listening(port) {
             if Instant::now() > deadline {
                 return Err(BenchError::tool("globus-gridftp-server", "did not start listening"));
             }
@@ -114,6 +119,7 @@ impl Server {
             port,
             root: root.to_path_buf(),
             globus: true,
+            host: net.host.clone(),
         })
     }
 
@@ -121,9 +127,9 @@ impl Server {
     /// ringmover, which need a user (its argon2 check is part of the measured cost).
     fn url(&self, name: &str, upload: bool) -> String {
         match (self.globus, upload) {
-            (true, _) => format!("ftp://127.0.0.1:{}{}/{name}", self.port, self.root.display()),
-            (false, false) => format!("ftp://127.0.0.1:{}/{name}", self.port),
-            (false, true) => format!("ftp://{BENCH_USER}:{BENCH_PASSWORD}@127.0.0.1:{}/{name}", self.port),
+            (true, _) => format!("ftp://{}:{}{}/{name}", self.host, self.port, self.root.display()),
+            (false, false) => format!("ftp://{}:{}/{name}", self.host, self.port),
+            (false, true) => format!("ftp://{BENCH_USER}:{BENCH_PASSWORD}@{}:{}/{name}", self.host, self.port),
         }
     }
 }
@@ -155,7 +161,7 @@ fn timed(mut cmd: Command, size: u64, server: &Server) -> Result<(Sample, Option
 
 /// `ringmover copy` between `src` and `dst`.
 fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
-    let mut cmd = Command::new(&plan.exe);
+    let mut cmd = plan.net.client_cmd(&plan.exe);
     cmd.args(["copy", "--json", "--latency", "-q"]);
     let path = format!("{:?}", p.path).to_ascii_lowercase();
     cmd.args(["--data-path", &path]);
@@ -175,8 +181,8 @@ fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
 }
 
 /// globus-url-copy between `src` and `dst` (stream mode for one stream, MODE E otherwise).
-fn guc_cmd(p: Point, src: &str, dst: &str) -> Command {
-    let mut cmd = Command::new("globus-url-copy");
+fn guc_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
+    let mut cmd = plan.net.client_cmd("globus-url-copy");
     if p.streams > 1 {
         cmd.args(["-p", &p.streams.to_string()]);
     }
@@ -227,7 +233,7 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
         make_source(&local, plan.size)?;
     }
     let globus = if plan.peers {
-        Some(Server::globus(&globus_root)?)
+        Some(Server::globus(&globus_root, &plan.net)?)
     } else {
         None
     };
@@ -270,7 +276,7 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
                 "guc ⇄ globus-gridftp-server".into(),
                 Box::new(move || {
                     clear(g);
-                    Ok(timed(guc_cmd(point, &s, &d), plan.size, g)?.0)
+                    Ok(timed(guc_cmd(plan, point, &s, &d), plan.size, g)?.0)
                 }),
             ));
             let (s, d) = src_of(ours);
@@ -278,7 +284,7 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
                 "guc ⇄ ringmover".into(),
                 Box::new(move || {
                     clear(ours);
-                    Ok(timed(guc_cmd(point, &s, &d), plan.size, ours)?.0)
+                    Ok(timed(guc_cmd(plan, point, &s, &d), plan.size, ours)?.0)
                 }),
             ));
         }

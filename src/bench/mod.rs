@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod files;
 pub mod m2m;
 pub mod report;
+pub mod wan;
 
 use std::path::PathBuf;
 
@@ -47,6 +48,8 @@ pub enum Scenario {
     Download,
     /// A tmpfs file into a new file on a server's tmpfs.
     Upload,
+    /// Downloads (and iperf3) through the WAN emulator between two namespaces.
+    Wan,
 }
 
 impl Scenario {
@@ -55,6 +58,7 @@ impl Scenario {
             Scenario::M2m => "m2m",
             Scenario::Download => "download",
             Scenario::Upload => "upload",
+            Scenario::Wan => "wan",
         }
     }
 
@@ -142,6 +146,9 @@ pub struct Case {
     pub median: Sample,
     /// Our engine's op latencies (submit to completion) over all runs.
     pub op_latency_us: Option<LatencySummary>,
+    /// Congestion control of a WAN run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cc: Option<String>,
 }
 
 impl Case {
@@ -163,6 +170,15 @@ impl Case {
             },
             runs,
             op_latency_us: None,
+            cc: None,
+        }
+    }
+
+    /// The point's label, with the congestion control of a WAN run.
+    pub fn label(&self) -> String {
+        match &self.cc {
+            Some(cc) => format!("{} {cc}", self.point.label()),
+            None => self.point.label(),
         }
     }
 }
@@ -183,6 +199,61 @@ pub struct Plan {
     pub dir: PathBuf,
     /// This program, to run `serve` and `copy` as separate processes.
     pub exe: PathBuf,
+    /// Where servers and clients run.
+    pub net: Net,
+}
+
+/// Where the file benchmarks run: loopback, or the two namespaces of a WAN lab.
+#[derive(Clone, Debug)]
+pub struct Net {
+    /// The servers' address.
+    pub host: String,
+    pub server_ns: Option<String>,
+    pub client_ns: Option<String>,
+}
+
+impl Net {
+    pub fn loopback() -> Net {
+        Net {
+            host: "127.0.0.1".into(),
+            server_ns: None,
+            client_ns: None,
+        }
+    }
+
+    fn wrap(ns: &Option<String>, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        match ns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => std::process::Command::new(program),
+        }
+    }
+
+    /// A server-side command (in the server namespace, if any).
+    pub fn server_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        Net::wrap(&self.server_ns, program)
+    }
+
+    /// A client-side command (in the client namespace, if any).
+    pub fn client_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        Net::wrap(&self.client_ns, program)
+    }
+
+    /// True once something listens at host:port, seen from the client side.
+    pub fn listening(&self, port: u16) -> bool {
+        match &self.client_ns {
+            None => std::net::TcpStream::connect((self.host.as_str(), port)).is_ok(),
+            Some(_) => self
+                .client_cmd("bash")
+                .args(["-c", &format!("exec 3<>/dev/tcp/{}/{port}", self.host)])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        }
+    }
 }
 
 impl Plan {
@@ -214,6 +285,7 @@ pub fn run(plan: &Plan, mut done: impl FnMut(&Case)) -> Result<Vec<Case>, BenchE
         let got = match scenario {
             Scenario::M2m => m2m::run(plan, &mut done)?,
             Scenario::Download | Scenario::Upload => files::run(plan, scenario, &mut done)?,
+            Scenario::Wan => return Err(BenchError::tool("bench", "the wan scenario runs with --wan")),
         };
         cases.extend(got);
     }

@@ -8,7 +8,7 @@ use super::{Case, Point, Scenario};
 /// The peer each scenario is compared with.
 fn reference_tool(s: Scenario) -> &'static str {
     match s {
-        Scenario::M2m => "iperf3",
+        Scenario::M2m | Scenario::Wan => "iperf3",
         _ => "guc ⇄ globus-gridftp-server",
     }
 }
@@ -24,8 +24,9 @@ pub fn reference<'a>(cases: &'a [Case], c: &Case) -> Option<&'a Case> {
     cases.iter().find(|r| {
         r.scenario == c.scenario
             && r.tool == tool
+            && r.cc == c.cc
             && (same_point(&r.point, &c.point)
-                || (c.scenario == Scenario::M2m
+                || (matches!(c.scenario, Scenario::M2m | Scenario::Wan)
                     && r.point.streams == c.point.streams
                     && r.point.tcp_bs == c.point.tcp_bs))
     })
@@ -45,7 +46,7 @@ fn opt(v: Option<f64>) -> String {
 
 pub fn table(cases: &[Case]) -> String {
     let mut out = format!(
-        "{:<9} {:<30} {:<24} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14}\n",
+        "{:<9} {:<30} {:<30} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14}\n",
         "scenario", "tool", "point", "GB/s", "CPU-s/GB", "client", "server", "x GB/s", "x CPU", "op µs p50/p99"
     );
     for c in cases {
@@ -58,10 +59,10 @@ pub fn table(cases: &[Case]) -> String {
             .map_or("-".into(), |l| format!("{}/{}", l.p50, l.p99));
         let _ = writeln!(
             out,
-            "{:<9} {:<30} {:<24} {:>7.2} {:>8.3} {:>8} {:>8} {:>8} {:>8} {:>14}",
+            "{:<9} {:<30} {:<30} {:>7.3} {:>8.3} {:>8} {:>8} {:>8} {:>8} {:>14}",
             c.scenario.name(),
             c.tool,
-            c.point.label(),
+            c.label(),
             c.median.gbytes_per_s,
             c.median.cpu_s_per_gb,
             opt(c.median.client_cpu_s_per_gb),
@@ -147,7 +148,7 @@ fn panel(out: &mut String, cases: &[Case], s: Scenario, top: f64, w: f64, h: f64
     let mut labels: Vec<String> = Vec::new();
     let mut tools: Vec<&str> = Vec::new();
     for c in &mine {
-        let l = c.point.label();
+        let l = c.label();
         if !labels.contains(&l) {
             labels.push(l);
         }
@@ -198,7 +199,7 @@ fn panel(out: &mut String, cases: &[Case], s: Scenario, top: f64, w: f64, h: f64
             .enumerate()
             .filter_map(|(i, l)| {
                 mine.iter()
-                    .find(|c| c.tool == *tool && &c.point.label() == l)
+                    .find(|c| c.tool == *tool && &c.label() == l)
                     .map(|c| format!("{:.1},{:.1}", x(i), y(c.median.gbytes_per_s)))
             })
             .collect();
@@ -305,6 +306,34 @@ pub fn targets_table(targets: &[Target]) -> String {
             None => "-",
         };
         let _ = writeln!(out, "  {:<70} want {:<32} got {:<34} {mark}", t.what, t.want, t.got);
+    }
+    out
+}
+
+/// The best point of each tool (highest median GB/s).
+pub fn best(cases: &[Case]) -> String {
+    let mut tools: Vec<&str> = Vec::new();
+    for c in cases {
+        if !tools.contains(&c.tool.as_str()) {
+            tools.push(&c.tool);
+        }
+    }
+    let mut out = String::from("best settings:\n");
+    for t in tools {
+        if let Some(c) = cases
+            .iter()
+            .filter(|c| c.tool == t)
+            .max_by(|a, b| a.median.gbytes_per_s.total_cmp(&b.median.gbytes_per_s))
+        {
+            let _ = writeln!(
+                out,
+                "  {:<30} {:<30} {:.3} GB/s ({:.0} Mbit/s)",
+                t,
+                c.label(),
+                c.median.gbytes_per_s,
+                c.median.gbytes_per_s * 8e3
+            );
+        }
     }
     out
 }

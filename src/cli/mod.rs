@@ -217,6 +217,17 @@ pub struct BenchArgs {
     /// Also write an SVG plot of GB/s over the sweep here.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// Run the download sweep through the WAN emulator instead, e.g.
+    /// rtt=50ms,loss=0.001%,rate=1gbit (keys: rtt, loss, rate, jitter, queue, burst). Needs root.
+    #[arg(long, value_name = "SPEC")]
+    pub wan: Option<String>,
+    /// Congestion controls to sweep with --wan (each must be in the host's
+    /// net.ipv4.tcp_allowed_congestion_control).
+    #[arg(long, value_delimiter = ',', default_value = "bbr,reno")]
+    pub cc: Vec<String>,
+    /// Namespace prefix of the --wan lab (1-8 letters or digits).
+    #[arg(long, default_value = "rmb")]
+    pub lab_prefix: String,
 }
 
 /// `copy` options: globus-url-copy's names (also with one dash) where the meaning is the
@@ -633,26 +644,40 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         peers: !args.no_peers,
         dir: args.dir.clone(),
         exe: std::env::current_exe().context("finding this program")?,
+        net: bench::Net::loopback(),
     };
     let tty = std::io::stderr().is_terminal();
-    let cases = bench::run(&plan, |c| {
+    let mut show = |c: &bench::Case| {
         if tty {
             eprintln!(
-                "  {} {} {}: {:.2} GB/s",
+                "  {} {} {}: {:.3} GB/s",
                 c.scenario.name(),
                 c.tool,
-                c.point.label(),
+                c.label(),
                 c.median.gbytes_per_s
             );
         }
-    })?;
+    };
+    let cases = match &args.wan {
+        Some(spec) => {
+            let wan = bench::wan::WanPlan {
+                emu: bench::wan::parse_spec(spec).map_err(anyhow::Error::msg)?,
+                ccs: args.cc.clone(),
+                prefix: args.lab_prefix.clone(),
+            };
+            bench::wan::run(&plan, &wan, &mut show)?
+        }
+        None => bench::run(&plan, show)?,
+    };
     let targets = report::targets(&cases);
     if args.json {
         let v = serde_json::json!({ "cases": cases, "targets": targets });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", report::table(&cases));
-        if plan.peers {
+        if args.wan.is_some() {
+            print!("{}", report::best(&cases));
+        } else if plan.peers {
             print!("{}", report::targets_table(&targets));
         }
     }

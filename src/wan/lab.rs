@@ -49,6 +49,21 @@ impl Lab {
         std::fs::create_dir_all(&self.state)?;
         ip(&["netns", "add", &self.ns("client")])?;
         ip(&["netns", "add", &self.ns("server")])?;
+        // `ip netns exec` mounts /etc/netns/<ns>/hosts over /etc/hosts: names for the lab's
+        // addresses, so servers that look their address up (globus-gridftp-server) need no DNS.
+        // The host's own name resolves to each side's lab address (globus-url-copy looks it up).
+        let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let me = me.trim();
+        for (side, own) in [("client", CLIENT_IP), ("server", SERVER_IP)] {
+            let hosts = format!(
+                "127.0.0.1 localhost\n{own} {me}\n{CLIENT_IP} {}\n{SERVER_IP} {}\n",
+                self.ns("client"),
+                self.ns("server")
+            );
+            let dir = Path::new("/etc/netns").join(self.ns(side));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("hosts"), hosts)?;
+        }
         let out = std::fs::File::create(self.state.join("emu.out"))?;
         let log = std::fs::File::create(self.state.join("emu.log"))?;
         let child = Command::new(exe)
@@ -116,8 +131,10 @@ impl Lab {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let _ = ip(&["netns", "del", &self.ns("client")]);
-        let _ = ip(&["netns", "del", &self.ns("server")]);
+        for side in ["client", "server"] {
+            let _ = ip(&["netns", "del", &self.ns(side)]);
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(self.ns(side)));
+        }
         let _ = std::fs::remove_dir_all(&self.state);
     }
 
