@@ -129,7 +129,9 @@ fn write_sysctl(host: &Host, name: &str, value: &str) -> Result<(), ProfileError
 pub fn describe(changes: &[Change]) -> String {
     let mut out = String::new();
     for c in changes {
-        let from = c.from.as_deref().unwrap_or("(absent)");
+        let from = c.from.as_deref().map_or("(absent)".to_string(), |f| {
+            f.split_whitespace().collect::<Vec<_>>().join(" ")
+        });
         let mark = if c.needed() { "change" } else { "same  " };
         let _ = writeln!(out, "{mark} {:<36} {from:<28} -> {}", c.name, c.to);
     }
