@@ -4,27 +4,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
 fn copy(args: &[&str]) -> (bool, String, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-        .arg("copy")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (status, text) = ringmover("copy", args);
     let record = text
         .lines()
         .find(|l| l.starts_with('{'))
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or(serde_json::Value::Null);
-    (out.status.success(), text, record)
+    (status.success(), text, record)
 }
 
 const SIZES: [u64; 6] = [0, 1, (1 << 20) + 7, 3 << 20, 65536, (5 << 20) + 1];

@@ -1,21 +1,13 @@
 //! `ringmover tune`: check against a prepared /proc + /sys tree (exit status, JSON), and
 //! apply/revert of a profile against a temporary sysctl root, never the host's.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 fn tune(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-        .arg("tune")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let (status, text) = common::ringmover("tune", args);
+    (status.code().unwrap_or(-1), text)
 }
 
 fn put(root: &Path, rel: &str, text: &str) {

@@ -134,14 +134,7 @@ fn iperf3(size: u64, p: Point, zerocopy: bool) -> Result<Sample, BenchError> {
     let out = Command::new("iperf3").args(&args).output()?;
     let _ = server.wait();
     let r = meter.stop();
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Iperf(format!("bad JSON output: {e}")))?;
-    let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().ok_or_else(|| {
-        let why = v["error"]
-            .as_str()
-            .map_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned(), String::from);
-        BenchError::Iperf(format!("no result: {why}"))
-    })?;
+    let bps = super::iperf3_bps(&out)?;
     // iperf3's rate is its own (start-up excluded); the CPU is all the machine spent, and both
     // iperf3 processes (reaped children) for the client column.
     let gb = size as f64 / 1e9;

@@ -292,6 +292,18 @@ pub fn run(plan: &Plan, mut done: impl FnMut(&Case)) -> Result<Vec<Case>, BenchE
     Ok(cases)
 }
 
+/// The bits per second iperf3 reported in `-J` output, or why there are none.
+fn iperf3_bps(out: &std::process::Output) -> Result<f64, BenchError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Iperf(format!("bad JSON output: {e}")))?;
+    v["end"]["sum_received"]["bits_per_second"].as_f64().ok_or_else(|| {
+        let why = v["error"]
+            .as_str()
+            .map_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned(), String::from);
+        BenchError::Iperf(format!("no result: {why}"))
+    })
+}
+
 /// A named way to take one sample.
 type Tool<'a> = (String, Box<dyn FnMut() -> Result<Sample, BenchError> + 'a>);
 

@@ -155,14 +155,7 @@ fn iperf3(plan: &Plan, p: Point) -> Result<Sample, BenchError> {
     let out = cmd.output()?;
     let _ = server.wait();
     let r = meter.stop();
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Iperf(format!("bad JSON output: {e}")))?;
-    let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().ok_or_else(|| {
-        let why = v["error"]
-            .as_str()
-            .map_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned(), String::from);
-        BenchError::Iperf(format!("no result: {why}"))
-    })?;
+    let bps = super::iperf3_bps(&out)?;
     let gb = plan.size as f64 / 1e9;
     Ok(Sample {
         gbytes_per_s: bps / 8.0 / 1e9,

@@ -20,6 +20,21 @@ pub struct Server {
     state: tempfile::TempDir,
 }
 
+/// Runs `ringmover SUB ARGS...`: its exit status and stdout followed by stderr.
+pub fn ringmover(sub: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+        .arg(sub)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
 /// A scratch directory in tmpfs when there is one (big files move faster there).
 pub fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
