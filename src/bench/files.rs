@@ -165,10 +165,19 @@ fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
     cmd.args(["copy", "--json", "--latency", "-q"]);
     let path = format!("{:?}", p.path).to_ascii_lowercase();
     cmd.args(["--data-path", &path]);
+    if p.streams == 1 {
+        cmd.args(["--mode", "s"]);
+    }
+    guc_options(&mut cmd, p);
+    cmd.args([src, dst]);
+    cmd
+}
+
+/// `-p`, `-bs` and `-tcp-bs` for a point: globus-url-copy's spelling, which `ringmover copy`
+/// takes too.
+fn guc_options(cmd: &mut Command, p: Point) {
     if p.streams > 1 {
         cmd.args(["-p", &p.streams.to_string()]);
-    } else {
-        cmd.args(["--mode", "s"]);
     }
     if let Some(bs) = p.block_size.filter(|_| p.streams > 1) {
         cmd.args(["-bs", &bs.to_string()]);
@@ -176,22 +185,12 @@ fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
     if let Some(t) = p.tcp_bs {
         cmd.args(["-tcp-bs", &t.to_string()]);
     }
-    cmd.args([src, dst]);
-    cmd
 }
 
 /// globus-url-copy between `src` and `dst` (stream mode for one stream, MODE E otherwise).
 fn guc_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
     let mut cmd = plan.net.client_cmd("globus-url-copy");
-    if p.streams > 1 {
-        cmd.args(["-p", &p.streams.to_string()]);
-    }
-    if let Some(bs) = p.block_size.filter(|_| p.streams > 1) {
-        cmd.args(["-bs", &bs.to_string()]);
-    }
-    if let Some(t) = p.tcp_bs {
-        cmd.args(["-tcp-bs", &t.to_string()]);
-    }
+    guc_options(&mut cmd, p);
     cmd.args([src, dst]);
     cmd
 }
