@@ -377,7 +377,8 @@ pub struct PasswdArgs {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    init_logging(cli.verbose);
+    let client_side = matches!(cli.command, Cmd::Copy(_) | Cmd::Bench(_) | Cmd::Tune(_));
+    init_logging(cli.verbose, client_side);
     match cli.command {
         Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
@@ -395,10 +396,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
+/// Servers log at info by default; the client-side commands (copy, bench, tune) only warn,
+/// so their own output stays readable; -v raises both.
+fn init_logging(verbose: u8, quiet_default: bool) {
+    let default = match (verbose, quiet_default) {
+        (0, true) => "warn",
+        (0, false) => "info",
+        (1, _) => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
