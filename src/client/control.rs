@@ -221,9 +221,31 @@ pub fn parse_perf_marker(text: &str) -> Option<u64> {
     })
 }
 
+/// Fuzz body (`fuzz/fuzz_targets/client_reply.rs`, and a bounded run in the tests): the reply
+/// parsers take any server text without panicking, and ranges they accept are well formed.
+pub fn fuzz_reply(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = parse_paren_address(&text);
+    let _ = parse_perf_marker(&text);
+    for ranges in [parse_range_marker(&text), parse_ranges(&text)].into_iter().flatten() {
+        assert!(ranges.iter().all(|(a, b)| a <= b));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_parsers_survive_mutated_replies() {
+        let seeds: &[&[u8]] = &[
+            b"111 Range Marker 0-1000,2000-3000",
+            b"112-Perf Marker\n Stripe Bytes Transferred: 4096\n112 End.",
+            b"227 Entering Passive Mode (127,0,0,1,4,1)",
+            b"127 PORT (10,0,0,2,200,7)",
+        ];
+        crate::protocol::fuzzing::mutated(seeds, 20_000, fuzz_reply);
+    }
 
     #[test]
     fn markers() {

@@ -68,6 +68,30 @@ pub fn session(data: &[u8]) {
     }
 }
 
+/// The bounded stand-in for a fuzzer on stable: `rounds` inputs, each a seed with up to seven
+/// random byte insertions, changes or truncations (xorshift, fixed seed: runs repeat).
+pub fn mutated(seeds: &[&[u8]], rounds: usize, mut body: impl FnMut(&[u8])) {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..rounds {
+        let mut input = seeds[i % seeds.len()].to_vec();
+        for _ in 0..(next() % 8) {
+            let pos = (next() as usize) % (input.len() + 1);
+            match next() % 3 {
+                0 => input.insert(pos, next() as u8),
+                1 if pos < input.len() => input[pos] = next() as u8,
+                _ => input.truncate(pos),
+            }
+        }
+        body(&input);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// A bounded stand-in for the fuzzers on stable: random and mutated inputs.
@@ -79,26 +103,10 @@ mod tests {
             b"EPRT |2|::1|5|\r\nEPSV ALL\r\nPASV\r\nOPTS RETR Parallelism=4,4,4;\r\n",
             b"ERET P 1 2 f\r\nESTO A 3 f\r\nSITE BUFSIZE 9\r\nMLST\r\nCWD ..\r\n",
         ];
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for i in 0..20_000 {
-            let mut input = seeds[i % seeds.len()].to_vec();
-            for _ in 0..(next() % 8) {
-                let pos = (next() as usize) % (input.len() + 1);
-                match next() % 3 {
-                    0 => input.insert(pos, next() as u8),
-                    1 if pos < input.len() => input[pos] = next() as u8,
-                    _ => input.truncate(pos),
-                }
-            }
-            super::command(&input);
-            super::framer(&input);
-            super::session(&input);
-        }
+        super::mutated(seeds, 20_000, |input| {
+            super::command(input);
+            super::framer(input);
+            super::session(input);
+        });
     }
 }
