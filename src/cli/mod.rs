@@ -330,13 +330,7 @@ pub struct CopyArgs {
 fn buffer_policy(target: Option<&str>, automatic: bool) -> Result<crate::protocol::buffers::BufferPolicy> {
     use crate::protocol::buffers::{parse_rate, BufferPolicy};
     let host = crate::tune::Host::live();
-    let num = |name: &str, field: Option<usize>| -> Option<u64> {
-        let v = host.sysctl(name)?;
-        match field {
-            Some(i) => v.split_whitespace().nth(i)?.parse().ok(),
-            None => v.parse().ok(),
-        }
-    };
+    let num = |name: &str, field: Option<usize>| host.sysctl_number(name, field);
     let defaults = BufferPolicy::default();
     let both = |a: Option<u64>, b: Option<u64>, d: u64| a.zip(b).map_or(d, |(a, b)| a.min(b));
     Ok(BufferPolicy {

@@ -88,11 +88,7 @@ fn max_row(host: &Host, name: &str, field: Option<usize>, bdp: u64, want: u64) -
     let Some(v) = host.sysctl(name) else {
         return unreadable(name, why);
     };
-    let max: Option<u64> = match field {
-        Some(i) => v.split_whitespace().nth(i).and_then(|x| x.parse().ok()),
-        None => v.parse().ok(),
-    };
-    let Some(max) = max else {
+    let Some(max) = super::number_field(&v, field) else {
         return unreadable(name, why);
     };
     let status = if max < bdp {
@@ -160,7 +156,7 @@ fn sysctl_is(host: &Host, name: &str, ok: &[&str], want: &str, why: &str) -> Row
 }
 
 fn at_least(host: &Host, name: &str, min: u64, why: &str) -> Row {
-    match host.sysctl(name).and_then(|v| v.parse::<u64>().ok()) {
+    match host.sysctl_number(name, None) {
         None => unreadable(name, why),
         Some(v) if v >= min => row(name, v.to_string(), min.to_string(), why, String::new(), Status::Ok),
         Some(v) => row(

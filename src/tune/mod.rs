@@ -105,6 +105,19 @@ impl Host {
     pub fn sysctl(&self, name: &str) -> Option<String> {
         self.read(&sysctl_path(name))
     }
+
+    /// A numeric sysctl, or field `field` of a vector one (`tcp_rmem`'s max is field 2).
+    pub fn sysctl_number(&self, name: &str, field: Option<usize>) -> Option<u64> {
+        number_field(&self.sysctl(name)?, field)
+    }
+}
+
+/// A sysctl value as a number, or field `field` of a vector value.
+pub fn number_field(value: &str, field: Option<usize>) -> Option<u64> {
+    match field {
+        Some(i) => value.split_whitespace().nth(i)?.parse().ok(),
+        None => value.parse().ok(),
+    }
 }
 
 /// `net.core.rmem_max` → `proc/sys/net/core/rmem_max`.
