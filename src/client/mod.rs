@@ -378,16 +378,25 @@ async fn worker(
 }
 
 /// Waits before another try; false when the tries are used up (or restarts are off).
-async fn may_retry(o: &CopyOptions, e: &ClientError, tries: u32, progress: &Progress) -> bool {
-    let Some(r) = o.restart.filter(|r| r.retries == 0 || tries < r.retries) else {
+/// Counts the retry in `tries` (this file's) and `stats` (the worker's).
+async fn may_retry(
+    o: &CopyOptions,
+    e: &ClientError,
+    tries: &mut u32,
+    stats: &mut WorkerStats,
+    progress: &Progress,
+) -> bool {
+    let Some(r) = o.restart.filter(|r| r.retries == 0 || *tries < r.retries) else {
         return false;
     };
     if !e.transient() {
         return false;
     }
     progress.message(&format!("transfer failed ({e}); trying again in {:?}", r.interval));
-    tracing::warn!(error = %e, attempt = tries + 1, "transfer failed; restarting");
+    tracing::warn!(error = %e, attempt = *tries + 1, "transfer failed; restarting");
     tokio::time::sleep(r.interval).await;
+    *tries += 1;
+    stats.retries += 1;
     true
 }
 
@@ -446,11 +455,9 @@ async fn two_with_restarts(
             Ok(done) => break done,
             Err(e) => {
                 *session = None;
-                if !may_retry(o, &e, tries, progress).await {
+                if !may_retry(o, &e, &mut tries, stats, progress).await {
                     return Err(e);
                 }
-                tries += 1;
-                stats.retries += 1;
             }
         }
     };
@@ -521,11 +528,9 @@ async fn third_with_restarts(
         match third_party::copy(src, dst, o, &mut resume, &mut file_progress).await {
             Ok(m) => break m,
             Err(e) => {
-                if !may_retry(o, &e, tries, progress).await {
+                if !may_retry(o, &e, &mut tries, stats, progress).await {
                     return Err(e);
                 }
-                tries += 1;
-                stats.retries += 1;
                 stats.resumed += resume.done.len();
             }
         }
