@@ -16,6 +16,7 @@ pub mod client;
 pub mod door;
 pub mod engine;
 pub mod link;
+pub mod peers;
 pub mod pool;
 pub mod protocol;
 pub mod storage;

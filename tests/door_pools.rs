@@ -5,145 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::site::*;
 use common::*;
-
-fn file_url(p: &Path) -> String {
-    format!("file://{}", p.display())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A door and its pools, each pool with its own root and loopback address.
-struct Site {
-    door: Proc,
-    control: std::net::SocketAddr,
-    pool_port: u16,
-    pools: Vec<(Proc, tempfile::TempDir)>,
-    log: std::path::PathBuf,
-    _state: tempfile::TempDir,
-}
-
-impl Site {
-    fn start(pool_addrs: &[&str]) -> Site {
-        Site::start_with(pool_addrs, &[])
-    }
-
-    fn start_with(pool_addrs: &[&str], door_args: &[&str]) -> Site {
-        let state = tempfile::tempdir().unwrap();
-        let users = state.path().join("users");
-        ringmover::door::auth::Users::set_password(&users, USER, PASSWORD).unwrap();
-        let log = state.path().join("door.log");
-        let pool_port = free_port();
-        let mut door = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-            .args([
-                "door",
-                "--listen",
-                "127.0.0.1:0",
-                "--pool-listen",
-                &format!("127.0.0.1:{pool_port}"),
-                "--users",
-            ])
-            .arg(&users)
-            .args(door_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(door.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let control = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("door address")
-            .parse()
-            .unwrap();
-        let mut site = Site {
-            door: Proc(door),
-            control,
-            pool_port,
-            pools: Vec::new(),
-            log,
-            _state: state,
-        };
-        for addr in pool_addrs {
-            site.add_pool(addr);
-        }
-        site.wait_for_pools(pool_addrs.len());
-        site
-    }
-
-    fn add_pool(&mut self, addr: &str) {
-        let root = scratch();
-        let child = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-            .args([
-                "pool",
-                "--door",
-                &format!("127.0.0.1:{}", self.pool_port),
-                "--data-address",
-                addr,
-                "--cores",
-                "1",
-            ])
-            .arg("--root")
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.pools.push((Proc(child), root));
-    }
-
-    fn wait_for_pools(&self, n: usize) {
-        let t = Instant::now();
-        while self.log().matches("pool registered").count() < n {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "pools did not register: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn root(&self, i: usize) -> &Path {
-        self.pools[i].1.path()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ftp://{}{}", self.control, path)
-    }
-
-    fn user_url(&self, path: &str) -> String {
-        format!("ftp://{USER}:{PASSWORD}@{}{}", self.control, path)
-    }
-}
 
 #[test]
 fn data_moves_between_client_and_pools_directly() {
@@ -259,8 +125,10 @@ fn a_pool_dying_mid_transfer_fails_only_that_transfer() {
 
 #[test]
 fn third_party_between_doors_with_files_on_different_pools() {
-    let a = Site::start(&["127.0.0.2"]);
-    let b = Site::start(&["127.0.0.4", "127.0.0.5"]);
+    // The pools' data addresses differ from the client's: third-party needs trusted networks.
+    let trust = ["--trusted-networks", "127.0.0.0/8"];
+    let a = Site::start_with(&["127.0.0.2"], &trust);
+    let b = Site::start_with(&["127.0.0.4", "127.0.0.5"], &trust);
     write_big(&a.root(0).join("src"), (16 << 20) + 5, 5);
     for opts in [&[][..], &["-p", "4"]] {
         let dst = format!("/copy{}", opts.len());

@@ -36,6 +36,7 @@ fn drive(session: &mut Session, transfers: &mut Vec<TransferKind>) {
 fn replay(name: &str, text: &str) -> Vec<TransferKind> {
     let mut session = Session::new(SessionConfig {
         allow_anonymous: true,
+        trusted_networks: Vec::new(),
         peer_ip: "127.0.0.1".parse().unwrap(),
         banner: "test".into(),
         buffers: Default::default(),

@@ -100,15 +100,31 @@ fn engine_run(sender: &Engine, receiver: &Engine, size: u64, p: Point) -> Result
     })
 }
 
+/// A one-shot iperf3 server on CPU 1 and its port. A free port of 127.0.0.1 can still be
+/// taken for iperf3's wildcard bind (many TIME-WAIT connections after a load test): a server
+/// that exits at once is tried again on another port.
+fn iperf3_server() -> Result<(std::process::Child, String), BenchError> {
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+        let mut server = Command::new("iperf3")
+            .args(["-s", "-1", "-A", "1", "-p", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| BenchError::Iperf(format!("cannot start iperf3 (apt-get install iperf3): {e}")))?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if server.try_wait()?.is_none() {
+            return Ok((server, port));
+        }
+    }
+    Err(BenchError::Iperf(
+        "iperf3 -s could not listen on five free ports".into(),
+    ))
+}
+
 /// iperf3 with `-P streams`, client on CPU 0 and server on CPU 1 (`-Z`: sendfile).
 fn iperf3(size: u64, p: Point, zerocopy: bool) -> Result<Sample, BenchError> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
-    let mut server = Command::new("iperf3")
-        .args(["-s", "-1", "-A", "1", "-p", &port])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| BenchError::Iperf(format!("cannot start iperf3 (apt-get install iperf3): {e}")))?;
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (mut server, port) = iperf3_server()?;
     let (n, streams) = (size.to_string(), p.streams.to_string());
     let mut args = vec![
         "-c",

@@ -46,6 +46,8 @@ pub enum Cmd {
     Copy(CopyArgs),
     /// Add or change a read-write user in a users file (password from the terminal or stdin).
     Passwd(PasswdArgs),
+    /// Give a pool a fresh link key in a keys file (the door's --pool-keys, the pool's --key-file).
+    LinkKey(LinkKeyArgs),
     /// Check that this host's kernel offers the io_uring features the engine needs.
     Probe,
     /// Host tuning for DTNs: check against fasterdata, apply or revert a sysctl profile.
@@ -82,6 +84,12 @@ pub struct ServeArgs {
     /// Maximum concurrent control sessions [default: 256].
     #[arg(long)]
     pub max_sessions: Option<usize>,
+    /// Maximum concurrent control sessions from one client address [default: 32].
+    #[arg(long)]
+    pub max_sessions_per_address: Option<usize>,
+    /// Close connections not logged in after this long [default: 30s].
+    #[arg(long)]
+    pub login_timeout: Option<String>,
     /// Close idle control connections after this long (e.g. 600, 90s, 10m) [default: 10m].
     #[arg(long)]
     pub idle_timeout: Option<String>,
@@ -111,6 +119,53 @@ pub struct ServeArgs {
     /// (registered buffers both ways) [default: auto].
     #[arg(long)]
     pub data_path: Option<String>,
+    /// Networks (comma list of ADDRESS/PREFIX) that data connections may come from or go to
+    /// besides each session's client: the other servers of third-party transfers [default: none].
+    #[arg(long, value_name = "LIST")]
+    pub trusted_networks: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data: DataLimitArgs,
+}
+
+/// Limits on data connections, for `serve` and `pool`.
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DataLimitArgs {
+    /// How long to wait for a data connection, and for the next one when a MODE E/X upload has
+    /// none left before its EOF count [default: 30s].
+    #[arg(long)]
+    pub data_timeout: Option<String>,
+    /// Fail a transfer that moves no byte for this long [default: 5m].
+    #[arg(long)]
+    pub stall_timeout: Option<String>,
+    /// Most data connections one transfer accepts [default: 64].
+    #[arg(long)]
+    pub max_data_connections: Option<usize>,
+}
+
+impl DataLimitArgs {
+    fn or(self, file: DataLimitArgs) -> DataLimitArgs {
+        DataLimitArgs {
+            data_timeout: self.data_timeout.or(file.data_timeout),
+            stall_timeout: self.stall_timeout.or(file.stall_timeout),
+            max_data_connections: self.max_data_connections.or(file.max_data_connections),
+        }
+    }
+
+    /// Applies the limits given to a pool configuration.
+    fn apply(&self, config: &mut PoolConfig) -> Result<()> {
+        if let Some(t) = &self.data_timeout {
+            config.connect_timeout = parse_duration(t)?;
+        }
+        if let Some(t) = &self.stall_timeout {
+            config.stall_timeout = parse_duration(t)?;
+        }
+        if let Some(n) = self.max_data_connections {
+            config.max_data_connections = n.max(1);
+        }
+        Ok(())
+    }
 }
 
 /// `door` options.
@@ -137,12 +192,25 @@ pub struct DoorArgs {
     /// Maximum concurrent control sessions.
     #[arg(long, default_value_t = 256)]
     pub max_sessions: usize,
+    /// Maximum concurrent control sessions from one client address.
+    #[arg(long, default_value_t = 32)]
+    pub max_sessions_per_address: usize,
+    /// Close connections not logged in after this long.
+    #[arg(long, default_value = "30s")]
+    pub login_timeout: String,
     /// Close idle control connections after this long.
     #[arg(long, default_value = "10m")]
     pub idle_timeout: String,
     /// After SIGTERM, let running transfers finish for this long.
     #[arg(long, default_value = "30s")]
     pub shutdown_grace: String,
+    /// Networks (comma list) that data connections may come from or go to besides each
+    /// session's client (see `serve`).
+    #[arg(long, value_name = "LIST")]
+    pub trusted_networks: Option<String>,
+    /// Keys file of the pools allowed to join (`name:key` lines; see `ringmover link-key`).
+    #[arg(long, value_name = "FILE")]
+    pub pool_keys: PathBuf,
     /// Place new files under a path prefix on a named pool, e.g. /raw=pool-a (repeatable;
     /// longest prefix wins; otherwise the least loaded pool).
     #[arg(long = "place", value_name = "PREFIX=POOL")]
@@ -161,6 +229,9 @@ pub struct PoolArgs {
     /// Name in the door's registry [default: the data address].
     #[arg(long)]
     pub name: Option<String>,
+    /// Keys file holding this pool's key, under its name (see `ringmover link-key`).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: PathBuf,
     /// Address clients reach this pool's data ports on (and that it listens on).
     #[arg(long, default_value = "127.0.0.1")]
     pub data_address: IpAddr,
@@ -176,6 +247,8 @@ pub struct PoolArgs {
     /// Checksums computed while stream uploads arrive (see `serve`).
     #[arg(long, value_name = "LIST")]
     pub upload_checksums: Option<String>,
+    #[command(flatten)]
+    pub data: DataLimitArgs,
 }
 
 /// `bench` options. Lists (comma-separated) make a sweep over every combination.
@@ -352,6 +425,12 @@ fn buffer_policy(target: Option<&str>, automatic: bool) -> Result<crate::protoco
     })
 }
 
+fn networks_arg(list: Option<&str>) -> Result<Vec<ipnet::IpNet>> {
+    list.map_or(Ok(Vec::new()), |l| {
+        crate::peers::parse_networks(l).map_err(|e| anyhow::anyhow!("--trusted-networks: {e}"))
+    })
+}
+
 fn parse_data_path(s: &str) -> Result<DataPath> {
     s.parse().map_err(anyhow::Error::msg)
 }
@@ -369,6 +448,15 @@ pub struct PasswdArgs {
     pub users: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct LinkKeyArgs {
+    /// Pool name (the pool's --name).
+    pub name: String,
+    /// Keys file to create or update (mode 0600).
+    #[arg(long, default_value = "pool-keys")]
+    pub keys: PathBuf,
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let client_side = matches!(cli.command, Cmd::Copy(_) | Cmd::Bench(_) | Cmd::Tune(_));
@@ -376,6 +464,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
+        Cmd::LinkKey(args) => {
+            crate::link::auth::LinkKeys::add(&args.keys, &args.name)?;
+            eprintln!(
+                "key for pool '{}' written to {}; give the door this file (--pool-keys) and the pool its line (--key-file)",
+                args.name,
+                args.keys.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Door(args) => door(args),
         Cmd::Copy(args) => copy(args),
         Cmd::Bench(args) => bench(args),
@@ -492,6 +589,8 @@ impl ServeArgs {
             data_address: self.data_address.or(file.data_address),
             cores: self.cores.or(file.cores),
             max_sessions: self.max_sessions.or(file.max_sessions),
+            max_sessions_per_address: self.max_sessions_per_address.or(file.max_sessions_per_address),
+            login_timeout: self.login_timeout.or(file.login_timeout),
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
             users: self.users.or(file.users),
@@ -500,6 +599,8 @@ impl ServeArgs {
             upload_checksums: self.upload_checksums.or(file.upload_checksums),
             target_rate: self.target_rate.or(file.target_rate),
             no_auto_buffers: self.no_auto_buffers || file.no_auto_buffers,
+            trusted_networks: self.trusted_networks.or(file.trusted_networks),
+            data: self.data.or(file.data),
         })
     }
 }
@@ -518,6 +619,16 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         anonymous: !args.no_anonymous,
         data_address: args.data_address,
         max_sessions: args.max_sessions.unwrap_or(defaults.max_sessions).max(1),
+        max_sessions_per_address: args
+            .max_sessions_per_address
+            .unwrap_or(defaults.max_sessions_per_address)
+            .max(1),
+        login_timeout: args
+            .login_timeout
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(defaults.login_timeout),
         idle_timeout: args
             .idle_timeout
             .as_deref()
@@ -532,6 +643,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .unwrap_or(defaults.shutdown_grace),
         banner: defaults.banner,
         buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
+        trusted_networks: networks_arg(args.trusted_networks.as_deref())?,
     };
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
@@ -547,6 +659,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         port_range,
         ..PoolConfig::default()
     };
+    args.data.apply(&mut pool_config)?;
     if let Some(list) = &args.upload_checksums {
         pool_config.upload_digests = parse_checksum_list(list)?;
     }
@@ -757,6 +870,9 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
         engine.clone(),
         PoolConfig {
             upload_digests: Vec::new(),
+            // The client writes its local files in place, as globus-url-copy does, so that
+            // -restart and -sync see the bytes already there.
+            partial_uploads: false,
             ..PoolConfig::default()
         },
     );
@@ -801,10 +917,13 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
         anonymous: !args.no_anonymous,
         data_address: None,
         max_sessions: args.max_sessions.max(1),
+        max_sessions_per_address: args.max_sessions_per_address.max(1),
+        login_timeout: parse_duration(&args.login_timeout)?,
         idle_timeout: parse_duration(&args.idle_timeout)?,
         shutdown_grace: parse_duration(&args.shutdown_grace)?,
         banner: defaults.banner,
         buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
+        trusted_networks: networks_arg(args.trusted_networks.as_deref())?,
     };
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
@@ -819,13 +938,20 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
                 .with_context(|| format!("invalid --place '{p}': expected PREFIX=POOL"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let keys = crate::link::auth::LinkKeys::load(&args.pool_keys)?;
+    if keys.is_empty() {
+        anyhow::bail!(
+            "{}: no pool keys (add one with `ringmover link-key NAME --keys FILE`)",
+            args.pool_keys.display()
+        );
+    }
     // The door's own engine only relays plain-PASV transfers to remote pools.
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: 1,
         ..EngineConfig::default()
     })?);
     control_runtime()?.block_on(async move {
-        let pools = Arc::new(crate::door::pools::PoolManager::with_placement(placement));
+        let pools = Arc::new(crate::door::pools::PoolManager::new(keys, placement));
         let pool_listener = tokio::net::TcpListener::bind(args.pool_listen)
             .await
             .with_context(|| format!("binding pool address {}", args.pool_listen))?;
@@ -860,14 +986,23 @@ fn pool(args: PoolArgs) -> Result<ExitCode> {
         data_address: Some(args.data_address),
         ..PoolConfig::default()
     };
+    args.data.apply(&mut config)?;
     if let Some(list) = &args.upload_checksums {
         config.upload_digests = parse_checksum_list(list)?;
     }
+    let port_range = config.port_range.clone().map(|r| (*r.start(), *r.end()));
     let pool = Arc::new(Pool::new(root.clone(), engine.clone(), config));
+    let name = args.name.clone().unwrap_or_else(|| args.data_address.to_string());
+    let keys = crate::link::auth::LinkKeys::load(&args.key_file)?;
+    let key = *keys
+        .get(&name)
+        .with_context(|| format!("{}: no key for pool '{name}'", args.key_file.display()))?;
     let link = crate::pool::remote::PoolLinkConfig {
         door: args.door,
-        name: args.name.clone().unwrap_or_else(|| args.data_address.to_string()),
+        name,
         data_address: args.data_address,
+        port_range,
+        key,
     };
     control_runtime()?.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);

@@ -494,12 +494,24 @@ async fn resume_from_destination(
     let size = if job.download {
         tree::local_stat(&job.local).map(|s| s.size)
     } else {
-        s.control.size(&job.remote.path).await?
+        remote_upload_size(s, &job.remote.path).await?
     };
     if let Some(n) = size {
         resume.done.insert(0, n);
     }
     Ok(())
+}
+
+/// The bytes of a failed upload in place on the server: a ringmover server keeps them in the
+/// partial file until the upload completes (see `storage::open_upload`); other servers write
+/// the file itself.
+async fn remote_upload_size(s: &mut Session, path: &str) -> Result<Option<u64>, ClientError> {
+    if let Some(partial) = crate::storage::partial_path(path) {
+        if let Some(n) = s.control.size(&partial).await? {
+            return Ok(Some(n));
+        }
+    }
+    s.control.size(path).await
 }
 
 /// Takes the next queued job if it is a transfer with the same server.

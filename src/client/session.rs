@@ -363,7 +363,7 @@ impl Session {
             xmode: o.mode == Mode::X,
             parallelism: o.parallelism,
             channel,
-            peer: Some(peer),
+            peers: crate::peers::DataPeers::only(peer),
             local,
             buffer,
             skip: skip.clone(),

@@ -1,12 +1,9 @@
 //! Read-write users: a users file of `name:argon2-PHC-hash` lines, written by
 //! `ringmover passwd`. Verification costs the same for unknown users (a dummy hash is checked),
-//! and repeated failures from one address are delayed.
+//! and repeated failures from one address are delayed (see `guard`).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -139,32 +136,6 @@ impl Users {
     }
 }
 
-/// Failed logins per client address, forgotten after a quiet period.
-#[derive(Debug, Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-}
-
-const FORGET_AFTER: Duration = Duration::from_secs(600);
-
-impl Throttle {
-    /// Records a failure; returns the delay owed for this address (1, 2, 4, 8, 16 s).
-    pub fn fail(&self, ip: IpAddr) -> Duration {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        map.retain(|_, (_, t)| now.duration_since(*t) < FORGET_AFTER);
-        let entry = map.entry(ip).or_insert((0, now));
-        entry.0 += 1;
-        entry.1 = now;
-        Duration::from_secs(1 << (entry.0 - 1).min(4))
-    }
-
-    /// A success clears the address's record.
-    pub fn succeed(&self, ip: IpAddr) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,15 +166,5 @@ mod tests {
         let p = d.path().join("users");
         std::fs::write(&p, "alice:nothash\n").unwrap();
         assert!(matches!(Users::load(&p), Err(AuthError::Format { line: 1, .. })));
-    }
-
-    #[test]
-    fn throttle_doubles() {
-        let t = Throttle::default();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let delays: Vec<u64> = (0..6).map(|_| t.fail(ip).as_secs()).collect();
-        assert_eq!(delays, vec![1, 2, 4, 8, 16, 16]);
-        t.succeed(ip);
-        assert_eq!(t.fail(ip).as_secs(), 1);
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::convert::{facts, pool_error, storage_error};
 use super::{Backend, DoorShared};
+use crate::peers::DataPeers;
 use crate::pool::MoverRequest;
 use crate::protocol::facts::render_listing;
 use crate::protocol::framer::{Frame, LineFramer};
@@ -21,6 +22,9 @@ use crate::protocol::session::{Access, StorageDone, StorageOp, TransferKind, Tra
 use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
 use crate::storage::checksum::Algorithm;
 use crate::storage::Root;
+
+/// Command lines a connection may send before it has logged in.
+const MAX_LINES_BEFORE_LOGIN: usize = 64;
 
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -69,6 +73,7 @@ impl Connection {
             peer_ip: peer.ip(),
             banner: shared.config.banner.clone(),
             buffers: shared.config.buffers.clone(),
+            trusted_networks: shared.config.trusted_networks.clone(),
         };
         let (reader, writer) = stream.into_split();
         Ok(Connection {
@@ -90,6 +95,14 @@ impl Connection {
         })
     }
 
+    /// Who this session's data connections may come from or go to.
+    fn data_peers(&self) -> DataPeers {
+        DataPeers {
+            client: self.peer.ip(),
+            trusted: self.shared.config.trusted_networks.clone(),
+        }
+    }
+
     pub(crate) async fn run(mut self) {
         if let Err(e) = self.serve().await {
             tracing::debug!(peer = %self.peer, "control connection ended: {e}");
@@ -98,24 +111,45 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
-        let idle = self.shared.config.idle_timeout;
+        let login_by = tokio::time::Instant::now() + self.shared.config.login_timeout;
+        let mut last_line = tokio::time::Instant::now();
+        let mut lines_before_login = 0usize;
         loop {
             self.flush().await?;
             if self.closed {
                 return Ok(());
             }
             if let Some(frame) = self.queued.pop_front() {
+                // Only whole lines keep a session alive: a byte a second does not.
+                last_line = tokio::time::Instant::now();
+                if self.session.access().is_none() {
+                    lines_before_login += 1;
+                    if lines_before_login > MAX_LINES_BEFORE_LOGIN {
+                        tracing::warn!(peer = %self.peer, "closing: too many commands before login");
+                        return self
+                            .close_with(SessionError::BadSequence("Too many commands before login."))
+                            .await;
+                    }
+                }
                 self.feed(frame).await?;
                 continue;
             }
             if *self.shutdown.borrow() {
                 return self.close_with(SessionError::ShuttingDown).await;
             }
+            let idle_by = last_line + self.shared.config.idle_timeout;
+            let logged_in = self.session.access().is_some();
+            let (deadline, why) = if logged_in || idle_by <= login_by {
+                (idle_by, "Idle timeout; closing control connection.")
+            } else {
+                (login_by, "Login timeout; closing control connection.")
+            };
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
-                read = tokio::time::timeout(idle, self.read_more()) => match read {
+                read = tokio::time::timeout_at(deadline, self.read_more()) => match read {
                     Err(_) => {
-                        let reply = Reply::new(crate::protocol::Code::NOT_AVAILABLE, "Idle timeout; closing control connection.");
+                        tracing::info!(peer = %self.peer, "{why}");
+                        let reply = Reply::new(crate::protocol::Code::NOT_AVAILABLE, why);
                         self.writer.write_all(reply.to_wire().as_bytes()).await?;
                         return Ok(());
                     }
@@ -221,24 +255,48 @@ impl Connection {
         Ok(())
     }
 
+    /// Checks a password: first the delay this address owes for earlier failures (met here
+    /// even when the failing client hung up), then Argon2 on a bounded set of workers. A
+    /// client that hangs up while it waits costs nothing more.
     async fn authenticate(&mut self, user: String, password: String) -> std::io::Result<()> {
+        let ip = self.peer.ip();
+        let gone = || std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "client left during login");
+        while let Err(owed) = self.shared.guard.claim(ip) {
+            if self.unless_gone(tokio::time::sleep(owed)).await.is_none() {
+                return Err(gone());
+            }
+        }
         let shared = self.shared.clone();
+        let Some(Ok(permit)) = self.unless_gone(shared.verifiers.acquire()).await else {
+            return Err(gone());
+        };
         let name = user.clone();
-        let ok = tokio::task::spawn_blocking(move || shared.users.verify(&name, &password))
+        let verifier = self.shared.clone();
+        let ok = tokio::task::spawn_blocking(move || verifier.users.verify(&name, &password))
             .await
             .unwrap_or(false);
-        let ip = self.peer.ip();
+        drop(permit);
         if ok {
-            self.shared.throttle.succeed(ip);
+            self.shared.guard.succeed(ip);
             tracing::info!(%user, peer = %self.peer, "login");
             self.session.handle_auth(Some(Access { user, writable: true }));
         } else {
-            let delay = self.shared.throttle.fail(ip).max(self.session.auth_penalty());
+            let delay = self.shared.guard.fail(ip).max(self.session.auth_penalty());
             tracing::warn!(%user, peer = %self.peer, ?delay, "failed login");
-            tokio::time::sleep(delay).await;
+            if self.unless_gone(tokio::time::sleep(delay)).await.is_none() {
+                return Err(gone());
+            }
             self.session.handle_auth(None);
         }
         Ok(())
+    }
+
+    /// Runs `fut` unless the client closes the control connection first (`None`).
+    async fn unless_gone<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        tokio::select! {
+            out = fut => Some(out),
+            _ = hung_up(self.reader.as_ref()) => None,
+        }
     }
 
     /// A passive listener for v1 PASV: the embedded pool's, or the door's own for relaying to
@@ -410,6 +468,18 @@ fn whole_file_checksum(
         }
     }
     root.checksum(path, alg, offset, length)
+}
+
+/// Resolves when the peer has closed `stream` (or it failed); pending while it is open, also
+/// when the client already sent more (pipelined) commands, which stay unread.
+async fn hung_up(stream: &TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.peek(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => std::future::pending::<()>().await,
+        }
+    }
 }
 
 /// The smoothed RTT of a TCP connection in microseconds (TCP_INFO), if the kernel tells.

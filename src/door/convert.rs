@@ -25,6 +25,7 @@ pub(crate) fn errno_error(errno: Option<i32>, message: String) -> SessionError {
         Some(libc::EISDIR) | Some(libc::EINVAL) => SessionError::NotAFile,
         Some(libc::ENOTEMPTY) => SessionError::NotEmpty,
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => SessionError::NoSpace,
+        Some(libc::ENAMETOOLONG) => SessionError::NameTooLong,
         _ => SessionError::Local(message),
     }
 }
@@ -60,6 +61,7 @@ pub(crate) fn pool_error(e: &PoolError) -> SessionError {
         PoolError::NoPort | PoolError::Connect(_) | PoolError::ConnectTimeout(_) => {
             SessionError::DataConnection(e.to_string())
         }
+        PoolError::Stalled(_) => SessionError::ConnectionLost(e.to_string()),
         PoolError::Engine(op) => engine_error(op),
     }
 }

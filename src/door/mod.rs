@@ -5,6 +5,7 @@ pub mod auth;
 mod checksums;
 mod connection;
 mod convert;
+pub mod guard;
 pub mod pools;
 
 use std::net::{IpAddr, SocketAddr};
@@ -26,12 +27,20 @@ pub struct DoorConfig {
     /// Address announced in 227 replies instead of the control connection's local address.
     pub data_address: Option<IpAddr>,
     pub max_sessions: usize,
+    /// Most control sessions one client address may hold.
+    pub max_sessions_per_address: usize,
+    /// Close connections that have not logged in after this long.
+    pub login_timeout: Duration,
+    /// Close connections idle (no complete command line) for this long.
     pub idle_timeout: Duration,
     /// How long transfers in flight may run after SIGTERM.
     pub shutdown_grace: Duration,
     pub banner: String,
     /// Automatic socket-buffer sizing (ABUF; transfers without SBUF).
     pub buffers: crate::protocol::buffers::BufferPolicy,
+    /// Networks besides each session's client that data connections may come from or go to
+    /// (third-party transfers).
+    pub trusted_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for DoorConfig {
@@ -40,10 +49,13 @@ impl Default for DoorConfig {
             anonymous: true,
             data_address: None,
             max_sessions: 256,
+            max_sessions_per_address: 32,
+            login_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
             banner: format!("ringmover {} GridFTP server ready.", env!("CARGO_PKG_VERSION")),
             buffers: Default::default(),
+            trusted_networks: Vec::new(),
         }
     }
 }
@@ -65,7 +77,9 @@ pub(crate) struct DoorShared {
     pub(crate) config: DoorConfig,
     pub(crate) backend: Backend,
     pub(crate) users: auth::Users,
-    pub(crate) throttle: auth::Throttle,
+    pub(crate) guard: Arc<guard::AddressGuard>,
+    /// Password checks (Argon2, ~19 MiB and tens of ms each) running at once.
+    pub(crate) verifiers: Semaphore,
     pub(crate) checksums: checksums::ChecksumCache,
 }
 
@@ -85,10 +99,11 @@ impl Door {
     ) -> std::io::Result<Door> {
         let listener = TcpListener::bind(listen).await?;
         let shared = Arc::new(DoorShared {
-            config,
+            config: config.clone(),
             backend,
             users,
-            throttle: auth::Throttle::default(),
+            guard: Arc::new(guard::AddressGuard::new(config.max_sessions_per_address)),
+            verifiers: Semaphore::new(verifier_count()),
             checksums: checksums::ChecksumCache::default(),
         });
         Ok(Door { listener, shared })
@@ -117,12 +132,12 @@ impl Door {
                     };
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "refused: max-sessions reached");
-                        let reply = Reply::new(crate::protocol::Code::NOT_AVAILABLE, "Too many sessions; try again later.");
-                        tokio::spawn(async move {
-                            use tokio::io::AsyncWriteExt;
-                            let mut stream = stream;
-                            let _ = stream.write_all(reply.to_wire().as_bytes()).await;
-                        });
+                        refuse(stream, "Too many sessions; try again later.");
+                        continue;
+                    };
+                    let Some(slot) = self.shared.guard.admit(peer.ip()) else {
+                        tracing::warn!(%peer, "refused: max-sessions-per-address reached");
+                        refuse(stream, "Too many sessions from your address; try again later.");
                         continue;
                     };
                     let shared = self.shared.clone();
@@ -132,7 +147,7 @@ impl Door {
                             Ok(c) => c.run().await,
                             Err(e) => tracing::debug!(%peer, "connection setup failed: {e}"),
                         }
-                        drop(permit);
+                        drop((permit, slot));
                     });
                 }
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -148,4 +163,19 @@ impl Door {
             sessions.abort_all();
         }
     }
+}
+
+/// Answers 421 and closes, off the accept loop.
+fn refuse(stream: tokio::net::TcpStream, text: &'static str) {
+    let reply = Reply::new(crate::protocol::Code::NOT_AVAILABLE, text);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.to_wire().as_bytes())).await;
+    });
+}
+
+/// Password checks allowed at once: one per CPU, at most four (each holds ~19 MiB).
+fn verifier_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
 }

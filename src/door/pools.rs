@@ -3,20 +3,27 @@
 //! rotation at once; its pending requests and movers fail with a clear error.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::link::{read_frame, write_frame, DoorMsg, Failure, FailureKind, NsOp, NsReply, PoolMsg, WireMover, VERSION};
+use crate::link::auth::{self, LinkKeys};
+use crate::link::{
+    read_frame, read_frame_within, write_frame, DoorMsg, Failure, FailureKind, LinkError, NsOp, NsReply, PoolMsg,
+    WireMover, HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME, VERSION,
+};
 use crate::storage::FileInfo;
 
 /// One connected pool.
 pub struct RemotePool {
     pub name: String,
     pub data_address: IpAddr,
+    /// The passive ports the pool announced (None: any unprivileged port).
+    port_range: Option<(u16, u16)>,
     tx: mpsc::UnboundedSender<DoorMsg>,
     ns: Mutex<HashMap<u64, oneshot::Sender<Result<NsReply, Failure>>>>,
     movers: Mutex<HashMap<u64, mpsc::UnboundedSender<PoolMsg>>>,
@@ -30,6 +37,17 @@ impl RemotePool {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// True when `addr` is one the pool may ask the door (or its clients) to connect to: its
+    /// data address and its port range. Anything else would make the door a relay to any
+    /// service the pool names.
+    pub fn serves(&self, addr: SocketAddr) -> bool {
+        let port_ok = match self.port_range {
+            Some((a, b)) => (a..=b).contains(&addr.port()),
+            None => addr.port() >= 1024,
+        };
+        crate::peers::canonical(addr.ip()) == crate::peers::canonical(self.data_address) && port_ok
+    }
+
     fn lost(&self) -> Failure {
         Failure {
             kind: FailureKind::ConnectionLost,
@@ -39,13 +57,24 @@ impl RemotePool {
     }
 }
 
+/// Pool links still in their handshake at once; more wait in the kernel's backlog.
+const MAX_HANDSHAKES: usize = 16;
+
 /// All pools of a door.
-#[derive(Default)]
 pub struct PoolManager {
+    keys: LinkKeys,
+    handshakes: Arc<tokio::sync::Semaphore>,
     pools: Mutex<Vec<Arc<RemotePool>>>,
     next_id: AtomicU64,
     /// Placement of new files: path prefix → pool name (longest prefix wins).
     placement: Vec<(String, String)>,
+}
+
+/// What a pool said of itself in its handshake.
+struct Hello {
+    name: String,
+    data_address: IpAddr,
+    port_range: Option<(u16, u16)>,
 }
 
 /// A mover running on a pool: its events, ending with `PoolMsg::Done`.
@@ -70,11 +99,14 @@ impl PoolManager {
     /// Accepts pool links for ever.
     pub async fn accept(self: Arc<Self>, listener: TcpListener) {
         loop {
+            let Ok(permit) = self.handshakes.clone().acquire_owned().await else {
+                return;
+            };
             match listener.accept().await {
                 Ok((s, from)) => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = me.link(s).await {
+                        if let Err(e) = me.link(s, permit).await {
                             tracing::warn!(%from, "pool link refused: {e}");
                         }
                     });
@@ -87,19 +119,22 @@ impl PoolManager {
         }
     }
 
-    async fn link(self: Arc<Self>, stream: TcpStream) -> Result<(), crate::link::LinkError> {
+    async fn link(
+        self: Arc<Self>,
+        stream: TcpStream,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<(), LinkError> {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
-        let (name, data_address) = match read_frame::<_, PoolMsg>(&mut rd).await? {
-            Some(PoolMsg::Hello {
-                version,
-                name,
-                data_address,
-            }) if version == VERSION => (name, data_address),
-            Some(PoolMsg::Hello { version, .. }) => return Err(crate::link::LinkError::Version(version)),
-            _ => return Err(crate::link::LinkError::Handshake),
-        };
-        write_frame(&mut wr, &DoorMsg::Welcome { version: VERSION }).await?;
+        let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut rd, &mut wr))
+            .await
+            .map_err(|_| LinkError::HandshakeTimeout)??;
+        drop(permit);
+        let Hello {
+            name,
+            data_address,
+            port_range,
+        } = hello;
         let (tx, mut rx) = mpsc::unbounded_channel::<DoorMsg>();
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
@@ -111,6 +146,7 @@ impl PoolManager {
         let pool = Arc::new(RemotePool {
             name: name.clone(),
             data_address,
+            port_range,
             tx,
             ns: Mutex::default(),
             movers: Mutex::default(),
@@ -147,6 +183,44 @@ impl PoolManager {
             });
         }
         result
+    }
+
+    /// The door's side of the handshake: the pool must prove the key of the name it claims.
+    async fn handshake(&self, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> Result<Hello, LinkError> {
+        let (name, data_address, port_range, pool_nonce) =
+            match read_frame_within::<_, PoolMsg>(rd, MAX_HANDSHAKE_FRAME).await? {
+                Some(PoolMsg::Hello {
+                    version,
+                    name,
+                    data_address,
+                    port_range,
+                    nonce,
+                }) if version == VERSION => (name, data_address, port_range, auth::parse_nonce(&nonce)?),
+                Some(PoolMsg::Hello { version, .. }) => return Err(LinkError::Version(version)),
+                _ => return Err(LinkError::Handshake),
+            };
+        let key = *self
+            .keys
+            .get(&name)
+            .ok_or_else(|| LinkError::UnknownPool(name.clone()))?;
+        let door_nonce = auth::nonce();
+        let challenge = DoorMsg::Challenge {
+            nonce: hex::encode(door_nonce),
+            proof: auth::prove(&key, auth::DOOR, &door_nonce, &pool_nonce, &name),
+        };
+        write_frame(wr, &challenge).await?;
+        match read_frame_within::<_, PoolMsg>(rd, MAX_HANDSHAKE_FRAME).await? {
+            Some(PoolMsg::Proof { proof })
+                if auth::verify(&key, auth::POOL, &pool_nonce, &door_nonce, &name, &proof) => {}
+            Some(PoolMsg::Proof { .. }) => return Err(LinkError::BadProof("the pool")),
+            _ => return Err(LinkError::Handshake),
+        }
+        write_frame(wr, &DoorMsg::Welcome { version: VERSION }).await?;
+        Ok(Hello {
+            name,
+            data_address,
+            port_range,
+        })
     }
 
     /// The pools in rotation, by name.
@@ -193,11 +267,15 @@ impl PoolManager {
         Err(first_err.unwrap_or_else(no_pool))
     }
 
-    /// A registry that places new files under configured path prefixes on named pools.
-    pub fn with_placement(placement: Vec<(String, String)>) -> PoolManager {
+    /// A registry admitting the pools in `keys`, placing new files under configured path
+    /// prefixes on named pools.
+    pub fn new(keys: LinkKeys, placement: Vec<(String, String)>) -> PoolManager {
         PoolManager {
+            keys,
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+            pools: Mutex::default(),
+            next_id: AtomicU64::new(0),
             placement,
-            ..PoolManager::default()
         }
     }
 
@@ -272,6 +350,23 @@ fn dispatch(pool: &RemotePool, m: PoolMsg) {
                 let _ = w.send(result);
             }
         }
+        PoolMsg::Listening { id, addr } if !pool.serves(addr) => {
+            tracing::warn!(pool = %pool.name, %addr, "pool announced a data address outside its own; mover failed");
+            if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                let failure = Failure {
+                    kind: FailureKind::DataConnection,
+                    errno: None,
+                    message: format!(
+                        "pool {} announced {addr}, outside its data address and ports",
+                        pool.name
+                    ),
+                };
+                let _ = tx.send(PoolMsg::Done {
+                    id,
+                    result: Err((failure, 0)),
+                });
+            }
+        }
         PoolMsg::Listening { id, .. } | PoolMsg::Started { id, .. } | PoolMsg::Progress { id, .. } => {
             if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
                 let _ = tx.send(m);
@@ -282,7 +377,7 @@ fn dispatch(pool: &RemotePool, m: PoolMsg) {
                 let _ = tx.send(m);
             }
         }
-        PoolMsg::Hello { .. } => {}
+        PoolMsg::Hello { .. } | PoolMsg::Proof { .. } => {}
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 use crate::block::Header;
 use crate::engine::{BlockPlan, DataPath, Engine, Observer, OpError, Receiving, Sink, Source, TransferHandle};
+use crate::peers::DataPeers;
 use crate::storage::checksum::{Algorithm, Hasher};
 use crate::storage::{Root, StorageError, WriteMode};
 
@@ -36,17 +37,31 @@ pub enum PoolError {
     Connect(io::Error),
     #[error("no data connection within {0:?}")]
     ConnectTimeout(Duration),
+    #[error("no data moved for {0:?}")]
+    Stalled(Duration),
     #[error(transparent)]
     Engine(#[from] OpError),
 }
+
+/// Data connections one transfer may accept by default: the most parallel streams a client
+/// may ask for.
+pub const DEFAULT_MAX_DATA_CONNECTIONS: usize = 64;
 
 /// Pool settings.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
     /// Passive ports to use; any free port when `None`.
     pub port_range: Option<RangeInclusive<u16>>,
-    /// How long to wait for a data connection.
+    /// How long to wait for a data connection (also: for the next one, when a block-mode
+    /// receive has none left and its EOF count is not reached).
     pub connect_timeout: Duration,
+    /// A transfer that moves no byte for this long fails.
+    pub stall_timeout: Duration,
+    /// Most data connections one transfer may accept (MODE E/X receive).
+    pub max_data_connections: usize,
+    /// Receive into a partial file renamed into place on success (see
+    /// [`Root::open_upload`]); otherwise write the file in place.
+    pub partial_uploads: bool,
     /// Data path for file transfers (None: the engine's default).
     pub data_path: Option<DataPath>,
     /// Checksums computed on the fly for whole-file stream uploads.
@@ -61,6 +76,9 @@ impl Default for PoolConfig {
         PoolConfig {
             port_range: None,
             connect_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(300),
+            max_data_connections: DEFAULT_MAX_DATA_CONNECTIONS,
+            partial_uploads: true,
             data_path: None,
             upload_digests: vec![Algorithm::Adler32],
             data_address: None,
@@ -100,6 +118,8 @@ pub enum PreparedMover {
         file: File,
         offset: Option<u64>,
         digests: Option<Arc<Mutex<UploadDigests>>>,
+        /// `(partial, final)`: renamed into place when the upload succeeds.
+        commit: Option<(String, String)>,
     },
     /// Send these bytes.
     Bytes(Bytes),
@@ -107,10 +127,10 @@ pub enum PreparedMover {
 
 /// How the data connection is made.
 pub enum DataChannel<'a> {
-    /// Accept on this listener a connection from `peer` (others are dropped).
+    /// Accept on this listener a connection from one of `peers` (others are dropped).
     Accept {
         listener: &'a TcpListener,
-        peer: Option<IpAddr>,
+        peers: &'a DataPeers,
     },
     /// Connect from `local` to `remote`.
     Connect { local: IpAddr, remote: SocketAddr },
@@ -160,17 +180,31 @@ impl Pool {
                 append,
                 truncate,
             } => {
-                let file = self.root.open_write(&path, WriteMode { truncate, append })?;
+                let how = WriteMode { truncate, append };
+                let upload = if self.config.partial_uploads {
+                    self.root.open_upload(&path, how)?
+                } else {
+                    crate::storage::Upload {
+                        file: self.root.open_write(&path, how)?,
+                        commit: None,
+                    }
+                };
                 let whole = offset == 0 && truncate && !append && !self.config.upload_digests.is_empty();
                 let digests = whole.then(|| Arc::new(Mutex::new(UploadDigests::new(&self.config.upload_digests))));
                 PreparedMover::Store {
-                    file,
+                    file: upload.file,
                     offset: (!append).then_some(offset),
                     digests,
+                    commit: upload.commit,
                 }
             }
             MoverRequest::SendBytes(b) => PreparedMover::Bytes(b),
         })
+    }
+
+    /// Puts a finished upload in place (see [`Root::open_upload`]).
+    pub fn commit_upload(&self, (partial, final_path): &(String, String)) -> Result<(), PoolError> {
+        Ok(self.root.commit_upload(partial, final_path)?)
     }
 
     /// Bytes as an anonymous in-memory file, so MODE E can send them like a file.
@@ -183,21 +217,21 @@ impl Pool {
         Ok(f)
     }
 
-    /// Accepts the next data connection from `peer` (connections from other addresses are
-    /// dropped: a stranger on the passive port must not hijack or kill the transfer).
+    /// Accepts the next data connection from one of `peers` (connections from other addresses
+    /// are dropped: a stranger on the passive port must not hijack or kill the transfer).
     pub async fn accept(
         &self,
         listener: &TcpListener,
-        peer: Option<IpAddr>,
+        peers: &DataPeers,
         buffer: Option<u64>,
     ) -> Result<TcpStream, PoolError> {
         loop {
             let (s, from) = listener.accept().await.map_err(PoolError::Connect)?;
-            if peer.is_none_or(|p| canonical(from.ip()) == canonical(p)) {
+            if peers.allows(from.ip()) {
                 tune(&s, buffer);
                 return Ok(s);
             }
-            tracing::warn!(%from, expected = ?peer, "dropped data connection from a foreign address");
+            tracing::warn!(%from, client = %peers.client, "dropped data connection from a foreign address");
         }
     }
 
@@ -206,7 +240,7 @@ impl Pool {
         let timeout = self.config.connect_timeout;
         let fut = async {
             match channel {
-                DataChannel::Accept { listener, peer } => self.accept(listener, peer, buffer).await,
+                DataChannel::Accept { listener, peers } => self.accept(listener, peers, buffer).await,
                 DataChannel::Connect { local, remote } => {
                     let sock = if remote.is_ipv4() {
                         TcpSocket::new_v4()
@@ -241,7 +275,9 @@ impl Pool {
                 },
                 Sink::Socket(sock),
             ),
-            PreparedMover::Store { file, offset, digests } => {
+            PreparedMover::Store {
+                file, offset, digests, ..
+            } => {
                 let observer = digests.map(|d| Box::new(DigestObserver(d)) as Box<dyn Observer>);
                 (Source::Socket(sock), Sink::File { file, offset, observer })
             }
@@ -373,13 +409,6 @@ fn set_buffers(sock: &TcpSocket, buffer: Option<u64>) {
         let n = n.min(u32::MAX as u64) as u32;
         let _ = sock.set_send_buffer_size(n);
         let _ = sock.set_recv_buffer_size(n);
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 

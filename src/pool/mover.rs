@@ -16,6 +16,7 @@ use super::{DataChannel, MoverRequest, Pool, PoolError, PreparedMover};
 use crate::block::xmode::XReceiver;
 use crate::block::{DecodeError, Header, RangeSet, TransferReceiver};
 use crate::engine::{BlockPlan, Canceller, Finished, OpError, Receiving, TransferHandle};
+use crate::peers::DataPeers;
 use crate::storage::checksum::Algorithm;
 
 /// A sending block transfer's file, the file ranges to send and the wire offset base.
@@ -46,9 +47,8 @@ pub struct MoverSpec {
     /// MODE E sending: connections per destination address.
     pub parallelism: u32,
     pub channel: MoverChannel,
-    /// Accepted connections must come from this address (anonymous sessions: the client);
-    /// `None` accepts any (authenticated third-party transfers).
-    pub peer: Option<IpAddr>,
+    /// Who accepted connections may come from (the client, trusted networks).
+    pub peers: DataPeers,
     /// Address to connect from.
     pub local: IpAddr,
     pub buffer: Option<u64>,
@@ -170,6 +170,16 @@ impl Joiner {
         }
     }
 
+    /// Most connections this transfer may have: the EOF count once MODE E announced it,
+    /// otherwise `cap`.
+    fn connection_limit(&self, cap: usize) -> usize {
+        let announced = match self {
+            Joiner::ModeE { receiver, .. } => receiver.lock().unwrap_or_else(|e| e.into_inner()).expected_eods(),
+            _ => None,
+        };
+        announced.map_or(cap, |n| (n as usize).min(cap))
+    }
+
     fn ranges(&self) -> Option<String> {
         match self {
             Joiner::ModeE { receiver, .. } => {
@@ -179,6 +189,57 @@ impl Joiner {
                 Some(receiver.lock().unwrap_or_else(|e| e.into_inner()).ranges().to_marker())
             }
             Joiner::XSend { .. } => None,
+        }
+    }
+}
+
+/// How often the watchdog looks at a running transfer.
+const WATCHDOG_TICK: Duration = Duration::from_secs(1);
+
+/// Ends transfers that stopped: no connection left (and none coming) for `connect_timeout`, or
+/// no byte moved for `stall_timeout`.
+struct Watchdog {
+    connect_timeout: Duration,
+    stall_timeout: Duration,
+    idle_since: Option<tokio::time::Instant>,
+    bytes: u64,
+    bytes_since: tokio::time::Instant,
+}
+
+impl Watchdog {
+    fn new(connect_timeout: Duration, stall_timeout: Duration) -> Watchdog {
+        let now = tokio::time::Instant::now();
+        Watchdog {
+            connect_timeout,
+            stall_timeout,
+            idle_since: Some(now),
+            bytes: 0,
+            bytes_since: now,
+        }
+    }
+
+    fn check(&mut self, streams: &Streams) -> Option<PoolError> {
+        let now = tokio::time::Instant::now();
+        let bytes = streams.bytes();
+        if bytes != self.bytes {
+            (self.bytes, self.bytes_since) = (bytes, now);
+        }
+        if streams.running > 0 {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+        match self.idle_since {
+            Some(t) if now.duration_since(t) >= self.connect_timeout && streams.cancel.is_empty() => {
+                Some(PoolError::ConnectTimeout(self.connect_timeout))
+            }
+            Some(t) if now.duration_since(t) >= self.connect_timeout => {
+                Some(PoolError::Engine(OpError::Framing(DecodeError::ClosedBeforeEod)))
+            }
+            _ if now.duration_since(self.bytes_since) >= self.stall_timeout => {
+                Some(PoolError::Stalled(self.stall_timeout))
+            }
+            _ => None,
         }
     }
 }
@@ -204,6 +265,10 @@ pub async fn run(
         &mut spec.request,
         MoverRequest::SendBytes(Default::default()),
     ))?;
+    let commit = match &prepared {
+        PreparedMover::Store { commit, .. } => commit.clone(),
+        _ => None,
+    };
     let accepting = match &spec.channel {
         MoverChannel::Listener(l) => Some(Accepting { listener: l.clone() }),
         MoverChannel::Listen => {
@@ -216,6 +281,7 @@ pub async fn run(
         MoverChannel::Connect(_) => None,
     };
     let cached = std::mem::take(&mut spec.cached);
+    let cancel_seen = cancel.clone();
     let mut run = Run {
         pool,
         spec: &spec,
@@ -226,7 +292,7 @@ pub async fn run(
         start,
         cached,
     };
-    if spec.xmode {
+    let done = if spec.xmode {
         run.mode_x(prepared).await
     } else if spec.extended {
         if sends {
@@ -236,7 +302,22 @@ pub async fn run(
         }
     } else {
         run.stream(prepared).await
+    }?;
+    // Only a complete upload takes its final name; a failed one stays partial for a restart.
+    // A client that left (cancel) as its last bytes came does not get its file committed.
+    if commit.is_some() && *cancel_seen.borrow() {
+        return Err(MoverFailed {
+            error: PoolError::Engine(OpError::Cancelled),
+            bytes: done.bytes,
+        });
     }
+    if let Some(c) = &commit {
+        pool.commit_upload(c).map_err(|error| MoverFailed {
+            error,
+            bytes: done.bytes,
+        })?;
+    }
+    Ok(done)
 }
 
 struct Run<'a> {
@@ -264,7 +345,7 @@ impl Run<'_> {
         let channel = match (&self.accepting, &self.spec.channel) {
             (Some(a), _) => DataChannel::Accept {
                 listener: &a.listener,
-                peer: self.spec.peer,
+                peers: &self.spec.peers,
             },
             (None, MoverChannel::Connect(remotes)) => match remotes.first() {
                 Some(&remote) => DataChannel::Connect {
@@ -360,14 +441,15 @@ impl Run<'_> {
         let PreparedMover::Store { file, offset, .. } = prepared else {
             return Err(PoolError::NoPort.into());
         };
-        let mut receiver = TransferReceiver::new(self.spec.size_limit);
+        let base = offset.unwrap_or(0);
+        let mut receiver = TransferReceiver::new(Some(self.wire_limit(base)));
         for &(s, e) in &self.spec.skip {
             receiver.stored(s, e.saturating_sub(s));
         }
         let recv = Joiner::ModeE {
             file: Arc::new(file),
             receiver: Arc::new(Mutex::new(receiver)),
-            base: offset.unwrap_or(0),
+            base,
         };
         let cached = std::mem::take(&mut self.cached);
         self.started(!cached.is_empty());
@@ -436,7 +518,7 @@ impl Run<'_> {
             let PreparedMover::Store { file, offset, .. } = prepared else {
                 return Err(PoolError::NoPort.into());
             };
-            let mut receiver = XReceiver::new(self.spec.size_limit);
+            let mut receiver = XReceiver::new(Some(self.wire_limit(offset.unwrap_or(0))));
             for &(s, e) in &self.spec.skip {
                 receiver.stored(s, e.saturating_sub(s));
             }
@@ -465,6 +547,13 @@ impl Run<'_> {
         })
     }
 
+    /// The largest wire offset a receive at `base` may write to: the announced size, and never
+    /// past the largest file offset (a huge block offset must not wrap onto the file's start).
+    fn wire_limit(&self, base: u64) -> u64 {
+        let ceiling = crate::protocol::command::MAX_FILE_OFFSET.saturating_sub(base);
+        self.spec.size_limit.map_or(ceiling, |s| s.min(ceiling))
+    }
+
     /// The file, the ranges to send and the wire offset base of a sending block transfer.
     fn send_source(&self, prepared: PreparedMover) -> Result<SendSource, PoolError> {
         match prepared {
@@ -481,6 +570,10 @@ impl Run<'_> {
     /// Waits for the streams while reporting progress. With `recv`, also accepts more
     /// connections until the MODE E EOF count is reached. Returns the sockets the streams
     /// handed back for reuse, or the first error.
+    ///
+    /// Bounded for a peer that never finishes: no more connections than the EOF count (or the
+    /// pool's cap), a receive with no connection left fails after the connect timeout, and a
+    /// transfer whose byte count stands still for the stall timeout fails.
     async fn drive(&mut self, streams: &mut Streams, recv: Option<&Joiner>) -> Result<Vec<TcpStream>, MoverFailed> {
         let mut ticker = self.spec.markers.map(tokio::time::interval);
         let listener = if recv.is_some() {
@@ -488,6 +581,8 @@ impl Run<'_> {
         } else {
             None
         };
+        let mut watchdog = Watchdog::new(self.pool.config.connect_timeout, self.pool.config.stall_timeout);
+        let mut check = tokio::time::interval(WATCHDOG_TICK);
         let mut kept = Vec::new();
         let mut failure: Option<PoolError> = None;
         let mut winding_down = false;
@@ -502,10 +597,12 @@ impl Run<'_> {
                 winding_down = true;
                 streams.cancel_all();
             }
-            let accepting = recv.is_some() && !complete && failure.is_none();
+            let room =
+                recv.is_some_and(|j| streams.cancel.len() < j.connection_limit(self.pool.config.max_data_connections));
+            let accepting = room && !complete && failure.is_none();
             let accept = async {
                 match (&listener, accepting) {
-                    (Some(l), true) => self.pool.accept(l, self.spec.peer, self.spec.buffer).await,
+                    (Some(l), true) => self.pool.accept(l, &self.spec.peers, self.spec.buffer).await,
                     _ => std::future::pending().await,
                 }
             };
@@ -548,6 +645,13 @@ impl Run<'_> {
                     streams.cancel_all();
                 }
                 _ = tick => self.progress(streams, recv),
+                _ = check.tick(), if failure.is_none() && !winding_down => {
+                    if let Some(e) = watchdog.check(streams) {
+                        tracing::warn!("data transfer stopped: {e}");
+                        failure = Some(e);
+                        streams.cancel_all();
+                    }
+                }
             }
         }
         // A failed receive still reports what it stored: the ranges a restart can skip.

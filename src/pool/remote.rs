@@ -7,15 +7,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::mover::{self, MoverChannel, MoverEvent, MoverSpec};
 use super::{MoverRequest, Pool, PoolError};
 use crate::engine::OpError;
+use crate::link::auth;
 use crate::link::{
-    read_frame, write_frame, DoorMsg, Failure, FailureKind, LinkError, Moved, NsOp, NsReply, PoolMsg, WireMover,
-    VERSION,
+    read_frame, read_frame_within, write_frame, DoorMsg, Failure, FailureKind, LinkError, Moved, NsOp, NsReply,
+    PoolMsg, WireMover, HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME, VERSION,
 };
 use crate::storage::checksum::Algorithm;
 use crate::storage::{Root, StorageError};
@@ -27,6 +29,10 @@ pub struct PoolLinkConfig {
     pub name: String,
     /// The address clients reach this pool's data ports on.
     pub data_address: IpAddr,
+    /// Its passive port range, announced so the door connects nowhere else.
+    pub port_range: Option<(u16, u16)>,
+    /// This pool's link key (see [`crate::link::auth`]).
+    pub key: crate::link::auth::Key,
 }
 
 /// MODE E connections kept per control session, for the next transfer in the same direction.
@@ -72,7 +78,7 @@ pub fn pool_failure(e: &PoolError) -> Failure {
         PoolError::Engine(OpError::Io { source, op }) if *op != "write" => {
             (FailureKind::ConnectionLost, source.raw_os_error())
         }
-        PoolError::Engine(OpError::Framing(_)) => (FailureKind::ConnectionLost, None),
+        PoolError::Engine(OpError::Framing(_)) | PoolError::Stalled(_) => (FailureKind::ConnectionLost, None),
         PoolError::Engine(OpError::Io { source, .. }) => (FailureKind::Local, source.raw_os_error()),
         PoolError::Engine(_) => (FailureKind::Local, None),
     };
@@ -109,23 +115,44 @@ fn run_ns(root: &Root, op: NsOp) -> Result<NsReply, Failure> {
     })
 }
 
+/// The pool's side of the handshake: the door must prove it holds this pool's key before the
+/// pool proves it (so a fake door learns nothing it could replay).
+async fn handshake(cfg: &PoolLinkConfig, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> Result<(), LinkError> {
+    let own = auth::nonce();
+    let hello = PoolMsg::Hello {
+        version: VERSION,
+        name: cfg.name.clone(),
+        data_address: cfg.data_address,
+        port_range: cfg.port_range,
+        nonce: hex::encode(own),
+    };
+    write_frame(wr, &hello).await?;
+    let door_nonce = match read_frame_within::<_, DoorMsg>(rd, MAX_HANDSHAKE_FRAME).await? {
+        Some(DoorMsg::Challenge { nonce, proof }) => {
+            let door_nonce = auth::parse_nonce(&nonce)?;
+            if !auth::verify(&cfg.key, auth::DOOR, &door_nonce, &own, &cfg.name, &proof) {
+                return Err(LinkError::BadProof("the door"));
+            }
+            door_nonce
+        }
+        Some(DoorMsg::Welcome { version }) if version != VERSION => return Err(LinkError::Version(version)),
+        _ => return Err(LinkError::Handshake),
+    };
+    let proof = auth::prove(&cfg.key, auth::POOL, &own, &door_nonce, &cfg.name);
+    write_frame(wr, &PoolMsg::Proof { proof }).await?;
+    match read_frame_within::<_, DoorMsg>(rd, MAX_HANDSHAKE_FRAME).await? {
+        Some(DoorMsg::Welcome { version }) if version == VERSION => Ok(()),
+        Some(DoorMsg::Welcome { version }) => Err(LinkError::Version(version)),
+        _ => Err(LinkError::Handshake),
+    }
+}
+
 async fn session(pool: Arc<Pool>, root: Arc<Root>, cfg: &PoolLinkConfig, stream: TcpStream) -> Result<(), LinkError> {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    write_frame(
-        &mut wr,
-        &PoolMsg::Hello {
-            version: VERSION,
-            name: cfg.name.clone(),
-            data_address: cfg.data_address,
-        },
-    )
-    .await?;
-    match read_frame::<_, DoorMsg>(&mut rd).await? {
-        Some(DoorMsg::Welcome { version }) if version == VERSION => {}
-        Some(DoorMsg::Welcome { version }) => return Err(LinkError::Version(version)),
-        _ => return Err(LinkError::Handshake),
-    }
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(cfg, &mut rd, &mut wr))
+        .await
+        .map_err(|_| LinkError::HandshakeTimeout)??;
     let (tx, mut rx) = mpsc::unbounded_channel::<PoolMsg>();
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
@@ -177,7 +204,7 @@ async fn session(pool: Arc<Pool>, root: Arc<Root>, cfg: &PoolLinkConfig, stream:
             DoorMsg::Forget { session } => {
                 caches.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
             }
-            DoorMsg::Welcome { .. } => {}
+            DoorMsg::Welcome { .. } | DoorMsg::Challenge { .. } => {}
         }
     };
     // Without a door nobody can report these transfers: stop them.
@@ -216,7 +243,7 @@ async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: 
         } else {
             MoverChannel::Connect(m.connect)
         },
-        peer: m.peer,
+        peers: m.peers,
         local,
         buffer: m.buffer,
         skip: m.skip,

@@ -425,6 +425,21 @@ fn parse_u64(s: &str) -> Result<u64, ParseError> {
         .map_err(|_| ParseError::BadArgument(format!("Invalid number '{}'.", truncate(s, 32))))
 }
 
+/// Largest file offset or size a client may name: file offsets are signed 64-bit (`off_t`), so
+/// anything larger would wrap on its way to the disk.
+pub const MAX_FILE_OFFSET: u64 = i64::MAX as u64;
+
+/// A file offset, length or size: a number no larger than [`MAX_FILE_OFFSET`].
+fn parse_offset(s: &str) -> Result<u64, ParseError> {
+    let n = parse_u64(s)?;
+    if n > MAX_FILE_OFFSET {
+        return Err(ParseError::BadArgument(format!(
+            "Offset {n} is past the largest file offset ({MAX_FILE_OFFSET})."
+        )));
+    }
+    Ok(n)
+}
+
 /// `host-port = h1,h2,h3,h4,p1,p2` (RFC 959 §4.1.2), each a decimal 0..=255.
 pub fn parse_host_port(s: &str) -> Result<SocketAddr, ParseError> {
     let bad = || ParseError::BadArgument("Invalid host-port; expected h1,h2,h3,h4,p1,p2.".into());
@@ -525,21 +540,21 @@ fn parse_mode(s: &str) -> Result<TransferMode, ParseError> {
 /// `ALLO SP decimal-integer [SP R SP decimal-integer]` (RFC 959 §4.1.3).
 fn parse_allo(s: &str) -> Result<u64, ParseError> {
     let first = s.split_whitespace().next().unwrap_or("");
-    parse_u64(first)
+    parse_offset(first)
 }
 
 /// `REST SP offset` or `REST SP start-end[,start-end...]` (GFD.20 §restart markers).
 fn parse_rest(s: &str) -> Result<RestArg, ParseError> {
     let s = s.trim();
     if !s.contains('-') {
-        return parse_u64(s).map(RestArg::Offset);
+        return parse_offset(s).map(RestArg::Offset);
     }
     let mut ranges = Vec::new();
     for item in s.split(',') {
         let (a, b) = item
             .split_once('-')
             .ok_or_else(|| ParseError::BadArgument("Invalid restart range.".into()))?;
-        let (a, b) = (parse_u64(a)?, parse_u64(b)?);
+        let (a, b) = (parse_offset(a)?, parse_offset(b)?);
         if b < a {
             return Err(ParseError::BadArgument("Restart range ends before it starts.".into()));
         }
@@ -552,10 +567,10 @@ fn parse_rest(s: &str) -> Result<RestArg, ParseError> {
 fn parse_cksm(s: &str) -> Result<CksmArg, ParseError> {
     let mut it = s.splitn(4, ' ');
     let algorithm = it.next().unwrap_or("").to_string();
-    let offset = parse_u64(it.next().unwrap_or(""))?;
+    let offset = parse_offset(it.next().unwrap_or(""))?;
     let length = match it.next().unwrap_or("").trim() {
         "-1" => None,
-        l => Some(parse_u64(l)?),
+        l => Some(parse_offset(l)?),
     };
     let path = required(it.next().unwrap_or(""))?.to_string();
     Ok(CksmArg {
@@ -570,8 +585,8 @@ fn parse_eret(s: &str) -> Result<EretArg, ParseError> {
     let mut it = s.splitn(4, ' ');
     match it.next() {
         Some(m) if m.eq_ignore_ascii_case("P") => {
-            let offset = parse_u64(it.next().unwrap_or(""))?;
-            let length = parse_u64(it.next().unwrap_or(""))?;
+            let offset = parse_offset(it.next().unwrap_or(""))?;
+            let length = parse_offset(it.next().unwrap_or(""))?;
             let path = required(it.next().unwrap_or(""))?.to_string();
             Ok(EretArg::Partial { offset, length, path })
         }
@@ -583,7 +598,7 @@ fn parse_esto(s: &str) -> Result<EstoArg, ParseError> {
     let mut it = s.splitn(3, ' ');
     match it.next() {
         Some(m) if m.eq_ignore_ascii_case("A") => {
-            let offset = parse_u64(it.next().unwrap_or(""))?;
+            let offset = parse_offset(it.next().unwrap_or(""))?;
             let path = required(it.next().unwrap_or(""))?.to_string();
             Ok(EstoArg::Adjusted { offset, path })
         }

@@ -47,6 +47,8 @@ pub enum SessionError {
     ReadOnly,
     #[error("Offset too large.")]
     OffsetOverflow,
+    #[error("File name too long.")]
+    NameTooLong,
     #[error("No such file or directory.")]
     NotFound,
     #[error("Permission denied.")]
@@ -104,6 +106,7 @@ impl SessionError {
                 Code::FILE_UNAVAILABLE
             }
             NoSpace => Code::INSUFFICIENT_STORAGE,
+            NameTooLong => Code::NAME_NOT_ALLOWED,
             ConnectionLost(_) | Aborted => Code::TRANSFER_ABORTED,
             Local(_) | Internal(_) => Code::LOCAL_ERROR,
         }
@@ -140,6 +143,7 @@ mod tests {
             Path(PathError::Escape),
             ReadOnly,
             OffsetOverflow,
+            NameTooLong,
             NotFound,
             PermissionDenied,
             AlreadyExists,

@@ -29,6 +29,7 @@ use std::time::Duration;
 use super::buffers::{parse_rate, BufferPolicy};
 use super::command::{
     CksmArg, Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode, TransferType,
+    MAX_FILE_OFFSET,
 };
 use super::facts::{self, Facts, ListFormat};
 use super::feat;
@@ -50,6 +51,8 @@ pub struct SessionConfig {
     pub allow_anonymous: bool,
     /// The client's address on the control connection.
     pub peer_ip: IpAddr,
+    /// Networks besides the client that PORT/EPRT/SPOR may name (third-party transfers).
+    pub trusted_networks: Vec<ipnet::IpNet>,
     /// Greeting text of the 220 reply.
     pub banner: String,
     /// Automatic socket-buffer sizing (ABUF, transfers without SBUF).
@@ -532,6 +535,7 @@ impl Session {
                 let path = self.resolve(&path)?;
                 let offset = offset
                     .checked_add(self.rest.unwrap_or(0))
+                    .filter(|&o| o <= MAX_FILE_OFFSET)
                     .ok_or(SessionError::OffsetOverflow)?;
                 self.transfer(TransferKind::Retrieve {
                     path,
@@ -549,13 +553,14 @@ impl Session {
                     path,
                     offset,
                     append: false,
-                    truncate: self.rest.is_none(),
+                    truncate: self.rest.is_none() && self.rest_ranges.is_none(),
                 })
             }
             C::Esto(EstoArg::Adjusted { offset, path }) => {
                 let path = self.writable_path(&path)?;
                 let offset = offset
                     .checked_add(self.rest.unwrap_or(0))
+                    .filter(|&o| o <= MAX_FILE_OFFSET)
                     .ok_or(SessionError::OffsetOverflow)?;
                 self.transfer(TransferKind::Store {
                     path,
@@ -1065,7 +1070,7 @@ impl Session {
                 path,
                 offset,
                 append: false,
-                truncate: self.rest.is_none(),
+                truncate: self.rest.is_none() && self.rest_ranges.is_none(),
             }
         };
         if p.pasv {
@@ -1089,12 +1094,14 @@ impl Session {
         self.transfer(kind)
     }
 
+    /// Bounce protection (gridftp-protocol.md pitfall 17), for every session: data connections
+    /// go back to the client or a trusted network, never to a privileged port.
     fn check_port_target(&self, addrs: &[SocketAddr]) -> Result<(), SessionError> {
-        let writable = self.access.as_ref().is_some_and(|a| a.writable);
-        // Bounce protection for anonymous sessions (gridftp-protocol.md pitfall 17): only back
-        // to the client itself and never to a privileged port.
-        let peer = canonical(self.config.peer_ip);
-        if !writable && addrs.iter().any(|a| canonical(a.ip()) != peer || a.port() < 1024) {
+        let peers = crate::peers::DataPeers {
+            client: self.config.peer_ip,
+            trusted: self.config.trusted_networks.clone(),
+        };
+        if addrs.iter().any(|a| !peers.allows(a.ip()) || a.port() < 1024) {
             return Err(SessionError::PortRefused);
         }
         Ok(())
@@ -1386,13 +1393,6 @@ fn is_v4_mapped(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
-
 /// Parameters of a GET or PUT command.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct GetPutParams {
@@ -1475,6 +1475,7 @@ mod tests {
     fn session() -> Session {
         Session::new(SessionConfig {
             allow_anonymous: true,
+            trusted_networks: Vec::new(),
             peer_ip: "10.0.0.9".parse().unwrap(),
             banner: "hi".into(),
             buffers: BufferPolicy {
@@ -1665,6 +1666,67 @@ mod tests {
     }
 
     #[test]
+    fn port_rules_hold_for_logged_in_users_unless_trusted() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(
+            &mut s,
+            &[
+                b"USER alice",
+                b"PASS pw",
+                b"PORT 10,0,0,8,4,1",
+                b"EPRT |1|10.0.0.9|25|",
+                b"PORT 10,0,0,9,4,1",
+            ],
+        );
+        let got = &got[1..];
+        assert!(got[1].starts_with("501 PORT to a host other"), "{got:?}");
+        assert!(got[2].starts_with("501 PORT to a host other"), "{got:?}");
+        assert_eq!(got[3], "200 PORT Command successful.\r\n");
+
+        let mut config = session().config;
+        config.trusted_networks = crate::peers::parse_networks("10.0.0.0/29").unwrap();
+        let mut s = Session::new(config);
+        let got = run(
+            &mut s,
+            &[
+                b"USER ftp",
+                b"PASS x",
+                b"PORT 10,0,0,7,4,1",
+                b"PORT 10,0,0,8,4,1",
+                b"PORT 10,0,0,7,0,80",
+            ],
+        );
+        assert_eq!(got[3], "200 PORT Command successful.\r\n", "{got:?}");
+        assert!(got[4].starts_with("501 "), "{got:?}");
+        assert!(got[5].starts_with("501 "), "{got:?}");
+    }
+
+    #[test]
+    fn offsets_past_off_t_are_refused() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(
+            &mut s,
+            &[
+                b"USER ftp",
+                b"PASS x",
+                b"REST 18446744073709551615",
+                b"REST 9223372036854775808",
+                b"REST 0-9223372036854775808",
+                b"ALLO 18446744073709551615",
+                b"REST 9223372036854775807",
+                b"ERET P 1 1 f",
+            ],
+        );
+        for g in &got[2..6] {
+            assert!(g.starts_with("501 "), "{got:?}");
+        }
+        assert!(got[6].starts_with("350 "), "{got:?}");
+        assert!(got[7].starts_with("501 Offset too large"), "{got:?}");
+    }
+
+    #[test]
     fn opts_retr_is_lenient() {
         assert_eq!(
             parse_opts_list("Parallelism=4,4,4;").unwrap(),
@@ -1751,7 +1813,10 @@ mod tests {
 
     #[test]
     fn spas_reply_and_spor() {
-        let mut s = session();
+        // Stripes on other hosts: allowed only from trusted networks.
+        let mut config = session().config;
+        config.trusted_networks = crate::peers::parse_networks("10.0.0.0/24").unwrap();
+        let mut s = Session::new(config);
         s.poll_reply();
         let got = run(
             &mut s,
@@ -1780,6 +1845,12 @@ mod tests {
         s.handle_line(b"STOR /f");
         let t = take_transfer(&mut s);
         assert_eq!(t.skip, vec![(0, 10), (20, 30)]);
+        // A range restart keeps what is in place.
+        assert!(
+            matches!(t.kind, TransferKind::Store { truncate: false, .. }),
+            "{:?}",
+            t.kind
+        );
         assert_eq!(t.size_limit, Some(100));
         assert_eq!(s.marker_interval(false), Some(DEFAULT_MARKER_SECS));
         assert_eq!(s.marker_interval(true), None);
@@ -1792,9 +1863,15 @@ mod tests {
             "112-Perf Marker\r\n Timestamp:  1764300000.5\r\n Stripe Index: 0\r\n Stripe Bytes Transferred: 12345\r\n Total Stripe Count: 1\r\n112 End.\r\n"
         );
         assert_eq!(replies[2], "111 Range Marker 0-12345\r\n");
-        // The next transfer has no REST ranges left.
+        // The next transfer has no REST ranges left, and starts the file afresh.
         s.handle_line(b"STOR /g");
-        assert!(take_transfer(&mut s).skip.is_empty());
+        let t = take_transfer(&mut s);
+        assert!(t.skip.is_empty());
+        assert!(
+            matches!(t.kind, TransferKind::Store { truncate: true, .. }),
+            "{:?}",
+            t.kind
+        );
     }
 
     #[test]

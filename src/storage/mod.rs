@@ -100,6 +100,31 @@ pub struct WriteMode {
     pub append: bool,
 }
 
+/// An upload's open file, and where it goes once the upload succeeds.
+#[derive(Debug)]
+pub struct Upload {
+    pub file: File,
+    /// `(partial, final)`: the upload writes the partial file and [`Root::commit_upload`]
+    /// renames it over the final name. `None`: it writes the final file in place.
+    pub commit: Option<(String, String)>,
+}
+
+/// Suffix of the file an upload writes until it has succeeded: `dir/.NAME.ringmover-partial`.
+pub const PARTIAL_SUFFIX: &str = ".ringmover-partial";
+
+/// The partial file of an upload to `vpath` (None when the name would be too long).
+pub fn partial_path(vpath: &str) -> Option<String> {
+    let (parent, name) = split(vpath);
+    if name.is_empty() || name.len() + PARTIAL_SUFFIX.len() + 1 > NAME_MAX {
+        return None;
+    }
+    let sep = if parent.ends_with('/') { "" } else { "/" };
+    Some(format!("{parent}{sep}.{name}{PARTIAL_SUFFIX}"))
+}
+
+/// Longest file name most Linux file systems take.
+const NAME_MAX: usize = 255;
+
 /// A directory tree that all access is confined to.
 #[derive(Debug)]
 pub struct Root {
@@ -176,6 +201,45 @@ impl Root {
         }
         let fd = self.open_at("create", vpath, flags, Mode::from_raw_mode(0o644))?;
         Ok(File::from(fd))
+    }
+
+    /// Opens the file an upload writes. A fresh upload (`truncate`) and one that continues an
+    /// earlier failed upload write the partial file, renamed over `vpath` by
+    /// [`commit_upload`](Self::commit_upload) once every byte is in, so a file never looks
+    /// complete when it is not. A restart or append onto an existing complete file with no
+    /// partial writes that file in place, as the client asked.
+    pub fn open_upload(&self, vpath: &str, how: WriteMode) -> Result<Upload, StorageError> {
+        let existing = match self.stat(vpath) {
+            Ok(info) if info.kind == Kind::Dir => {
+                return Err(StorageError::new(
+                    "create",
+                    vpath,
+                    io::Error::from_raw_os_error(libc::EISDIR),
+                ))
+            }
+            Ok(_) => true,
+            Err(e) if e.errno() == Some(libc::ENOENT) => false,
+            Err(e) => return Err(e),
+        };
+        let Some(partial) = partial_path(vpath) else {
+            let file = self.open_write(vpath, how)?;
+            return Ok(Upload { file, commit: None });
+        };
+        let continuing = self.stat(&partial).is_ok_and(|i| i.kind == Kind::File);
+        if existing && !how.truncate && !continuing {
+            let file = self.open_write(vpath, how)?;
+            return Ok(Upload { file, commit: None });
+        }
+        let file = self.open_write(&partial, how)?;
+        Ok(Upload {
+            file,
+            commit: Some((partial, vpath.to_string())),
+        })
+    }
+
+    /// Puts a finished upload's partial file in place under its final name.
+    pub fn commit_upload(&self, partial: &str, final_path: &str) -> Result<(), StorageError> {
+        self.rename(partial, final_path)
     }
 
     /// Facts of a path, following symlinks that stay inside the root.
@@ -346,6 +410,56 @@ mod tests {
                 ("up".into(), Kind::Symlink)
             ]
         );
+    }
+
+    #[test]
+    fn uploads_write_a_partial_file_until_committed() {
+        use std::io::Write;
+        let (t, r) = tree();
+        let fresh = WriteMode {
+            truncate: true,
+            append: false,
+        };
+        let resume = WriteMode {
+            truncate: false,
+            append: false,
+        };
+        assert_eq!(partial_path("/d/x").as_deref(), Some("/d/.x.ringmover-partial"));
+        assert_eq!(partial_path("/x").as_deref(), Some("/.x.ringmover-partial"));
+        assert_eq!(partial_path(&format!("/{}", "n".repeat(240))), None);
+
+        let mut up = r.open_upload("/d/x", fresh).unwrap();
+        up.file.write_all(b"half").unwrap();
+        assert_eq!(
+            r.stat("/d/x").unwrap_err().errno(),
+            Some(libc::ENOENT),
+            "not complete yet"
+        );
+        // A restart continues the partial file, then puts it in place.
+        let up = r.open_upload("/d/x", resume).unwrap();
+        let (partial, fin) = up.commit.clone().unwrap();
+        assert_eq!((partial.as_str(), fin.as_str()), ("/d/.x.ringmover-partial", "/d/x"));
+        std::os::unix::fs::FileExt::write_at(&up.file, b" and the rest", 4).unwrap();
+        r.commit_upload(&partial, &fin).unwrap();
+        assert_eq!(std::fs::read(t.path().join("root/d/x")).unwrap(), b"half and the rest");
+        assert!(r.stat(&partial).is_err());
+
+        // Appending to (or restarting into) a complete file with no partial writes it in place.
+        let up = r
+            .open_upload(
+                "/d/x",
+                WriteMode {
+                    truncate: false,
+                    append: true,
+                },
+            )
+            .unwrap();
+        assert!(up.commit.is_none());
+        // A fresh upload over an existing file replaces it only when committed.
+        let mut up = r.open_upload("/d/x", fresh).unwrap();
+        up.file.write_all(b"new").unwrap();
+        assert_eq!(std::fs::read(t.path().join("root/d/x")).unwrap(), b"half and the rest");
+        assert_eq!(r.open_upload("/d", fresh).unwrap_err().errno(), Some(libc::EISDIR));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Shared helpers for end-to-end tests: start `ringmover serve`, a raw control client, peers.
 #![allow(dead_code)]
 
+pub mod site;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

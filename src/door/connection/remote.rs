@@ -11,6 +11,7 @@ use crate::door::convert::{facts, link_failure};
 use crate::door::pools::{PoolManager, RemotePool};
 use crate::engine::Engine;
 use crate::link::{FailureKind, NsOp, NsReply, PoolMsg, WireMover};
+use crate::peers::DataPeers;
 use crate::pool::MoverRequest;
 use crate::protocol::session::{DataEndpoint, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::SessionError;
@@ -152,10 +153,10 @@ impl Connection {
             listen,
             connect,
             // A proxied transfer's pool accepts only the door's own relay connection.
-            peer: if proxied {
-                Some(self.local.ip())
+            peers: if proxied {
+                DataPeers::only(self.local.ip())
             } else {
-                (!req.access.writable).then_some(self.peer.ip())
+                self.data_peers()
             },
             buffer: req.buffer_size,
             skip: req.skip.clone(),
@@ -174,8 +175,11 @@ impl Connection {
         let mut pool_addr: Option<std::net::SocketAddr> = None;
         let mut relaying = false;
         let listener = self.passive.clone();
-        let client_ip = self.peer.ip();
+        let data_peers = self.data_peers();
         let mut relay: Option<crate::engine::TransferHandle> = None;
+        let mut relayed = 0usize;
+        // What the pool last reported: the bytes logged if the pool dies mid-transfer.
+        let mut last_bytes = 0u64;
         let done = loop {
             tokio::select! {
                 msg = mover.events.recv() => match msg {
@@ -207,6 +211,7 @@ impl Connection {
                         }
                     }
                     Some(PoolMsg::Progress { bytes, ranges, .. }) => {
+                        last_bytes = bytes;
                         self.session.handle_progress(super::transfer::now_tenths(), bytes, ranges);
                         self.flush().await?;
                     }
@@ -214,7 +219,8 @@ impl Connection {
                     Some(_) => {}
                     None => break Err((pool_gone(&pool), 0)),
                 },
-                accepted = accept_from(listener.as_deref(), client_ip), if relaying && pool_addr.is_some() => {
+                accepted = accept_from(listener.as_deref(), &data_peers), if relaying && pool_addr.is_some() && relayed < crate::pool::DEFAULT_MAX_DATA_CONNECTIONS => {
+                    relayed += 1;
                     let relayed = match (accepted, pool_addr) {
                         (Ok(client), Some(to)) => match connect_from(self.local.ip(), to).await {
                             Ok(pool_sock) => relay_sockets(&engine, client, pool_sock, req.buffer_size),
@@ -306,7 +312,7 @@ impl Connection {
                     link_failure(&f)
                 };
                 Outcome {
-                    bytes,
+                    bytes: bytes.max(last_bytes),
                     result: Err(e),
                     streams: 0,
                 }
@@ -339,10 +345,13 @@ impl Connection {
         buffer: Option<u64>,
     ) -> Result<crate::engine::TransferHandle, SessionError> {
         let listener = self.passive.clone().ok_or(SessionError::NoDataChannel)?;
-        let client = tokio::time::timeout(Duration::from_secs(30), accept_from(Some(&listener), self.peer.ip()))
-            .await
-            .map_err(|_| SessionError::DataConnection("no data connection within 30 s".into()))?
-            .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+        let client = tokio::time::timeout(
+            Duration::from_secs(30),
+            accept_from(Some(&listener), &self.data_peers()),
+        )
+        .await
+        .map_err(|_| SessionError::DataConnection("no data connection within 30 s".into()))?
+        .map_err(|e| SessionError::DataConnection(e.to_string()))?;
         if sends {
             relay_sockets(engine, pool_sock, client, buffer)
         } else {
@@ -351,19 +360,21 @@ impl Connection {
     }
 }
 
-/// The next connection from `ip` on `listener` (pending for ever without a listener).
+/// The next connection from one of `peers` on `listener` (pending for ever without a
+/// listener); strangers are dropped.
 async fn accept_from(
     listener: Option<&tokio::net::TcpListener>,
-    ip: std::net::IpAddr,
+    peers: &DataPeers,
 ) -> std::io::Result<tokio::net::TcpStream> {
     let Some(l) = listener else {
         return std::future::pending().await;
     };
     loop {
         let (s, from) = l.accept().await?;
-        if from.ip() == ip {
+        if peers.allows(from.ip()) {
             return Ok(s);
         }
+        tracing::warn!(%from, client = %peers.client, "relay: dropped data connection from a foreign address");
     }
 }
 
@@ -427,7 +438,8 @@ impl Connection {
         };
         self.session.handle_transfer_started(false);
         self.flush().await?;
-        let accept = accept_from(Some(&listener), self.peer.ip());
+        let peers = self.data_peers();
+        let accept = accept_from(Some(&listener), &peers);
         let result = match tokio::time::timeout(Duration::from_secs(30), accept).await {
             Ok(Ok(mut s)) => s.write_all(&bytes).await.map(|_| bytes.len() as u64),
             Ok(Err(e)) => Err(e),

@@ -71,7 +71,7 @@ impl Connection {
             xmode: req.xmode,
             parallelism: req.parallelism,
             channel,
-            peer: (!req.access.writable).then_some(self.peer.ip()),
+            peers: self.data_peers(),
             local: self.local.ip(),
             buffer: req.buffer_size,
             skip: req.skip.clone(),

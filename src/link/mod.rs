@@ -1,7 +1,10 @@
 //! The door–pool link: one TCP connection per pool, opened by the pool, carrying length-prefixed
-//! (u32, big-endian) JSON messages. The first message each way states the protocol version; a
-//! mismatch closes the link with a clear log line. Namespace requests carry a request id; movers
-//! carry a mover id and report events until `Done`.
+//! (u32, big-endian) JSON messages. It opens with a handshake ([`auth`]): the pool's `Hello`
+//! (version, name, data address and ports, nonce), the door's `Challenge`, the pool's `Proof`,
+//! the door's `Welcome`; handshake frames are small and the whole exchange is timed. Namespace
+//! requests carry a request id; movers carry a mover id and report events until `Done`.
+
+pub mod auth;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,9 +15,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::storage::FileInfo;
 
 /// Protocol version spoken by this build.
-pub const VERSION: u32 = 1;
-/// Largest frame accepted (a big directory listing fits).
+pub const VERSION: u32 = 2;
+/// Largest frame accepted (a big directory listing fits). Its memory is taken as the bytes
+/// arrive, not when the length prefix does.
 pub const MAX_FRAME: usize = 64 << 20;
+/// Largest frame before the pool has proven its key.
+pub const MAX_HANDSHAKE_FRAME: usize = 4096;
+/// The whole handshake must be done within this.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Link failures.
 #[derive(Debug, Error)]
@@ -27,8 +35,16 @@ pub enum LinkError {
     Decode(#[from] serde_json::Error),
     #[error("peer speaks link version {0}, we speak {VERSION}")]
     Version(u32),
-    #[error("unexpected first message")]
+    #[error("unexpected handshake message")]
     Handshake,
+    #[error("link keys: {0}")]
+    Keys(String),
+    #[error("no key for pool '{0}'")]
+    UnknownPool(String),
+    #[error("{0} did not prove the link key")]
+    BadProof(&'static str),
+    #[error("handshake not finished within {HANDSHAKE_TIMEOUT:?}")]
+    HandshakeTimeout,
 }
 
 /// A namespace operation the door asks a pool to run under its root.
@@ -89,7 +105,8 @@ pub struct WireMover {
     /// Listen and report the address (true), or connect to `connect`.
     pub listen: bool,
     pub connect: Vec<SocketAddr>,
-    pub peer: Option<IpAddr>,
+    /// Who the pool may accept data connections from.
+    pub peers: crate::peers::DataPeers,
     pub buffer: Option<u64>,
     pub skip: Vec<(u64, u64)>,
     pub size_limit: Option<u64>,
@@ -114,6 +131,11 @@ pub struct Moved {
 /// Door → pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DoorMsg {
+    /// The door's nonce and its proof of the pool's key.
+    Challenge {
+        nonce: String,
+        proof: String,
+    },
     Welcome {
         version: u32,
     },
@@ -141,6 +163,13 @@ pub enum PoolMsg {
         version: u32,
         name: String,
         data_address: IpAddr,
+        /// The passive ports this pool listens on (None: any unprivileged port).
+        port_range: Option<(u16, u16)>,
+        nonce: String,
+    },
+    /// The pool's proof of its key, answering `Challenge`.
+    Proof {
+        proof: String,
     },
     Reply {
         req: u64,
@@ -178,9 +207,18 @@ pub async fn write_frame<W: AsyncWriteExt + Unpin, M: Serialize>(w: &mut W, msg:
     Ok(())
 }
 
-/// Reads one frame; `None` at a clean end of stream.
+/// Reads one frame of at most [`MAX_FRAME`] bytes; `None` at a clean end of stream.
 pub async fn read_frame<R: AsyncReadExt + Unpin, M: for<'de> Deserialize<'de>>(
     r: &mut R,
+) -> Result<Option<M>, LinkError> {
+    read_frame_within(r, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `limit` bytes. The body's buffer grows with the bytes that
+/// arrive, so a large length prefix alone costs nothing.
+pub async fn read_frame_within<R: AsyncReadExt + Unpin, M: for<'de> Deserialize<'de>>(
+    r: &mut R,
+    limit: usize,
 ) -> Result<Option<M>, LinkError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
@@ -189,11 +227,14 @@ pub async fn read_frame<R: AsyncReadExt + Unpin, M: for<'de> Deserialize<'de>>(
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > limit {
         return Err(LinkError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    let got = r.take(len as u64).read_to_end(&mut body).await?;
+    if got < len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(serde_json::from_slice(&body)?))
 }
 
@@ -209,6 +250,8 @@ mod tests {
                 version: VERSION,
                 name: "p1".into(),
                 data_address: "127.0.0.2".parse().unwrap(),
+                port_range: Some((50000, 50100)),
+                nonce: hex::encode(auth::nonce()),
             },
             PoolMsg::Reply {
                 req: 7,
@@ -242,5 +285,18 @@ mod tests {
             read_frame::<_, DoorMsg>(&mut b).await,
             Err(LinkError::TooLarge(_))
         ));
+
+        // Before the handshake only small frames; a short body is an error, not a hang.
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&5000u32.to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            read_frame_within::<_, PoolMsg>(&mut b, MAX_HANDSHAKE_FRAME).await,
+            Err(LinkError::TooLarge(5000))
+        ));
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&(60u32 << 20).to_be_bytes()).await.unwrap();
+        a.write_all(b"{").await.unwrap();
+        drop(a);
+        assert!(matches!(read_frame::<_, PoolMsg>(&mut b).await, Err(LinkError::Io(_))));
     }
 }
