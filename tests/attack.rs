@@ -595,3 +595,62 @@ fn floods_get_replies_not_panics() {
     c.expect("SIZE nothing", 550);
     assert!(!srv.log().contains("panicked"));
 }
+
+#[test]
+fn a_truncated_mode_e_block_is_a_426() {
+    let srv = Server::start(&[]);
+    let mut c = Control::login(srv.addr, USER, PASSWORD);
+    c.expect("MODE E", 200);
+    let addr = pasv_addr(&mut c);
+    assert_eq!(c.cmd("STOR t").code, 150);
+    let mut d = TcpStream::connect(addr).unwrap();
+    let mut b = block(0, 0, &[7u8; 1000]);
+    b.truncate(17 + 10);
+    d.write_all(&b).unwrap();
+    drop(d);
+    assert_eq!(c.final_reply().code, 426);
+    c.expect("SIZE t", 550);
+}
+
+/// A 4 MiB tmpfs mounted for the test (root only: CI runs as root).
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn mount() -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "ringmover-test"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (CI runs as root)");
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_452_and_nothing_looks_complete() {
+    let fs = SmallFs::mount();
+    let root = tempfile::Builder::new().tempdir_in(fs.0.path()).unwrap();
+    let srv = Server::start_in(root, &[]);
+    let mut c = Control::login(srv.addr, USER, PASSWORD);
+    // The server may close the data connection as soon as the disk is full.
+    let addr = pasv_addr(&mut c);
+    assert_eq!(c.cmd("STOR big").code, 150);
+    let mut d = TcpStream::connect(addr).unwrap();
+    let _ = d.write_all(&pattern(8 << 20, 3));
+    drop(d);
+    let r = c.final_reply();
+    assert_eq!(r.code, 452, "{}", r.text());
+    c.expect("SIZE big", 550);
+    // Space comes back once the partial file is deleted.
+    c.expect("DELE .big.ringmover-partial", 250);
+    assert_eq!(c.upload("STOR small", b"fits").code, 226);
+}

@@ -35,8 +35,10 @@ pub struct Site {
     pub pool_port: u16,
     pub pools: Vec<(Proc, tempfile::TempDir)>,
     pub log: std::path::PathBuf,
+    pub pool_addrs: Vec<String>,
     /// The door's pool keys: one for each of 127.0.0.2 to 127.0.0.9.
     pub keys: std::path::PathBuf,
+    door_args: Vec<String>,
     _state: tempfile::TempDir,
 }
 
@@ -53,45 +55,18 @@ impl Site {
         for i in 2..=9 {
             ringmover::link::auth::LinkKeys::add(&keys, &format!("127.0.0.{i}")).unwrap();
         }
-        let log = state.path().join("door.log");
-        let pool_port = free_port();
-        let mut door = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-            .args([
-                "door",
-                "--listen",
-                "127.0.0.1:0",
-                "--pool-listen",
-                &format!("127.0.0.1:{pool_port}"),
-                "--users",
-            ])
-            .arg(&users)
-            .arg("--pool-keys")
-            .arg(&keys)
-            .args(door_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(door.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let control = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("door address")
-            .parse()
-            .unwrap();
         let mut site = Site {
-            door: Proc(door),
-            control,
-            pool_port,
+            door: Proc(Command::new("true").spawn().unwrap()),
+            control: "127.0.0.1:0".parse().unwrap(),
+            pool_port: free_port(),
             pools: Vec::new(),
-            log,
+            pool_addrs: Vec::new(),
+            log: state.path().join("door.log"),
             keys,
+            door_args: door_args.iter().map(|a| a.to_string()).collect(),
             _state: state,
         };
+        site.spawn_door("127.0.0.1:0");
         for addr in pool_addrs {
             site.add_pool(addr);
         }
@@ -99,8 +74,63 @@ impl Site {
         site
     }
 
+    /// Starts the door on `listen` (its log appended to the site's log).
+    fn spawn_door(&mut self, listen: &str) {
+        let users = self._state.path().join("users");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut door = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+            .args([
+                "door",
+                "--listen",
+                listen,
+                "--pool-listen",
+                &format!("127.0.0.1:{}", self.pool_port),
+                "--users",
+            ])
+            .arg(&users)
+            .arg("--pool-keys")
+            .arg(&self.keys)
+            .args(&self.door_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(door.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.control = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("door address")
+            .parse()
+            .unwrap();
+        self.door = Proc(door);
+    }
+
+    /// Kills the door (SIGKILL) and starts it again on the same ports; the pools reconnect.
+    pub fn restart_door(&mut self) {
+        let before = self.log().matches("pool registered").count();
+        let _ = self.door.0.kill();
+        let _ = self.door.0.wait();
+        let listen = self.control.to_string();
+        self.spawn_door(&listen);
+        self.wait_for_pools(before + self.pools.len());
+    }
+
     pub fn add_pool(&mut self, addr: &str) {
         let root = scratch();
+        let child = self.spawn_pool(addr, root.path());
+        self.pools.push((child, root));
+        self.pool_addrs.push(addr.to_string());
+    }
+
+    fn spawn_pool(&self, addr: &str, root: &Path) -> Proc {
         let child = Command::new(env!("CARGO_BIN_EXE_ringmover"))
             .args([
                 "pool",
@@ -112,14 +142,24 @@ impl Site {
                 "1",
             ])
             .arg("--root")
-            .arg(root.path())
+            .arg(root)
             .arg("--key-file")
             .arg(&self.keys)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.pools.push((Proc(child), root));
+        Proc(child)
+    }
+
+    /// Kills pool `i` (SIGKILL) and starts it again on the same root and address.
+    pub fn restart_pool(&mut self, i: usize) {
+        let before = self.log().matches("pool registered").count();
+        let _ = self.pools[i].0 .0.kill();
+        let _ = self.pools[i].0 .0.wait();
+        let fresh = self.spawn_pool(&self.pool_addrs[i], self.pools[i].1.path());
+        self.pools[i].0 = fresh;
+        self.wait_for_pools(before + 1);
     }
 
     pub fn wait_for_pools(&self, n: usize) {
