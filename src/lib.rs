@@ -19,6 +19,7 @@ pub mod link;
 pub mod peers;
 pub mod pool;
 pub mod protocol;
+pub mod secrets;
 pub mod storage;
 pub mod tune;
 pub mod wan;

@@ -654,3 +654,47 @@ fn a_full_disk_is_a_452_and_nothing_looks_complete() {
     c.expect("DELE .big.ringmover-partial", 250);
     assert_eq!(c.upload("STOR small", b"fits").code, 226);
 }
+
+#[test]
+fn a_symlink_swapped_during_downloads_never_leaks_outside_files() {
+    let srv = Server::start(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"OUTSIDE SECRET").unwrap();
+    std::fs::write(srv.path("inside"), b"inside content").unwrap();
+    let (link, tmp) = (srv.path("s"), srv.path("s.tmp"));
+    std::os::unix::fs::symlink("inside", &link).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, link, tmp, target) = (stop.clone(), link.clone(), tmp.clone(), outside.path().join("secret"));
+        std::thread::spawn(move || {
+            let mut out = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&tmp);
+                let to = if out {
+                    target.clone()
+                } else {
+                    std::path::PathBuf::from("inside")
+                };
+                std::os::unix::fs::symlink(&to, &tmp).unwrap();
+                std::fs::rename(&tmp, &link).unwrap();
+                out = !out;
+            }
+        })
+    };
+    let mut c = Control::login(srv.addr, USER, PASSWORD);
+    let (mut served, mut refused) = (0, 0);
+    for _ in 0..600 {
+        let (data, r) = c.download("RETR s");
+        assert!(!data.windows(6).any(|w| w == b"OUTSIDE"), "leaked the outside file");
+        if r.code == 226 {
+            assert_eq!(data, b"inside content");
+            served += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!("600 RETRs during swaps: {served} served the inside file, {refused} refused");
+    assert!(served > 0 && refused > 0, "{served} served, {refused} refused");
+}

@@ -106,21 +106,8 @@ impl Users {
             .map(String::from)
             .collect();
         out.push(format!("{name}:{hash}"));
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all((out.join("\n") + "\n").as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|source| AuthError::Io { path: shown, source })
+        crate::secrets::write_private(path, &(out.join("\n") + "\n"))
+            .map_err(|source| AuthError::Io { path: shown, source })
     }
 
     /// Verifies a password. Takes the same time whether or not the user exists.

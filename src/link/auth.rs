@@ -89,23 +89,9 @@ impl LinkKeys {
             .map(String::from)
             .collect();
         lines.push(format!("{name}:{}", hex::encode(key)));
-        write_private(path, &(lines.join("\n") + "\n")).map_err(|e| LinkError::Keys(format!("{shown}: {e}")))
+        crate::secrets::write_private(path, &(lines.join("\n") + "\n"))
+            .map_err(|e| LinkError::Keys(format!("{shown}: {e}")))
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// A fresh random nonce.
