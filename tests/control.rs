@@ -265,6 +265,31 @@ fn idle_sessions_time_out() {
 }
 
 #[test]
+fn a_transfer_longer_than_the_idle_timeout_keeps_its_session() {
+    let srv = Server::start(&["--idle-timeout", "2s"]);
+    std::fs::write(srv.path("f"), pattern(32 << 20, 2)).unwrap();
+    let mut c = srv.control();
+    c.expect("USER anonymous", 331);
+    c.expect("PASS x", 230);
+    let mut data = c.pasv();
+    assert_eq!(c.cmd("RETR f").code, 150);
+    // The server's sends block while the client reads nothing: the transfer outlasts the
+    // idle timeout.
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut data, &mut all).unwrap();
+    let got = all.len();
+    assert_eq!(got, 32 << 20);
+    assert!(
+        t.elapsed() > Duration::from_secs(2),
+        "the transfer was too quick to test"
+    );
+    assert_eq!(c.final_reply().code, 226);
+    c.expect("NOOP", 200);
+}
+
+#[test]
 fn max_sessions_is_enforced() {
     let srv = Server::start(&["--max-sessions", "1"]);
     let _first = srv.control();

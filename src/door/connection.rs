@@ -120,8 +120,6 @@ impl Connection {
                 return Ok(());
             }
             if let Some(frame) = self.queued.pop_front() {
-                // Only whole lines keep a session alive: a byte a second does not.
-                last_line = tokio::time::Instant::now();
                 if self.session.access().is_none() {
                     lines_before_login += 1;
                     if lines_before_login > MAX_LINES_BEFORE_LOGIN {
@@ -132,6 +130,9 @@ impl Connection {
                     }
                 }
                 self.feed(frame).await?;
+                // Only whole lines keep a session alive (a byte a second does not), and a
+                // command that ran long (a transfer) counts as activity until it ended.
+                last_line = tokio::time::Instant::now();
                 continue;
             }
             if *self.shutdown.borrow() {
