@@ -117,3 +117,38 @@ fn a_killed_door_comes_back_and_the_copy_completes() {
     assert!(record["retries"].as_u64().unwrap() >= 1, "{record}");
     assert_same(&site.root(0).join("big"), &dst);
 }
+
+#[test]
+fn a_pool_lost_mid_transfer_is_logged_with_the_bytes_it_moved() {
+    use std::io::Read;
+    let mut site = Site::start(&["127.0.0.2"]);
+    write_big(&site.root(0).join("f"), 64 << 20, 14);
+    let mut c = Control::connect(site.control);
+    c.expect("USER anonymous", 331);
+    c.expect("PASS x", 230);
+    c.send("GET path=/f;pasv;");
+    let r = c.reply();
+    assert_eq!(r.code, 127, "{}", r.text());
+    let text = r.text();
+    let inner = &text[text.find('(').unwrap() + 1..text.find(')').unwrap()];
+    let n: Vec<u16> = inner.split(',').map(|x| x.parse().unwrap()).collect();
+    let addr = std::net::SocketAddr::from(([n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8], n[4] * 256 + n[5]));
+    let mut data = std::net::TcpStream::connect(addr).unwrap();
+    assert_eq!(c.reply().code, 150);
+    // Read a little, slowly: the pool has moved some bytes and reported them.
+    let mut buf = vec![0u8; 1 << 20];
+    let got = data.read(&mut buf).unwrap();
+    assert!(got > 0);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (mut pool, _root) = site.pools.remove(0);
+    let _ = pool.0.kill();
+    let _ = pool.0.wait();
+    let r = c.final_reply();
+    assert_eq!(r.code / 100, 4, "{}", r.text());
+    let log = site.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ringmover::transfer") && l.contains("path=/f"))
+        .expect("a transfer line");
+    assert!(!line.contains(" bytes=0 "), "{line}");
+}

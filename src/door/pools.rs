@@ -367,7 +367,10 @@ fn dispatch(pool: &RemotePool, m: PoolMsg) {
                 });
             }
         }
-        PoolMsg::Listening { id, .. } | PoolMsg::Started { id, .. } | PoolMsg::Progress { id, .. } => {
+        PoolMsg::Listening { id, .. }
+        | PoolMsg::Started { id, .. }
+        | PoolMsg::Progress { id, .. }
+        | PoolMsg::Moved { id, .. } => {
             if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
                 let _ = tx.send(m);
             }

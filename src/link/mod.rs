@@ -188,6 +188,11 @@ pub enum PoolMsg {
         bytes: u64,
         ranges: Option<String>,
     },
+    /// Bytes moved so far (once a second while they change), for the door's log.
+    Moved {
+        id: u64,
+        bytes: u64,
+    },
     Done {
         id: u64,
         result: Result<Moved, (Failure, u64)>,

@@ -75,6 +75,9 @@ pub enum MoverEvent {
     Started { reused: bool },
     /// Bytes moved so far and, when receiving, the ranges stored (exclusive ends).
     Progress { bytes: u64, ranges: Option<String> },
+    /// Bytes moved so far, once a second while they change: not a marker for the client, a
+    /// count for the door's transfer log should the mover's process die.
+    Moved(u64),
 }
 
 /// A finished mover.
@@ -646,6 +649,9 @@ impl Run<'_> {
                 }
                 _ = tick => self.progress(streams, recv),
                 _ = check.tick(), if failure.is_none() && !winding_down => {
+                    if streams.bytes() != watchdog.bytes {
+                        let _ = self.events.send(MoverEvent::Moved(streams.bytes()));
+                    }
                     if let Some(e) = watchdog.check(streams) {
                         tracing::warn!("data transfer stopped: {e}");
                         failure = Some(e);

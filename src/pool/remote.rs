@@ -261,6 +261,7 @@ async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: 
                 MoverEvent::Listening(addr) => PoolMsg::Listening { id, addr },
                 MoverEvent::Started { reused } => PoolMsg::Started { id, reused },
                 MoverEvent::Progress { bytes, ranges } => PoolMsg::Progress { id, bytes, ranges },
+                MoverEvent::Moved(bytes) => PoolMsg::Moved { id, bytes },
             };
             let _ = tx.send(msg);
         }

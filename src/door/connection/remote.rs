@@ -210,6 +210,7 @@ impl Connection {
                             }
                         }
                     }
+                    Some(PoolMsg::Moved { bytes, .. }) => last_bytes = bytes,
                     Some(PoolMsg::Progress { bytes, ranges, .. }) => {
                         last_bytes = bytes;
                         self.session.handle_progress(super::transfer::now_tenths(), bytes, ranges);

@@ -136,6 +136,7 @@ impl Connection {
         match ev {
             MoverEvent::Started { reused } => self.session.handle_transfer_started(reused),
             MoverEvent::Progress { bytes, ranges } => self.session.handle_progress(now_tenths(), bytes, ranges),
+            MoverEvent::Moved(_) => {}
             MoverEvent::Listening(addr) => {
                 let ip = self.shared.config.data_address.unwrap_or(addr.ip());
                 self.session
