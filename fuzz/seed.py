@@ -8,6 +8,7 @@ writes corpus/<target>/ files:
 - command_parse: one client command line each;
 - session, framer: each dialogue's client lines, CRLF-terminated, as one input;
 - client_reply: each server reply (continuation lines included);
+- link_frame: the pool link's handshake frames;
 - block_decode: MODE E streams built from the sizes and offsets in the dialogues' REST ranges
   and 111 markers, plus a few shapes (EOF first, EOD only, zero-length).
 
@@ -93,6 +94,15 @@ def main(paths):
         shapes.append(block(0, a, b"r" * n) + eof(1) + block(0x08, a + n, b""))
     for s in shapes:
         write("block_decode", s)
+    nonce = "ab" * 32
+    hello = ('{"Hello":{"version":2,"name":"pool-a","data_address":"127.0.0.2",'
+             '"port_range":[50000,50100],"nonce":"%s"}}' % nonce).encode()
+    proof = ('{"Proof":{"proof":"%s"}}' % ("cd" * 32)).encode()
+    challenge = ('{"Challenge":{"nonce":"%s","proof":"%s"}}' % (nonce, "ef" * 32)).encode()
+    frames = [struct.pack(">I", len(b)) + b for b in (hello, proof, challenge)]
+    write("link_frame", frames[0])
+    write("link_frame", frames[0] + frames[1])
+    write("link_frame", frames[2] + struct.pack(">I", 1 << 26))
     for t in sorted(os.listdir(os.path.join(HERE, "corpus"))):
         print(t, len(os.listdir(os.path.join(HERE, "corpus", t))))
 

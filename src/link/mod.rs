@@ -5,6 +5,7 @@
 //! requests carry a request id; movers carry a mover id and report events until `Done`.
 
 pub mod auth;
+pub mod fuzzing;
 
 use std::net::{IpAddr, SocketAddr};
 
