@@ -103,6 +103,9 @@ enum ConnState {
 pub struct ConnReceiver {
     state: ConnState,
     in_block: u64,
+    /// The block being read carries EOD: it counts once its payload is stored, so the
+    /// transfer is not complete while its last bytes are still on the way to the file.
+    eod_pending: bool,
 }
 
 impl ConnReceiver {
@@ -123,15 +126,16 @@ impl ConnReceiver {
         }
         let payload = if h.is_eof() { 0 } else { h.count };
         if h.is_eod() {
-            t.eod()?;
             if payload > 0 {
                 self.in_block = payload;
+                self.eod_pending = true;
                 self.state = ConnState::Done;
                 return Ok(Event::Payload {
                     offset: h.offset,
                     len: payload,
                 });
             }
+            t.eod()?;
             self.state = ConnState::Done;
             return Ok(Event::Eod { close: h.is_close() });
         }
@@ -143,9 +147,15 @@ impl ConnReceiver {
         })
     }
 
-    /// Reports payload bytes read for the current block.
-    pub fn on_payload(&mut self, n: u64) {
+    /// Reports payload bytes of the current block as stored; the last ones of an EOD block
+    /// count its EOD.
+    pub fn on_payload(&mut self, n: u64, t: &mut TransferReceiver) -> Result<(), DecodeError> {
         self.in_block = self.in_block.saturating_sub(n);
+        if self.in_block == 0 && self.eod_pending {
+            self.eod_pending = false;
+            t.eod()?;
+        }
+        Ok(())
     }
 
     /// True when the connection has ended its part (EOD seen and its payload read).
@@ -188,7 +198,7 @@ impl StreamDecoder {
                 t.stored(self.payload_offset, n);
                 self.payload_offset += n;
                 self.payload_left -= n;
-                self.conn.on_payload(n);
+                self.conn.on_payload(n, t)?;
                 data = &data[n as usize..];
                 continue;
             }
@@ -246,6 +256,25 @@ mod tests {
             d.close()?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn an_eod_block_counts_once_its_payload_is_stored() {
+        let mut t = TransferReceiver::new(None);
+        // EOF (with its own EOD) on one connection, a last data block with EOD on another.
+        ConnReceiver::new().on_header(&Header::eof(2, false), &mut t).unwrap();
+        let mut c = ConnReceiver::new();
+        let h = Header {
+            desc: crate::block::desc::EOD,
+            count: 10,
+            offset: 0,
+        };
+        assert_eq!(c.on_header(&h, &mut t), Ok(Event::Payload { offset: 0, len: 10 }));
+        assert!(!t.complete(), "complete before the last block's bytes are in the file");
+        c.on_payload(4, &mut t).unwrap();
+        assert!(!t.complete());
+        c.on_payload(6, &mut t).unwrap();
+        assert!(t.complete() && c.done());
     }
 
     #[test]

@@ -408,9 +408,15 @@ impl BlockRecv {
 
     /// `len` payload bytes of the current block are in the file: account them and pick the
     /// next phase. True when the stream is done.
-    fn payload_stored(&mut self, len: u64, moved: &mut u64) -> bool {
-        self.stored(self.at, len);
-        self.conn.on_payload(len);
+    fn payload_stored(&mut self, len: u64, moved: &mut u64) -> Result<bool, OpError> {
+        match &self.receiver {
+            Receiving::E(r) => {
+                let mut t = r.lock().unwrap_or_else(|e| e.into_inner());
+                t.stored(self.at, len);
+                self.conn.on_payload(len, &mut t)?;
+            }
+            Receiving::X(r) => r.lock().unwrap_or_else(|e| e.into_inner()).stored(self.at, len),
+        }
         *moved += len;
         self.at += len;
         self.left -= len;
@@ -424,11 +430,11 @@ impl BlockRecv {
             };
         } else if self.conn.done() {
             self.keep = true;
-            return true;
+            return Ok(true);
         } else {
             self.phase = RecvPhase::Header;
         }
-        false
+        Ok(false)
     }
 
     /// Splices what the socket has of the current block into the file. Ok(true): the stream
@@ -469,7 +475,7 @@ impl BlockRecv {
                 }
             }
             budget = budget.saturating_sub(n as u64);
-            if self.payload_stored(n as u64, moved) {
+            if self.payload_stored(n as u64, moved)? {
                 return Ok(true);
             }
             if self.phase != RecvPhase::Body {
@@ -483,13 +489,6 @@ impl BlockRecv {
     /// The socket, when the sender ended with EOD but did not close.
     pub(crate) fn into_socket(self) -> Option<TcpStream> {
         self.keep.then_some(self.sock)
-    }
-
-    fn stored(&self, at: u64, len: u64) {
-        match &self.receiver {
-            Receiving::E(r) => r.lock().unwrap_or_else(|e| e.into_inner()).stored(at, len),
-            Receiving::X(r) => r.lock().unwrap_or_else(|e| e.into_inner()).stored(at, len),
-        }
     }
 
     /// A complete header arrived: decide what follows. `Ok(true)` ends the stream.
@@ -585,7 +584,7 @@ impl BlockRecv {
                         return Err(OpError::io("write", std::io::Error::from_raw_os_error(libc::ENOSPC)));
                     }
                     self.written += n;
-                    if self.written == self.filled && self.payload_stored(self.filled as u64, moved) {
+                    if self.written == self.filled && self.payload_stored(self.filled as u64, moved)? {
                         return Ok(None);
                     }
                 }

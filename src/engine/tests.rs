@@ -244,8 +244,8 @@ mod mode_e {
                 Event::Payload { offset, len } => {
                     let mut data = vec![0u8; len as usize];
                     s.read_exact(&mut data).unwrap();
-                    conn.on_payload(len);
                     t.lock().unwrap().stored(offset, len);
+                    conn.on_payload(len, &mut t.lock().unwrap()).unwrap();
                     let mut o = out.lock().unwrap();
                     let end = (offset + len) as usize;
                     if o.len() < end {
