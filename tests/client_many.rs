@@ -180,7 +180,7 @@ fn delayed_passive_block_size_and_progress_lines() {
     assert!(ok, "{text}");
     assert_same(&d, &srv.path("back"));
     let (ok, text, _) = copy(&["-p", "2", "-bs", "100", &srv.url("/f"), d.to_str().unwrap()]);
-    assert!(!ok && text.contains("501"), "{text}");
+    assert!(!ok && text.contains("a MODE E block size is 4K to 64M"), "{text}");
     // -vb without a terminal: plain progress lines on stderr.
     let (ok, text, _) = copy(&["-vb", &srv.url("/f"), d.to_str().unwrap()]);
     assert!(ok, "{text}");

@@ -5,6 +5,7 @@
 
 pub mod fuzzing;
 mod header;
+pub mod layout;
 mod ranges;
 mod receive;
 pub mod xmode;

@@ -331,8 +331,8 @@ pub struct CopyArgs {
     /// TCP buffer size (e.g. 4M): SBUF to the servers, and on our sockets.
     #[arg(long = "tcp-bs", visible_alias = "tcp-buffer-size", value_name = "SIZE", value_parser = size_arg)]
     pub tcp_bs: Option<u64>,
-    /// MODE E/X block size (e.g. 4M) when sending; OPTS RETR BlockSize to the server.
-    #[arg(long = "bs", visible_alias = "block-size", value_name = "SIZE", value_parser = size_arg)]
+    /// MODE E/X block size (e.g. 4M, 4K..64M) when sending; OPTS RETR BlockSize to the server.
+    #[arg(long = "bs", visible_alias = "block-size", value_name = "SIZE", value_parser = block_size_arg)]
     pub bs: Option<u64>,
     /// Compare the checksums of both ends after each file.
     #[arg(long = "verify-checksum")]
@@ -437,6 +437,16 @@ fn parse_data_path(s: &str) -> Result<DataPath> {
 
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s).map_err(|e| format!("{e:#}"))
+}
+
+fn block_size_arg(s: &str) -> Result<u64, String> {
+    use crate::protocol::session::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+    let n = size_arg(s)?;
+    if (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("a MODE E block size is 4K to 64M, not {n}"))
+    }
 }
 
 #[derive(Debug, Args)]

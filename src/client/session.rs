@@ -369,6 +369,7 @@ impl Session {
             skip: skip.clone(),
             size_limit: None,
             block_size: o.block_size,
+            layout: None,
             relative: false,
             markers: Some(PROGRESS_TICK),
             cached,

@@ -16,7 +16,7 @@ use super::convert::{facts, pool_error, storage_error};
 use super::{Backend, DoorShared};
 use crate::peers::DataPeers;
 use crate::pool::MoverRequest;
-use crate::protocol::facts::render_listing;
+use crate::protocol::facts::{render_listing, ListFormat};
 use crate::protocol::framer::{Frame, LineFramer};
 use crate::protocol::session::{Access, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
@@ -50,6 +50,7 @@ pub(crate) struct Connection {
     closed: bool,
 }
 
+mod listing;
 mod remote;
 mod transfer;
 
@@ -328,6 +329,15 @@ impl Connection {
                 StorageOp::RemoveDir(p) => root.rmdir(&p).map(|_| StorageDone::Done).map_err(e)?,
                 StorageOp::Delete(p) => root.delete(&p).map(|_| StorageDone::Done).map_err(e)?,
                 StorageOp::Rename { from, to } => root.rename(&from, &to).map(|_| StorageDone::Done).map_err(e)?,
+                StorageOp::SetMode { path, mode } => {
+                    root.set_mode(&path, mode).map(|_| StorageDone::Done).map_err(e)?
+                }
+                StorageOp::SetTime { path, mtime } => {
+                    root.set_mtime(&path, mtime).map(|_| StorageDone::Done).map_err(e)?
+                }
+                StorageOp::SetGroup { path, group } => {
+                    root.set_group(&path, &group).map(|_| StorageDone::Done).map_err(e)?
+                }
                 StorageOp::Checksum {
                     algorithm,
                     path,
@@ -363,6 +373,10 @@ impl Connection {
                 append: *append,
                 truncate: *truncate,
             },
+            TransferKind::Listing {
+                path,
+                format: ListFormat::Mlsr,
+            } => self.recursive_listing(path, req.access.writable).await?,
             TransferKind::Listing { path, format } => {
                 let entries = match &self.shared.backend {
                     // Large directories take a while: list off the control runtime's threads.

@@ -9,6 +9,10 @@ use crate::protocol::SessionError;
 use crate::storage::{FileInfo, Kind, StorageError};
 
 pub(crate) fn storage_error(e: &StorageError) -> SessionError {
+    if e.op == "chgrp" && e.errno().is_none() {
+        // An unknown group name: the client's argument, not the file system.
+        return SessionError::BadArgument(e.source.to_string());
+    }
     errno_error(e.errno(), e.to_string())
 }
 

@@ -61,6 +61,18 @@ pub enum NsOp {
         from: String,
         to: String,
     },
+    SetMode {
+        path: String,
+        mode: u32,
+    },
+    SetTime {
+        path: String,
+        mtime: i64,
+    },
+    SetGroup {
+        path: String,
+        group: String,
+    },
     Checksum {
         algorithm: String,
         path: String,
@@ -113,6 +125,8 @@ pub struct WireMover {
     pub size_limit: Option<u64>,
     #[serde(default)]
     pub block_size: Option<u64>,
+    #[serde(default)]
+    pub layout: Option<crate::block::layout::StripeLayout>,
     pub relative: bool,
     pub markers_secs: Option<u64>,
     /// The control session, for MODE E connection reuse on the pool.

@@ -105,7 +105,28 @@ pub enum MoverRequest {
     },
     /// Send bytes the door produced (a listing).
     SendBytes(Bytes),
+    /// Send a file the door spooled (a recursive listing); in-process pools only.
+    #[serde(skip)]
+    SendSpool(Spool),
 }
+
+/// A spooled, unlinked file the door hands the embedded pool.
+#[derive(Clone, Debug)]
+pub struct Spool(Arc<File>);
+
+impl Spool {
+    pub fn new(file: File) -> Spool {
+        Spool(Arc::new(file))
+    }
+}
+
+impl PartialEq for Spool {
+    fn eq(&self, other: &Spool) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Spool {}
 
 /// A mover whose file is open, waiting for its data connection.
 #[derive(Debug)]
@@ -199,6 +220,15 @@ impl Pool {
                 }
             }
             MoverRequest::SendBytes(b) => PreparedMover::Bytes(b),
+            MoverRequest::SendSpool(Spool(f)) => {
+                let file = f.try_clone().map_err(PoolError::Connect)?;
+                let length = file.metadata().map_err(PoolError::Connect)?.len();
+                PreparedMover::File {
+                    file,
+                    offset: 0,
+                    length,
+                }
+            }
         })
     }
 

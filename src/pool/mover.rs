@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::{DataChannel, MoverRequest, Pool, PoolError, PreparedMover};
+use crate::block::layout::{stripe_ranges, StripeLayout};
 use crate::block::xmode::XReceiver;
 use crate::block::{DecodeError, Header, RangeSet, TransferReceiver};
 use crate::engine::{BlockPlan, Canceller, Finished, OpError, Receiving, TransferHandle};
@@ -58,6 +59,9 @@ pub struct MoverSpec {
     pub size_limit: Option<u64>,
     /// MODE E/X block size when sending (None: [`BLOCK_SIZE`]).
     pub block_size: Option<u64>,
+    /// How the stripes (connect addresses) of a MODE E send divide the file; None: every
+    /// connection takes the next block, whichever stripe it goes to.
+    pub layout: Option<StripeLayout>,
     /// ERET P: wire offsets are relative to the section's start.
     pub relative: bool,
     /// Seconds between progress events (None: only the final one when receiving).
@@ -405,9 +409,18 @@ impl Run<'_> {
             stripes
         };
         let file = Arc::new(file);
-        let plan = Arc::new(BlockPlan::new(ranges, self.spec.block_size.unwrap_or(BLOCK_SIZE), base));
+        let block = self.spec.block_size.unwrap_or(BLOCK_SIZE);
+        // One plan that every connection draws from, or, with a layout, one per stripe.
+        let plans: Vec<Arc<BlockPlan>> = match self.spec.layout {
+            Some(layout) if stripes.len() > 1 => stripe_ranges(&ranges, stripes.len(), layout)
+                .into_iter()
+                .map(|r| Arc::new(BlockPlan::new(r, block, base)))
+                .collect(),
+            _ => vec![Arc::new(BlockPlan::new(ranges, block, base))],
+        };
         let mut streams = Streams::new();
-        for conns in stripes {
+        for (index, conns) in stripes.into_iter().enumerate() {
+            let plan = plans[index.min(plans.len() - 1)].clone();
             let count = conns.len() as u64;
             for (i, sock) in conns.into_iter().enumerate() {
                 // Connections stay open after EOD so the next transfer can reuse them.

@@ -99,6 +99,9 @@ fn run_ns(root: &Root, op: NsOp) -> Result<NsReply, Failure> {
         NsOp::RemoveDir(p) => root.rmdir(&p).map(|_| NsReply::Done).map_err(f)?,
         NsOp::Delete(p) => root.delete(&p).map(|_| NsReply::Done).map_err(f)?,
         NsOp::Rename { from, to } => root.rename(&from, &to).map(|_| NsReply::Done).map_err(f)?,
+        NsOp::SetMode { path, mode } => root.set_mode(&path, mode).map(|_| NsReply::Done).map_err(f)?,
+        NsOp::SetTime { path, mtime } => root.set_mtime(&path, mtime).map(|_| NsReply::Done).map_err(f)?,
+        NsOp::SetGroup { path, group } => root.set_group(&path, &group).map(|_| NsReply::Done).map_err(f)?,
         NsOp::Checksum {
             algorithm,
             path,
@@ -249,6 +252,7 @@ async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: 
         skip: m.skip,
         size_limit: m.size_limit,
         block_size: m.block_size,
+        layout: m.layout,
         relative: m.relative,
         markers: m.markers_secs.map(Duration::from_secs),
         cached,

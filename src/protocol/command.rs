@@ -142,6 +142,8 @@ pub enum Command {
     Mlst(Option<String>),
     /// `MLSD [SP path]` (RFC 3659 §7)
     Mlsd(Option<String>),
+    /// Recursive MLSD (a Globus extension).
+    Mlsr(Option<String>),
     /// `SPAS [SP 2]` (GFD.20 §striped passive)
     Spas,
     /// `SPOR SP h,h,h,h,p,p [SP ...]` (GFD.20)
@@ -214,6 +216,21 @@ pub enum SiteCommand {
     ClientInfo(String),
     /// `SITE BUFSIZE|RETRBUFSIZE|STORBUFSIZE|SBUFSIZE|RBUFSIZE|... n`
     BufSize(u64),
+    /// `SITE CHMOD octal-mode path`
+    Chmod {
+        mode: u32,
+        path: String,
+    },
+    /// `SITE UTIME yyyymmddhhmmss path` (and the other spellings, see [`parse_utime`]).
+    Utime {
+        mtime: i64,
+        path: String,
+    },
+    /// `SITE CHGRP group path` (a name or a number)
+    Chgrp {
+        group: String,
+        path: String,
+    },
     Other(String),
 }
 
@@ -282,6 +299,7 @@ impl Command {
             Mdtm(_) => "MDTM",
             Mlst(_) => "MLST",
             Mlsd(_) => "MLSD",
+            Mlsr(_) => "MLSR",
             Spas => "SPAS",
             Spor(_) => "SPOR",
             Eret(_) => "ERET",
@@ -304,9 +322,9 @@ impl Command {
 pub const VERBS: &[&str] = &[
     "ABOR", "ABUF", "ACCT", "ADAT", "ALLO", "APPE", "AUTH", "CDUP", "CKSM", "CONF", "CWD", "DCAU", "DELE", "ENC",
     "EPRT", "EPSV", "ERET", "ESTO", "FEAT", "GET", "HELP", "LANG", "LIST", "MDTM", "MFMT", "MIC", "MKD", "MLSD",
-    "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PUT", "PWD", "QUIT", "REIN",
-    "REST", "RETR", "RMD", "RNFR", "RNTO", "SBUF", "SCKS", "SITE", "SIZE", "SPAS", "SPOR", "STAT", "STOR", "STOU",
-    "STRU", "SYST", "TREV", "TYPE", "USER",
+    "MLSR", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PUT", "PWD", "QUIT",
+    "REIN", "REST", "RETR", "RMD", "RNFR", "RNTO", "SBUF", "SCKS", "SITE", "SIZE", "SPAS", "SPOR", "STAT", "STOR",
+    "STOU", "STRU", "SYST", "TREV", "TYPE", "USER",
 ];
 
 fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
@@ -361,6 +379,7 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
         "MDTM" => C::Mdtm(required(arg)?.to_string()),
         "MLST" => C::Mlst(optional(arg)),
         "MLSD" => C::Mlsd(optional(arg)),
+        "MLSR" => C::Mlsr(optional(arg)),
         "SPAS" => C::Spas,
         "SPOR" => C::Spor(
             required(arg)?
@@ -626,8 +645,77 @@ fn parse_site(s: &str) -> Result<SiteCommand, ParseError> {
         "HELP" => SiteCommand::Help,
         "CLIENTINFO" => SiteCommand::ClientInfo(rest.to_string()),
         _ if SITE_BUFFER_COMMANDS.contains(&sub.as_str()) => SiteCommand::BufSize(parse_u64(rest)?),
+        "CHMOD" => {
+            let (mode, path) = word_and_path(rest)?;
+            let mode = u32::from_str_radix(mode, 8)
+                .ok()
+                .filter(|&m| m <= 0o7777)
+                .ok_or_else(|| ParseError::BadArgument(format!("Invalid mode '{}'.", truncate(mode, 16))))?;
+            SiteCommand::Chmod { mode, path }
+        }
+        "CHGRP" => {
+            let (group, path) = word_and_path(rest)?;
+            SiteCommand::Chgrp {
+                group: group.to_string(),
+                path,
+            }
+        }
+        "UTIME" => {
+            let (mtime, path) = parse_utime(rest)?;
+            SiteCommand::Utime { mtime, path }
+        }
         _ => SiteCommand::Other(truncate(&sub, 32)),
     })
+}
+
+/// `WORD SP path`, the path taking the rest of the line (it may hold spaces).
+fn word_and_path(s: &str) -> Result<(&str, String), ParseError> {
+    let (word, path) = s
+        .trim_start()
+        .split_once(' ')
+        .ok_or_else(|| ParseError::BadArgument("Expected an argument and a path.".into()))?;
+    Ok((word, required(path)?.to_string()))
+}
+
+/// A `yyyymmddhhmmss` time (UTC) as Unix seconds.
+pub fn parse_timeval(s: &str) -> Option<i64> {
+    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
+    let date = time::Date::from_calendar_date(
+        n(0..4)? as i32,
+        time::Month::try_from(n(4..6)? as u8).ok()?,
+        n(6..8)? as u8,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms(n(8..10)? as u8, n(10..12)? as u8, n(12..14)? as u8).ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp())
+}
+
+/// The spellings of `SITE UTIME`: `TIME path` (Globus), `ATIME MTIME CTIME [UTC] path` and
+/// `path ATIME MTIME CTIME UTC` (ProFTPD and others). The modification time is the one set.
+fn parse_utime(s: &str) -> Result<(i64, String), ParseError> {
+    let bad = || ParseError::BadArgument("Expected SITE UTIME yyyymmddhhmmss path.".into());
+    let words: Vec<&str> = s.split(' ').filter(|w| !w.is_empty()).collect();
+    let leading = words.iter().take_while(|w| parse_timeval(w).is_some()).count();
+    if (1..=3).contains(&leading) {
+        let mut skip = leading;
+        if words.get(skip).is_some_and(|w| w.eq_ignore_ascii_case("UTC")) {
+            skip += 1;
+        }
+        let mtime = parse_timeval(words[(leading - 1).min(1)]).ok_or_else(bad)?;
+        let path = words[skip..].join(" ");
+        return Ok((mtime, required(&path)?.to_string()));
+    }
+    // path ATIME MTIME CTIME UTC
+    match words.as_slice() {
+        [path @ .., _, mtime, _, utc] if utc.eq_ignore_ascii_case("UTC") && !path.is_empty() => {
+            let mtime = parse_timeval(mtime).ok_or_else(bad)?;
+            Ok((mtime, path.join(" ")))
+        }
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -672,6 +760,42 @@ mod tests {
             ("NLST", Command::Nlst(None)),
             ("SITE HELP", Command::Site(SiteCommand::Help)),
             ("SITE RETRBUFSIZE 4194304", Command::Site(SiteCommand::BufSize(4194304))),
+            (
+                "SITE CHMOD 640 /a b",
+                Command::Site(SiteCommand::Chmod {
+                    mode: 0o640,
+                    path: "/a b".into(),
+                }),
+            ),
+            (
+                "SITE CHGRP grid f",
+                Command::Site(SiteCommand::Chgrp {
+                    group: "grid".into(),
+                    path: "f".into(),
+                }),
+            ),
+            (
+                "SITE UTIME 20200102030405 /f",
+                Command::Site(SiteCommand::Utime {
+                    mtime: 1_577_934_245,
+                    path: "/f".into(),
+                }),
+            ),
+            (
+                "SITE UTIME 20200101000000 20200102030405 20200101000000 UTC /f",
+                Command::Site(SiteCommand::Utime {
+                    mtime: 1_577_934_245,
+                    path: "/f".into(),
+                }),
+            ),
+            (
+                "SITE UTIME /a b 20200101000000 20200102030405 20200101000000 UTC",
+                Command::Site(SiteCommand::Utime {
+                    mtime: 1_577_934_245,
+                    path: "/a b".into(),
+                }),
+            ),
+            ("MFMT 20200102030405 /f", Command::Mfmt("20200102030405 /f".into())),
             (
                 "ERET P 1000000 3000000 /src.bin",
                 Command::Eret(EretArg::Partial {

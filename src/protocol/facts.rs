@@ -36,6 +36,8 @@ pub enum ListFormat {
     List,
     /// NLST: names only.
     Nlst,
+    /// MLSR: MLSD facts of a whole tree, names relative to its top (the door walks it).
+    Mlsr,
 }
 
 fn datetime(secs: i64) -> OffsetDateTime {
@@ -121,7 +123,7 @@ pub fn render_listing(entries: &[Facts], format: ListFormat, writable: bool, now
     let mut out = String::new();
     for e in entries {
         let line = match format {
-            ListFormat::Mlsd => mlsx_line(e, writable),
+            ListFormat::Mlsd | ListFormat::Mlsr => mlsx_line(e, writable),
             ListFormat::List => list_line(e, now_secs),
             ListFormat::Nlst => e.name.clone(),
         };

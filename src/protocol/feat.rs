@@ -12,6 +12,7 @@ pub const FEATURES: &[&str] = &[
     " ESTO",
     " GETPUT",
     " MDTM",
+    " MFMT",
     " MLST Type*;Size*;Modify*;Perm*;UNIX.mode*;",
     " MODEX",
     " PARALLEL",
@@ -40,7 +41,16 @@ pub fn checksum_name(name: &str) -> Option<&'static str> {
 
 /// The SITE subcommands that SITE HELP lists. globus-url-copy greps this text for the
 /// buffer-size commands (`gridftp-protocol.md` §2.9).
-pub const SITE_COMMANDS: &[&str] = &["BUFSIZE", "CLIENTINFO", "HELP", "RETRBUFSIZE", "STORBUFSIZE"];
+pub const SITE_COMMANDS: &[&str] = &[
+    "BUFSIZE",
+    "CHGRP",
+    "CHMOD",
+    "CLIENTINFO",
+    "HELP",
+    "RETRBUFSIZE",
+    "STORBUFSIZE",
+    "UTIME",
+];
 
 /// The `211` FEAT reply lines.
 pub fn feat_lines() -> Vec<String> {

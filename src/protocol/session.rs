@@ -36,6 +36,7 @@ use super::feat;
 use super::reply::{host_port, Code, Reply};
 use super::vpath::{self, PathError};
 use super::SessionError;
+use crate::block::layout::StripeLayout;
 
 /// Who is logged in and what they may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +137,8 @@ pub struct TransferRequest {
     pub size_limit: Option<u64>,
     /// MODE E/X block size when sending (`OPTS RETR BlockSize=N;`); None: the pool's default.
     pub block_size: Option<u64>,
+    /// How the stripes of a SPOR transfer divide the file (None: any connection sends any block).
+    pub layout: Option<StripeLayout>,
     /// `buffer_size` was chosen automatically (no SBUF; autotuning would fall short).
     pub buffer_auto: bool,
 }
@@ -160,6 +163,21 @@ pub enum StorageOp {
     Rename {
         from: String,
         to: String,
+    },
+    /// SITE CHMOD: permission bits of a file or directory (symlinks are not followed).
+    SetMode {
+        path: String,
+        mode: u32,
+    },
+    /// SITE UTIME, MFMT: modification (and access) time, Unix seconds.
+    SetTime {
+        path: String,
+        mtime: i64,
+    },
+    /// SITE CHGRP: the group, by name or number.
+    SetGroup {
+        path: String,
+        group: String,
     },
     /// Checksum of a file range (CKSM); `algorithm` is a canonical name.
     Checksum {
@@ -220,6 +238,8 @@ enum Pending {
     Cwd(String),
     Mkd(String),
     Done(&'static str),
+    /// MFMT: the time and the path as given, for the 213 reply.
+    Mfmt(String, String),
     Checksum,
     Transfer,
 }
@@ -249,6 +269,8 @@ pub const MAX_PARALLELISM: u32 = 64;
 /// MODE E/X block sizes a client may ask for: a header per 4 KiB at least, 64 MiB at most.
 pub const MIN_BLOCK_SIZE: u64 = 4096;
 pub const MAX_BLOCK_SIZE: u64 = 64 << 20;
+/// Stripe layout unit when `StripeLayout=Blocked` comes without a `BlockSize`.
+pub const DEFAULT_STRIPE_UNIT: u64 = 1 << 20;
 
 /// Failed logins allowed on one connection before it is closed.
 pub const MAX_LOGIN_FAILURES: u32 = 5;
@@ -275,6 +297,8 @@ pub struct Session {
     allo: Option<u64>,
     parallelism: u32,
     block_size: Option<u64>,
+    /// OPTS RETR StripeLayout/BlockSize: how SPOR stripes divide the file.
+    layout: Option<StripeLayout>,
     /// The control connection's smoothed RTT in microseconds, as the driver last measured it.
     control_rtt_us: u64,
     /// The rate the client gave with ABUF (later automatic sizing uses it too).
@@ -316,6 +340,7 @@ impl Session {
             allo: None,
             parallelism: 1,
             block_size: None,
+            layout: None,
             control_rtt_us: 0,
             abuf_rate: None,
             reusable: None,
@@ -582,6 +607,7 @@ impl Session {
             C::List(p) => self.listing(p, ListFormat::List),
             C::Nlst(p) => self.listing(p, ListFormat::Nlst),
             C::Mlsd(p) => self.listing(p, ListFormat::Mlsd),
+            C::Mlsr(p) => self.listing(p, ListFormat::Mlsr),
             C::Mlst(p) => {
                 let path = self.resolve(p.as_deref().unwrap_or("."))?;
                 self.storage(Pending::Mlst, StorageOp::Stat(path));
@@ -670,7 +696,19 @@ impl Session {
             C::Get(args) => self.cmd_get_put(&args, true),
             C::Put(args) => self.cmd_get_put(&args, false),
             C::Trev(arg) => self.cmd_trev(&arg),
-            C::Mfmt(_) => Err(SessionError::NotImplemented("MFMT is not supported.")),
+            C::Mfmt(arg) => {
+                let (time, path) = arg
+                    .split_once(' ')
+                    .ok_or_else(|| SessionError::BadArgument("Expected MFMT yyyymmddhhmmss path.".into()))?;
+                let mtime = super::command::parse_timeval(time)
+                    .ok_or_else(|| SessionError::BadArgument(format!("Invalid time '{time}'.")))?;
+                let resolved = self.writable_path(path)?;
+                self.storage(
+                    Pending::Mfmt(time.to_string(), path.to_string()),
+                    StorageOp::SetTime { path: resolved, mtime },
+                );
+                Ok(())
+            }
         }
     }
 
@@ -760,6 +798,7 @@ impl Session {
         match name {
             "UTF8" | "UTF-8" => self.reply(Code::OK, "UTF8 mode is always on."),
             "RETR" => {
+                let (mut unit, mut partitioned) = (None, None);
                 for (key, value) in parse_opts_list(args)? {
                     match key.as_str() {
                         // parallelism=start,min,max: the start value is used.
@@ -778,18 +817,37 @@ impl Session {
                                 .map_err(|_| SessionError::BadArgument(format!("Bad markers '{value}'.")))?;
                             self.markers_send = Some(n);
                         }
+                        // BlockSize is the stripe layout's unit (any positive size). A unit that
+                        // is also a valid MODE E block size sizes the blocks too, so that each
+                        // block lies in one unit; others leave the block size at its default.
                         "blocksize" => {
                             let n: u64 = value
                                 .trim()
                                 .parse()
                                 .ok()
-                                .filter(|n| (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(n))
+                                .filter(|&n| n >= 1)
                                 .ok_or_else(|| SessionError::BadArgument(format!("Bad block size '{value}'.")))?;
-                            self.block_size = Some(n);
+                            unit = Some(n);
+                            self.block_size = (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&n).then_some(n);
                         }
-                        // Stripe layout matters for multi-host stripes only.
+                        "stripelayout" => match value.trim().to_ascii_lowercase().as_str() {
+                            "blocked" => partitioned = Some(false),
+                            "partitioned" => partitioned = Some(true),
+                            _ => return Err(SessionError::BadArgument(format!("Bad stripe layout '{value}'."))),
+                        },
                         _ => {}
                     }
+                }
+                match (partitioned, unit) {
+                    (Some(true), _) => self.layout = Some(StripeLayout::Partitioned),
+                    (Some(false), u) | (None, u @ Some(_)) => {
+                        let unit = u.or(match self.layout {
+                            Some(StripeLayout::Blocked(b)) => Some(b),
+                            _ => None,
+                        });
+                        self.layout = Some(StripeLayout::Blocked(unit.unwrap_or(DEFAULT_STRIPE_UNIT)));
+                    }
+                    (None, None) => {}
                 }
                 self.reply(Code::OK, "OPTS Command Successful.");
             }
@@ -820,6 +878,27 @@ impl Session {
             SiteCommand::BufSize(n) => {
                 self.set_buffer(n)?;
                 self.reply(Code::OK, "Buffer size set.");
+            }
+            SiteCommand::Chmod { mode, path } => {
+                let path = self.writable_path(&path)?;
+                self.storage(
+                    Pending::Done("SITE CHMOD command successful."),
+                    StorageOp::SetMode { path, mode },
+                );
+            }
+            SiteCommand::Utime { mtime, path } => {
+                let path = self.writable_path(&path)?;
+                self.storage(
+                    Pending::Done("SITE UTIME command successful."),
+                    StorageOp::SetTime { path, mtime },
+                );
+            }
+            SiteCommand::Chgrp { group, path } => {
+                let path = self.writable_path(&path)?;
+                self.storage(
+                    Pending::Done("SITE CHGRP command successful."),
+                    StorageOp::SetGroup { path, group },
+                );
             }
             SiteCommand::Other(name) => {
                 return Err(SessionError::ParamNotImplemented(format!(
@@ -1233,6 +1312,7 @@ impl Session {
             skip: self.rest_ranges.clone().unwrap_or_default(),
             size_limit: self.allo,
             block_size: self.block_size,
+            layout: self.layout,
             buffer_auto: buffer_auto.is_some(),
         }));
         Ok(())
@@ -1355,6 +1435,7 @@ impl Session {
                 self.reply(Code::PATH_CREATED, format!("\"{quoted}\" created."))
             }
             (Pending::Done(text), _) => self.reply(Code::FILE_ACTION_OK, text),
+            (Pending::Mfmt(time, path), _) => self.reply(Code::FILE_STATUS, format!("Modify={time}; {path}")),
             (Pending::Checksum, StorageDone::Checksum(hex)) => self.reply(Code::FILE_STATUS, hex),
             (other, done) => {
                 // A driver bug: keep the session usable and say so.
@@ -1724,6 +1805,45 @@ mod tests {
         }
         assert!(got[6].starts_with("350 "), "{got:?}");
         assert!(got[7].starts_with("501 Offset too large"), "{got:?}");
+    }
+
+    #[test]
+    fn stripe_layout_block_size_is_apart_from_the_mode_e_block_size() {
+        let mut config = session().config;
+        config.trusted_networks = crate::peers::parse_networks("10.0.0.0/24").unwrap();
+        let mut s = Session::new(config);
+        let got = run(
+            &mut s,
+            &[
+                b"USER alice",
+                b"PASS pw",
+                b"OPTS RETR StripeLayout=Blocked;BlockSize=15;Parallelism=2,2,2;",
+                b"OPTS RETR BlockSize=0;",
+                b"OPTS RETR StripeLayout=Diagonal;",
+                b"MODE E",
+                b"SPOR 10,0,0,1,4,1 10,0,0,2,4,1",
+            ],
+        );
+        assert_eq!(got[3], "200 OPTS Command Successful.\r\n", "{got:?}");
+        assert!(got[4].starts_with("501 "), "{got:?}");
+        assert!(got[5].starts_with("501 "), "{got:?}");
+        s.handle_line(b"RETR /f");
+        let t = take_transfer(&mut s);
+        assert_eq!(t.layout, Some(StripeLayout::Blocked(15)));
+        assert_eq!(t.block_size, None, "a 15-byte unit does not size the MODE E blocks");
+        assert_eq!(t.parallelism, 2);
+        s.handle_transfer_done(Ok(0));
+        run(&mut s, &[b"OPTS RETR BlockSize=65536;", b"SPOR 10,0,0,1,4,1"]);
+        s.handle_line(b"RETR /f");
+        let t = take_transfer(&mut s);
+        assert_eq!(
+            (t.layout, t.block_size),
+            (Some(StripeLayout::Blocked(65536)), Some(65536))
+        );
+        s.handle_transfer_done(Ok(0));
+        run(&mut s, &[b"OPTS RETR StripeLayout=Partitioned;", b"SPOR 10,0,0,1,4,1"]);
+        s.handle_line(b"RETR /f");
+        assert_eq!(take_transfer(&mut s).layout, Some(StripeLayout::Partitioned));
     }
 
     #[test]

@@ -344,11 +344,102 @@ impl Root {
         checksum::file_checksum(&file, alg, offset, length).map_err(|e| StorageError::new("checksum", vpath, e))
     }
 
+    /// `vpath` itself as an `O_PATH` descriptor, reached through no symlink at all (a
+    /// symlink anywhere on the way, the last component included, is `ELOOP`).
+    fn open_no_symlinks(&self, op: &'static str, vpath: &str) -> Result<OwnedFd, StorageError> {
+        rustix::fs::openat2(
+            &self.dir,
+            relative(vpath),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE | ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(|e| StorageError::new(op, vpath, e))
+    }
+
+    /// Runs `f` on the `/proc/self/fd` path of `vpath` opened without following symlinks:
+    /// the change lands on exactly the inode that was checked.
+    fn on_inode<T>(
+        &self,
+        op: &'static str,
+        vpath: &str,
+        f: impl FnOnce(&str) -> rustix::io::Result<T>,
+    ) -> Result<T, StorageError> {
+        use std::os::fd::AsRawFd;
+        let fd = self.open_no_symlinks(op, vpath)?;
+        f(&format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|e| StorageError::new(op, vpath, e))
+    }
+
+    /// Sets the permission bits (SITE CHMOD).
+    pub fn set_mode(&self, vpath: &str, mode: u32) -> Result<(), StorageError> {
+        self.on_inode("chmod", vpath, |p| {
+            rustix::fs::chmod(p, Mode::from_raw_mode(mode & 0o7777))
+        })
+    }
+
+    /// Sets the modification and access times, Unix seconds (SITE UTIME, MFMT).
+    pub fn set_mtime(&self, vpath: &str, secs: i64) -> Result<(), StorageError> {
+        let t = rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        self.on_inode("utime", vpath, |p| {
+            rustix::fs::utimensat(rustix::fs::CWD, p, &times, AtFlags::empty())
+        })
+    }
+
+    /// Sets the group, a name or a number (SITE CHGRP).
+    pub fn set_group(&self, vpath: &str, group: &str) -> Result<(), StorageError> {
+        let gid = group_id(group).map_err(|e| StorageError::new("chgrp", vpath, e))?;
+        self.on_inode("chgrp", vpath, |p| {
+            rustix::fs::chown(p, None, Some(rustix::fs::Gid::from_raw(gid)))
+        })
+    }
+
     /// Checks that `vpath` is a directory that can be listed.
     pub fn check_dir(&self, vpath: &str) -> Result<(), StorageError> {
         self.open_at("cwd", vpath, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
             .map(drop)
     }
+}
+
+/// A group's number: the number itself, or the name looked up through the system's group
+/// database (NSS, so LDAP groups too).
+fn group_id(group: &str) -> io::Result<u32> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    let name = std::ffi::CString::new(group).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: all-zero is a valid `struct group` (pointers null, numbers zero).
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: `name` is NUL-terminated; `entry`, `buf` (with its true length) and `found` are
+    // valid for writes for the whole call, and nothing keeps pointers into `buf` afterwards
+    // (only the number is read).
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    if found.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("no group '{group}'"),
+        ));
+    }
+    Ok(entry.gr_gid)
 }
 
 #[cfg(test)]

@@ -26,6 +26,16 @@ impl Connection {
             // Directories exist on every pool, so new files can go anywhere.
             StorageOp::MakeDir(p) => first_ok(m.ns_all(NsOp::MakeDir(p)).await).map(|_| StorageDone::Done),
             StorageOp::RemoveDir(p) => first_ok(m.ns_all(NsOp::RemoveDir(p)).await).map(|_| StorageDone::Done),
+            // On every pool that holds the path (directories exist on all of them).
+            StorageOp::SetMode { path, mode } => {
+                first_ok(m.ns_all(NsOp::SetMode { path, mode }).await).map(|_| StorageDone::Done)
+            }
+            StorageOp::SetTime { path, mtime } => {
+                first_ok(m.ns_all(NsOp::SetTime { path, mtime }).await).map(|_| StorageDone::Done)
+            }
+            StorageOp::SetGroup { path, group } => {
+                first_ok(m.ns_all(NsOp::SetGroup { path, group }).await).map(|_| StorageDone::Done)
+            }
             StorageOp::Delete(p) => {
                 let (pool, _) = m.locate(&p).await.map_err(err)?;
                 m.ns(&pool, NsOp::Delete(p))
@@ -162,6 +172,7 @@ impl Connection {
             skip: req.skip.clone(),
             size_limit: req.size_limit,
             block_size: req.block_size,
+            layout: req.layout,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
             markers_secs: self.session.marker_interval(sends),
             session: self.id,

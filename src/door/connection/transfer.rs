@@ -77,6 +77,7 @@ impl Connection {
             skip: req.skip.clone(),
             size_limit: req.size_limit,
             block_size: req.block_size,
+            layout: req.layout,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
             markers: self.session.marker_interval(sends).map(Duration::from_secs),
             cached,
