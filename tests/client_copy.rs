@@ -101,7 +101,7 @@ fn copy_third_party_checksums_buffers_and_g2() {
         assert!(ok, "{opts:?}: {text}");
         assert_same(&a.path("src"), &b.path(name.trim_start_matches('/')));
     }
-    // Against ringmover (which lists GETPUT) the client uses GET/PUT, unless -no-g2.
+    // Downloads with and without -no-g2 (GET/PUT where the server lists GETPUT).
     let local = scratch();
     let dst = local.path().join("d");
     let (ok, text) = copy(&["-tcp-bs", "4194304", "-verify-checksum", &a.url("/src"), path_str(&dst)]);

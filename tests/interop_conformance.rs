@@ -140,3 +140,73 @@ fn site_chmod_utime_chgrp_and_mfmt_change_the_file() {
     anon.expect("SITE UTIME 20200102030405 f", 550);
     anon.expect("MFMT 20200102030405 f", 550);
 }
+
+/// `globus-url-copy -pp` third-party copies of a directory of files: every file arrives whole.
+fn pipelined_third_party(src_dir: &str, dst_dir: &str, src_root: &std::path::Path, dst_root: &std::path::Path) {
+    let (ok, text) = guc(&["-pp", "-cd", "-verify-checksum", src_dir, dst_dir]);
+    assert!(ok, "{src_dir} -> {dst_dir}: {text}");
+    let mut names: Vec<_> = std::fs::read_dir(src_root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6);
+    for n in names {
+        assert_same(&src_root.join(&n), &dst_root.join(&n));
+    }
+}
+
+fn six_files(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..6u8 {
+        write_big(&dir.join(format!("f{i}")), 200_000 * (u64::from(i) + 1) + 7, 30 + i);
+    }
+}
+
+#[test]
+fn pipelined_third_party_copies_work_both_ways() {
+    let a = Server::start(&[]);
+    let b = Server::start(&[]);
+    let globus = Globus::start();
+    six_files(&a.path("src"));
+    six_files(&globus.root.path().join("gsrc"));
+    std::fs::create_dir(b.path("dst")).unwrap();
+    std::fs::create_dir(a.path("fromg")).unwrap();
+    std::fs::create_dir(globus.root.path().join("fromr")).unwrap();
+    // Globus writes as its anonymous user.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(globus.root.path().join("fromr"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // ringmover -> ringmover, ringmover -> Globus, Globus -> ringmover.
+    pipelined_third_party(&a.url("/src/"), &b.user_url("/dst/"), &a.path("src"), &b.path("dst"));
+    pipelined_third_party(
+        &a.url("/src/"),
+        &globus.url("/fromr/"),
+        &a.path("src"),
+        &globus.root.path().join("fromr"),
+    );
+    pipelined_third_party(
+        &globus.url("/gsrc/"),
+        &a.user_url("/fromg/"),
+        &globus.root.path().join("gsrc"),
+        &a.path("fromg"),
+    );
+}
+
+#[test]
+fn getput_is_advertised_as_configured() {
+    for (args, listed) in [
+        (&[][..], false),
+        (&["--getput", "always"][..], true),
+        (&["--getput", "never"][..], false),
+    ] {
+        let srv = Server::start(args);
+        let mut c = srv.control();
+        let feat = c.expect("FEAT", 211).text();
+        assert_eq!(feat.contains(" GETPUT"), listed, "{args:?}: {feat}");
+        // The commands work whatever FEAT says.
+        c.expect("USER anonymous", 331);
+        c.expect("PASS x", 230);
+        std::fs::write(srv.path("f"), b"x").unwrap();
+        assert_eq!(c.cmd("GET path=/f;pasv;").code, 127);
+    }
+}

@@ -14,7 +14,7 @@ fn file_url(p: &Path) -> String {
 
 #[test]
 fn default_g2_uses_get_put_with_127() {
-    let srv = Server::start(&[]);
+    let srv = Server::start(&["--getput", "always"]);
     let local = scratch();
     write_big(&srv.path("f"), (3 << 20) + 9, 1);
     let down = local.path().join("down");
@@ -48,7 +48,7 @@ fn default_g2_uses_get_put_with_127() {
 
 #[test]
 fn put_then_get_and_get_then_put_on_one_session() {
-    let srv = Server::start(&[]);
+    let srv = Server::start(&["--getput", "always"]);
     let local = scratch();
     write_big(&local.path().join("a"), (2 << 20) + 1, 2);
     write_big(&srv.path("b"), (2 << 20) + 3, 3);
@@ -78,7 +78,7 @@ fn put_then_get_and_get_then_put_on_one_session() {
 
 #[test]
 fn delayed_passive() {
-    let srv = Server::start(&[]);
+    let srv = Server::start(&["--getput", "always"]);
     let local = scratch();
     write_big(&srv.path("f"), (1 << 20) + 5, 4);
     let down = local.path().join("down");
@@ -114,7 +114,7 @@ fn delayed_passive() {
 
 #[test]
 fn get_put_parameters_over_control() {
-    let srv = Server::start(&[]);
+    let srv = Server::start(&["--getput", "always"]);
     std::fs::write(srv.path("f"), b"hello").unwrap();
     let mut c = Control::login(srv.addr, USER, PASSWORD);
     // file= is an alias, unknown keys are ignored, mode=E needs the client to listen.

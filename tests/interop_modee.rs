@@ -51,7 +51,7 @@ fn parallel_download_and_upload_sizes() {
 
 #[test]
 fn fast_multi_file_reuses_connections() {
-    let srv = Server::start(&[]);
+    let srv = Server::start(&["--getput", "always"]);
     let local = scratch();
     let list = local.path().join("list");
     let mut lines = String::new();

@@ -37,6 +37,7 @@ fn replay(name: &str, text: &str) -> Vec<TransferKind> {
     let mut session = Session::new(SessionConfig {
         allow_anonymous: true,
         trusted_networks: Vec::new(),
+        advertise_getput: true,
         peer_ip: "127.0.0.1".parse().unwrap(),
         banner: "test".into(),
         buffers: Default::default(),

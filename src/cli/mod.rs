@@ -123,6 +123,9 @@ pub struct ServeArgs {
     /// besides each session's client: the other servers of third-party transfers [default: none].
     #[arg(long, value_name = "LIST")]
     pub trusted_networks: Option<String>,
+    /// FEAT lists GETPUT: auto (with remote pools only), always or never [default: auto].
+    #[arg(long, value_enum)]
+    pub getput: Option<crate::door::GetPut>,
     #[command(flatten)]
     #[serde(flatten)]
     pub data: DataLimitArgs,
@@ -208,6 +211,9 @@ pub struct DoorArgs {
     /// session's client (see `serve`).
     #[arg(long, value_name = "LIST")]
     pub trusted_networks: Option<String>,
+    /// FEAT lists GETPUT: auto (yes, with remote pools), always or never.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub getput: crate::door::GetPut,
     /// Keys file of the pools allowed to join (`name:key` lines; see `ringmover link-key`).
     #[arg(long, value_name = "FILE")]
     pub pool_keys: PathBuf,
@@ -610,6 +616,7 @@ impl ServeArgs {
             target_rate: self.target_rate.or(file.target_rate),
             no_auto_buffers: self.no_auto_buffers || file.no_auto_buffers,
             trusted_networks: self.trusted_networks.or(file.trusted_networks),
+            getput: self.getput.or(file.getput),
             data: self.data.or(file.data),
         })
     }
@@ -654,6 +661,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         banner: defaults.banner,
         buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
         trusted_networks: networks_arg(args.trusted_networks.as_deref())?,
+        getput: args.getput.unwrap_or_default(),
     };
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
@@ -934,6 +942,7 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
         banner: defaults.banner,
         buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
         trusted_networks: networks_arg(args.trusted_networks.as_deref())?,
+        getput: args.getput,
     };
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,

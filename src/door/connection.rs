@@ -75,6 +75,7 @@ impl Connection {
             banner: shared.config.banner.clone(),
             buffers: shared.config.buffers.clone(),
             trusted_networks: shared.config.trusted_networks.clone(),
+            advertise_getput: shared.advertise_getput,
         };
         let (reader, writer) = stream.into_split();
         Ok(Connection {

@@ -41,6 +41,32 @@ pub struct DoorConfig {
     /// Networks besides each session's client that data connections may come from or go to
     /// (third-party transfers).
     pub trusted_networks: Vec<ipnet::IpNet>,
+    /// Whether FEAT lists GETPUT.
+    pub getput: GetPut,
+}
+
+/// Whether FEAT advertises GETPUT. globus-url-copy then uses GET/PUT for every transfer, and
+/// its GET/PUT branch for pipelined third-party copies (`-pp`) is broken in the client (see the
+/// README). GET/PUT lets a client reach a remote pool directly; with the pool in the door's own
+/// process it gains nothing over PASV/PORT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GetPut {
+    /// Advertise with remote pools (`door`), not with the embedded pool (`serve`).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl GetPut {
+    fn advertised(self, backend: &Backend) -> bool {
+        match self {
+            GetPut::Always => true,
+            GetPut::Never => false,
+            GetPut::Auto => matches!(backend, Backend::Pools { .. }),
+        }
+    }
 }
 
 impl Default for DoorConfig {
@@ -56,6 +82,7 @@ impl Default for DoorConfig {
             banner: format!("ringmover {} GridFTP server ready.", env!("CARGO_PKG_VERSION")),
             buffers: Default::default(),
             trusted_networks: Vec::new(),
+            getput: GetPut::Auto,
         }
     }
 }
@@ -77,6 +104,8 @@ pub(crate) struct DoorShared {
     pub(crate) config: DoorConfig,
     pub(crate) backend: Backend,
     pub(crate) users: auth::Users,
+    /// FEAT lists GETPUT (the configured [`GetPut`] applied to this backend).
+    pub(crate) advertise_getput: bool,
     pub(crate) guard: Arc<guard::AddressGuard>,
     /// Password checks (Argon2, ~19 MiB and tens of ms each) running at once.
     pub(crate) verifiers: Semaphore,
@@ -98,12 +127,14 @@ impl Door {
         users: auth::Users,
     ) -> std::io::Result<Door> {
         let listener = TcpListener::bind(listen).await?;
+        let advertise_getput = config.getput.advertised(&backend);
         let shared = Arc::new(DoorShared {
             config: config.clone(),
             backend,
             users,
             guard: Arc::new(guard::AddressGuard::new(config.max_sessions_per_address)),
             verifiers: Semaphore::new(verifier_count()),
+            advertise_getput,
             checksums: checksums::ChecksumCache::default(),
         });
         Ok(Door { listener, shared })

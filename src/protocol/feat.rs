@@ -52,10 +52,16 @@ pub const SITE_COMMANDS: &[&str] = &[
     "UTIME",
 ];
 
-/// The `211` FEAT reply lines.
-pub fn feat_lines() -> Vec<String> {
+/// The `211` FEAT reply lines; `getput`: whether `GETPUT` is among them (the commands work
+/// either way; the feature only tells clients to prefer them).
+pub fn feat_lines(getput: bool) -> Vec<String> {
     let mut lines = vec!["Extensions supported".to_string()];
-    lines.extend(FEATURES.iter().map(|s| s.to_string()));
+    lines.extend(
+        FEATURES
+            .iter()
+            .filter(|f| getput || f.trim() != "GETPUT")
+            .map(|s| s.to_string()),
+    );
     lines.push("End.".into());
     lines
 }
@@ -87,7 +93,9 @@ mod tests {
 
     #[test]
     fn feat_is_211_framed_with_leading_spaces() {
-        let lines = feat_lines();
+        let lines = feat_lines(true);
+        assert!(!feat_lines(false).iter().any(|l| l.contains("GETPUT")));
+        assert!(lines.iter().any(|l| l == " GETPUT"));
         assert_eq!(lines.first().map(String::as_str), Some("Extensions supported"));
         assert!(lines[1..lines.len() - 1].iter().all(|l| l.starts_with(' ')));
         assert!(lines.iter().any(|l| l == " REST STREAM"));

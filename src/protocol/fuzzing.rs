@@ -31,6 +31,7 @@ pub fn session(data: &[u8]) {
     let mut s = Session::new(SessionConfig {
         allow_anonymous: true,
         trusted_networks: Vec::new(),
+        advertise_getput: true,
         peer_ip: "127.0.0.1".parse().expect("literal address"),
         banner: "fuzz".into(),
         buffers: Default::default(),

@@ -54,6 +54,8 @@ pub struct SessionConfig {
     pub peer_ip: IpAddr,
     /// Networks besides the client that PORT/EPRT/SPOR may name (third-party transfers).
     pub trusted_networks: Vec<ipnet::IpNet>,
+    /// FEAT lists GETPUT (clients such as globus-url-copy then send GET/PUT).
+    pub advertise_getput: bool,
     /// Greeting text of the 220 reply.
     pub banner: String,
     /// Automatic socket-buffer sizing (ABUF, transfers without SBUF).
@@ -274,7 +276,10 @@ pub const DEFAULT_STRIPE_UNIT: u64 = 1 << 20;
 
 /// Failed logins allowed on one connection before it is closed.
 pub const MAX_LOGIN_FAILURES: u32 = 5;
-const ANONYMOUS_NAMES: &[&str] = &["anonymous", "ftp"];
+/// Names that log in anonymously. `:globus-mapping:` asks the server to map the user from the
+/// security context; over plain `ftp://` there is none, so it is an anonymous login, as
+/// globus-gridftp-server does it (and refused when anonymous access is off).
+const ANONYMOUS_NAMES: &[&str] = &["anonymous", "ftp", ":globus-mapping:"];
 
 /// Server state of one control connection. See the module doc for the call order.
 #[derive(Debug)]
@@ -490,8 +495,10 @@ impl Session {
                 Ok(())
             }
             C::Feat => {
-                self.replies
-                    .push_back(Reply::multi(Code::SYSTEM_STATUS, feat::feat_lines()));
+                self.replies.push_back(Reply::multi(
+                    Code::SYSTEM_STATUS,
+                    feat::feat_lines(self.config.advertise_getput),
+                ));
                 Ok(())
             }
             C::Help(_) => {
@@ -1557,6 +1564,7 @@ mod tests {
         Session::new(SessionConfig {
             allow_anonymous: true,
             trusted_networks: Vec::new(),
+            advertise_getput: true,
             peer_ip: "10.0.0.9".parse().unwrap(),
             banner: "hi".into(),
             buffers: BufferPolicy {
@@ -1744,6 +1752,23 @@ mod tests {
         assert_eq!(got[4], "200 PORT Command successful.\r\n");
         assert_eq!(got[5], "550 Permission denied: this account is read-only.\r\n");
         assert_eq!(got[6], "550 Path escapes the root directory.\r\n");
+    }
+
+    #[test]
+    fn globus_mapping_without_a_security_context_is_anonymous() {
+        let mut s = session();
+        s.poll_reply();
+        let got = run(&mut s, &[b"USER :globus-mapping:", b"PASS", b"STOR f"]);
+        assert_eq!(got[1], "230 User anonymous logged in.\r\n", "{got:?}");
+        assert!(
+            got[2].starts_with("550 Permission denied: this account is read-only."),
+            "{got:?}"
+        );
+        let mut config = session().config;
+        config.allow_anonymous = false;
+        let mut s = Session::new(config);
+        let got = run(&mut s, &[b"USER :globus-mapping:"]);
+        assert!(got[1].starts_with("530 "), "{got:?}");
     }
 
     #[test]
