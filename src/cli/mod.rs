@@ -78,9 +78,12 @@ pub struct ServeArgs {
     /// Address announced in passive replies (227/229/127), e.g. the public address behind NAT.
     #[arg(long)]
     pub data_address: Option<IpAddr>,
-    /// Engine cores (threads, one io_uring each) [default: all CPUs].
+    /// Engine cores (threads, one io_uring each) [default: all CPUs, or those of --cpus].
     #[arg(long)]
     pub cores: Option<usize>,
+    /// CPUs to pin the engine to, e.g. 0,2-3 [default: all this process may use].
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
     /// Maximum concurrent control sessions [default: 256].
     #[arg(long)]
     pub max_sessions: Option<usize>,
@@ -244,9 +247,12 @@ pub struct PoolArgs {
     /// Passive data ports, e.g. 50000-50100.
     #[arg(long, value_name = "A-B")]
     pub port_range: Option<String>,
-    /// Engine cores [default: all CPUs].
+    /// Engine cores [default: all CPUs, or those of --cpus].
     #[arg(long)]
     pub cores: Option<usize>,
+    /// CPUs to pin the engine to, e.g. 0,2-3.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
     /// Engine data path: auto, zerocopy or readwrite.
     #[arg(long)]
     pub data_path: Option<String>,
@@ -394,6 +400,9 @@ pub struct CopyArgs {
     /// Engine cores for the data streams.
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
+    /// CPUs to pin the engine to, e.g. 0,2-3 [default: the least busy at start].
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
     /// Engine data path for our side: auto, zerocopy or readwrite.
     #[arg(long = "data-path", default_value = "auto")]
     pub data_path: String,
@@ -429,6 +438,29 @@ fn buffer_policy(target: Option<&str>, automatic: bool) -> Result<crate::protoco
         ),
         automatic,
     })
+}
+
+/// `0,2-3` as a list of CPU numbers; none: empty (every allowed CPU).
+pub fn cpu_list(list: Option<&str>) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for item in list.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || anyhow::anyhow!("--cpus: '{item}' is not a CPU number or range");
+        let (a, b) = match item.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<usize>().map_err(|_| bad())?,
+                b.trim().parse::<usize>().map_err(|_| bad())?,
+            ),
+            None => {
+                let n = item.parse::<usize>().map_err(|_| bad())?;
+                (n, n)
+            }
+        };
+        if a > b || b >= 4096 {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
 }
 
 fn networks_arg(list: Option<&str>) -> Result<Vec<ipnet::IpNet>> {
@@ -604,6 +636,7 @@ impl ServeArgs {
             port_range: self.port_range.or(file.port_range),
             data_address: self.data_address.or(file.data_address),
             cores: self.cores.or(file.cores),
+            cpus: self.cpus.or(file.cpus),
             max_sessions: self.max_sessions.or(file.max_sessions),
             max_sessions_per_address: self.max_sessions_per_address.or(file.max_sessions_per_address),
             login_timeout: self.login_timeout.or(file.login_timeout),
@@ -671,6 +704,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: args.cores.unwrap_or(0),
         path: data_path,
+        cpus: cpu_list(args.cpus.as_deref())?,
         ..EngineConfig::default()
     })?);
     let mut pool_config = PoolConfig {
@@ -881,6 +915,7 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
         cores: args.cores.max(1),
         path,
         op_latency: latency.clone(),
+        cpus: cpu_list(args.cpus.as_deref())?,
         ..EngineConfig::default()
     })?);
     let pool = Pool::new(
@@ -998,6 +1033,7 @@ fn pool(args: PoolArgs) -> Result<ExitCode> {
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: args.cores.unwrap_or(0),
         path: data_path,
+        cpus: cpu_list(args.cpus.as_deref())?,
         ..EngineConfig::default()
     })?);
     let mut config = PoolConfig {

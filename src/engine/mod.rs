@@ -16,13 +16,14 @@
 mod arena;
 mod blocks;
 mod core;
+mod placement;
 mod transfer;
 
 use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -111,6 +112,8 @@ pub struct EngineConfig {
     pub buffers_per_core: usize,
     /// Index (in this process's allowed CPUs) of the CPU the first core is pinned to.
     pub first_cpu: usize,
+    /// The CPUs to pin the cores to (`--cpus`); empty: the allowed CPUs from `first_cpu`.
+    pub cpus: Vec<usize>,
     /// Record each op's submit-to-completion time here (benchmarks).
     pub op_latency: Option<OpLatency>,
 }
@@ -185,6 +188,7 @@ impl Default for EngineConfig {
             buffer_size: 1 << 20,
             buffers_per_core: 16,
             first_cpu: 0,
+            cpus: Vec::new(),
             op_latency: None,
         }
     }
@@ -269,14 +273,35 @@ fn wake(fd: &OwnedFd) {
 pub struct Engine {
     cores: Vec<CoreHandle>,
     next_id: AtomicU64,
-    round_robin: AtomicUsize,
+    placement: Arc<placement::Placement>,
     path: DataPath,
 }
 
 impl Engine {
     /// Starts one pinned thread with its ring per core.
     pub fn start(config: &EngineConfig) -> Result<Engine, OpError> {
-        let cpus = core::allowed_cpus();
+        let allowed = core::allowed_cpus();
+        let cpus = if config.cpus.is_empty() {
+            // Fewer cores than CPUs: start on the CPUs other ringmover processes use least.
+            let busy = placement::others_busy();
+            let load = |c: &usize| busy.get(*c).copied().unwrap_or(0);
+            let mut by_load = allowed.clone();
+            by_load.sort_by_key(load);
+            if config.cores > 0 && config.cores < allowed.len() && by_load.iter().map(load).any(|l| l > 0) {
+                by_load
+            } else {
+                allowed
+            }
+        } else {
+            let chosen: Vec<usize> = config.cpus.iter().copied().filter(|c| allowed.contains(c)).collect();
+            if chosen.is_empty() {
+                return Err(OpError::io(
+                    "engine",
+                    std::io::Error::other(format!("none of the CPUs {:?} is allowed here", config.cpus)),
+                ));
+            }
+            chosen
+        };
         let n = if config.cores == 0 {
             cpus.len().max(1)
         } else {
@@ -287,11 +312,13 @@ impl Engine {
             let cpu = (!cpus.is_empty()).then(|| cpus[(config.first_cpu + i) % cpus.len()]);
             cores.push(core::spawn(i, cpu, config)?);
         }
-        tracing::info!(cores = n, path = ?config.path, "engine started");
+        let pinned: Vec<usize> = cores.iter().filter_map(|c| c.cpu).collect();
+        tracing::info!(cores = n, cpus = ?pinned, path = ?config.path, "engine started");
+        let placement = Arc::new(placement::Placement::new(cores.iter().map(|c| c.cpu).collect()));
         Ok(Engine {
             cores,
             next_id: AtomicU64::new(1),
-            round_robin: AtomicUsize::new(0),
+            placement,
             path: config.path,
         })
     }
@@ -306,8 +333,8 @@ impl Engine {
         self.path
     }
 
-    /// Starts a transfer on the core that receives the socket's packets (`SO_INCOMING_CPU`),
-    /// or round-robin when that is unknown.
+    /// Starts a transfer on the core [`placement`] picks: the one receiving the socket's
+    /// packets for a remote peer, the least busy on the host otherwise.
     pub fn submit(&self, source: Source, sink: Sink, path: Option<DataPath>) -> TransferHandle {
         self.submit_counted(source, sink, path, Arc::new(AtomicU64::new(0)))
     }
@@ -320,7 +347,12 @@ impl Engine {
         path: Option<DataPath>,
         progress: Arc<AtomicU64>,
     ) -> TransferHandle {
-        let core = self.pick_core(&source, &sink);
+        let sock = match (&source, &sink) {
+            (Source::Socket(s), _) | (_, Sink::Socket(s)) => Some(s),
+            _ => None,
+        };
+        let placed = self.placement.place(sock, matches!(sink, Sink::Socket(_)));
+        let core = placement::Placement::core(&placed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = oneshot::channel();
         let job = transfer::Job {
@@ -330,6 +362,7 @@ impl Engine {
             path: path.unwrap_or(self.path),
             progress: progress.clone(),
             done: done_tx,
+            placed: Some(placed),
         };
         let handle = &self.cores[core];
         // A send fails only when the core has exited; the job (and its reply channel) is then
@@ -343,20 +376,6 @@ impl Engine {
             tx: handle.tx.clone(),
             wake: handle.wake.clone(),
         }
-    }
-
-    fn pick_core(&self, source: &Source, sink: &Sink) -> usize {
-        let sock = match (source, sink) {
-            (Source::Socket(s), _) | (_, Sink::Socket(s)) => Some(s),
-            _ => None,
-        };
-        let incoming = sock.and_then(|s| rustix::net::sockopt::socket_incoming_cpu(s).ok());
-        if let Some(cpu) = incoming {
-            if let Some(i) = self.cores.iter().position(|c| c.cpu == Some(cpu as usize)) {
-                return i;
-            }
-        }
-        self.round_robin.fetch_add(1, Ordering::Relaxed) % self.cores.len()
     }
 }
 

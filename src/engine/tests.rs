@@ -13,6 +13,7 @@ fn engine(path: DataPath) -> Engine {
         buffer_size: 64 << 10,
         buffers_per_core: 2,
         first_cpu: 0,
+        cpus: Vec::new(),
         op_latency: Some(super::OpLatency::new()),
     })
     .unwrap()

@@ -32,6 +32,8 @@ pub(crate) struct Job {
     pub(crate) path: DataPath,
     pub(crate) progress: Arc<AtomicU64>,
     pub(crate) done: oneshot::Sender<Result<Finished, OpError>>,
+    /// Its core's claim, given back when the transfer is dropped.
+    pub(crate) placed: Option<super::placement::Placed>,
 }
 
 pub(crate) enum Step {
@@ -110,6 +112,7 @@ pub(crate) struct Transfer {
     progress: Arc<AtomicU64>,
     done: oneshot::Sender<Result<Finished, OpError>>,
     pub(crate) cancelled: bool,
+    _placed: Option<super::placement::Placed>,
 }
 
 fn poll(sock: &TcpStream, events: i16) -> squeue::Entry {
@@ -227,6 +230,7 @@ impl Transfer {
             progress: job.progress,
             done: job.done,
             cancelled: false,
+            _placed: job.placed,
         }
     }
 
