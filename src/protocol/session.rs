@@ -1560,6 +1560,13 @@ impl From<PathError> for SessionError {
 mod tests {
     use super::*;
 
+    /// A session whose third-party data connections may use `networks`.
+    fn trusting(networks: &str) -> Session {
+        let mut config = session().config;
+        config.trusted_networks = crate::peers::parse_networks(networks).unwrap();
+        Session::new(config)
+    }
+
     fn session() -> Session {
         Session::new(SessionConfig {
             allow_anonymous: true,
@@ -1790,9 +1797,7 @@ mod tests {
         assert!(got[2].starts_with("501 PORT to a host other"), "{got:?}");
         assert_eq!(got[3], "200 PORT Command successful.\r\n");
 
-        let mut config = session().config;
-        config.trusted_networks = crate::peers::parse_networks("10.0.0.0/29").unwrap();
-        let mut s = Session::new(config);
+        let mut s = trusting("10.0.0.0/29");
         let got = run(
             &mut s,
             &[
@@ -1834,9 +1839,7 @@ mod tests {
 
     #[test]
     fn stripe_layout_block_size_is_apart_from_the_mode_e_block_size() {
-        let mut config = session().config;
-        config.trusted_networks = crate::peers::parse_networks("10.0.0.0/24").unwrap();
-        let mut s = Session::new(config);
+        let mut s = trusting("10.0.0.0/24");
         let got = run(
             &mut s,
             &[
@@ -1959,9 +1962,7 @@ mod tests {
     #[test]
     fn spas_reply_and_spor() {
         // Stripes on other hosts: allowed only from trusted networks.
-        let mut config = session().config;
-        config.trusted_networks = crate::peers::parse_networks("10.0.0.0/24").unwrap();
-        let mut s = Session::new(config);
+        let mut s = trusting("10.0.0.0/24");
         s.poll_reply();
         let got = run(
             &mut s,
