@@ -203,6 +203,18 @@ pub struct Plan {
     pub net: Net,
 }
 
+/// The allowed CPUs split in two taskset lists, (client: lower half, server: upper half); none
+/// with fewer than two CPUs.
+pub fn split_cpus() -> (Option<String>, Option<String>) {
+    let cpus = crate::engine::allowed_cpus();
+    if cpus.len() < 2 {
+        return (None, None);
+    }
+    let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let (client, server) = cpus.split_at(cpus.len() / 2);
+    (Some(list(client)), Some(list(server)))
+}
+
 /// Where the file benchmarks run: loopback, or the two namespaces of a WAN lab.
 #[derive(Clone, Debug)]
 pub struct Net {
@@ -210,36 +222,46 @@ pub struct Net {
     pub host: String,
     pub server_ns: Option<String>,
     pub client_ns: Option<String>,
+    /// Disjoint CPU sets (taskset lists) for the server and the client sides, as iperf3 `-A`
+    /// pins its ends: two processes' threads on one CPU halve each other.
+    pub server_cpus: Option<String>,
+    pub client_cpus: Option<String>,
 }
 
 impl Net {
     pub fn loopback() -> Net {
+        let (client_cpus, server_cpus) = split_cpus();
         Net {
             host: "127.0.0.1".into(),
             server_ns: None,
             client_ns: None,
+            server_cpus,
+            client_cpus,
         }
     }
 
-    fn wrap(ns: &Option<String>, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-        match ns {
-            Some(ns) => {
-                let mut c = std::process::Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(program);
-                c
-            }
-            None => std::process::Command::new(program),
+    fn wrap(ns: &Option<String>, cpus: &Option<String>, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(c) = cpus {
+            argv.extend(["taskset".into(), "-c".into(), c.into()]);
         }
+        if let Some(ns) = ns {
+            argv.extend(["ip".into(), "netns".into(), "exec".into(), ns.into()]);
+        }
+        argv.push(program.as_ref().to_os_string());
+        let mut c = std::process::Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
     }
 
-    /// A server-side command (in the server namespace, if any).
+    /// A server-side command (in the server namespace and on the server CPUs, if any).
     pub fn server_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-        Net::wrap(&self.server_ns, program)
+        Net::wrap(&self.server_ns, &self.server_cpus, program)
     }
 
-    /// A client-side command (in the client namespace, if any).
+    /// A client-side command (in the client namespace and on the client CPUs, if any).
     pub fn client_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-        Net::wrap(&self.client_ns, program)
+        Net::wrap(&self.client_ns, &self.client_cpus, program)
     }
 
     /// True once something listens at host:port, seen from the client side.

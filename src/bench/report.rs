@@ -44,10 +44,31 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
+/// The slowest and fastest run's GB/s: a wide span, or two clusters, is a finding.
+fn spread(c: &Case) -> String {
+    let rates = c.runs.iter().map(|s| s.gbytes_per_s);
+    let (lo, hi) = rates.fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
+    if lo.is_finite() {
+        format!("{lo:.2}..{hi:.2}")
+    } else {
+        "-".into()
+    }
+}
+
 pub fn table(cases: &[Case]) -> String {
     let mut out = format!(
-        "{:<9} {:<30} {:<30} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14}\n",
-        "scenario", "tool", "point", "GB/s", "CPU-s/GB", "client", "server", "x GB/s", "x CPU", "op µs p50/p99"
+        "{:<9} {:<30} {:<30} {:>7} {:>13} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14}\n",
+        "scenario",
+        "tool",
+        "point",
+        "GB/s",
+        "min..max",
+        "CPU-s/GB",
+        "client",
+        "server",
+        "x GB/s",
+        "x CPU",
+        "op µs p50/p99"
     );
     for c in cases {
         let (t, cpu) = ratios(cases, c).map_or(("-".into(), "-".into()), |(t, c)| {
@@ -59,11 +80,12 @@ pub fn table(cases: &[Case]) -> String {
             .map_or("-".into(), |l| format!("{}/{}", l.p50, l.p99));
         let _ = writeln!(
             out,
-            "{:<9} {:<30} {:<30} {:>7.3} {:>8.3} {:>8} {:>8} {:>8} {:>8} {:>14}",
+            "{:<9} {:<30} {:<30} {:>7.3} {:>13} {:>8.3} {:>8} {:>8} {:>8} {:>8} {:>14}",
             c.scenario.name(),
             c.tool,
             c.label(),
             c.median.gbytes_per_s,
+            spread(c),
             c.median.cpu_s_per_gb,
             opt(c.median.client_cpu_s_per_gb),
             opt(c.median.server_cpu_s_per_gb),

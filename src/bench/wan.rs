@@ -70,10 +70,13 @@ pub fn run(plan: &Plan, wan: &WanPlan, done: &mut dyn FnMut(&Case)) -> Result<Ve
     ] {
         lab.sysctl(name, value).map_err(|e| BenchError::tool("sysctl", e))?;
     }
+    let (client_cpus, server_cpus) = super::split_cpus();
     let net = Net {
         host: SERVER_IP.into(),
         server_ns: Some(lab.ns("server")),
         client_ns: Some(lab.ns("client")),
+        server_cpus,
+        client_cpus,
     };
     let wplan = Plan { net, ..plan.clone() };
     let mut cases = Vec::new();

@@ -214,6 +214,9 @@ pub struct DoorArgs {
     /// session's client (see `serve`).
     #[arg(long, value_name = "LIST")]
     pub trusted_networks: Option<String>,
+    /// CPUs for the door's relay engine (one core), e.g. 3.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
     /// FEAT lists GETPUT: auto (yes, with remote pools), always or never.
     #[arg(long, value_enum, default_value = "auto")]
     pub getput: crate::door::GetPut,
@@ -1002,6 +1005,7 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
     // The door's own engine only relays plain-PASV transfers to remote pools.
     let engine = Arc::new(Engine::start(&EngineConfig {
         cores: 1,
+        cpus: cpu_list(args.cpus.as_deref())?,
         ..EngineConfig::default()
     })?);
     control_runtime()?.block_on(async move {
@@ -1112,6 +1116,9 @@ mod tests {
 
     #[test]
     fn durations_and_ranges() {
+        assert_eq!(cpu_list(Some("0,2-4, 7")).unwrap(), vec![0, 2, 3, 4, 7]);
+        assert_eq!(cpu_list(None).unwrap(), Vec::<usize>::new());
+        assert!(cpu_list(Some("3-1")).is_err() && cpu_list(Some("x")).is_err());
         assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert!(parse_duration("10x").is_err());

@@ -35,6 +35,11 @@ use tokio::sync::oneshot;
 pub use self::blocks::{BlockPlan, Receiving};
 pub use self::core::probe;
 
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    core::allowed_cpus()
+}
+
 /// Engine failures, per transfer or at start-up.
 #[derive(Debug, Error)]
 pub enum OpError {
