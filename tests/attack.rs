@@ -704,3 +704,23 @@ fn a_symlink_swapped_during_downloads_never_leaks_outside_files() {
     eprintln!("600 RETRs during swaps: {served} served the inside file, {refused} refused");
     assert!(served > 0 && refused > 0, "{served} served, {refused} refused");
 }
+
+#[test]
+fn uploads_never_replace_or_write_into_special_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let srv = Server::start(&[]);
+    let dev = srv.path("null");
+    // A character device 1,3 (/dev/null) inside the root: root only, as CI runs.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &dev,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .expect("mknod needs root (CI runs as root)");
+    let mut c = Control::login(srv.addr, USER, PASSWORD);
+    let r = c.upload("STOR null", b"replace me");
+    assert_eq!(r.code, 550, "{}", r.text());
+    assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+}

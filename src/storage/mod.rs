@@ -217,6 +217,14 @@ impl Root {
                     io::Error::from_raw_os_error(libc::EISDIR),
                 ))
             }
+            // A device, FIFO or socket is never written into, nor replaced by an upload.
+            Ok(info) if info.kind != Kind::File => {
+                return Err(StorageError::new(
+                    "create",
+                    vpath,
+                    io::Error::from_raw_os_error(libc::EINVAL),
+                ))
+            }
             Ok(_) => true,
             Err(e) if e.errno() == Some(libc::ENOENT) => false,
             Err(e) => return Err(e),
@@ -445,7 +453,7 @@ fn group_id(group: &str) -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, FileTypeExt};
 
     fn tree() -> (tempfile::TempDir, Root) {
         let outer = tempfile::tempdir().unwrap();
@@ -551,6 +559,18 @@ mod tests {
         up.file.write_all(b"new").unwrap();
         assert_eq!(std::fs::read(t.path().join("root/d/x")).unwrap(), b"half and the rest");
         assert_eq!(r.open_upload("/d", fresh).unwrap_err().errno(), Some(libc::EISDIR));
+        // Special files are neither written into nor replaced.
+        let fifo = t.path().join("root/fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.open_upload("/fifo", fresh).unwrap_err().errno(), Some(libc::EINVAL));
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     }
 
     #[test]
