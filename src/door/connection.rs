@@ -379,16 +379,7 @@ impl Connection {
                 format: ListFormat::Mlsr,
             } => self.recursive_listing(path, req.access.writable).await?,
             TransferKind::Listing { path, format } => {
-                let entries = match &self.shared.backend {
-                    // Large directories take a while: list off the control runtime's threads.
-                    Backend::Embedded { root, .. } => {
-                        let (root, path) = (root.clone(), path.clone());
-                        tokio::task::spawn_blocking(move || root.list_or_stat(&path).map_err(|e| storage_error(&e)))
-                            .await
-                            .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))?
-                    }
-                    Backend::Pools { pools: m, .. } => self.remote_listing(m, path).await?,
-                };
+                let entries = self.entries(path).await?;
                 let (format, writable) = (*format, req.access.writable);
                 let render = move || -> Result<Bytes, SessionError> {
                     let entries: Vec<_> = entries.into_iter().map(facts).collect();

@@ -9,8 +9,8 @@ use crate::protocol::SessionError;
 use crate::storage::{FileInfo, Kind, StorageError};
 
 pub(crate) fn storage_error(e: &StorageError) -> SessionError {
-    if e.op == "chgrp" && e.errno().is_none() {
-        // An unknown group name: the client's argument, not the file system.
+    if e.errno().is_none() && e.source.kind() == std::io::ErrorKind::InvalidInput {
+        // Not the file system's answer but the client's argument (an unknown group name).
         return SessionError::BadArgument(e.source.to_string());
     }
     errno_error(e.errno(), e.to_string())

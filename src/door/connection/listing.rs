@@ -24,8 +24,9 @@ fn spool_error(e: std::io::Error) -> SessionError {
 
 impl Connection {
     /// The entries of a directory (or the facts of a file), from whichever backend holds them.
-    async fn entries(&self, path: &str) -> Result<Vec<FileInfo>, SessionError> {
+    pub(super) async fn entries(&self, path: &str) -> Result<Vec<FileInfo>, SessionError> {
         match &self.shared.backend {
+            // Large directories take a while: list off the control runtime's threads.
             Backend::Embedded { root, .. } => {
                 let (root, path) = (root.clone(), path.to_string());
                 tokio::task::spawn_blocking(move || root.list_or_stat(&path).map_err(|e| super::storage_error(&e)))
