@@ -218,12 +218,7 @@ fn too_long_names_get_553() {
 
 /// USER, PASS with a wrong password, and hang up without waiting for the 530.
 fn guess_and_hang_up(from: &str, to: SocketAddr) {
-    let s = connect_from(from, to);
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut c = Control {
-        reader: std::io::BufReader::new(s.try_clone().unwrap()),
-        writer: s,
-    };
+    let mut c = Control::over(connect_from(from, to));
     if c.reply().code != 220 {
         return;
     }
@@ -309,17 +304,10 @@ fn sessions_per_address_are_limited() {
     let srv = Server::start(&["--max-sessions-per-address", "2"]);
     let _a = srv.control();
     let _b = srv.control();
-    let mut third = Control {
-        reader: std::io::BufReader::new(TcpStream::connect(srv.addr).unwrap()),
-        writer: TcpStream::connect(srv.addr).unwrap(),
-    };
+    let mut third = Control::over(TcpStream::connect(srv.addr).unwrap());
     assert_eq!(third.reply().code, 421);
     // Another address is not locked out.
-    let s = connect_from("127.0.0.2", srv.addr);
-    let mut other = Control {
-        reader: std::io::BufReader::new(s.try_clone().unwrap()),
-        writer: s,
-    };
+    let mut other = Control::over(connect_from("127.0.0.2", srv.addr));
     assert_eq!(other.reply().code, 220);
 }
 

@@ -170,14 +170,18 @@ impl Reply {
 
 impl Control {
     pub fn connect(addr: SocketAddr) -> Control {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut c = Control {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        };
+        let mut c = Control::over(TcpStream::connect(addr).unwrap());
         assert_eq!(c.reply().code, 220);
         c
+    }
+
+    /// A control client on a connection already made (its greeting not read yet).
+    pub fn over(s: TcpStream) -> Control {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Control {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
     }
 
     pub fn login(addr: SocketAddr, user: &str, pass: &str) -> Control {
