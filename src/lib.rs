@@ -1,6 +1,6 @@
 //! ringmover: a GridFTP v2 server, client and benchmark for data-transfer nodes.
 //!
-//! Layers (see `../shared/design.md`): [`protocol`] is the sans-IO control protocol; [`storage`]
+//! Layers: [`protocol`] is the sans-IO control protocol; [`storage`]
 //! confines file access to a root; [`engine`] runs data movement on per-core io_uring threads;
 //! [`pool`] executes transfers on the engine; [`door`] runs control connections on tokio.
 #![deny(
