@@ -286,17 +286,15 @@ impl Engine {
     /// Starts one pinned thread with its ring per core.
     pub fn start(config: &EngineConfig) -> Result<Engine, OpError> {
         let allowed = core::allowed_cpus();
-        let cpus = if config.cpus.is_empty() {
-            // Fewer cores than CPUs: start on the CPUs other ringmover processes use least.
+        let cpus = if config.cpus.is_empty() && config.cores > 0 && config.cores < allowed.len() {
+            // Fewer cores than CPUs: start on the CPUs other ringmover processes use least
+            // (a stable sort: without any load, the allowed order).
             let busy = placement::others_busy();
-            let load = |c: &usize| busy.get(*c).copied().unwrap_or(0);
-            let mut by_load = allowed.clone();
-            by_load.sort_by_key(load);
-            if config.cores > 0 && config.cores < allowed.len() && by_load.iter().map(load).any(|l| l > 0) {
-                by_load
-            } else {
-                allowed
-            }
+            let mut by_load = allowed;
+            by_load.sort_by_key(|c| busy.get(*c).copied().unwrap_or(0));
+            by_load
+        } else if config.cpus.is_empty() {
+            allowed
         } else {
             let chosen: Vec<usize> = config.cpus.iter().copied().filter(|c| allowed.contains(c)).collect();
             if chosen.is_empty() {
