@@ -373,6 +373,9 @@ pub(crate) struct BlockRecv {
     /// Zero-copy receive: block payloads go socket → pipe → file with splice(2), never
     /// through user space (MODE E/X downloads into /dev/null or a file, `zerocopy` path).
     pipe: Option<(OwnedFd, OwnedFd)>,
+    /// The socket's current `SO_RCVLOWAT`: never more than the bytes this stream still
+    /// expects for sure (the rest of a header or of a block), so a wake-up cannot be lost.
+    lowat: i32,
 }
 
 impl BlockRecv {
@@ -403,6 +406,16 @@ impl BlockRecv {
             written: 0,
             keep: false,
             pipe,
+            lowat: 1,
+        }
+    }
+
+    /// Wake for `want` bytes at most (capped at the stream-mode mark).
+    fn expect(&mut self, want: u64) {
+        let mark = want.clamp(1, super::transfer::RCV_LOWAT as u64) as i32;
+        if mark != self.lowat {
+            super::transfer::set_rcvlowat(&self.sock, mark);
+            self.lowat = mark;
         }
     }
 
@@ -595,6 +608,11 @@ impl BlockRecv {
                     }
                 }
             }
+        }
+        match self.phase {
+            RecvPhase::Header => self.expect((self.hdr_len - self.hdr_got) as u64),
+            RecvPhase::Body | RecvPhase::Splicing => self.expect(self.left),
+            _ => {}
         }
         let sock = types::Fd(self.sock.as_raw_fd());
         Ok(Some(match self.phase {

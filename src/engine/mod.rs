@@ -2,13 +2,14 @@
 //! socket, socket to file) are handed to a core through a queue plus an eventfd wake-up and run
 //! there to completion; the caller awaits the result. Imports nothing else of ringmover.
 //!
-//! Paths (`reference/uring-paths.md` measured them on this machine type):
-//! - [`DataPath::Auto`] (default): file→socket with `sendfile(2)` on the core's thread, gated
-//!   by an io_uring `PollAdd` for writability; socket→file with io_uring `Recv` + `WriteFixed`.
-//! - [`DataPath::Zerocopy`]: as Auto out; socket→file with `splice(2)` through a pipe, gated by
+//! Paths (`docs/engine-paths.md` has the measurements):
+//! - [`DataPath::Zerocopy`]: file→socket with `sendfile(2)` on the core's thread, gated by an
+//!   io_uring `PollAdd` for writability; socket→file with `splice(2)` through a pipe, gated by
 //!   a poll for readability. io_uring `Splice` is not used: it runs in io-wq workers.
 //! - [`DataPath::ReadWrite`]: io_uring `ReadFixed`/`Send` and `Recv`/`WriteFixed` through the
 //!   core's registered buffer arena.
+//! - [`DataPath::Auto`] (default) picks per transfer: splice in (read/write when an observer
+//!   needs the bytes), sendfile out, except MODE E/X to a peer on this host (a copying send).
 //!
 //! Memory→socket (listings) always uses io_uring `Send`. Appends always use read/write, since
 //! splice cannot write to an `O_APPEND` file.
@@ -78,8 +79,8 @@ impl OpError {
 /// How bytes move between files and sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DataPath {
-    /// The fastest measured here: `sendfile(2)` out, io_uring `Recv` + `WriteFixed` in
-    /// (`reference/uring-paths.md`: splice into a file gained nothing over recv+write).
+    /// The fastest measured for each transfer: splice in, sendfile out, a copying MODE E send
+    /// to this host (see the module documentation).
     #[default]
     Auto,
     /// `sendfile(2)` out, `splice(2)` in; both gated by io_uring polls.

@@ -24,6 +24,9 @@ const CHUNK: usize = 4 << 20;
 const BUDGET: u64 = 64 << 20;
 /// Pipe size for splice receives.
 const PIPE_SIZE: usize = 1 << 20;
+/// Stream-mode receives are woken when this much is queued (or at the end of the stream):
+/// each wake-up costs the sender a cross-CPU interrupt, once per 64 KiB segment without it.
+pub(crate) const RCV_LOWAT: i32 = 512 << 10;
 
 pub(crate) struct Job {
     pub(crate) id: u64,
@@ -121,7 +124,11 @@ fn poll(sock: &TcpStream, events: i16) -> squeue::Entry {
 
 impl Transfer {
     pub(crate) fn new(job: Job, ctx: &mut Ctx<'_>) -> Transfer {
-        let kind = match (job.source, job.sink, job.path) {
+        let path = resolve(job.path, &job.source, &job.sink);
+        if let (Source::Socket(sock), Sink::Discard | Sink::File { .. }) = (&job.source, &job.sink) {
+            set_rcvlowat(sock, RCV_LOWAT);
+        }
+        let kind = match (job.source, job.sink, path) {
             (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::Auto | DataPath::Zerocopy) => {
                 Kind::SendFile {
                     file,
@@ -605,6 +612,60 @@ impl Transfer {
         };
         self.count(newly_written);
         Ok(Some(next))
+    }
+}
+
+/// What [`DataPath::Auto`] means for one transfer (measured on loopback, see
+/// `docs/engine-paths.md`). Received bytes are spliced into the file unless an observer must
+/// see them or the file appends. Files are sent with `sendfile`, except MODE E/X streams to a
+/// peer on this host: with several streams the receiver's copy out of page-cache pages that
+/// it reads cold cost it 2.3× the CPU of a copy out of the pages a copying sender just wrote,
+/// and here the receiver runs on our own machine (2× for four streams into tmpfs, and less
+/// CPU in all).
+fn resolve(path: DataPath, source: &Source, sink: &Sink) -> DataPath {
+    if path != DataPath::Auto {
+        return path;
+    }
+    match (source, sink) {
+        (Source::Blocks { .. }, Sink::Socket(sock)) if same_host(sock) => DataPath::ReadWrite,
+        (
+            Source::Socket(_),
+            Sink::File {
+                offset: Some(_),
+                observer: None,
+                ..
+            }
+            | Sink::Blocks { .. },
+        ) => DataPath::Zerocopy,
+        (Source::Socket(_), Sink::File { .. }) => DataPath::ReadWrite,
+        _ => DataPath::Zerocopy,
+    }
+}
+
+/// Sets `SO_RCVLOWAT`. Stream mode ends with the peer's close, which wakes the reader
+/// whatever the mark, so a tail shorter than the mark cannot be stranded; MODE E sets it per
+/// block to what it still expects. Best effort: the default (1 byte) still works.
+pub(crate) fn set_rcvlowat(sock: &TcpStream, bytes: libc::c_int) {
+    // SAFETY: a socket fd we own, and a pointer to a c_int that outlives the call, with its size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Whether the socket's peer runs on this host (loopback, or our own address).
+fn same_host(sock: &TcpStream) -> bool {
+    match (sock.peer_addr(), sock.local_addr()) {
+        (Ok(peer), Ok(local)) => {
+            let peer = peer.ip().to_canonical();
+            peer.is_loopback() || peer == local.ip().to_canonical()
+        }
+        _ => false,
     }
 }
 
