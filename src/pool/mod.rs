@@ -3,8 +3,11 @@
 //! engine. The door asks it for movers; in `ringmover serve` the pool is embedded in the same
 //! process. Uses engine and storage; knows nothing of the control protocol.
 
+mod digests;
 pub mod mover;
 pub mod remote;
+
+pub use digests::UploadDigests;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -21,9 +24,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use crate::block::Header;
-use crate::engine::{BlockPlan, DataPath, Engine, Observer, OpError, Receiving, Sink, Source, TransferHandle};
+use crate::engine::{BlockPlan, DataPath, Engine, OpError, Receiving, Sink, Source, TransferHandle};
 use crate::peers::DataPeers;
-use crate::storage::checksum::{Algorithm, Hasher};
+use crate::storage::checksum::Algorithm;
 use crate::storage::{Root, StorageError, WriteMode};
 
 /// Pool failures.
@@ -308,8 +311,28 @@ impl Pool {
             PreparedMover::Store {
                 file, offset, digests, ..
             } => {
-                let observer = digests.map(|d| Box::new(DigestObserver(d)) as Box<dyn Observer>);
-                (Source::Socket(sock), Sink::File { file, offset, observer })
+                // With a CPU to spare (the follower's extra read from the page cache lost to
+                // hashing on the receiving core when both shared one CPU), the Auto path
+                // splices the bytes into the file and a follower thread hashes them.
+                let path = self.config.data_path.unwrap_or_else(|| self.engine.path());
+                let (follow, observe) = match digests {
+                    Some(d)
+                        if path == DataPath::Auto && offset.is_some() && crate::engine::allowed_cpus().len() > 1 =>
+                    {
+                        (Some((d, digests::reader(&file).map_err(PoolError::Connect)?)), None)
+                    }
+                    d => (None, d),
+                };
+                let observer = observe.map(digests::observer);
+                let h = self.engine.submit(
+                    Source::Socket(sock),
+                    Sink::File { file, offset, observer },
+                    self.config.data_path,
+                );
+                if let Some((d, file)) = follow {
+                    digests::follow(&d, file, h.progress_counter());
+                }
+                return Ok(h);
             }
             PreparedMover::Bytes(b) => (Source::Memory(b), Sink::Socket(sock)),
         };
@@ -352,59 +375,6 @@ impl Pool {
         Ok(self
             .engine
             .submit_counted(Source::Socket(sock), sink, self.config.data_path, progress))
-    }
-}
-
-/// Checksums of a stream upload, computed as the bytes arrive.
-pub struct UploadDigests {
-    hashers: Vec<(Algorithm, Hasher)>,
-    complete: bool,
-}
-
-impl std::fmt::Debug for UploadDigests {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let algs: Vec<_> = self.hashers.iter().map(|(a, _)| a.name()).collect();
-        f.debug_struct("UploadDigests")
-            .field("algorithms", &algs)
-            .field("complete", &self.complete)
-            .finish()
-    }
-}
-
-impl UploadDigests {
-    fn new(algs: &[Algorithm]) -> UploadDigests {
-        UploadDigests {
-            hashers: algs.iter().map(|&a| (a, Hasher::new(a))).collect(),
-            complete: false,
-        }
-    }
-
-    /// The results, if every byte of a successful upload was seen.
-    pub fn take(&mut self) -> Option<Vec<(Algorithm, String)>> {
-        if !self.complete {
-            return None;
-        }
-        self.complete = false;
-        Some(
-            std::mem::take(&mut self.hashers)
-                .into_iter()
-                .map(|(a, h)| (a, h.finish()))
-                .collect(),
-        )
-    }
-}
-
-#[derive(Debug)]
-struct DigestObserver(Arc<Mutex<UploadDigests>>);
-
-impl Observer for DigestObserver {
-    fn observe(&mut self, data: &[u8]) {
-        let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        d.hashers.iter_mut().for_each(|(_, h)| h.update(data));
-    }
-
-    fn complete(&mut self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).complete = true;
     }
 }
 

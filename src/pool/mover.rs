@@ -372,7 +372,10 @@ impl Run<'_> {
         streams.progress = h.progress_counter();
         streams.add(h);
         self.drive(&mut streams, None).await?;
-        let digests = digests.and_then(|d| d.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let digests = match digests {
+            Some(d) => super::digests::settle(&d, streams.bytes()).await,
+            None => None,
+        };
         Ok(MoverDone {
             bytes: streams.bytes(),
             streams: 1,

@@ -63,7 +63,7 @@ impl Algorithm {
 /// An incremental checksum.
 pub enum Hasher {
     Md5(md5::Md5),
-    Adler32(adler2::Adler32),
+    Adler32(simd_adler32::Adler32),
     Crc32c(u32),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
@@ -74,7 +74,7 @@ impl Hasher {
     pub fn new(alg: Algorithm) -> Hasher {
         match alg {
             Algorithm::Md5 => Hasher::Md5(md5::Md5::new()),
-            Algorithm::Adler32 => Hasher::Adler32(adler2::Adler32::new()),
+            Algorithm::Adler32 => Hasher::Adler32(simd_adler32::Adler32::new()),
             Algorithm::Crc32c => Hasher::Crc32c(0),
             Algorithm::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
             Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
@@ -85,7 +85,7 @@ impl Hasher {
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Md5(h) => h.update(data),
-            Hasher::Adler32(h) => h.write_slice(data),
+            Hasher::Adler32(h) => h.write(data),
             Hasher::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
             Hasher::Sha1(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
@@ -100,7 +100,7 @@ impl Hasher {
         }
         match self {
             Hasher::Md5(h) => hex(&h.finalize()),
-            Hasher::Adler32(h) => format!("{:08x}", h.checksum()),
+            Hasher::Adler32(h) => format!("{:08x}", h.finish()),
             Hasher::Crc32c(c) => format!("{c:08x}"),
             Hasher::Sha1(h) => hex(&h.finalize()),
             Hasher::Sha256(h) => hex(&h.finalize()),
