@@ -1,16 +1,17 @@
-//! Memory to memory over loopback on the engine: an in-memory buffer sent again and again with
-//! io_uring `Send` on one core, received with splice to /dev/null on the other; iperf3 (and
-//! `iperf3 -Z`) with the same stream count and pinning in the same run.
+//! Memory to memory over loopback on the engine: an in-memory file (memfd) sent with
+//! `sendfile` on one core, each stream its own range, received with splice to /dev/null on the
+//! other; iperf3 (and `iperf3 -Z`) with the same stream count and pinning in the same run.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 
-use bytes::Bytes;
+use std::fs::File;
 
+use super::report::{M2M_SEND, M2M_SENDFILE};
 use super::{cpu, interleaved, BenchError, Case, Plan, Point, Sample, Scenario, Tool};
 use crate::engine::{Engine, EngineConfig, OpLatency, Sink, Source};
 
-const DEFAULT_OP: u64 = 1 << 20;
+const FILL_BLOCK: usize = 1 << 20;
 
 pub fn run(plan: &Plan, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchError> {
     let latency = OpLatency::new();
@@ -25,17 +26,25 @@ pub fn run(plan: &Plan, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchE
         first_cpu: 1,
         ..EngineConfig::default()
     })?;
+    let memory = memory_file(plan.size)?;
     let mut cases = Vec::new();
     let mut peers_done = Vec::new();
-    // The engine path does not apply here (memory source, discard sink): one point per rest.
+    // Neither the engine path nor the block size applies here (sendfile from memory into a
+    // discarding splice): one point per stream count and socket buffer.
     let mut points = plan.points();
-    points.dedup_by_key(|p| (p.streams, p.block_size, p.tcp_bs));
+    points.dedup_by_key(|p| (p.streams, p.tcp_bs));
     for point in points {
         latency.reset();
-        let mut tools: Vec<Tool<'_>> = vec![(
-            "ringmover".into(),
-            Box::new(|| engine_run(&sender, &receiver, plan.size, point)),
-        )];
+        let mut tools: Vec<Tool<'_>> = vec![
+            (
+                M2M_SENDFILE.into(),
+                Box::new(|| engine_run(&sender, &receiver, Some(&memory), plan.size, point)),
+            ),
+            (
+                M2M_SEND.into(),
+                Box::new(|| engine_run(&sender, &receiver, None, plan.size, point)),
+            ),
+        ];
         // iperf3 has no block-size or path knob: once per (streams, socket buffer).
         let peer_key = (point.streams, point.tcp_bs);
         let with_peers = plan.peers && !peers_done.contains(&peer_key);
@@ -46,7 +55,7 @@ pub fn run(plan: &Plan, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchE
         }
         for (name, runs) in interleaved(plan.runs, &mut tools)? {
             let mut case = Case::new(Scenario::M2m, &name, point, runs);
-            if name == "ringmover" {
+            if name == M2M_SENDFILE {
                 case.op_latency_us = Some(latency.summary());
             }
             done(&case);
@@ -56,11 +65,33 @@ pub fn run(plan: &Plan, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchE
     Ok(cases)
 }
 
-/// One engine run: `streams` connections, `size` bytes in all.
-fn engine_run(sender: &Engine, receiver: &Engine, size: u64, p: Point) -> Result<Sample, BenchError> {
-    let op = p.block_size.unwrap_or(DEFAULT_OP) as usize;
-    let pattern = Bytes::from(vec![0x5au8; op]);
+/// `size` bytes of a pattern in an anonymous in-memory file.
+fn memory_file(size: u64) -> Result<File, BenchError> {
+    use std::io::Write;
+    let fd =
+        rustix::fs::memfd_create("ringmover-bench", rustix::fs::MemfdFlags::CLOEXEC).map_err(std::io::Error::from)?;
+    let mut f = File::from(fd);
+    let block = vec![0x5au8; FILL_BLOCK];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    Ok(f)
+}
+
+/// One engine run: `streams` connections, each sending its share of `memory` with sendfile,
+/// or (without it) a 1 MiB buffer again and again with io_uring `Send`.
+fn engine_run(
+    sender: &Engine,
+    receiver: &Engine,
+    memory: Option<&File>,
+    size: u64,
+    p: Point,
+) -> Result<Sample, BenchError> {
     let n = u64::from(p.streams.max(1));
+    let pattern = bytes::Bytes::from(vec![0x5au8; FILL_BLOCK]);
     let mut pairs = Vec::new();
     for _ in 0..n {
         let l = TcpListener::bind("127.0.0.1:0")?;
@@ -76,13 +107,22 @@ fn engine_run(sender: &Engine, receiver: &Engine, size: u64, p: Point) -> Result
     }
     let meter = cpu::Meter::start(None);
     let mut handles = Vec::new();
+    let mut offset = 0;
     for (i, (a, b)) in pairs.into_iter().enumerate() {
         let share = size / n + u64::from((i as u64) < size % n);
         let recv = receiver.submit(Source::Socket(b), Sink::Discard, None);
-        let source = Source::Repeat {
-            pattern: pattern.clone(),
-            total: share,
+        let source = match memory {
+            Some(m) => Source::File {
+                file: m.try_clone()?,
+                offset,
+                length: Some(share),
+            },
+            None => Source::Repeat {
+                pattern: pattern.clone(),
+                total: share,
+            },
         };
+        offset += share;
         handles.push((sender.submit(source, Sink::Socket(a), None), recv));
     }
     let mut got = 0;

@@ -76,7 +76,7 @@ impl Scenario {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Point {
     pub streams: u32,
-    /// MODE E block size (m2m: bytes per send op); None: the default (1 MiB).
+    /// MODE E block size of file transfers; None: the default (1 MiB).
     pub block_size: Option<u64>,
     /// Fixed socket buffers; None: kernel autotuning.
     pub tcp_bs: Option<u64>,

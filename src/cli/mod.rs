@@ -281,7 +281,7 @@ pub struct BenchArgs {
     /// Parallel streams (1: stream mode for file transfers, more: MODE E).
     #[arg(long, value_delimiter = ',', default_value = "1,4")]
     pub streams: Vec<u32>,
-    /// MODE E block sizes (m2m: bytes per send op); "default" is 1M.
+    /// MODE E block sizes for file transfers; "default" is 1M.
     #[arg(long = "block-size", value_delimiter = ',', default_value = "default")]
     pub block_size: Vec<String>,
     /// Socket buffer sizes; "auto" is kernel autotuning.
