@@ -15,15 +15,17 @@ const FILL_BLOCK: usize = 1 << 20;
 
 pub fn run(plan: &Plan, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchError> {
     let latency = OpLatency::new();
+    // Disjoint halves of the allowed CPUs, as iperf3 -A pins its two ends.
+    let half = (crate::engine::allowed_cpus().len() / 2).max(1);
     let sender = Engine::start(&EngineConfig {
-        cores: 1,
+        cores: half,
         first_cpu: 0,
         op_latency: Some(latency.clone()),
         ..EngineConfig::default()
     })?;
     let receiver = Engine::start(&EngineConfig {
-        cores: 1,
-        first_cpu: 1,
+        cores: half,
+        first_cpu: half,
         ..EngineConfig::default()
     })?;
     let memory = memory_file(plan.size)?;
