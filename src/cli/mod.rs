@@ -148,6 +148,11 @@ pub struct DataLimitArgs {
     /// Most data connections one transfer accepts [default: 64].
     #[arg(long)]
     pub max_data_connections: Option<usize>,
+    /// Read and write files with direct I/O (O_DIRECT) through the engine's aligned buffers,
+    /// bypassing the page cache: for disks; filesystems that refuse it stay buffered.
+    #[arg(long)]
+    #[serde(default)]
+    pub direct_io: bool,
 }
 
 impl DataLimitArgs {
@@ -156,6 +161,7 @@ impl DataLimitArgs {
             data_timeout: self.data_timeout.or(file.data_timeout),
             stall_timeout: self.stall_timeout.or(file.stall_timeout),
             max_data_connections: self.max_data_connections.or(file.max_data_connections),
+            direct_io: self.direct_io || file.direct_io,
         }
     }
 
@@ -170,6 +176,7 @@ impl DataLimitArgs {
         if let Some(n) = self.max_data_connections {
             config.max_data_connections = n.max(1);
         }
+        config.direct_io = self.direct_io;
         Ok(())
     }
 }
@@ -409,6 +416,10 @@ pub struct CopyArgs {
     /// Engine data path for our side: auto, zerocopy or readwrite.
     #[arg(long = "data-path", default_value = "auto")]
     pub data_path: String,
+    /// Read and write local files with direct I/O (O_DIRECT), bypassing the page cache
+    /// (filesystems that refuse it stay buffered).
+    #[arg(long)]
+    pub direct_io: bool,
     /// Record engine op latencies and add their percentiles to the --json record.
     #[arg(long)]
     pub latency: bool,
@@ -929,6 +940,7 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
             // The client writes its local files in place, as globus-url-copy does, so that
             // -restart and -sync see the bytes already there.
             partial_uploads: false,
+            direct_io: args.direct_io,
             ..PoolConfig::default()
         },
     );

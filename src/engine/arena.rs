@@ -14,6 +14,8 @@ pub(crate) enum Buffer {
 
 pub(crate) struct Arena {
     mem: Box<[u8]>,
+    /// Where the first buffer starts in `mem`: aligned for direct I/O.
+    base: usize,
     buf_size: usize,
     free: Vec<u16>,
     registered: bool,
@@ -24,10 +26,12 @@ impl Arena {
     /// kernel and `RLIMIT_MEMLOCK` allow; otherwise the buffers are used unregistered.
     pub(crate) fn new(ring: &IoUring, count: usize, buf_size: usize) -> Arena {
         let count = count.min(u16::MAX as usize);
-        let mut mem = vec![0u8; count * buf_size].into_boxed_slice();
+        let align = super::direct::ALIGN;
+        let mut mem = vec![0u8; count * buf_size + align].into_boxed_slice();
+        let base = mem.as_ptr().align_offset(align).min(align);
         let iovecs: Vec<libc::iovec> = (0..count)
             .map(|i| libc::iovec {
-                iov_base: mem[i * buf_size..].as_mut_ptr().cast(),
+                iov_base: mem[base + i * buf_size..].as_mut_ptr().cast(),
                 iov_len: buf_size,
             })
             .collect();
@@ -40,6 +44,7 @@ impl Arena {
         }
         Arena {
             mem,
+            base,
             buf_size,
             free: (0..count as u16).rev().collect(),
             registered,
@@ -61,7 +66,7 @@ impl Arena {
     pub(crate) fn bytes<'a>(&'a self, buf: &'a Buffer, len: usize) -> &'a [u8] {
         match buf {
             Buffer::Fixed(i) => {
-                let start = *i as usize * self.buf_size;
+                let start = self.base + *i as usize * self.buf_size;
                 &self.mem[start..start + len.min(self.buf_size)]
             }
             Buffer::Heap(b) => &b[..len.min(b.len())],
@@ -78,7 +83,7 @@ impl Arena {
     pub(crate) fn ptr(&mut self, buf: &mut Buffer) -> (*mut u8, Option<u16>) {
         match buf {
             Buffer::Fixed(i) => {
-                let start = *i as usize * self.buf_size;
+                let start = self.base + *i as usize * self.buf_size;
                 let p = self.mem[start..start + self.buf_size].as_mut_ptr();
                 (p, self.registered.then_some(*i))
             }

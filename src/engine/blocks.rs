@@ -115,6 +115,8 @@ pub(crate) struct BlockSend {
     pub(crate) buf: Option<Buffer>,
     filled: usize,
     sent: usize,
+    /// The read in flight is a retry after a direct read was refused.
+    retried: bool,
 }
 
 impl BlockSend {
@@ -146,6 +148,7 @@ impl BlockSend {
             buf,
             filled: 0,
             sent: 0,
+            retried: false,
         };
         s.next_header();
         if s.xmode.is_some() {
@@ -195,6 +198,10 @@ impl BlockSend {
         res: Option<i32>,
         moved: &mut u64,
     ) -> Result<Option<squeue::Entry>, OpError> {
+        // A direct read the kernel refused is read again through the page cache.
+        let res = res.filter(|&r| {
+            self.phase != SendPhase::Reading || !super::direct::fall_back(&self.file, r, &mut self.retried)
+        });
         if let Some(r) = res {
             if r < 0 {
                 return Err(OpError::errno("MODE E send", r));
@@ -373,8 +380,10 @@ pub(crate) struct BlockRecv {
     /// Zero-copy receive: block payloads go socket → pipe → file with splice(2), never
     /// through user space (MODE E/X downloads into /dev/null or a file, `zerocopy` path).
     pipe: Option<(OwnedFd, OwnedFd)>,
+    /// The write in flight is a retry after a direct write was refused.
+    retried: bool,
     /// The socket's current `SO_RCVLOWAT`: never more than the bytes this stream still
-    /// expects for sure (the rest of a header or of a block), so a wake-up cannot be lost.
+    /// expects for sure (the rest of the block being spliced), so a wake-up cannot be lost.
     lowat: i32,
 }
 
@@ -406,6 +415,7 @@ impl BlockRecv {
             written: 0,
             keep: false,
             pipe,
+            retried: false,
             lowat: 1,
         }
     }
@@ -556,6 +566,10 @@ impl BlockRecv {
         res: Option<i32>,
         moved: &mut u64,
     ) -> Result<Option<squeue::Entry>, OpError> {
+        // A direct write the kernel refused is written again through the page cache.
+        let res = res.filter(|&r| {
+            self.phase != RecvPhase::Writing || !super::direct::fall_back(&self.file, r, &mut self.retried)
+        });
         if let Some(r) = res {
             if r < 0 {
                 return Err(OpError::errno("MODE E receive", r));
@@ -609,10 +623,12 @@ impl BlockRecv {
                 }
             }
         }
+        // Only the splice phases come back here after every wake-up to lower the mark as the
+        // block's rest shrinks; an io_uring Recv retries inside the kernel and would wait
+        // forever for a mark above what the sender still sends (it keeps the connection).
         match self.phase {
-            RecvPhase::Header => self.expect((self.hdr_len - self.hdr_got) as u64),
-            RecvPhase::Body | RecvPhase::Splicing => self.expect(self.left),
-            _ => {}
+            RecvPhase::Body | RecvPhase::Splicing if self.pipe.is_some() => self.expect(self.left),
+            _ => self.expect(1),
         }
         let sock = types::Fd(self.sock.as_raw_fd());
         Ok(Some(match self.phase {

@@ -17,6 +17,7 @@
 mod arena;
 mod blocks;
 mod core;
+pub mod direct;
 mod placement;
 mod transfer;
 

@@ -411,3 +411,68 @@ mod mode_e {
         }
     }
 }
+
+/// Direct I/O through the registered buffers: aligned transfers keep `O_DIRECT` (the
+/// device path was used), a tail or offset the kernel refuses falls back to the page cache
+/// for the rest of the file, and the bytes are the same either way.
+#[test]
+fn direct_io_reads_and_writes() {
+    let e = engine(DataPath::ReadWrite);
+    let aligned = pattern(1 << 20);
+    let odd = pattern((1 << 20) + 13);
+    for data in [&aligned, &odd] {
+        let (_d, p) = temp_with(data);
+        // To the end of the file the reads are whole buffers and the last one comes back
+        // short: direct throughout. With a length the last read asks for the odd rest.
+        for (length, stays_direct) in [(None, true), (Some(data.len() as u64), data.len() % 4096 == 0)] {
+            let file = File::open(&p).unwrap();
+            if !direct::enable(&file) {
+                eprintln!("skipped: the filesystem of {} refuses O_DIRECT", p.display());
+                return;
+            }
+            let probe = file.try_clone().unwrap();
+            let (ours, mut theirs) = pair();
+            let h = e.submit(
+                Source::File {
+                    file,
+                    offset: 0,
+                    length,
+                },
+                Sink::Socket(ours),
+                None,
+            );
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).unwrap();
+            assert_eq!(h.finish_blocking().unwrap() as usize, data.len());
+            assert!(got == *data);
+            assert_eq!(
+                direct::is_direct(&probe),
+                stays_direct,
+                "read of {} ({length:?})",
+                data.len()
+            );
+        }
+
+        let (_d2, q) = temp_with(b"");
+        let file = std::fs::OpenOptions::new().write(true).open(&q).unwrap();
+        assert!(direct::enable(&file));
+        let probe = file.try_clone().unwrap();
+        let (ours, mut theirs) = pair();
+        let sink = Sink::File {
+            file,
+            offset: Some(0),
+            observer: None,
+        };
+        let h = e.submit(Source::Socket(ours), sink, None);
+        theirs.write_all(data).unwrap();
+        drop(theirs);
+        assert_eq!(h.finish_blocking().unwrap() as usize, data.len());
+        assert!(std::fs::read(&q).unwrap() == *data);
+        assert_eq!(
+            direct::is_direct(&probe),
+            data.len() % 4096 == 0,
+            "write of {}",
+            data.len()
+        );
+    }
+}

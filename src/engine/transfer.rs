@@ -71,6 +71,8 @@ enum Kind {
         filled: usize,
         sent: usize,
         sending: bool,
+        /// The read in flight is a retry after a direct read was refused.
+        retried: bool,
     },
     /// Socket→file with io_uring `Recv` then `WriteFixed`.
     RecvWrite {
@@ -82,6 +84,8 @@ enum Kind {
         filled: usize,
         written: usize,
         writing: bool,
+        /// The write in flight is a retry after a direct write was refused.
+        retried: bool,
     },
     /// Socket→file with `splice(2)` through a pipe, polled for readability.
     SpliceRecv {
@@ -146,6 +150,7 @@ impl Transfer {
                 filled: 0,
                 sent: 0,
                 sending: false,
+                retried: false,
             },
             (Source::Memory(data), Sink::Socket(sock), _) => Kind::SendMemory { data, sock, pos: 0 },
             (Source::Repeat { pattern, total }, Sink::Socket(sock), _) if !pattern.is_empty() || total == 0 => {
@@ -204,6 +209,7 @@ impl Transfer {
                 filled: 0,
                 written: 0,
                 writing: false,
+                retried: false,
             },
             (
                 Source::Blocks {
@@ -454,6 +460,7 @@ impl Transfer {
             filled,
             sent,
             sending,
+            retried,
         } = &mut self.kind
         else {
             unreachable!()
@@ -461,6 +468,8 @@ impl Transfer {
         let buf = buf.as_mut().ok_or(OpError::Stopped)?;
         let (ptr, fixed) = ctx.arena.ptr(buf);
         let mut newly_sent = 0u64;
+        // A direct read the kernel refused is read again through the page cache.
+        let res = res.filter(|&r| *sending || !super::direct::fall_back(file, r, retried));
         if let Some(r) = res {
             let n = completed(if *sending { "send" } else { "read" }, r)?;
             if *sending {
@@ -560,6 +569,7 @@ impl Transfer {
             filled,
             written,
             writing,
+            retried,
         } = &mut self.kind
         else {
             unreachable!()
@@ -567,6 +577,8 @@ impl Transfer {
         let buf = buf.as_mut().ok_or(OpError::Stopped)?;
         let (ptr, fixed) = ctx.arena.ptr(buf);
         let mut newly_written = 0u64;
+        // A direct write the kernel refused is written again through the page cache.
+        let res = res.filter(|&r| !*writing || !super::direct::fall_back(file, r, retried));
         if let Some(r) = res {
             let n = completed(if *writing { "write" } else { "recv" }, r)?;
             if *writing {

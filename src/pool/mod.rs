@@ -67,6 +67,9 @@ pub struct PoolConfig {
     pub partial_uploads: bool,
     /// Data path for file transfers (None: the engine's default).
     pub data_path: Option<DataPath>,
+    /// Open files for direct I/O (`O_DIRECT`, through the engine's aligned registered
+    /// buffers) where the filesystem allows it.
+    pub direct_io: bool,
     /// Checksums computed on the fly for whole-file stream uploads.
     pub upload_digests: Vec<Algorithm>,
     /// Address the pool listens on for passive transfers it opens itself (default: the
@@ -83,6 +86,7 @@ impl Default for PoolConfig {
             max_data_connections: DEFAULT_MAX_DATA_CONNECTIONS,
             partial_uploads: true,
             data_path: None,
+            direct_io: false,
             upload_digests: vec![Algorithm::Adler32],
             data_address: None,
         }
@@ -194,6 +198,7 @@ impl Pool {
         Ok(match req {
             MoverRequest::Send { path, offset, length } => {
                 let (file, info) = self.root.open_read(&path)?;
+                self.direct(&file);
                 let available = info.size.saturating_sub(offset);
                 let length = length.map_or(available, |l| l.min(available));
                 PreparedMover::File { file, offset, length }
@@ -213,6 +218,7 @@ impl Pool {
                         commit: None,
                     }
                 };
+                self.direct(&upload.file);
                 let whole = offset == 0 && truncate && !append && !self.config.upload_digests.is_empty();
                 let digests = whole.then(|| Arc::new(Mutex::new(UploadDigests::new(&self.config.upload_digests))));
                 PreparedMover::Store {
@@ -233,6 +239,25 @@ impl Pool {
                 }
             }
         })
+    }
+
+    /// Sets `O_DIRECT` on a file when direct I/O is configured (a filesystem that refuses it
+    /// keeps the file buffered; the first refusal is logged).
+    fn direct(&self, file: &File) {
+        static REFUSED: std::sync::Once = std::sync::Once::new();
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        if self.config.direct_io && regular && !crate::engine::direct::enable(file) {
+            REFUSED.call_once(|| tracing::info!("direct I/O refused by the filesystem; such files stay buffered"));
+        }
+    }
+
+    /// The data path for a file: direct files go through the registered buffers.
+    fn path_for(&self, file: &File) -> Option<DataPath> {
+        if self.config.direct_io && crate::engine::direct::is_direct(file) {
+            Some(DataPath::ReadWrite)
+        } else {
+            self.config.data_path
+        }
     }
 
     /// Puts a finished upload in place (see [`Root::open_upload`]).
@@ -300,21 +325,23 @@ impl Pool {
     pub fn start(&self, mover: PreparedMover, stream: TcpStream) -> Result<TransferHandle, PoolError> {
         let sock = engine_socket(stream)?;
         let (source, sink) = match mover {
-            PreparedMover::File { file, offset, length } => (
-                Source::File {
+            PreparedMover::File { file, offset, length } => {
+                let path = self.path_for(&file);
+                let source = Source::File {
                     file,
                     offset,
                     length: Some(length),
-                },
-                Sink::Socket(sock),
-            ),
+                };
+                return Ok(self.engine.submit(source, Sink::Socket(sock), path));
+            }
             PreparedMover::Store {
                 file, offset, digests, ..
             } => {
                 // With a CPU to spare (the follower's extra read from the page cache lost to
                 // hashing on the receiving core when both shared one CPU), the Auto path
                 // splices the bytes into the file and a follower thread hashes them.
-                let path = self.config.data_path.unwrap_or_else(|| self.engine.path());
+                let chosen = self.path_for(&file);
+                let path = chosen.unwrap_or_else(|| self.engine.path());
                 let (follow, observe) = match digests {
                     Some(d)
                         if path == DataPath::Auto && offset.is_some() && crate::engine::allowed_cpus().len() > 1 =>
@@ -324,11 +351,9 @@ impl Pool {
                     d => (None, d),
                 };
                 let observer = observe.map(digests::observer);
-                let h = self.engine.submit(
-                    Source::Socket(sock),
-                    Sink::File { file, offset, observer },
-                    self.config.data_path,
-                );
+                let h = self
+                    .engine
+                    .submit(Source::Socket(sock), Sink::File { file, offset, observer }, chosen);
                 if let Some((d, file)) = follow {
                     digests::follow(&d, file, h.progress_counter());
                 }
@@ -350,15 +375,14 @@ impl Pool {
         progress: Arc<AtomicU64>,
     ) -> Result<TransferHandle, PoolError> {
         let sock = engine_socket(stream)?;
+        let path = self.path_for(&file);
         let source = Source::Blocks {
             file,
             plan,
             last,
             xmode,
         };
-        Ok(self
-            .engine
-            .submit_counted(source, Sink::Socket(sock), self.config.data_path, progress))
+        Ok(self.engine.submit_counted(source, Sink::Socket(sock), path, progress))
     }
 
     /// Runs one MODE E receiving stream writing at `base + wire offset`.
@@ -371,10 +395,9 @@ impl Pool {
         progress: Arc<AtomicU64>,
     ) -> Result<TransferHandle, PoolError> {
         let sock = engine_socket(stream)?;
+        let path = self.path_for(&file);
         let sink = Sink::Blocks { file, receiver, base };
-        Ok(self
-            .engine
-            .submit_counted(Source::Socket(sock), sink, self.config.data_path, progress))
+        Ok(self.engine.submit_counted(Source::Socket(sock), sink, path, progress))
     }
 }
 
