@@ -44,17 +44,18 @@ fn bench_prints_ratios_csv_and_svg() {
     // Every one of our rows has a ratio to the peer of its point.
     let ours: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("ringmover  ") || l.contains("ringmover copy"))
+        .filter(|l| !l.starts_with(' ') && (l.contains("ringmover send") || l.contains("ringmover copy")))
         .collect();
     assert!(!ours.is_empty() && ours.iter().all(|l| l.contains(" x")), "{text}");
     assert!(text.contains("targets (medians of this run)"), "{text}");
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert!(csv.starts_with("scenario,tool,streams"), "{csv}");
-    // 3 m2m tools and 3 file tools per scenario, at 2 points each.
-    assert_eq!(csv.lines().count(), 1 + 3 * 2 * 3, "{csv}");
+    // 4 m2m tools (ours with sendfile and with send, iperf3, iperf3 -Z) and 3 file tools per
+    // scenario, at 2 points each.
+    assert_eq!(csv.lines().count(), 1 + 4 * 2 + 3 * 2 * 2, "{csv}");
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.matches("<polyline").count() == 9,
+        svg.starts_with("<svg") && svg.matches("<polyline").count() == 10,
         "{svg}"
     );
 

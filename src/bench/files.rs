@@ -1,7 +1,10 @@
 //! File transfers through a server: download a tmpfs file into /dev/null, upload a tmpfs file
-//! into a new tmpfs file. Ours: `ringmover copy` against `ringmover serve`; the peers:
-//! globus-url-copy against globus-gridftp-server, and globus-url-copy against ringmover. Each
-//! client is a separate process timed from start to exit; every tool gets one warm-up run.
+//! into a new tmpfs file, and the same with the server's file on a disk (read from a cold page
+//! cache; written and synced). Ours: `ringmover copy` against `ringmover serve` (on disks also
+//! both with `--direct-io`); the peers: globus-url-copy against globus-gridftp-server,
+//! globus-url-copy against ringmover, and on disks fio with the same block size. Each client
+//! is a separate process timed from start to exit, an upload until its file is synced; every
+//! tool gets one warm-up run.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -34,7 +37,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn ours(plan: &Plan, root: &Path, p: Point) -> Result<Server, BenchError> {
+    fn ours(plan: &Plan, root: &Path, p: Point, direct: bool) -> Result<Server, BenchError> {
         let users = root.with_extension("users");
         crate::door::auth::Users::set_password(&users, BENCH_USER, BENCH_PASSWORD)
             .map_err(|e| BenchError::tool("users file", e))?;
@@ -48,6 +51,7 @@ impl Server {
             .arg(root)
             .args(["--listen", &listen, "--data-path", &path, "--users"])
             .arg(&users)
+            .args(direct.then_some("--direct-io"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -134,11 +138,20 @@ impl Server {
     }
 }
 
-/// Runs one client process and measures it; ours returns its op-latency summary too.
-fn timed(mut cmd: Command, size: u64, server: &Server) -> Result<(Sample, Option<LatencySummary>), BenchError> {
+/// Runs one client process and measures it, until `synced` (an uploaded file) is on its
+/// disk; ours returns its op-latency summary too.
+fn timed(
+    mut cmd: Command,
+    size: u64,
+    server: &Server,
+    synced: Option<&Path>,
+) -> Result<(Sample, Option<LatencySummary>), BenchError> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
     let meter = cpu::Meter::start(Some(server.child.id()));
     let out = cmd.stdin(Stdio::null()).output()?;
+    if let (Some(p), true) = (synced, out.status.success()) {
+        std::fs::File::open(p)?.sync_all()?;
+    }
     // Globus reaps its per-session process a moment after the client exits.
     let r = meter.stop_settled(Duration::from_millis(100));
     if !out.status.success() {
@@ -160,9 +173,10 @@ fn timed(mut cmd: Command, size: u64, server: &Server) -> Result<(Sample, Option
 }
 
 /// `ringmover copy` between `src` and `dst`.
-fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
+fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str, direct: bool) -> Command {
     let mut cmd = plan.net.client_cmd(&plan.exe);
     cmd.args(["copy", "--json", "--latency", "-q"]);
+    cmd.args(direct.then_some("--direct-io"));
     let path = format!("{:?}", p.path).to_ascii_lowercase();
     cmd.args(["--data-path", &path]);
     if p.streams == 1 {
@@ -223,13 +237,22 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
         // Globus writes as the anonymous user.
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
     }
-    let local = work.path().join("local");
-    let source_in_servers = scenario == Scenario::Download;
-    if source_in_servers {
+    // What a disk write sends comes from memory.
+    let shm = Path::new("/dev/shm");
+    let local_dir = if scenario == Scenario::DiskWrite && shm.is_dir() {
+        Some(tempfile::Builder::new().prefix("ringmover-bench").tempdir_in(shm)?)
+    } else {
+        None
+    };
+    let local = local_dir.as_ref().map_or(work.path(), |d| d.path()).join("local");
+    if scenario.reads_server() {
         make_source(&ours_root.join("src"), plan.size)?;
         std::fs::hard_link(ours_root.join("src"), globus_root.join("src"))?;
     } else {
         make_source(&local, plan.size)?;
+    }
+    if scenario == Scenario::DiskRead {
+        drop_caches()?;
     }
     let globus = if plan.peers {
         Some(Server::globus(&globus_root, &plan.net)?)
@@ -239,54 +262,82 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
     let mut cases = Vec::new();
     let mut peers_done = Vec::new();
     for point in plan.points() {
-        let server = Server::ours(plan, &ours_root, point)?;
+        let server = Server::ours(plan, &ours_root, point, false)?;
+        let direct_server = if scenario.disk() {
+            Some(Server::ours(plan, &ours_root, point, true)?)
+        } else {
+            None
+        };
         let ours = &server;
         let latencies = std::cell::RefCell::new(Vec::new());
         let local_s = local.to_string_lossy().into_owned();
         let src_of = |s: &Server| -> (String, String) {
-            match scenario {
-                Scenario::Download => (s.url("src", false), "/dev/null".to_string()),
-                _ => (local_s.clone(), s.url("up", true)),
+            if scenario.reads_server() {
+                (s.url("src", false), "/dev/null".to_string())
+            } else {
+                (local_s.clone(), s.url("up", true))
             }
         };
-        let clear = |s: &Server| {
-            if scenario == Scenario::Upload {
-                let _ = std::fs::remove_file(s.root.join("up"));
+        // Before each run: no upload left from the last one, no page cache for a disk read.
+        let prepare = |s: &Server| -> Result<Option<PathBuf>, BenchError> {
+            match scenario {
+                Scenario::DiskRead => drop_caches().map(|_| None),
+                Scenario::Upload | Scenario::DiskWrite => {
+                    let up = s.root.join("up");
+                    let _ = std::fs::remove_file(&up);
+                    Ok(Some(up))
+                }
+                _ => Ok(None),
             }
         };
         let mut tools: Vec<Tool<'_>> = Vec::new();
-        let ours_tool = |cmd: Command| -> Result<Sample, BenchError> {
-            clear(ours);
-            let (s, l) = timed(cmd, plan.size, ours)?;
+        let ours_tool = |s: &Server, cmd: Command| -> Result<Sample, BenchError> {
+            let synced = prepare(s)?;
+            let (sample, l) = timed(cmd, plan.size, s, synced.as_deref())?;
             latencies.borrow_mut().extend(l);
-            Ok(s)
+            Ok(sample)
         };
         let (s, d) = src_of(ours);
         tools.push((
             "ringmover copy ⇄ ringmover".into(),
-            Box::new(move || ours_tool(ours_cmd(plan, point, &s, &d))),
+            Box::new(move || ours_tool(ours, ours_cmd(plan, point, &s, &d, false))),
         ));
+        if let Some(direct) = direct_server.as_ref() {
+            let (s, d) = src_of(direct);
+            tools.push((
+                DIRECT_TOOL.into(),
+                Box::new(move || ours_tool(direct, ours_cmd(plan, point, &s, &d, true))),
+            ));
+        }
         // The peers have no engine path: once per (streams, block, buffer).
         let key = (point.streams, point.block_size, point.tcp_bs);
-        if let Some(g) = globus.as_ref().filter(|_| !peers_done.contains(&key)) {
-            peers_done.push(key);
+        let with_peers = !peers_done.contains(&key);
+        if let Some(g) = globus.as_ref().filter(|_| with_peers) {
             let (s, d) = src_of(g);
             tools.push((
                 "guc ⇄ globus-gridftp-server".into(),
                 Box::new(move || {
-                    clear(g);
-                    Ok(timed(guc_cmd(plan, point, &s, &d), plan.size, g)?.0)
+                    let synced = prepare(g)?;
+                    Ok(timed(guc_cmd(plan, point, &s, &d), plan.size, g, synced.as_deref())?.0)
                 }),
             ));
             let (s, d) = src_of(ours);
             tools.push((
                 "guc ⇄ ringmover".into(),
                 Box::new(move || {
-                    clear(ours);
-                    Ok(timed(guc_cmd(plan, point, &s, &d), plan.size, ours)?.0)
+                    let synced = prepare(ours)?;
+                    Ok(timed(guc_cmd(plan, point, &s, &d), plan.size, ours, synced.as_deref())?.0)
                 }),
             ));
         }
+        if scenario.disk() && with_peers && plan.peers {
+            let root = ours_root.clone();
+            tools.push((
+                FIO_TOOL.into(),
+                Box::new(move || fio(scenario, &root, plan.size, point.streams)),
+            ));
+        }
+        peers_done.push(key);
         // Warm-up: one untimed run of each tool (page cache, tmpfs pages, TCP autotuning).
         interleaved(1, &mut tools)?;
         latencies.borrow_mut().clear();
@@ -299,9 +350,61 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
             cases.push(case);
         }
         drop(tools);
-        clear(ours);
+        let _ = std::fs::remove_file(ours.root.join("up"));
     }
     Ok(cases)
+}
+
+/// Our row with `--direct-io` on both sides (disk scenarios).
+pub const DIRECT_TOOL: &str = "ringmover copy ⇄ ringmover --direct-io";
+/// fio's row (disk scenarios): the device's sequential ceiling at our block size.
+pub const FIO_TOOL: &str = "fio";
+
+/// Empties the page cache, so that a disk read starts cold (needs root).
+fn drop_caches() -> Result<(), BenchError> {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .map_err(|e| BenchError::tool("disk-read", format!("cannot drop the page cache (run as root): {e}")))
+}
+
+/// fio reading the source or writing a new file in `dir` sequentially: direct I/O, 1 MiB
+/// blocks, one job per stream (each its share), queue depth 1, as the engine does.
+fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample, BenchError> {
+    let jobs = u64::from(streams.max(1));
+    let share = (size / jobs) & !((1 << 20) - 1);
+    let (rw, file) = match scenario {
+        Scenario::DiskRead => {
+            drop_caches()?;
+            ("read", dir.join("src"))
+        }
+        _ => {
+            let f = dir.join("fio-write");
+            let _ = std::fs::remove_file(&f);
+            ("write", f)
+        }
+    };
+    let mut cmd = Command::new("fio");
+    cmd.args(["--name=bench", "--rw", rw, "--bs=1M", "--iodepth=1", "--direct=1", "--ioengine=psync"])
+        .arg(format!("--size={share}"))
+        .arg(format!("--offset_increment={share}"))
+        .arg(format!("--numjobs={jobs}"))
+        .arg("--end_fsync=1")
+        .arg("--group_reporting")
+        .arg(format!("--filename={}", file.display()));
+    let meter = cpu::Meter::start(None);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BenchError::tool("fio", format!("{e} (apt-get install fio)")))?;
+    let r = meter.stop();
+    if rw == "write" {
+        let _ = std::fs::remove_file(&file);
+    }
+    if !out.status.success() {
+        return Err(BenchError::tool("fio", String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    Ok(Sample::from_reading(share * jobs, &r))
 }
 
 /// The run with the median p50 stands for the point (histograms of separate processes).

@@ -48,6 +48,10 @@ pub enum Scenario {
     Download,
     /// A tmpfs file into a new file on a server's tmpfs.
     Upload,
+    /// A file read from a cold page cache in `--dir` (a disk) into /dev/null, beside fio.
+    DiskRead,
+    /// A tmpfs file into a new file in `--dir` (a disk), synced, beside fio.
+    DiskWrite,
     /// Downloads (and iperf3) through the WAN emulator between two namespaces.
     Wan,
 }
@@ -58,8 +62,20 @@ impl Scenario {
             Scenario::M2m => "m2m",
             Scenario::Download => "download",
             Scenario::Upload => "upload",
+            Scenario::DiskRead => "disk-read",
+            Scenario::DiskWrite => "disk-write",
             Scenario::Wan => "wan",
         }
+    }
+
+    /// Whether the server's side is a disk file (direct I/O and fio are measured too).
+    pub fn disk(self) -> bool {
+        matches!(self, Scenario::DiskRead | Scenario::DiskWrite)
+    }
+
+    /// Whether the file starts on the server.
+    pub fn reads_server(self) -> bool {
+        matches!(self, Scenario::Download | Scenario::DiskRead)
     }
 
     pub fn parse(s: &str) -> Option<Scenario> {
@@ -67,6 +83,8 @@ impl Scenario {
             "m2m" => Some(Scenario::M2m),
             "download" | "dl" => Some(Scenario::Download),
             "upload" | "ul" => Some(Scenario::Upload),
+            "disk-read" => Some(Scenario::DiskRead),
+            "disk-write" => Some(Scenario::DiskWrite),
             _ => None,
         }
     }
@@ -306,7 +324,9 @@ pub fn run(plan: &Plan, mut done: impl FnMut(&Case)) -> Result<Vec<Case>, BenchE
     for &scenario in &plan.scenarios {
         let got = match scenario {
             Scenario::M2m => m2m::run(plan, &mut done)?,
-            Scenario::Download | Scenario::Upload => files::run(plan, scenario, &mut done)?,
+            Scenario::Download | Scenario::Upload | Scenario::DiskRead | Scenario::DiskWrite => {
+                files::run(plan, scenario, &mut done)?
+            }
             Scenario::Wan => return Err(BenchError::tool("bench", "the wan scenario runs with --wan")),
         };
         cases.extend(got);

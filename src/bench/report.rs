@@ -267,7 +267,8 @@ pub struct Target {
 }
 
 /// The targets: m2m one stream ≥ 1.5× max(iperf3, iperf3 -Z) at ≤ 0.5× iperf3's CPU-s/GB;
-/// downloads (stream, -p 4) ≥ 2× Globus at ≤ 0.5× its CPU-s/GB; uploads ≥ 1.5× Globus.
+/// downloads (stream, -p 4) ≥ 2× Globus at ≤ 0.5× its CPU-s/GB; uploads ≥ 1.5× Globus; disk
+/// reads and writes with direct I/O ≥ 0.9× fio and ≥ 1.5× Globus.
 pub fn targets(cases: &[Case]) -> Vec<Target> {
     let find = |s: Scenario, tool: &str, streams: u32| {
         cases.iter().find(|c| {
@@ -332,6 +333,22 @@ pub fn targets(cases: &[Case]) -> Vec<Target> {
             }),
             met: got.map(|(t, c)| t >= want && cpu_max.is_none_or(|m| c <= m)),
         });
+    }
+    for s in [Scenario::DiskRead, Scenario::DiskWrite] {
+        for streams in [1, 4] {
+            let Some(ours) = find(s, super::files::DIRECT_TOOL, streams) else {
+                continue;
+            };
+            let ratio = |peer: &str| find(s, peer, streams).map(|p| ours.median.gbytes_per_s / p.median.gbytes_per_s);
+            let (fio, globus) = (ratio(super::files::FIO_TOOL), ratio("guc ⇄ globus-gridftp-server"));
+            let show = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}×"));
+            out.push(Target {
+                what: format!("{}, -p {streams}, --direct-io vs fio and Globus", s.name()),
+                want: "≥ 0.9× fio, ≥ 1.5× Globus".into(),
+                got: format!("{} fio, {} Globus", show(fio), show(globus)),
+                met: fio.zip(globus).map(|(f, g)| f >= 0.9 && g >= 1.5),
+            });
+        }
     }
     out
 }

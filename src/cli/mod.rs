@@ -276,7 +276,8 @@ pub struct PoolArgs {
 /// `bench` options. Lists (comma-separated) make a sweep over every combination.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure: m2m, download, upload.
+    /// What to measure: m2m, download, upload, disk (disk-read and disk-write: cold-cache reads
+    /// and synced writes in --dir, which must then be a disk, beside fio; needs root).
     #[arg(long, value_delimiter = ',', default_value = "m2m,download,upload")]
     pub scenarios: Vec<String>,
     /// Bytes per run (e.g. 4G, 512M).
@@ -790,11 +791,15 @@ pub fn parse_size(s: &str) -> Result<u64> {
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
     use crate::bench::{self, report, Scenario};
-    let scenarios = args
-        .scenarios
-        .iter()
-        .map(|s| Scenario::parse(s.trim()).with_context(|| format!("unknown scenario '{s}': m2m, download, upload")))
-        .collect::<Result<Vec<_>>>()?;
+    let mut scenarios = Vec::new();
+    for s in args.scenarios.iter().map(|s| s.trim()) {
+        match s {
+            "disk" => scenarios.extend([Scenario::DiskRead, Scenario::DiskWrite]),
+            _ => scenarios.push(Scenario::parse(s).with_context(|| {
+                format!("unknown scenario '{s}': m2m, download, upload, disk (disk-read, disk-write)")
+            })?),
+        }
+    }
     let optional_size = |v: &str, none: &str| -> Result<Option<u64>> {
         if v == none {
             Ok(None)
