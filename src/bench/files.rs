@@ -368,11 +368,13 @@ fn drop_caches() -> Result<(), BenchError> {
         .map_err(|e| BenchError::tool("disk-read", format!("cannot drop the page cache (run as root): {e}")))
 }
 
-/// fio reading the source or writing a new file in `dir` sequentially: direct I/O, 1 MiB
-/// blocks, one job per stream (each its share), queue depth 1, as the engine does.
+/// fio reading the source or writing a new file in `dir` sequentially as the engine does with
+/// `--direct-io`: direct I/O in blocks of its buffer size, one job per stream (each its
+/// share), queue depth 1.
 fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample, BenchError> {
     let jobs = u64::from(streams.max(1));
-    let share = (size / jobs) & !((1 << 20) - 1);
+    let bs = crate::engine::DIRECT_BUFFER as u64;
+    let share = (size / jobs) / bs * bs;
     let (rw, file) = match scenario {
         Scenario::DiskRead => {
             drop_caches()?;
@@ -385,13 +387,21 @@ fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample
         }
     };
     let mut cmd = Command::new("fio");
-    cmd.args(["--name=bench", "--rw", rw, "--bs=1M", "--iodepth=1", "--direct=1", "--ioengine=psync"])
-        .arg(format!("--size={share}"))
-        .arg(format!("--offset_increment={share}"))
-        .arg(format!("--numjobs={jobs}"))
-        .arg("--end_fsync=1")
-        .arg("--group_reporting")
-        .arg(format!("--filename={}", file.display()));
+    cmd.args([
+        "--name=bench",
+        "--rw",
+        rw,
+        "--iodepth=1",
+        "--direct=1",
+        "--ioengine=psync",
+    ])
+    .arg(format!("--bs={bs}"))
+    .arg(format!("--size={share}"))
+    .arg(format!("--offset_increment={share}"))
+    .arg(format!("--numjobs={jobs}"))
+    .arg("--end_fsync=1")
+    .arg("--group_reporting")
+    .arg(format!("--filename={}", file.display()));
     let meter = cpu::Meter::start(None);
     let out = cmd
         .stdin(Stdio::null())
@@ -402,7 +412,10 @@ fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample
         let _ = std::fs::remove_file(&file);
     }
     if !out.status.success() {
-        return Err(BenchError::tool("fio", String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(BenchError::tool(
+            "fio",
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     Ok(Sample::from_reading(share * jobs, &r))
 }

@@ -716,12 +716,15 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         None => auth::Users::empty(),
     };
     let listen = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2811)));
-    let engine = Arc::new(Engine::start(&EngineConfig {
-        cores: args.cores.unwrap_or(0),
-        path: data_path,
-        cpus: cpu_list(args.cpus.as_deref())?,
-        ..EngineConfig::default()
-    })?);
+    let engine = Arc::new(Engine::start(
+        &EngineConfig {
+            cores: args.cores.unwrap_or(0),
+            path: data_path,
+            cpus: cpu_list(args.cpus.as_deref())?,
+            ..EngineConfig::default()
+        }
+        .with_direct_io(args.data.direct_io),
+    )?);
     let mut pool_config = PoolConfig {
         port_range,
         ..PoolConfig::default()
@@ -930,13 +933,16 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
         DataPath::Auto if discard => DataPath::Zerocopy,
         p => p,
     };
-    let engine = Arc::new(Engine::start(&EngineConfig {
-        cores: args.cores.max(1),
-        path,
-        op_latency: latency.clone(),
-        cpus: cpu_list(args.cpus.as_deref())?,
-        ..EngineConfig::default()
-    })?);
+    let engine = Arc::new(Engine::start(
+        &EngineConfig {
+            cores: args.cores.max(1),
+            path,
+            op_latency: latency.clone(),
+            cpus: cpu_list(args.cpus.as_deref())?,
+            ..EngineConfig::default()
+        }
+        .with_direct_io(args.direct_io),
+    )?);
     let pool = Pool::new(
         root,
         engine.clone(),
@@ -1051,12 +1057,15 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
 fn pool(args: PoolArgs) -> Result<ExitCode> {
     let root = Arc::new(Root::open(&args.root).with_context(|| format!("opening root {}", args.root.display()))?);
     let data_path = parse_data_path(args.data_path.as_deref().unwrap_or("auto"))?;
-    let engine = Arc::new(Engine::start(&EngineConfig {
-        cores: args.cores.unwrap_or(0),
-        path: data_path,
-        cpus: cpu_list(args.cpus.as_deref())?,
-        ..EngineConfig::default()
-    })?);
+    let engine = Arc::new(Engine::start(
+        &EngineConfig {
+            cores: args.cores.unwrap_or(0),
+            path: data_path,
+            cpus: cpu_list(args.cpus.as_deref())?,
+            ..EngineConfig::default()
+        }
+        .with_direct_io(args.data.direct_io),
+    )?);
     let mut config = PoolConfig {
         port_range: args.port_range.as_deref().map(parse_port_range).transpose()?,
         data_address: Some(args.data_address),

@@ -187,6 +187,22 @@ impl Default for OpLatency {
     }
 }
 
+/// Buffer size with direct I/O.
+pub const DIRECT_BUFFER: usize = 4 << 20;
+
+impl EngineConfig {
+    /// Direct I/O goes to the device at the buffer's size with one op in flight per stream:
+    /// 4 MiB buffers (half as many) kept a virtio disk busier than 1 MiB ones (cold reads of
+    /// one stream 1.16 → 1.42 GB/s, writes 0.92 → 1.17 GB/s).
+    pub fn with_direct_io(mut self, on: bool) -> EngineConfig {
+        if on {
+            self.buffer_size = DIRECT_BUFFER;
+            self.buffers_per_core = 8;
+        }
+        self
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
