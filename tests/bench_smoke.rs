@@ -86,3 +86,57 @@ fn bench_prints_ratios_csv_and_svg() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario"));
 }
+
+/// The disk scenarios: a cold-cache read and a synced write in a directory on disk, with our
+/// direct-I/O row and fio beside the peers. Dropping the page cache needs root: without it the
+/// bench must say so and fail, not measure a warm cache.
+#[test]
+fn bench_disk_scenarios() {
+    for peer in ["fio", "globus-url-copy", "globus-gridftp-server"] {
+        common::require_peer(peer);
+    }
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+        .args([
+            "bench",
+            "--size",
+            "16M",
+            "--runs",
+            "1",
+            "--streams",
+            "1",
+            "--scenarios",
+            "disk",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!out.status.success() && text.contains("run as root"), "{text}");
+        return;
+    }
+    assert!(out.status.success(), "{text}");
+    for scenario in ["disk-read", "disk-write"] {
+        for tool in [
+            "ringmover copy ⇄ ringmover --direct-io",
+            "guc ⇄ globus-gridftp-server",
+            "fio",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(scenario) && l.contains(tool)),
+                "{scenario} {tool} missing: {text}"
+            );
+        }
+        assert!(
+            text.contains(&format!("{scenario}, -p 1, --direct-io vs fio and Globus")),
+            "{text}"
+        );
+    }
+}

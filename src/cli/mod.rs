@@ -951,6 +951,8 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
             // The client writes its local files in place, as globus-url-copy does, so that
             // -restart and -sync see the bytes already there.
             partial_uploads: false,
+            // The server always copies an upload into a file: spare it our 4 KiB fragments.
+            copy_to_local_peer: true,
             direct_io: args.direct_io,
             ..PoolConfig::default()
         },

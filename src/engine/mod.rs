@@ -9,7 +9,7 @@
 //! - [`DataPath::ReadWrite`]: io_uring `ReadFixed`/`Send` and `Recv`/`WriteFixed` through the
 //!   core's registered buffer arena.
 //! - [`DataPath::Auto`] (default) picks per transfer: splice in (read/write when an observer
-//!   needs the bytes), sendfile out, except MODE E/X to a peer on this host (a copying send).
+//!   needs the bytes), sendfile out.
 //!
 //! Memory→socket (listings) always uses io_uring `Send`. Appends always use read/write, since
 //! splice cannot write to an `O_APPEND` file.
@@ -80,8 +80,8 @@ impl OpError {
 /// How bytes move between files and sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DataPath {
-    /// The fastest measured for each transfer: splice in, sendfile out, a copying MODE E send
-    /// to this host (see the module documentation).
+    /// The fastest measured for each transfer: splice in, sendfile out (see the module
+    /// documentation).
     #[default]
     Auto,
     /// `sendfile(2)` out, `splice(2)` in; both gated by io_uring polls.

@@ -628,18 +628,13 @@ impl Transfer {
 }
 
 /// What [`DataPath::Auto`] means for one transfer (measured on loopback, see
-/// `docs/engine-paths.md`). Received bytes are spliced into the file unless an observer must
-/// see them or the file appends. Files are sent with `sendfile`, except MODE E/X streams to a
-/// peer on this host: with several streams the receiver's copy out of page-cache pages that
-/// it reads cold cost it 2.3× the CPU of a copy out of the pages a copying sender just wrote,
-/// and here the receiver runs on our own machine (2× for four streams into tmpfs, and less
-/// CPU in all).
+/// `docs/engine-paths.md`): received bytes are spliced into the file unless an observer must
+/// see them or the file appends; files are sent with `sendfile`.
 fn resolve(path: DataPath, source: &Source, sink: &Sink) -> DataPath {
     if path != DataPath::Auto {
         return path;
     }
     match (source, sink) {
-        (Source::Blocks { .. }, Sink::Socket(sock)) if same_host(sock) => DataPath::ReadWrite,
         (
             Source::Socket(_),
             Sink::File {
@@ -667,17 +662,6 @@ pub(crate) fn set_rcvlowat(sock: &TcpStream, bytes: libc::c_int) {
             (&bytes as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
-    }
-}
-
-/// Whether the socket's peer runs on this host (loopback, or our own address).
-fn same_host(sock: &TcpStream) -> bool {
-    match (sock.peer_addr(), sock.local_addr()) {
-        (Ok(peer), Ok(local)) => {
-            let peer = peer.ip().to_canonical();
-            peer.is_loopback() || peer == local.ip().to_canonical()
-        }
-        _ => false,
     }
 }
 

@@ -67,6 +67,11 @@ pub struct PoolConfig {
     pub partial_uploads: bool,
     /// Data path for file transfers (None: the engine's default).
     pub data_path: Option<DataPath>,
+    /// Send files with a copy (read/write path) to a peer on this host: the client sets it
+    /// for its uploads, whose receiver always copies the bytes into a file (see
+    /// `docs/engine-paths.md`, fragment size). A server cannot know where its client puts a
+    /// download, and sendfile costs least in all.
+    pub copy_to_local_peer: bool,
     /// Open files for direct I/O (`O_DIRECT`, through the engine's aligned registered
     /// buffers) where the filesystem allows it.
     pub direct_io: bool,
@@ -86,6 +91,7 @@ impl Default for PoolConfig {
             max_data_connections: DEFAULT_MAX_DATA_CONNECTIONS,
             partial_uploads: true,
             data_path: None,
+            copy_to_local_peer: false,
             direct_io: false,
             upload_digests: vec![Algorithm::Adler32],
             data_address: None,
@@ -260,6 +266,19 @@ impl Pool {
         }
     }
 
+    /// The data path for sending a file to `sock`'s peer.
+    fn send_path(&self, file: &File, sock: &std::net::TcpStream) -> Option<DataPath> {
+        let auto = matches!(
+            self.config.data_path.unwrap_or_else(|| self.engine.path()),
+            DataPath::Auto
+        );
+        if auto && self.config.copy_to_local_peer && same_host(sock) {
+            Some(DataPath::ReadWrite)
+        } else {
+            self.path_for(file)
+        }
+    }
+
     /// Puts a finished upload in place (see [`Root::open_upload`]).
     pub fn commit_upload(&self, (partial, final_path): &(String, String)) -> Result<(), PoolError> {
         Ok(self.root.commit_upload(partial, final_path)?)
@@ -326,7 +345,7 @@ impl Pool {
         let sock = engine_socket(stream)?;
         let (source, sink) = match mover {
             PreparedMover::File { file, offset, length } => {
-                let path = self.path_for(&file);
+                let path = self.send_path(&file, &sock);
                 let source = Source::File {
                     file,
                     offset,
@@ -375,7 +394,7 @@ impl Pool {
         progress: Arc<AtomicU64>,
     ) -> Result<TransferHandle, PoolError> {
         let sock = engine_socket(stream)?;
-        let path = self.path_for(&file);
+        let path = self.send_path(&file, &sock);
         let source = Source::Blocks {
             file,
             plan,
@@ -398,6 +417,17 @@ impl Pool {
         let path = self.path_for(&file);
         let sink = Sink::Blocks { file, receiver, base };
         Ok(self.engine.submit_counted(Source::Socket(sock), sink, path, progress))
+    }
+}
+
+/// Whether the socket's peer runs on this host (loopback, or our own address).
+fn same_host(sock: &std::net::TcpStream) -> bool {
+    match (sock.peer_addr(), sock.local_addr()) {
+        (Ok(peer), Ok(local)) => {
+            let peer = peer.ip().to_canonical();
+            peer.is_loopback() || peer == local.ip().to_canonical()
+        }
+        _ => false,
     }
 }
 
