@@ -1,5 +1,5 @@
 //! MODE X (GFD.47) between ringmover and a MODE X peer written here from the wire description
-//! (`gridftp-protocol.md` §3.4; no other implementation is available to test against): both
+//! (`docs/protocol-notes.md#mode-x`; no other implementation is available to test against): both
 //! directions, with the server passive and active, several connections each.
 
 mod common;

@@ -1,5 +1,5 @@
-//! MODE X (GridFTP v2 extended block mode, as dCache implements it; `gridftp-protocol.md`
-//! §3.4): a 25-byte header (descriptor, count, offset, transaction id; big-endian), and text
+//! MODE X (GridFTP v2 extended block mode, as dCache implements it; `docs/protocol-notes.md#mode-x`):
+//! a 25-byte header (descriptor, count, offset, transaction id; big-endian), and text
 //! lines from the receiver to the sender on the same connection: `READY` before any block,
 //! `BYE` after EOD, `CLOSE` to ask the sender to stop using the connection. There is no EOD
 //! count: the transfer is complete once an EOF was seen and every connection has ended.

@@ -40,7 +40,7 @@ pub fn checksum_name(name: &str) -> Option<&'static str> {
 }
 
 /// The SITE subcommands that SITE HELP lists. globus-url-copy greps this text for the
-/// buffer-size commands (`gridftp-protocol.md` §2.9).
+/// buffer-size commands (`docs/protocol-notes.md#buffer-commands`).
 pub const SITE_COMMANDS: &[&str] = &[
     "BUFSIZE",
     "CHGRP",

@@ -1002,7 +1002,7 @@ impl Session {
         }
         self.reset_data_cache();
         if self.delayed_passive {
-            //= gridftp-protocol.md#3.3
+            //= docs/protocol-notes.md#delayed-passive
             //# PASV | EPSV | SPAS -> 200 Passive delayed.; the address comes as 127/129 with the
             //# transfer command.
             if self.data == DataState::Passive {
@@ -1180,7 +1180,7 @@ impl Session {
         self.transfer(kind)
     }
 
-    /// Bounce protection (gridftp-protocol.md pitfall 17), for every session: data connections
+    /// Bounce protection (`docs/protocol-notes.md#bounce`), for every session: data connections
     /// go back to the client or a trusted network, never to a privileged port.
     fn check_port_target(&self, addrs: &[SocketAddr]) -> Result<(), SessionError> {
         let peers = crate::peers::DataPeers {
@@ -1277,7 +1277,7 @@ impl Session {
         let mode = self.mode_override.take().unwrap_or(self.mode);
         let extended = mode == TransferMode::Extended;
         let xmode = mode == TransferMode::ExtendedX;
-        //= gridftp-protocol.md#2.4
+        //= docs/protocol-notes.md#mode-e-direction
         //# In MODE E the sender of the data must be the side that opens the TCP connections.
         if extended {
             match (&endpoint, sends) {
@@ -1538,7 +1538,7 @@ pub fn parse_get_put(args: &str) -> Result<GetPutParams, SessionError> {
 }
 
 /// `OPTS RETR` options: `key=value;` items, case-insensitive keys, lenient about a missing final
-/// `;` (gridftp-protocol.md pitfall 19). Returns the pairs; rejects items without `=`.
+/// `;` (`docs/protocol-notes.md#opts-lists`). Returns the pairs; rejects items without `=`.
 pub fn parse_opts_list(args: &str) -> Result<Vec<(String, String)>, SessionError> {
     let mut out = Vec::new();
     for item in args.split(';').map(str::trim).filter(|s| !s.is_empty()) {
