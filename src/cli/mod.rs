@@ -677,97 +677,121 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .clone()
         .context("--root is required (or root = \"...\" in --config)")?;
     let root = Arc::new(Root::open(&root_path).with_context(|| format!("opening root {}", root_path.display()))?);
-    let data_path = parse_data_path(args.data_path.as_deref().unwrap_or("auto"))?;
     let port_range = args.port_range.as_deref().map(parse_port_range).transpose()?;
-    let defaults = DoorConfig::default();
-    let door_config = DoorConfig {
-        anonymous: !args.no_anonymous,
+    let door_config = DoorOptions {
+        no_anonymous: args.no_anonymous,
         data_address: args.data_address,
-        max_sessions: args.max_sessions.unwrap_or(defaults.max_sessions).max(1),
-        max_sessions_per_address: args
-            .max_sessions_per_address
-            .unwrap_or(defaults.max_sessions_per_address)
-            .max(1),
-        login_timeout: args
-            .login_timeout
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(defaults.login_timeout),
-        idle_timeout: args
-            .idle_timeout
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(defaults.idle_timeout),
-        shutdown_grace: args
-            .shutdown_grace
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(defaults.shutdown_grace),
-        banner: defaults.banner,
-        buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
-        trusted_networks: networks_arg(args.trusted_networks.as_deref())?,
+        max_sessions: args.max_sessions,
+        max_sessions_per_address: args.max_sessions_per_address,
+        login_timeout: args.login_timeout.as_deref(),
+        idle_timeout: args.idle_timeout.as_deref(),
+        shutdown_grace: args.shutdown_grace.as_deref(),
+        target_rate: args.target_rate.as_deref(),
+        no_auto_buffers: args.no_auto_buffers,
+        trusted_networks: args.trusted_networks.as_deref(),
         getput: args.getput.unwrap_or_default(),
-    };
+    }
+    .config()?;
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),
     };
     let listen = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2811)));
-    let engine = Arc::new(Engine::start(
-        &EngineConfig {
-            cores: args.cores.unwrap_or(0),
-            path: data_path,
-            cpus: cpu_list(args.cpus.as_deref())?,
-            ..EngineConfig::default()
-        }
-        .with_direct_io(args.data.direct_io),
-    )?);
-    let mut pool_config = PoolConfig {
+    let data = DataSide {
+        cores: args.cores,
+        cpus: args.cpus.as_deref(),
+        data_path: args.data_path.as_deref(),
+        limits: &args.data,
+        upload_checksums: args.upload_checksums.as_deref(),
+    };
+    let pool_config = PoolConfig {
         port_range,
         ..PoolConfig::default()
     };
-    args.data.apply(&mut pool_config)?;
-    if let Some(list) = &args.upload_checksums {
-        pool_config.upload_digests = parse_checksum_list(list)?;
-    }
-    let pool = Pool::new(root.clone(), engine.clone(), pool_config);
+    let (engine, pool) = data.start(root.clone(), pool_config)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("rm-control")
-        .enable_all()
-        .build()
-        .context("starting the control runtime")?;
+    let runtime = control_runtime()?;
     runtime.block_on(async move {
-        let door = Door::bind(
-            listen,
-            door_config,
-            Backend::Embedded {
-                root,
-                pool: Arc::new(pool),
-            },
-            users,
-        )
-        .await
-        .with_context(|| format!("binding control address {listen}"))?;
+        let door = Door::bind(listen, door_config, Backend::Embedded { root, pool }, users)
+            .await
+            .with_context(|| format!("binding control address {listen}"))?;
         let addr = door.local_addr()?;
         tracing::info!(%addr, root = %root_path.display(), "door listening");
         println!("listening on {addr}");
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("signal received: stopping");
-            let _ = tx.send(true);
-        });
-        door.run(rx).await;
+        door.run(stop_on_signal()).await;
         anyhow::Ok(())
     })?;
     drop(runtime);
     drop(engine);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The control-side options `serve` and `door` share; `None` takes the door's default.
+struct DoorOptions<'a> {
+    no_anonymous: bool,
+    data_address: Option<IpAddr>,
+    max_sessions: Option<usize>,
+    max_sessions_per_address: Option<usize>,
+    login_timeout: Option<&'a str>,
+    idle_timeout: Option<&'a str>,
+    shutdown_grace: Option<&'a str>,
+    target_rate: Option<&'a str>,
+    no_auto_buffers: bool,
+    trusted_networks: Option<&'a str>,
+    getput: crate::door::GetPut,
+}
+
+impl DoorOptions<'_> {
+    fn config(&self) -> Result<DoorConfig> {
+        let defaults = DoorConfig::default();
+        let duration =
+            |v: Option<&str>, default: Duration| v.map(parse_duration).transpose().map(|d| d.unwrap_or(default));
+        Ok(DoorConfig {
+            anonymous: !self.no_anonymous,
+            data_address: self.data_address,
+            max_sessions: self.max_sessions.unwrap_or(defaults.max_sessions).max(1),
+            max_sessions_per_address: self
+                .max_sessions_per_address
+                .unwrap_or(defaults.max_sessions_per_address)
+                .max(1),
+            login_timeout: duration(self.login_timeout, defaults.login_timeout)?,
+            idle_timeout: duration(self.idle_timeout, defaults.idle_timeout)?,
+            shutdown_grace: duration(self.shutdown_grace, defaults.shutdown_grace)?,
+            banner: defaults.banner,
+            buffers: buffer_policy(self.target_rate, !self.no_auto_buffers)?,
+            trusted_networks: networks_arg(self.trusted_networks)?,
+            getput: self.getput,
+        })
+    }
+}
+
+/// The data side of `serve` and `pool`: the engine and the pool over a root.
+struct DataSide<'a> {
+    cores: Option<usize>,
+    cpus: Option<&'a str>,
+    data_path: Option<&'a str>,
+    limits: &'a DataLimitArgs,
+    upload_checksums: Option<&'a str>,
+}
+
+impl DataSide<'_> {
+    /// Starts the engine and the pool; `config` brings what differs between the roles.
+    fn start(&self, root: Arc<Root>, mut config: PoolConfig) -> Result<(Arc<Engine>, Arc<Pool>)> {
+        let engine = Arc::new(Engine::start(
+            &EngineConfig {
+                cores: self.cores.unwrap_or(0),
+                path: parse_data_path(self.data_path.unwrap_or("auto"))?,
+                cpus: cpu_list(self.cpus)?,
+                ..EngineConfig::default()
+            }
+            .with_direct_io(self.limits.direct_io),
+        )?);
+        self.limits.apply(&mut config)?;
+        if let Some(list) = self.upload_checksums {
+            config.upload_digests = parse_checksum_list(list)?;
+        }
+        Ok((engine.clone(), Arc::new(Pool::new(root, engine, config))))
+    }
 }
 
 fn control_runtime() -> Result<tokio::runtime::Runtime> {
@@ -993,20 +1017,20 @@ fn copy_pairs(args: &CopyArgs) -> Result<Vec<(crate::client::Endpoint, crate::cl
 }
 
 fn door(args: DoorArgs) -> Result<ExitCode> {
-    let defaults = DoorConfig::default();
-    let config = DoorConfig {
-        anonymous: !args.no_anonymous,
+    let config = DoorOptions {
+        no_anonymous: args.no_anonymous,
         data_address: None,
-        max_sessions: args.max_sessions.max(1),
-        max_sessions_per_address: args.max_sessions_per_address.max(1),
-        login_timeout: parse_duration(&args.login_timeout)?,
-        idle_timeout: parse_duration(&args.idle_timeout)?,
-        shutdown_grace: parse_duration(&args.shutdown_grace)?,
-        banner: defaults.banner,
-        buffers: buffer_policy(args.target_rate.as_deref(), !args.no_auto_buffers)?,
-        trusted_networks: networks_arg(args.trusted_networks.as_deref())?,
+        max_sessions: Some(args.max_sessions),
+        max_sessions_per_address: Some(args.max_sessions_per_address),
+        login_timeout: Some(&args.login_timeout),
+        idle_timeout: Some(&args.idle_timeout),
+        shutdown_grace: Some(&args.shutdown_grace),
+        target_rate: args.target_rate.as_deref(),
+        no_auto_buffers: args.no_auto_buffers,
+        trusted_networks: args.trusted_networks.as_deref(),
         getput: args.getput,
-    };
+    }
+    .config()?;
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),
@@ -1045,12 +1069,7 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
         let addr = door.local_addr()?;
         tracing::info!(%addr, pools = %args.pool_listen, "door listening");
         println!("listening on {addr}");
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            let _ = tx.send(true);
-        });
-        door.run(rx).await;
+        door.run(stop_on_signal()).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -1058,27 +1077,20 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
 
 fn pool(args: PoolArgs) -> Result<ExitCode> {
     let root = Arc::new(Root::open(&args.root).with_context(|| format!("opening root {}", args.root.display()))?);
-    let data_path = parse_data_path(args.data_path.as_deref().unwrap_or("auto"))?;
-    let engine = Arc::new(Engine::start(
-        &EngineConfig {
-            cores: args.cores.unwrap_or(0),
-            path: data_path,
-            cpus: cpu_list(args.cpus.as_deref())?,
-            ..EngineConfig::default()
-        }
-        .with_direct_io(args.data.direct_io),
-    )?);
-    let mut config = PoolConfig {
+    let data = DataSide {
+        cores: args.cores,
+        cpus: args.cpus.as_deref(),
+        data_path: args.data_path.as_deref(),
+        limits: &args.data,
+        upload_checksums: args.upload_checksums.as_deref(),
+    };
+    let config = PoolConfig {
         port_range: args.port_range.as_deref().map(parse_port_range).transpose()?,
         data_address: Some(args.data_address),
         ..PoolConfig::default()
     };
-    args.data.apply(&mut config)?;
-    if let Some(list) = &args.upload_checksums {
-        config.upload_digests = parse_checksum_list(list)?;
-    }
     let port_range = config.port_range.clone().map(|r| (*r.start(), *r.end()));
-    let pool = Arc::new(Pool::new(root.clone(), engine.clone(), config));
+    let (engine, pool) = data.start(root.clone(), config)?;
     let name = args.name.clone().unwrap_or_else(|| args.data_address.to_string());
     let keys = crate::link::auth::LinkKeys::load(&args.key_file)?;
     let key = *keys
@@ -1092,15 +1104,21 @@ fn pool(args: PoolArgs) -> Result<ExitCode> {
         key,
     };
     control_runtime()?.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            let _ = tx.send(true);
-        });
-        crate::pool::remote::serve(pool, root, link, rx).await;
+        crate::pool::remote::serve(pool, root, link, stop_on_signal()).await;
     });
     drop(engine);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag that turns true on SIGTERM or SIGINT (call inside the runtime).
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: stopping");
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 async fn wait_for_signal() {
