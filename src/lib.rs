@@ -22,4 +22,5 @@ pub mod protocol;
 pub mod secrets;
 pub mod storage;
 pub mod tune;
+pub mod units;
 pub mod wan;

@@ -30,7 +30,7 @@ pub fn parse_spec(spec: &str) -> Result<Vec<String>, String> {
             .ok_or_else(|| format!("'{part}' is not key=value (rtt, loss, rate, jitter, queue, burst)"))?;
         match k.trim() {
             "rtt" => {
-                let rtt = crate::tune::parse_rtt(v).ok_or_else(|| format!("bad rtt '{v}'"))?;
+                let rtt = crate::units::parse_rtt(v).ok_or_else(|| format!("bad rtt '{v}'"))?;
                 out.extend(["--delay".to_string(), format!("{}us", rtt.as_micros() / 2)]);
             }
             "loss" => out.extend(["--loss".into(), v.into()]),

@@ -431,7 +431,8 @@ pub struct CopyArgs {
 
 /// The automatic socket-buffer policy: the target rate and this host's limits.
 fn buffer_policy(target: Option<&str>, automatic: bool) -> Result<crate::protocol::buffers::BufferPolicy> {
-    use crate::protocol::buffers::{parse_rate, BufferPolicy};
+    use crate::protocol::buffers::BufferPolicy;
+    use crate::units::parse_rate;
     let host = crate::tune::Host::live();
     let num = |name: &str, field: Option<usize>| host.sysctl_number(name, field);
     let defaults = BufferPolicy::default();
@@ -568,18 +569,10 @@ fn init_logging(verbose: u8, quiet_default: bool) {
         .try_init();
 }
 
-/// Parses `600`, `90s`, `10m`, `2h`.
+/// Parses a duration (`600`, `90s`, `250ms`, `10m`, `2h`; a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("invalid duration '{s}'"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => bail!("invalid duration '{s}': use a number of seconds, or a suffix s, m or h"),
-    };
-    Ok(Duration::from_secs(secs))
+    crate::units::parse_duration(s)
+        .with_context(|| format!("invalid duration '{s}': a number of seconds, or with a unit us, ms, s, m or h"))
 }
 
 /// Parses `md5,adler32` (or `none`) into algorithms.

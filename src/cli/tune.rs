@@ -94,7 +94,8 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
 }
 
 fn check(a: CheckArgs) -> Result<ExitCode> {
-    let rtt = tune::parse_rtt(&a.rtt).with_context(|| format!("invalid --rtt '{}'", a.rtt))?;
+    let rtt = crate::units::parse_rtt(&a.rtt)
+        .with_context(|| format!("invalid --rtt '{}': give a unit, e.g. 80ms", a.rtt))?;
     let target =
         Target::new(&a.target, rtt).with_context(|| format!("unknown --target '{}': 10g, 25g, 40g, 100g", a.target))?;
     let scope = tune::check::Scope {

@@ -43,7 +43,8 @@ pub struct WanArgs {
 }
 
 pub fn run(a: WanArgs) -> Result<ExitCode> {
-    let dur = |s: &str| crate::tune::parse_rtt(s).with_context(|| format!("invalid duration '{s}'"));
+    let dur =
+        |s: &str| crate::units::parse_rtt(s).with_context(|| format!("invalid duration '{s}': give a unit, e.g. 25ms"));
     let prob = |s: &str| wan::parse_probability(s).with_context(|| format!("invalid probability '{s}'"));
     let burst = match &a.burst_loss {
         Some(b) => {
@@ -61,7 +62,7 @@ pub fn run(a: WanArgs) -> Result<ExitCode> {
         rate_bps: a
             .rate
             .as_deref()
-            .map(|r| wan::parse_rate(r).with_context(|| format!("invalid rate '{r}': e.g. 1gbit, 200mbit")))
+            .map(|r| crate::units::parse_rate(r).with_context(|| format!("invalid rate '{r}': e.g. 1gbit, 200mbit")))
             .transpose()?,
         queue_bytes: super::parse_size(&a.queue)?,
         seed: a.seed,

@@ -58,24 +58,6 @@ impl BufferPolicy {
     }
 }
 
-/// `1gbit`, `200mbit`, `10g`, or plain bits per second.
-pub fn parse_rate(s: &str) -> Option<f64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mul) = [
-        ("gbit", 1e9),
-        ("mbit", 1e6),
-        ("kbit", 1e3),
-        ("g", 1e9),
-        ("m", 1e6),
-        ("k", 1e3),
-    ]
-    .iter()
-    .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n.to_string(), *m)))
-    .unwrap_or((s.clone(), 1.0));
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v > 0.0).then_some(v * mul)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,8 +83,5 @@ mod tests {
             ..p.clone()
         };
         assert_eq!(tight.choose(50_000, None), (4 << 20, None));
-        assert_eq!(parse_rate("1gbit"), Some(1e9));
-        assert_eq!(parse_rate("250m"), Some(250e6));
-        assert_eq!(parse_rate("x"), None);
     }
 }

@@ -26,7 +26,7 @@ use core::net::{IpAddr, SocketAddr};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::buffers::{parse_rate, BufferPolicy};
+use super::buffers::BufferPolicy;
 use super::command::{
     CksmArg, Command, EpsvArg, EretArg, EstoArg, ParseError, RestArg, SiteCommand, TransferMode, TransferType,
     MAX_FILE_OFFSET,
@@ -37,6 +37,7 @@ use super::reply::{host_port, Code, Reply};
 use super::vpath::{self, PathError};
 use super::SessionError;
 use crate::block::layout::StripeLayout;
+use crate::units::parse_rate;
 
 /// Who is logged in and what they may do.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -158,34 +158,15 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// Parses `50ms`, `0.2s`, `120` (milliseconds).
-pub fn parse_rtt(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 1e-3)
-    } else if let Some(v) = s.strip_suffix("us") {
-        (v, 1e-6)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1.0)
-    } else {
-        (s, 1e-3)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * scale))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn targets_and_rtt() {
-        let t = Target::new("10g", parse_rtt("50ms").unwrap()).unwrap();
+        let t = Target::new("10g", Duration::from_millis(50)).unwrap();
         assert_eq!(t.bdp(), 62_500_000);
         assert!(Target::new("7g", Duration::ZERO).is_none());
-        assert_eq!(parse_rtt("0.2s"), Some(Duration::from_millis(200)));
-        assert_eq!(parse_rtt("120"), Some(Duration::from_millis(120)));
-        assert_eq!(parse_rtt("-1ms"), None);
         assert_eq!(sysctl_path("net.ipv4.tcp_rmem"), "proc/sys/net/ipv4/tcp_rmem");
     }
 }

@@ -211,16 +211,6 @@ pub fn start(name_a: &str, name_b: &str, cfg: &LinkConfig) -> std::io::Result<([
     Ok((stats, threads))
 }
 
-/// `1gbit`, `250mbit`, `800kbit`, `5000bit` → bits per second.
-pub fn parse_rate(s: &str) -> Option<f64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mul) = [("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)]
-        .iter()
-        .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n.to_string(), *m)))?;
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v > 0.0).then_some(v * mul)
-}
-
 /// `0.1%` → 0.001; a bare number is a probability.
 pub fn parse_probability(s: &str) -> Option<f64> {
     let s = s.trim();
@@ -237,9 +227,6 @@ mod tests {
 
     #[test]
     fn parsing() {
-        assert_eq!(parse_rate("1gbit"), Some(1e9));
-        assert_eq!(parse_rate("250Mbit"), Some(250e6));
-        assert_eq!(parse_rate("fast"), None);
         assert_eq!(parse_probability("0.1%"), Some(0.001));
         assert_eq!(parse_probability("0.5"), Some(0.5));
         assert_eq!(parse_probability("150%"), None);
