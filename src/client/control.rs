@@ -7,7 +7,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::url::FtpUrl;
-use super::ClientError;
+use super::{ClientError, Reply};
 use crate::protocol::command::parse_host_port;
 use crate::storage::checksum::Algorithm;
 
@@ -38,7 +38,7 @@ impl Control {
             let pass = url.password.clone().unwrap_or_else(|| "ringmover@".into());
             c.expect_ok(Some(&format!("PASS {pass}"))).await?;
         } else if code >= 400 {
-            return Err(ClientError::Refused(text));
+            return Err(ClientError::Refused(Reply::new(code, text)));
         }
         c.expect_ok(Some("TYPE I")).await?;
         Ok(c)
@@ -54,7 +54,7 @@ impl Control {
         let code: u16 = line
             .get(..3)
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| ClientError::Refused(line.clone()))?;
+            .ok_or_else(|| ClientError::Protocol(format!("not a reply: {}", line.trim_end())))?;
         text.push_str(line.trim_end());
         if line.as_bytes().get(3) == Some(&b'-') {
             let end = format!("{code} ");
@@ -90,7 +90,7 @@ impl Control {
         }
         let (code, text) = self.reply().await?;
         if code >= 400 {
-            return Err(ClientError::Refused(text));
+            return Err(ClientError::Refused(Reply::new(code, text)));
         }
         Ok(text)
     }
@@ -100,7 +100,7 @@ impl Control {
         loop {
             let (code, text) = self.reply().await?;
             if code >= 400 {
-                return Err(ClientError::Refused(text));
+                return Err(ClientError::Refused(Reply::new(code, text)));
             }
             if code >= 200 {
                 return Ok(text);
@@ -117,10 +117,10 @@ impl Control {
                 return parse_paren_address(&text);
             }
             if code >= 400 {
-                return Err(ClientError::Refused(text));
+                return Err(ClientError::Refused(Reply::new(code, text)));
             }
             if code >= 200 {
-                return Err(ClientError::Refused(format!("expected a 127 address, got: {text}")));
+                return Err(ClientError::Protocol(format!("expected a 127 address, got: {text}")));
             }
         }
     }
@@ -131,7 +131,7 @@ impl Control {
         match code {
             227 => parse_paren_address(&text).map(Some),
             200 => Ok(None),
-            _ => Err(ClientError::Refused(text)),
+            _ => Err(ClientError::Refused(Reply::new(code, text))),
         }
     }
 
@@ -140,7 +140,7 @@ impl Control {
         self.send("PASV").await?;
         self.pasv_reply()
             .await?
-            .ok_or_else(|| ClientError::Refused("PASV was delayed".into()))
+            .ok_or_else(|| ClientError::Protocol("PASV was delayed".into()))
     }
 
     /// FEAT labels (each feature line, trimmed, upper case).
@@ -190,8 +190,8 @@ pub fn parse_paren_address(text: &str) -> Result<SocketAddr, ClientError> {
     let inner = text
         .find('(')
         .and_then(|i| text[i + 1..].find(')').map(|j| &text[i + 1..i + 1 + j]))
-        .ok_or_else(|| ClientError::Refused(text.to_string()))?;
-    parse_host_port(inner).map_err(|e| ClientError::Refused(e.to_string()))
+        .ok_or_else(|| ClientError::Protocol(format!("no address in: {text}")))?;
+    parse_host_port(inner).map_err(|e| ClientError::Protocol(format!("bad address in {text}: {e}")))
 }
 
 /// The ranges of a `111 Range Marker a-b,c-d` reply (exclusive ends), if it is one.

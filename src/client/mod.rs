@@ -33,7 +33,10 @@ pub enum ClientError {
     #[error("control connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("server said: {0}")]
-    Refused(String),
+    Refused(Reply),
+    /// The server answered something this client cannot use (a malformed reply or address).
+    #[error("protocol: {0}")]
+    Protocol(String),
     #[error("{0}")]
     Lost(String),
     #[error("data transfer: {0}")]
@@ -42,13 +45,40 @@ pub enum ClientError {
     Mismatch(String),
 }
 
+/// A server's reply that refused something: its code and its whole text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn new(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            text: text.into(),
+        }
+    }
+
+    /// A 4xx: the same command may succeed later.
+    pub fn transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 impl ClientError {
     /// Worth another try with `-restart`: lost connections and transient (4xx) refusals;
     /// a 5xx (no such file, no permission) will not change.
     fn transient(&self) -> bool {
         match self {
             ClientError::Io(_) | ClientError::Lost(_) | ClientError::Data(_) => true,
-            ClientError::Refused(text) => text.starts_with('4'),
+            ClientError::Refused(reply) => reply.transient(),
             _ => false,
         }
     }
@@ -571,8 +601,8 @@ mod tests {
     #[test]
     fn transient_errors() {
         assert!(ClientError::Lost("x".into()).transient());
-        assert!(ClientError::Refused("451 local error".into()).transient());
-        assert!(!ClientError::Refused("550 no such file".into()).transient());
+        assert!(ClientError::Refused(Reply::new(451, "451 local error")).transient());
+        assert!(!ClientError::Refused(Reply::new(550, "550 no such file")).transient());
         assert!(!ClientError::Mismatch("a".into()).transient());
     }
 }

@@ -342,7 +342,7 @@ impl Session {
                 Expect::Ok { must } => {
                     let (code, text) = self.control.reply().await?;
                     if must && code >= 400 {
-                        return Err(ClientError::Refused(text));
+                        return Err(ClientError::Refused(super::Reply::new(code, text)));
                     }
                 }
             }
@@ -440,7 +440,7 @@ impl Session {
                         125 | 150 => resume.started = true,
                         c if c >= 400 => {
                             let _ = cancel_tx.send(true);
-                            final_reply = Some(Err(ClientError::Refused(text)));
+                            final_reply = Some(Err(ClientError::Refused(super::Reply::new(c, text))));
                         }
                         c if c >= 200 => final_reply = Some(Ok(())),
                         _ => {}

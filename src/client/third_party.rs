@@ -75,7 +75,7 @@ pub async fn copy(
                 }
                 112 => progress.at(skipped + parse_perf_marker(&text).unwrap_or(0)),
                 125 | 150 => resume.started = true,
-                c if c >= 400 => return Err(ClientError::Refused(text)),
+                c if c >= 400 => return Err(ClientError::Refused(super::Reply::new(c, text))),
                 c if c >= 200 => return Ok(()),
                 _ => {}
             }
