@@ -185,6 +185,37 @@ impl Control {
     }
 }
 
+/// What a reply read while a transfer runs means to the client (refusals are errors).
+#[derive(Debug, PartialEq, Eq)]
+pub enum TransferReply {
+    /// 127: the address to connect to (GET/PUT, delayed passive).
+    Address(SocketAddr),
+    /// 111: byte ranges the receiving side has stored.
+    Ranges(Vec<(u64, u64)>),
+    /// 112: bytes moved so far.
+    Performance(u64),
+    /// 125 or 150: the data transfer started.
+    Started,
+    /// 2xx: the transfer ended well.
+    Done,
+    /// Any other preliminary reply.
+    Other,
+}
+
+impl TransferReply {
+    pub fn of(code: u16, text: String) -> Result<TransferReply, ClientError> {
+        Ok(match code {
+            127 => TransferReply::Address(parse_paren_address(&text)?),
+            111 => TransferReply::Ranges(parse_range_marker(&text).unwrap_or_default()),
+            112 => TransferReply::Performance(parse_perf_marker(&text).unwrap_or(0)),
+            125 | 150 => TransferReply::Started,
+            c if c >= 400 => return Err(ClientError::Refused(Reply::new(c, text))),
+            c if c >= 200 => TransferReply::Done,
+            _ => TransferReply::Other,
+        })
+    }
+}
+
 /// The `(h1,h2,h3,h4,p1,p2)` address in a 227/127 reply.
 pub fn parse_paren_address(text: &str) -> Result<SocketAddr, ClientError> {
     let inner = text
@@ -235,6 +266,27 @@ pub fn fuzz_reply(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transfer_replies() {
+        let of = |code, text: &str| TransferReply::of(code, text.to_string());
+        assert_eq!(
+            of(127, "127 PORT (10,0,0,2,200,7)").unwrap(),
+            TransferReply::Address("10.0.0.2:51207".parse().unwrap())
+        );
+        assert_eq!(
+            of(111, "111 Range Marker 0-10,20-30").unwrap(),
+            TransferReply::Ranges(vec![(0, 10), (20, 30)])
+        );
+        assert_eq!(of(150, "150 Opening").unwrap(), TransferReply::Started);
+        assert_eq!(of(226, "226 Done").unwrap(), TransferReply::Done);
+        assert_eq!(of(110, "110 Restart").unwrap(), TransferReply::Other);
+        match of(451, "451 local error") {
+            Err(ClientError::Refused(r)) => assert!(r.code == 451 && r.transient()),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(of(127, "127 nothing"), Err(ClientError::Protocol(_))));
+    }
 
     #[test]
     fn reply_parsers_survive_mutated_replies() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::control::{parse_paren_address, parse_range_marker, parse_ranges, Control};
+use super::control::{parse_ranges, Control, TransferReply};
 use super::progress::FileProgress;
 use super::url::FtpUrl;
 use super::{ClientError, CopyOptions, Mode};
@@ -416,34 +416,25 @@ impl Session {
                 }
                 Some(ev) = events.recv() => note_progress(ev, job.download, resume, progress),
                 r = self.control.reply(), if final_reply.is_none() => {
-                    let (code, text) = match r {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let _ = cancel_tx.send(true);
-                            final_reply = Some(Err(e));
-                            continue;
-                        }
-                    };
-                    match code {
-                        127 if mover.is_none() => {
-                            let addr = parse_paren_address(&text)?;
+                    match r.and_then(|(code, text)| TransferReply::of(code, text)) {
+                        Ok(TransferReply::Address(addr)) if mover.is_none() => {
                             resume.started = true;
                             channel = Some(MoverChannel::Connect(vec![addr]));
                             let ch = MoverChannel::Connect(vec![addr]);
                             mover = Some(Box::pin(mover::run(pool, spec(ch, Vec::new()), events_tx.clone(), cancel_rx.clone())));
                         }
-                        111 if !job.download => {
-                            for (a, b) in parse_range_marker(&text).unwrap_or_default() {
+                        Ok(TransferReply::Ranges(ranges)) if !job.download => {
+                            for (a, b) in ranges {
                                 resume.done.insert(a, b);
                             }
                         }
-                        125 | 150 => resume.started = true,
-                        c if c >= 400 => {
+                        Ok(TransferReply::Started) => resume.started = true,
+                        Ok(TransferReply::Done) => final_reply = Some(Ok(())),
+                        Ok(_) => {}
+                        Err(e) => {
                             let _ = cancel_tx.send(true);
-                            final_reply = Some(Err(ClientError::Refused(super::Reply::new(c, text))));
+                            final_reply = Some(Err(e));
                         }
-                        c if c >= 200 => final_reply = Some(Ok(())),
-                        _ => {}
                     }
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::control::{parse_perf_marker, parse_range_marker, Control};
+use super::control::{Control, TransferReply};
 use super::progress::FileProgress;
 use super::session::{Moved, Resume};
 use super::url::FtpUrl;
@@ -67,17 +67,16 @@ pub async fn copy(
     let receiving = async {
         loop {
             let (code, text) = b.reply().await?;
-            match code {
-                111 => {
-                    for (x, y) in parse_range_marker(&text).unwrap_or_default() {
+            match TransferReply::of(code, text)? {
+                TransferReply::Ranges(ranges) => {
+                    for (x, y) in ranges {
                         resume.done.insert(x, y);
                     }
                 }
-                112 => progress.at(skipped + parse_perf_marker(&text).unwrap_or(0)),
-                125 | 150 => resume.started = true,
-                c if c >= 400 => return Err(ClientError::Refused(super::Reply::new(c, text))),
-                c if c >= 200 => return Ok(()),
-                _ => {}
+                TransferReply::Performance(n) => progress.at(skipped + n),
+                TransferReply::Started => resume.started = true,
+                TransferReply::Done => return Ok::<(), ClientError>(()),
+                TransferReply::Address(_) | TransferReply::Other => {}
             }
         }
     };
