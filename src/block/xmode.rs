@@ -85,6 +85,8 @@ pub struct XReceiver {
     size_limit: Option<u64>,
     stored: super::RangeSet,
     eof: bool,
+    /// Connections that carried a block and have not ended.
+    carrying: usize,
 }
 
 impl XReceiver {
@@ -116,6 +118,22 @@ impl XReceiver {
         Ok(h.count)
     }
 
+    /// A connection carried its first block.
+    pub fn carry(&mut self) {
+        self.carrying += 1;
+    }
+
+    /// A connection that carried blocks ended.
+    pub fn release(&mut self) {
+        self.carrying = self.carrying.saturating_sub(1);
+    }
+
+    /// EOF was seen and every connection that carried data has ended: what is still open
+    /// never got a block (a sender that finished before accepting it) and never will.
+    pub fn only_idle_left(&self) -> bool {
+        self.eof && self.carrying == 0
+    }
+
     pub fn stored(&mut self, offset: u64, len: u64) {
         self.stored.insert(offset, offset.saturating_add(len));
     }
@@ -144,6 +162,22 @@ pub fn parse_line(line: &[u8]) -> Result<&'static [u8], DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only connections that never carried a block count as idle, and only after EOF: a
+    /// connection still carrying data keeps the receive open.
+    #[test]
+    fn idle_connections_after_eof() {
+        let mut r = XReceiver::new(None);
+        r.carry();
+        r.carry();
+        assert_eq!(r.on_header(&XHeader::data(0, 10, 0)), Ok(10));
+        assert!(!r.only_idle_left());
+        assert_eq!(r.on_header(&XHeader::last(0)), Ok(0));
+        r.release();
+        assert!(!r.only_idle_left(), "the other carrying connection is still open");
+        r.release();
+        assert!(r.only_idle_left());
+    }
 
     #[test]
     fn header_round_trip_and_known_answer() {

@@ -347,6 +347,15 @@ enum RecvPhase {
     SendBye,
 }
 
+/// A MODE X connection that carried a block, until it ends (see [`XReceiver::only_idle_left`]).
+pub(crate) struct Carrying(Arc<Mutex<XReceiver>>);
+
+impl Drop for Carrying {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).release();
+    }
+}
+
 /// Where a receiving stream accounts its blocks.
 #[derive(Debug, Clone)]
 pub enum Receiving {
@@ -382,6 +391,8 @@ pub(crate) struct BlockRecv {
     pipe: Option<(OwnedFd, OwnedFd)>,
     /// The write in flight is a retry after a direct write was refused.
     retried: bool,
+    /// MODE X: this connection has carried a block (counted in the receiver until dropped).
+    carrying: Option<Carrying>,
     /// The socket's current `SO_RCVLOWAT`: never more than the bytes this stream still
     /// expects for sure (the rest of the block being spliced), so a wake-up cannot be lost.
     lowat: i32,
@@ -416,6 +427,7 @@ impl BlockRecv {
             keep: false,
             pipe,
             retried: false,
+            carrying: None,
             lowat: 1,
         }
     }
@@ -522,7 +534,14 @@ impl BlockRecv {
                 let mut raw = [0u8; X_HEADER_LEN];
                 raw.copy_from_slice(&self.hdr[..]);
                 let h = XHeader::decode(&raw)?;
-                let len = r.lock().unwrap_or_else(|e| e.into_inner()).on_header(&h)?;
+                let len = {
+                    let mut x = r.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.carrying.is_none() {
+                        x.carry();
+                        self.carrying = Some(Carrying(r.clone()));
+                    }
+                    x.on_header(&h)?
+                };
                 self.at = h.offset;
                 self.left = len;
                 self.eod_after = h.is_eod();

@@ -651,8 +651,22 @@ fn resolve(path: DataPath, source: &Source, sink: &Sink) -> DataPath {
 
 /// Sets `SO_RCVLOWAT`. Stream mode ends with the peer's close, which wakes the reader
 /// whatever the mark, so a tail shorter than the mark cannot be stranded; MODE E sets it per
-/// block to what it still expects. Best effort: the default (1 byte) still works.
+/// block to what it still expects. The kernel grows an autotuned receive buffer to hold twice
+/// the mark, but not one fixed with `SO_RCVBUF` (SBUF, ABUF): a mark the buffer cannot hold is
+/// never reached and the reader never wakes, so then the mark is a quarter of the buffer.
+/// Best effort: the default (1 byte) still works.
 pub(crate) fn set_rcvlowat(sock: &TcpStream, bytes: libc::c_int) {
+    set_lowat(sock, bytes);
+    if bytes > 1 {
+        let held = rustix::net::sockopt::socket_recv_buffer_size(sock).unwrap_or(0);
+        let bound = (held / 4).min(libc::c_int::MAX as usize) as libc::c_int;
+        if (held as u64) < 2 * bytes as u64 {
+            set_lowat(sock, bound.clamp(1, bytes));
+        }
+    }
+}
+
+fn set_lowat(sock: &TcpStream, bytes: libc::c_int) {
     // SAFETY: a socket fd we own, and a pointer to a c_int that outlives the call, with its size.
     unsafe {
         libc::setsockopt(

@@ -187,6 +187,14 @@ impl Joiner {
         announced.map_or(cap, |n| (n as usize).min(cap))
     }
 
+    /// MODE X receive: EOF seen and only connections that never carried a block are open.
+    fn only_idle_left(&self) -> bool {
+        match self {
+            Joiner::XReceive { receiver, .. } => receiver.lock().unwrap_or_else(|e| e.into_inner()).only_idle_left(),
+            _ => false,
+        }
+    }
+
     fn ranges(&self) -> Option<String> {
         match self {
             Joiner::ModeE { receiver, .. } => {
@@ -199,6 +207,10 @@ impl Joiner {
         }
     }
 }
+
+/// How long a MODE X receive waits, once only connections that never carried a block are left
+/// after EOF, before it ends them: a block already on its way arrives well within it.
+const X_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the watchdog looks at a running transfer.
 const WATCHDOG_TICK: Duration = Duration::from_secs(1);
@@ -605,7 +617,16 @@ impl Run<'_> {
         let mut kept = Vec::new();
         let mut failure: Option<PoolError> = None;
         let mut winding_down = false;
+        let mut idle_since = None;
         loop {
+            if !winding_down && streams.running > 0 && recv.is_some_and(Joiner::only_idle_left) {
+                // A MODE X sender may finish before it accepted every connection we opened.
+                let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= X_IDLE_GRACE {
+                    winding_down = true;
+                    streams.cancel_all();
+                }
+            }
             let complete = recv.is_some_and(|j| j.complete(streams));
             // Without a listener no further connection can come: done when the streams are.
             if streams.running == 0 && (recv.is_none() || complete || failure.is_some() || listener.is_none()) {
