@@ -118,8 +118,9 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(default)]
     pub no_auto_buffers: bool,
-    /// Engine data path: auto (sendfile out, recv+write in), zerocopy (sendfile/splice) or readwrite
-    /// (registered buffers both ways) [default: auto].
+    /// Engine data path: auto (sendfile out, splice in; recv+write where upload checksums are
+    /// computed on the receiving core), zerocopy (sendfile/splice) or readwrite (registered
+    /// buffers both ways) [default: auto].
     #[arg(long)]
     pub data_path: Option<String>,
     /// Networks (comma list of ADDRESS/PREFIX) that data connections may come from or go to
