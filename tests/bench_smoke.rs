@@ -96,9 +96,10 @@ fn bench_disk_scenarios() {
         common::require_peer(peer);
     }
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
-        .args([
-            "bench",
+    let dir = dir.path().to_str().unwrap();
+    let (status, text) = common::ringmover(
+        "bench",
+        &[
             "--size",
             "16M",
             "--runs",
@@ -108,21 +109,15 @@ fn bench_disk_scenarios() {
             "--scenarios",
             "disk",
             "--dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+            dir,
+        ],
     );
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        assert!(!out.status.success() && text.contains("run as root"), "{text}");
+        assert!(!status.success() && text.contains("run as root"), "{text}");
         return;
     }
-    assert!(out.status.success(), "{text}");
+    assert!(status.success(), "{text}");
     for scenario in ["disk-read", "disk-write"] {
         for tool in [
             "ringmover copy ⇄ ringmover --direct-io",

@@ -943,14 +943,8 @@ fn copy(args: CopyArgs) -> Result<ExitCode> {
 
     let root = Arc::new(Root::open(std::path::Path::new("/")).context("opening /")?);
     let latency = args.latency.then(crate::engine::OpLatency::new);
-    // Into /dev/null (benchmarks) the bytes need not enter user space: splice them there.
-    let discard = pairs
-        .iter()
-        .all(|(_, d)| matches!(d, client::Endpoint::Local(p) if p.as_path() == std::path::Path::new("/dev/null")));
-    let path = match parse_data_path(&args.data_path)? {
-        DataPath::Auto if discard => DataPath::Zerocopy,
-        p => p,
-    };
+    // The engine's Auto path splices received bytes into files (also /dev/null) by itself.
+    let path = parse_data_path(&args.data_path)?;
     let engine = Arc::new(Engine::start(
         &EngineConfig {
             cores: args.cores.max(1),

@@ -133,14 +133,12 @@ impl Transfer {
             set_rcvlowat(sock, RCV_LOWAT);
         }
         let kind = match (job.source, job.sink, path) {
-            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::Auto | DataPath::Zerocopy) => {
-                Kind::SendFile {
-                    file,
-                    sock,
-                    offset,
-                    remaining: length,
-                }
-            }
+            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::Zerocopy) => Kind::SendFile {
+                file,
+                sock,
+                offset,
+                remaining: length,
+            },
             (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::ReadWrite) => Kind::ReadSend {
                 file,
                 sock,
