@@ -304,7 +304,8 @@ impl Engine {
     /// Starts one pinned thread with its ring per core.
     pub fn start(config: &EngineConfig) -> Result<Engine, OpError> {
         let allowed = core::allowed_cpus();
-        let cpus = if config.cpus.is_empty() && config.cores > 0 && config.cores < allowed.len() {
+        let subset = config.cores > 0 && config.cores < allowed.len();
+        let cpus = if config.cpus.is_empty() && subset {
             // Fewer cores than CPUs: start on the CPUs other ringmover processes use least
             // (a stable sort: without any load, the allowed order).
             let busy = placement::others_busy();
@@ -335,7 +336,7 @@ impl Engine {
         }
         let pinned: Vec<usize> = cores.iter().filter_map(|c| c.cpu).collect();
         tracing::info!(cores = n, cpus = ?pinned, path = ?config.path, "engine started");
-        let placement = Arc::new(placement::Placement::new(cores.iter().map(|c| c.cpu).collect()));
+        let placement = Arc::new(placement::Placement::new(cores.iter().map(|c| c.cpu).collect(), subset));
         Ok(Engine {
             cores,
             next_id: AtomicU64::new(1),
@@ -350,6 +351,13 @@ impl Engine {
     }
 
     /// The default data path.
+    /// CPUs this process may use on which no ringmover transfer runs now (this process's
+    /// or another's): where a helper thread, such as an upload's checksum follower, would
+    /// not slow a transfer down.
+    pub fn idle_cpus(&self) -> usize {
+        self.placement.idle_cpus(&allowed_cpus())
+    }
+
     pub fn path(&self) -> DataPath {
         self.path
     }

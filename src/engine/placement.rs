@@ -26,6 +26,10 @@ pub(crate) struct Placement {
     file: Option<PathBuf>,
     /// Serialises rewrites of this process's registry file.
     publishing: Mutex<()>,
+    /// The engine holds a few CPUs chosen at start (a client): it publishes them as busy
+    /// from the start, so that a server on this host places the other end of a transfer
+    /// elsewhere even when it places its end first.
+    reserved: bool,
 }
 
 /// A transfer's claim on its core; given back when the transfer ends.
@@ -51,15 +55,21 @@ impl Drop for Placement {
 }
 
 impl Placement {
-    /// `cpus`: the CPU each core is pinned to (None: not pinned).
-    pub(crate) fn new(cpus: Vec<Option<usize>>) -> Placement {
+    /// `cpus`: the CPU each core is pinned to (None: not pinned); `reserved`: publish them
+    /// as busy for the engine's lifetime.
+    pub(crate) fn new(cpus: Vec<Option<usize>>, reserved: bool) -> Placement {
         let file = registry_dir().map(|d| d.join(std::process::id().to_string()));
-        Placement {
+        let placement = Placement {
             active: cpus.iter().map(|_| AtomicUsize::new(0)).collect(),
             cpus,
             file,
             publishing: Mutex::new(()),
+            reserved,
+        };
+        if reserved {
+            placement.publish();
         }
+        placement
     }
 
     /// Picks the core for a transfer on `sock` (sending when `sends`) and claims it.
@@ -99,21 +109,39 @@ impl Placement {
         order.into_iter().min_by_key(|&i| load(i)).unwrap_or(0)
     }
 
-    /// Rewrites this process's registry file: `cpu count` lines of busy CPUs.
+    /// How many of `allowed` carry no transfer of this process or another.
+    pub(crate) fn idle_cpus(&self, allowed: &[usize]) -> usize {
+        let others = others_busy();
+        let mine: Vec<usize> = (0..self.cpus.len())
+            .filter(|&i| self.active[i].load(Ordering::Relaxed) > 0)
+            .filter_map(|i| self.cpus[i])
+            .collect();
+        allowed
+            .iter()
+            .filter(|&&c| others.get(c).copied().unwrap_or(0) == 0 && !mine.contains(&c))
+            .count()
+    }
+
+    /// Rewrites this process's registry file.
     fn publish(&self) {
         let Some(file) = &self.file else { return };
         let _guard = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let tmp = file.with_extension("tmp");
+        if std::fs::write(&tmp, self.registry_text()).is_ok() {
+            let _ = std::fs::rename(&tmp, file);
+        }
+    }
+
+    /// `cpu count` lines of this process's busy CPUs.
+    fn registry_text(&self) -> String {
         let mut text = String::new();
         for (i, a) in self.active.iter().enumerate() {
-            let n = a.load(Ordering::Relaxed);
+            let n = a.load(Ordering::Relaxed) + usize::from(self.reserved);
             if let (Some(cpu), true) = (self.cpus[i], n > 0) {
                 text.push_str(&format!("{cpu} {n}\n"));
             }
         }
-        let tmp = file.with_extension("tmp");
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, file);
-        }
+        text
     }
 }
 
@@ -190,13 +218,30 @@ mod tests {
             active: (0..3).map(|_| AtomicUsize::new(0)).collect(),
             file: None,
             publishing: Mutex::new(()),
+            reserved: false,
         });
         let recv = p.place(None, false);
         let send = p.place(None, true);
         assert_eq!((Placement::core(&recv), Placement::core(&send)), (0, 2));
         let third = p.place(None, false);
         assert_eq!(Placement::core(&third), 1, "the least busy core");
+        assert_eq!(p.registry_text(), "0 1\n1 1\n2 1\n");
         drop((recv, send, third));
         assert!(p.active.iter().all(|a| a.load(Ordering::Relaxed) == 0));
+        assert_eq!(p.registry_text(), "");
+    }
+
+    #[test]
+    fn a_reserving_engine_publishes_its_cpus_while_idle() {
+        let p = Placement {
+            cpus: vec![Some(3)],
+            active: vec![AtomicUsize::new(0)],
+            file: None,
+            publishing: Mutex::new(()),
+            reserved: true,
+        };
+        assert_eq!(p.registry_text(), "3 1\n");
+        p.active[0].fetch_add(1, Ordering::Relaxed);
+        assert_eq!(p.registry_text(), "3 2\n");
     }
 }
