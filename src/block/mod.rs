@@ -11,6 +11,11 @@ mod receive;
 pub mod xmode;
 
 pub use header::{Header, HEADER_LEN};
+
+/// Largest file offset or size a client may name: file offsets are signed 64-bit (`off_t`), so
+/// anything larger would wrap on its way to the disk.
+pub const MAX_FILE_OFFSET: u64 = i64::MAX as u64;
+
 pub use ranges::RangeSet;
 pub use receive::{ConnReceiver, Event, StreamDecoder, TransferReceiver};
 

@@ -15,9 +15,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::door::{auth, Backend, Door, DoorConfig};
+use crate::door::pools::PoolManager;
+use crate::door::{auth, Door, DoorConfig};
 use crate::engine::{DataPath, Engine, EngineConfig};
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::{Pool, PoolConfig, Service};
 use crate::storage::checksum::Algorithm;
 use crate::storage::Root;
 
@@ -706,7 +707,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 
     let runtime = control_runtime()?;
     runtime.block_on(async move {
-        let door = Door::bind(listen, door_config, Backend::Embedded { root, pool }, users)
+        let pools = Arc::new(PoolManager::embedded(Arc::new(Service::new(pool))));
+        let door = Door::bind(listen, door_config, pools, users)
             .await
             .with_context(|| format!("binding control address {listen}"))?;
         let addr = door.local_addr()?;
@@ -1046,12 +1048,12 @@ fn door(args: DoorArgs) -> Result<ExitCode> {
         ..EngineConfig::default()
     })?);
     control_runtime()?.block_on(async move {
-        let pools = Arc::new(crate::door::pools::PoolManager::new(keys, placement));
+        let pools = Arc::new(PoolManager::new(keys, placement, engine));
         let pool_listener = tokio::net::TcpListener::bind(args.pool_listen)
             .await
             .with_context(|| format!("binding pool address {}", args.pool_listen))?;
         tokio::spawn(pools.clone().accept(pool_listener));
-        let door = Door::bind(args.listen, config, Backend::Pools { pools, engine }, users)
+        let door = Door::bind(args.listen, config, pools, users)
             .await
             .with_context(|| format!("binding control address {}", args.listen))?;
         let addr = door.local_addr()?;
@@ -1092,7 +1094,7 @@ fn pool(args: PoolArgs) -> Result<ExitCode> {
         key,
     };
     control_runtime()?.block_on(async move {
-        crate::pool::remote::serve(pool, root, link, stop_on_signal()).await;
+        crate::pool::remote::serve(Arc::new(Service::new(pool)), link, stop_on_signal()).await;
     });
     drop(engine);
     Ok(ExitCode::SUCCESS)

@@ -12,16 +12,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::convert::{facts, pool_error, storage_error};
-use super::{Backend, DoorShared};
+use super::convert::{facts, link_failure};
+use super::DoorShared;
+use crate::link::MoverRequest;
 use crate::peers::DataPeers;
-use crate::pool::MoverRequest;
 use crate::protocol::facts::{render_listing, ListFormat};
 use crate::protocol::framer::{Frame, LineFramer};
 use crate::protocol::session::{Access, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
-use crate::storage::checksum::Algorithm;
-use crate::storage::Root;
 
 /// Command lines a connection may send before it has logged in.
 const MAX_LINES_BEFORE_LOGIN: usize = 64;
@@ -36,9 +34,8 @@ pub(crate) struct Connection {
     framer: LineFramer,
     queued: VecDeque<Frame>,
     passive: Option<Arc<TcpListener>>,
-    cache: Option<DataCache>,
-    /// With remote pools: the pool holding this session's cached MODE E connections.
-    remote_cache_pool: Option<String>,
+    /// The pool holding this session's cached MODE E connections.
+    cache_pool: Option<String>,
     /// MODE E relays to a remote pool for plain-PASV uploads; they live as long as the
     /// client's data connections may be reused.
     relays: Vec<crate::engine::Canceller>,
@@ -51,14 +48,9 @@ pub(crate) struct Connection {
 }
 
 mod listing;
-mod remote;
+mod namespace;
+mod relay;
 mod transfer;
-
-/// MODE E connections kept after a transfer, for the next one in the same direction.
-struct DataCache {
-    sends: bool,
-    sockets: Vec<TcpStream>,
-}
 
 impl Connection {
     pub(crate) fn new(
@@ -86,8 +78,7 @@ impl Connection {
             framer: LineFramer::default(),
             queued: VecDeque::new(),
             passive: None,
-            cache: None,
-            remote_cache_pool: None,
+            cache_pool: None,
             relays: Vec::new(),
             id: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             peer,
@@ -109,7 +100,15 @@ impl Connection {
         if let Err(e) = self.serve().await {
             tracing::debug!(peer = %self.peer, "control connection ended: {e}");
         }
+        self.reset_data();
+    }
+
+    /// Drops the MODE E connections this session kept: the relays and the pool's ends.
+    fn reset_data(&mut self) {
         self.relays.drain(..).for_each(|r| r.cancel());
+        if self.cache_pool.take().is_some() {
+            self.shared.pools.forget(self.id);
+        }
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
@@ -224,7 +223,7 @@ impl Connection {
             Action::Authenticate { user, password } => self.authenticate(user, password).await?,
             Action::OpenPassive { .. } => {
                 self.passive = None;
-                let result = self.open_listener().map_err(|e| pool_error(&e)).and_then(|l| {
+                let result = self.open_listener().and_then(|l| {
                     let port = l
                         .local_addr()
                         .map_err(|e| SessionError::DataConnection(e.to_string()))?
@@ -238,15 +237,7 @@ impl Connection {
                 self.session.handle_passive(result);
             }
             Action::DropPassive => self.passive = None,
-            Action::ResetData => {
-                self.cache = None;
-                self.relays.drain(..).for_each(|r| r.cancel());
-                if let (Backend::Pools { pools: m, .. }, Some(_)) =
-                    (&self.shared.backend, self.remote_cache_pool.take())
-                {
-                    m.forget(self.id);
-                }
-            }
+            Action::ResetData => self.reset_data(),
             Action::Storage(op) => {
                 let result = self.storage(op).await;
                 self.session.handle_storage(result);
@@ -304,59 +295,24 @@ impl Connection {
 
     /// A passive listener for v1 PASV: the embedded pool's, or the door's own for relaying to
     /// a remote pool.
-    fn open_listener(&self) -> Result<tokio::net::TcpListener, crate::pool::PoolError> {
-        match &self.shared.backend {
-            Backend::Embedded { pool, .. } => pool.open_passive(self.local.ip(), None),
-            Backend::Pools { .. } => std::net::TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
+    fn open_listener(&self) -> Result<TcpListener, SessionError> {
+        match self.shared.pools.local() {
+            Some(service) => service
+                .pool()
+                .open_passive(self.local.ip(), None)
+                .map_err(|e| link_failure(&crate::pool::pool_failure(&e))),
+            None => std::net::TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
                 .and_then(|l| {
                     l.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(l)
+                    TcpListener::from_std(l)
                 })
-                .map_err(crate::pool::PoolError::Connect),
+                .map_err(|e| SessionError::DataConnection(e.to_string())),
         }
     }
 
-    async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
-        let (root, shared) = match &self.shared.backend {
-            Backend::Embedded { root, .. } => (root.clone(), self.shared.clone()),
-            Backend::Pools { pools: m, .. } => return self.remote_storage(m.clone(), op).await,
-        };
-        let run = move || -> Result<StorageDone, SessionError> {
-            let e = |err: crate::storage::StorageError| storage_error(&err);
-            Ok(match op {
-                StorageOp::Stat(p) => StorageDone::Stat(facts(root.stat(&p).map_err(e)?)),
-                StorageOp::ChangeDir(p) => root.check_dir(&p).map(|_| StorageDone::Done).map_err(e)?,
-                StorageOp::MakeDir(p) => root.mkdir(&p).map(|_| StorageDone::Done).map_err(e)?,
-                StorageOp::RemoveDir(p) => root.rmdir(&p).map(|_| StorageDone::Done).map_err(e)?,
-                StorageOp::Delete(p) => root.delete(&p).map(|_| StorageDone::Done).map_err(e)?,
-                StorageOp::Rename { from, to } => root.rename(&from, &to).map(|_| StorageDone::Done).map_err(e)?,
-                StorageOp::SetMode { path, mode } => {
-                    root.set_mode(&path, mode).map(|_| StorageDone::Done).map_err(e)?
-                }
-                StorageOp::SetTime { path, mtime } => {
-                    root.set_mtime(&path, mtime).map(|_| StorageDone::Done).map_err(e)?
-                }
-                StorageOp::SetGroup { path, group } => {
-                    root.set_group(&path, &group).map(|_| StorageDone::Done).map_err(e)?
-                }
-                StorageOp::Checksum {
-                    algorithm,
-                    path,
-                    offset,
-                    length,
-                } => {
-                    let alg = Algorithm::from_name(algorithm)
-                        .ok_or_else(|| SessionError::UnknownChecksum(algorithm.to_string()))?;
-                    StorageDone::Checksum(whole_file_checksum(&shared, &root, &path, alg, offset, length).map_err(e)?)
-                }
-            })
-        };
-        tokio::task::spawn_blocking(run)
-            .await
-            .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))
-    }
-
-    async fn mover_request(&self, req: &TransferRequest) -> Result<MoverRequest, SessionError> {
+    /// What the mover moves; `spool`: a recursive listing may stay a spooled file (the pool
+    /// is in this process).
+    async fn mover_request(&self, req: &TransferRequest, spool: bool) -> Result<MoverRequest, SessionError> {
         Ok(match &req.kind {
             TransferKind::Retrieve { path, offset, length } => MoverRequest::Send {
                 path: path.clone(),
@@ -377,7 +333,7 @@ impl Connection {
             TransferKind::Listing {
                 path,
                 format: ListFormat::Mlsr,
-            } => self.recursive_listing(path, req.access.writable).await?,
+            } => self.recursive_listing(path, req.access.writable, spool).await?,
             TransferKind::Listing { path, format } => {
                 let entries = self.entries(path).await?;
                 let (format, writable) = (*format, req.access.writable);
@@ -433,6 +389,14 @@ impl Connection {
         Ok(())
     }
 
+    /// A listing's bytes, for the door to send itself.
+    async fn listing_bytes(&self, req: &TransferRequest) -> Result<bytes::Bytes, SessionError> {
+        match self.mover_request(req, false).await? {
+            MoverRequest::SendBytes(b) => Ok(b),
+            _ => Err(SessionError::Internal("not a listing".into())),
+        }
+    }
+
     /// SCKS: the stored file must have the announced checksum.
     async fn verify_upload(&self, path: &str, alg: &str, want: &str) -> Result<(), SessionError> {
         let algorithm =
@@ -456,25 +420,6 @@ impl Connection {
             })
         }
     }
-}
-
-/// A checksum, taken from the one computed during the upload when it covers the whole,
-/// unchanged file; otherwise read from disk.
-fn whole_file_checksum(
-    shared: &DoorShared,
-    root: &Root,
-    path: &str,
-    alg: Algorithm,
-    offset: u64,
-    length: Option<u64>,
-) -> Result<String, crate::storage::StorageError> {
-    if offset == 0 && length.is_none() {
-        if let Some(v) = shared.checksums.lookup(root, path, alg) {
-            tracing::debug!(path, alg = alg.name(), "checksum computed during upload");
-            return Ok(v);
-        }
-    }
-    root.checksum(path, alg, offset, length)
 }
 
 /// Resolves when the peer has closed `stream` (or it failed); pending while it is open, also

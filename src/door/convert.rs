@@ -1,23 +1,14 @@
-//! Lower-layer results in protocol terms: storage and pool errors to [`SessionError`], file
-//! info to listing facts.
+//! Pool results in protocol terms: a pool's [`Failure`] (in this process or over the link) to
+//! a [`SessionError`], file info to listing facts.
 
-use crate::engine::OpError;
-use crate::pool::PoolError;
+use crate::link::{Failure, FailureKind};
+use crate::link::{FileInfo, Kind};
 use crate::protocol::facts::{EntryKind, Facts};
 use crate::protocol::vpath::PathError;
 use crate::protocol::SessionError;
-use crate::storage::{FileInfo, Kind, StorageError};
-
-pub(crate) fn storage_error(e: &StorageError) -> SessionError {
-    if e.errno().is_none() && e.source.kind() == std::io::ErrorKind::InvalidInput {
-        // Not the file system's answer but the client's argument (an unknown group name).
-        return SessionError::BadArgument(e.source.to_string());
-    }
-    errno_error(e.errno(), e.to_string())
-}
 
 /// A storage failure, by errno, as the reply the client gets.
-pub(crate) fn errno_error(errno: Option<i32>, message: String) -> SessionError {
+fn errno_error(errno: Option<i32>, message: String) -> SessionError {
     match errno {
         Some(libc::ENOENT) => SessionError::NotFound,
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::ELOOP) => {
@@ -34,39 +25,16 @@ pub(crate) fn errno_error(errno: Option<i32>, message: String) -> SessionError {
     }
 }
 
-/// A pool's failure (over the link) as the reply the client gets.
-pub(crate) fn link_failure(f: &crate::link::Failure) -> SessionError {
-    use crate::link::FailureKind;
+/// A pool's failure as the reply the client gets.
+pub(crate) fn link_failure(f: &Failure) -> SessionError {
     match f.kind {
         FailureKind::Storage => errno_error(f.errno, f.message.clone()),
+        FailureKind::Argument => SessionError::BadArgument(f.message.clone()),
+        FailureKind::NoSpace => SessionError::NoSpace,
         FailureKind::DataConnection => SessionError::DataConnection(f.message.clone()),
         FailureKind::ConnectionLost => SessionError::ConnectionLost(f.message.clone()),
         FailureKind::Aborted => SessionError::Aborted,
         FailureKind::Local => SessionError::Local(f.message.clone()),
-    }
-}
-
-pub(crate) fn engine_error(e: &OpError) -> SessionError {
-    match e {
-        OpError::Cancelled => SessionError::Aborted,
-        OpError::Io { source, .. } if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) => {
-            SessionError::NoSpace
-        }
-        OpError::Io { op: "write", .. } | OpError::ShortSource { .. } | OpError::Stopped => {
-            SessionError::Local(e.to_string())
-        }
-        OpError::Io { .. } | OpError::Framing(_) => SessionError::ConnectionLost(e.to_string()),
-    }
-}
-
-pub(crate) fn pool_error(e: &PoolError) -> SessionError {
-    match e {
-        PoolError::Storage(s) => storage_error(s),
-        PoolError::NoPort | PoolError::Connect(_) | PoolError::ConnectTimeout(_) => {
-            SessionError::DataConnection(e.to_string())
-        }
-        PoolError::Stalled(_) => SessionError::ConnectionLost(e.to_string()),
-        PoolError::Engine(op) => engine_error(op),
     }
 }
 
@@ -85,5 +53,63 @@ pub(crate) fn facts(info: FileInfo) -> Facts {
         nlink: info.nlink,
         uid: info.uid,
         gid: info.gid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::OpError;
+    use crate::pool::{pool_failure, PoolError};
+    use crate::storage::StorageError;
+
+    fn reply_for(e: PoolError) -> SessionError {
+        link_failure(&pool_failure(&e))
+    }
+
+    fn io(op: &'static str, errno: i32) -> OpError {
+        OpError::io(op, std::io::Error::from_raw_os_error(errno))
+    }
+
+    #[test]
+    fn pool_errors_become_the_replies_a_client_expects() {
+        let storage = |errno| {
+            PoolError::Storage(StorageError {
+                op: "open",
+                path: "/f".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert_eq!(reply_for(storage(libc::ENOENT)), SessionError::NotFound);
+        assert_eq!(reply_for(storage(libc::EACCES)), SessionError::PermissionDenied);
+        assert_eq!(reply_for(storage(libc::EXDEV)), SessionError::Path(PathError::Escape));
+        let unknown_group = PoolError::Storage(StorageError {
+            op: "chgrp",
+            path: "/f".into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no group x"),
+        });
+        assert_eq!(reply_for(unknown_group), SessionError::BadArgument("no group x".into()));
+        assert_eq!(reply_for(PoolError::Engine(OpError::Cancelled)), SessionError::Aborted);
+        assert_eq!(
+            reply_for(PoolError::Engine(io("write", libc::ENOSPC))),
+            SessionError::NoSpace
+        );
+        assert_eq!(
+            reply_for(PoolError::Engine(io("recv", libc::EDQUOT))),
+            SessionError::NoSpace
+        );
+        assert!(matches!(
+            reply_for(PoolError::Engine(io("write", libc::EIO))),
+            SessionError::Local(_)
+        ));
+        assert!(matches!(
+            reply_for(PoolError::Engine(io("recv", libc::ECONNRESET))),
+            SessionError::ConnectionLost(_)
+        ));
+        assert!(matches!(reply_for(PoolError::NoPort), SessionError::DataConnection(_)));
+        assert!(matches!(
+            reply_for(PoolError::Stalled(std::time::Duration::from_secs(1))),
+            SessionError::ConnectionLost(_)
+        ));
     }
 }

@@ -2,7 +2,6 @@
 //! hands data movement to the pool. `serve` runs a door with an embedded pool.
 
 pub mod auth;
-mod checksums;
 mod connection;
 mod convert;
 pub mod guard;
@@ -15,9 +14,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::pool::Pool;
 use crate::protocol::Reply;
-use crate::storage::Root;
+use pools::PoolManager;
 
 /// Door policy.
 #[derive(Clone, Debug)]
@@ -60,11 +58,11 @@ pub enum GetPut {
 }
 
 impl GetPut {
-    fn advertised(self, backend: &Backend) -> bool {
+    fn advertised(self, pools: &PoolManager) -> bool {
         match self {
             GetPut::Always => true,
             GetPut::Never => false,
-            GetPut::Auto => matches!(backend, Backend::Pools { .. }),
+            GetPut::Auto => pools.local().is_none(),
         }
     }
 }
@@ -87,29 +85,17 @@ impl Default for DoorConfig {
     }
 }
 
-/// Where a door's files and movers are.
-pub enum Backend {
-    /// `ringmover serve`: one pool in this process, serving `root`.
-    Embedded { root: Arc<Root>, pool: Arc<Pool> },
-    /// `ringmover door`: pools in other processes, registered over the pool link; the engine
-    /// relays plain-PASV transfers between client and pool.
-    Pools {
-        pools: Arc<pools::PoolManager>,
-        engine: Arc<crate::engine::Engine>,
-    },
-}
-
 /// What every connection of a door shares.
 pub(crate) struct DoorShared {
     pub(crate) config: DoorConfig,
-    pub(crate) backend: Backend,
+    /// Where the files and movers are: the embedded pool or remote ones.
+    pub(crate) pools: Arc<PoolManager>,
     pub(crate) users: auth::Users,
     /// FEAT lists GETPUT (the configured [`GetPut`] applied to this backend).
     pub(crate) advertise_getput: bool,
     pub(crate) guard: Arc<guard::AddressGuard>,
     /// Password checks (Argon2, ~19 MiB and tens of ms each) running at once.
     pub(crate) verifiers: Semaphore,
-    pub(crate) checksums: checksums::ChecksumCache,
 }
 
 /// A door bound to its control port.
@@ -123,19 +109,18 @@ impl Door {
     pub async fn bind(
         listen: SocketAddr,
         config: DoorConfig,
-        backend: Backend,
+        pools: Arc<PoolManager>,
         users: auth::Users,
     ) -> std::io::Result<Door> {
         let listener = TcpListener::bind(listen).await?;
-        let advertise_getput = config.getput.advertised(&backend);
+        let advertise_getput = config.getput.advertised(&pools);
         let shared = Arc::new(DoorShared {
             config: config.clone(),
-            backend,
+            pools,
             users,
             guard: Arc::new(guard::AddressGuard::new(config.max_sessions_per_address)),
             verifiers: Semaphore::new(verifier_count()),
             advertise_getput,
-            checksums: checksums::ChecksumCache::default(),
         });
         Ok(Door { listener, shared })
     }

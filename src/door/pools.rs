@@ -1,5 +1,6 @@
-//! The door's pool registry: pools connect to the door's pool port, and the door sends them
-//! namespace requests and movers over that link. A pool whose link drops is taken out of
+//! The door's pools: the embedded one ([`Service`] in this process) or those that connect to
+//! the door's pool port, whom the door sends namespace requests and movers over the link. A
+//! [`PoolHandle`] reaches either the same way. A remote pool whose link drops is taken out of
 //! rotation at once; its pending requests and movers fail with a clear error.
 
 use std::collections::HashMap;
@@ -9,14 +10,138 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::link::auth::{self, LinkKeys};
+use crate::link::FileInfo;
 use crate::link::{
-    read_frame, read_frame_within, write_frame, DoorMsg, Failure, FailureKind, LinkError, NsOp, NsReply, PoolMsg,
-    WireMover, HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME, VERSION,
+    read_frame, read_frame_within, write_frame, DoorMsg, Failure, FailureKind, LinkError, MoverEvent, NsOp, NsReply,
+    PoolMsg, Report, WireMover, HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME, VERSION,
 };
-use crate::storage::FileInfo;
+use crate::pool::Service;
+
+/// The name the embedded pool goes by.
+const EMBEDDED: &str = "embedded";
+
+/// One pool as the door reaches it.
+#[derive(Clone)]
+pub enum PoolHandle {
+    /// In this process (`ringmover serve`): calls, and the door's passive listener handed over.
+    Local(Arc<Service>),
+    /// In another process, over the pool link.
+    Remote(Arc<RemotePool>),
+}
+
+/// A mover started on a pool: its reports, ending with [`Report::Done`].
+pub struct MoverRun {
+    pub reports: mpsc::UnboundedReceiver<Report>,
+    stop: Stop,
+}
+
+enum Stop {
+    Local(watch::Sender<bool>),
+    Remote { pool: Arc<RemotePool>, id: u64 },
+}
+
+impl MoverRun {
+    /// Asks the pool to stop the mover; its `Done` report still follows.
+    pub fn cancel(&self) {
+        match &self.stop {
+            Stop::Local(tx) => {
+                let _ = tx.send(true);
+            }
+            Stop::Remote { pool, id } => {
+                let _ = pool.tx.send(DoorMsg::Cancel { id: *id });
+            }
+        }
+    }
+}
+
+impl Drop for MoverRun {
+    fn drop(&mut self) {
+        if let Stop::Remote { pool, id } = &self.stop {
+            pool.movers.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            pool.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl PoolHandle {
+    pub fn name(&self) -> &str {
+        match self {
+            PoolHandle::Local(_) => EMBEDDED,
+            PoolHandle::Remote(p) => &p.name,
+        }
+    }
+
+    /// True for the pool in the door's process: it takes the door's passive listener, so
+    /// plain PASV needs no relay.
+    pub fn is_local(&self) -> bool {
+        matches!(self, PoolHandle::Local(_))
+    }
+
+    /// Movers running on this pool.
+    pub fn load(&self) -> usize {
+        match self {
+            PoolHandle::Local(s) => s.load(),
+            PoolHandle::Remote(p) => p.load(),
+        }
+    }
+
+    /// Runs a namespace operation.
+    pub async fn ns(&self, op: NsOp) -> Result<NsReply, Failure> {
+        match self {
+            PoolHandle::Local(s) => s.ns_blocking(op).await,
+            PoolHandle::Remote(p) => p.ns(op).await,
+        }
+    }
+
+    /// Starts a mover. `listener`: the door's passive listener, for the local pool; `local`:
+    /// the address the local pool connects from.
+    pub fn start(
+        &self,
+        mover: WireMover,
+        listener: Option<Arc<TcpListener>>,
+        local: IpAddr,
+    ) -> Result<MoverRun, Failure> {
+        let (tx, reports) = mpsc::unbounded_channel();
+        match self {
+            PoolHandle::Local(s) => {
+                let (stop, cancel) = watch::channel(false);
+                s.spawn_mover(mover, listener, local, cancel, move |r| {
+                    let _ = tx.send(r);
+                });
+                Ok(MoverRun {
+                    reports,
+                    stop: Stop::Local(stop),
+                })
+            }
+            PoolHandle::Remote(p) => {
+                let id = p.next_mover.fetch_add(1, Ordering::Relaxed);
+                p.movers.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+                p.active.fetch_add(1, Ordering::Relaxed);
+                let run = MoverRun {
+                    reports,
+                    stop: Stop::Remote { pool: p.clone(), id },
+                };
+                if !p.alive.load(Ordering::Relaxed) || p.tx.send(DoorMsg::Start { id, mover }).is_err() {
+                    return Err(p.lost());
+                }
+                Ok(run)
+            }
+        }
+    }
+
+    /// Drops the MODE E connections a control session kept on this pool.
+    pub fn forget(&self, session: u64) {
+        match self {
+            PoolHandle::Local(s) => s.forget(session),
+            PoolHandle::Remote(p) => {
+                let _ = p.tx.send(DoorMsg::Forget { session });
+            }
+        }
+    }
+}
 
 /// One connected pool.
 pub struct RemotePool {
@@ -26,7 +151,9 @@ pub struct RemotePool {
     port_range: Option<(u16, u16)>,
     tx: mpsc::UnboundedSender<DoorMsg>,
     ns: Mutex<HashMap<u64, oneshot::Sender<Result<NsReply, Failure>>>>,
-    movers: Mutex<HashMap<u64, mpsc::UnboundedSender<PoolMsg>>>,
+    movers: Mutex<HashMap<u64, mpsc::UnboundedSender<Report>>>,
+    next_id: AtomicU64,
+    next_mover: AtomicU64,
     active: AtomicUsize,
     alive: AtomicBool,
 }
@@ -48,6 +175,18 @@ impl RemotePool {
         crate::peers::canonical(addr.ip()) == crate::peers::canonical(self.data_address) && port_ok
     }
 
+    /// Runs a namespace operation on this pool.
+    async fn ns(&self, op: NsOp) -> Result<NsReply, Failure> {
+        let req = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.ns.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
+        if !self.alive.load(Ordering::Relaxed) || self.tx.send(DoorMsg::Ns { req, op }).is_err() {
+            self.ns.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+            return Err(self.lost());
+        }
+        rx.await.unwrap_or_else(|_| Err(self.lost()))
+    }
+
     fn lost(&self) -> Failure {
         Failure {
             kind: FailureKind::ConnectionLost,
@@ -64,10 +203,13 @@ const MAX_HANDSHAKES: usize = 16;
 pub struct PoolManager {
     keys: LinkKeys,
     handshakes: Arc<tokio::sync::Semaphore>,
-    pools: Mutex<Vec<Arc<RemotePool>>>,
-    next_id: AtomicU64,
+    pools: Mutex<Vec<PoolHandle>>,
     /// Placement of new files: path prefix → pool name (longest prefix wins).
     placement: Vec<(String, String)>,
+    /// The pool in the door's process, if that is where the files are.
+    embedded: Option<Arc<Service>>,
+    /// The door's engine, relaying plain-PASV transfers to remote pools.
+    relay: Option<Arc<crate::engine::Engine>>,
 }
 
 /// What a pool said of itself in its handshake.
@@ -75,24 +217,6 @@ struct Hello {
     name: String,
     data_address: IpAddr,
     port_range: Option<(u16, u16)>,
-}
-
-/// A mover running on a pool: its events, ending with `PoolMsg::Done`.
-pub struct RemoteMover {
-    pub id: u64,
-    pub pool: Arc<RemotePool>,
-    pub events: mpsc::UnboundedReceiver<PoolMsg>,
-}
-
-impl Drop for RemoteMover {
-    fn drop(&mut self) {
-        self.pool
-            .movers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
-        self.pool.active.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl PoolManager {
@@ -150,13 +274,15 @@ impl PoolManager {
             tx,
             ns: Mutex::default(),
             movers: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            next_mover: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
         });
         {
             let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-            pools.retain(|p| p.name != name);
-            pools.push(pool.clone());
+            pools.retain(|p| p.name() != name);
+            pools.push(PoolHandle::Remote(pool.clone()));
         }
         tracing::info!(pool = %name, %data_address, "pool registered");
         let result = loop {
@@ -171,16 +297,13 @@ impl PoolManager {
         self.pools
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| !Arc::ptr_eq(p, &pool));
+            .retain(|p| !matches!(p, PoolHandle::Remote(r) if Arc::ptr_eq(r, &pool)));
         tracing::warn!(pool = %name, "pool link lost; taken out of rotation");
         for (_, w) in pool.ns.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             let _ = w.send(Err(pool.lost()));
         }
-        for (id, m) in pool.movers.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            let _ = m.send(PoolMsg::Done {
-                id,
-                result: Err((pool.lost(), 0)),
-            });
+        for (_, m) in pool.movers.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            let _ = m.send(Report::Done(Err((pool.lost(), 0))));
         }
         result
     }
@@ -224,36 +347,24 @@ impl PoolManager {
     }
 
     /// The pools in rotation, by name.
-    pub fn alive(&self) -> Vec<Arc<RemotePool>> {
+    pub fn alive(&self) -> Vec<PoolHandle> {
         let mut v: Vec<_> = self.pools.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v.sort_by(|a, b| a.name().cmp(b.name()));
         v
     }
 
-    /// Runs a namespace operation on one pool.
-    pub async fn ns(&self, pool: &RemotePool, op: NsOp) -> Result<NsReply, Failure> {
-        let req = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        pool.ns.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
-        if !pool.alive.load(Ordering::Relaxed) || pool.tx.send(DoorMsg::Ns { req, op }).is_err() {
-            pool.ns.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
-            return Err(pool.lost());
-        }
-        rx.await.unwrap_or_else(|_| Err(pool.lost()))
-    }
-
     /// Runs a namespace operation on every pool.
-    pub async fn ns_all(&self, op: NsOp) -> Vec<(Arc<RemotePool>, Result<NsReply, Failure>)> {
+    pub async fn ns_all(&self, op: NsOp) -> Vec<(PoolHandle, Result<NsReply, Failure>)> {
         let mut out = Vec::new();
         for p in self.alive() {
-            let r = self.ns(&p, op.clone()).await;
+            let r = p.ns(op.clone()).await;
             out.push((p, r));
         }
         out
     }
 
     /// The pool holding `path`, with its facts.
-    pub async fn locate(&self, path: &str) -> Result<(Arc<RemotePool>, FileInfo), Failure> {
+    pub async fn locate(&self, path: &str) -> Result<(PoolHandle, FileInfo), Failure> {
         let mut first_err = None;
         for (p, r) in self.ns_all(NsOp::Stat(path.to_string())).await {
             match r {
@@ -269,62 +380,64 @@ impl PoolManager {
 
     /// A registry admitting the pools in `keys`, placing new files under configured path
     /// prefixes on named pools.
-    pub fn new(keys: LinkKeys, placement: Vec<(String, String)>) -> PoolManager {
+    /// `relay`: the engine that relays plain-PASV transfers between clients and pools.
+    pub fn new(keys: LinkKeys, placement: Vec<(String, String)>, relay: Arc<crate::engine::Engine>) -> PoolManager {
         PoolManager {
             keys,
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
             pools: Mutex::default(),
-            next_id: AtomicU64::new(0),
             placement,
+            embedded: None,
+            relay: Some(relay),
         }
     }
 
+    /// The one pool of `ringmover serve`, in the door's process.
+    pub fn embedded(service: Arc<Service>) -> PoolManager {
+        PoolManager {
+            keys: LinkKeys::default(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+            pools: Mutex::new(vec![PoolHandle::Local(service.clone())]),
+            placement: Vec::new(),
+            embedded: Some(service),
+            relay: None,
+        }
+    }
+
+    /// The engine relaying plain-PASV transfers to remote pools.
+    pub fn relay(&self) -> Option<&Arc<crate::engine::Engine>> {
+        self.relay.as_ref()
+    }
+
+    /// The embedded pool's service, when the files are in this process.
+    pub fn local(&self) -> Option<&Arc<Service>> {
+        self.embedded.as_ref()
+    }
+
     /// The pool with the fewest running movers.
-    pub fn least_loaded(&self) -> Result<Arc<RemotePool>, Failure> {
+    pub fn least_loaded(&self) -> Result<PoolHandle, Failure> {
         self.alive().into_iter().min_by_key(|p| p.load()).ok_or_else(no_pool)
     }
 
     /// Where a new file goes: the pool mapped to the longest matching path prefix when it is
     /// alive, otherwise the least loaded one.
-    pub fn place(&self, path: &str) -> Result<Arc<RemotePool>, Failure> {
+    pub fn place(&self, path: &str) -> Result<PoolHandle, Failure> {
         let mapped = self
             .placement
             .iter()
             .filter(|(prefix, _)| path_under(path, prefix))
             .max_by_key(|(prefix, _)| prefix.len())
-            .and_then(|(_, name)| self.alive().into_iter().find(|p| &p.name == name));
+            .and_then(|(_, name)| self.alive().into_iter().find(|p| p.name() == name));
         match mapped {
             Some(p) => Ok(p),
             None => self.least_loaded(),
         }
     }
 
-    /// Starts a mover on `pool`.
-    pub fn start(&self, pool: Arc<RemotePool>, mover: WireMover) -> Result<RemoteMover, Failure> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, events) = mpsc::unbounded_channel();
-        pool.movers.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
-        pool.active.fetch_add(1, Ordering::Relaxed);
-        let m = RemoteMover {
-            id,
-            pool: pool.clone(),
-            events,
-        };
-        if !pool.alive.load(Ordering::Relaxed) || pool.tx.send(DoorMsg::Start { id, mover }).is_err() {
-            return Err(pool.lost());
-        }
-        Ok(m)
-    }
-
-    /// Asks a pool to stop a mover.
-    pub fn cancel(&self, m: &RemoteMover) {
-        let _ = m.pool.tx.send(DoorMsg::Cancel { id: m.id });
-    }
-
     /// Tells every pool to drop the cached connections of a session.
     pub fn forget(&self, session: u64) {
         for p in self.alive() {
-            let _ = p.tx.send(DoorMsg::Forget { session });
+            p.forget(session);
         }
     }
 }
@@ -361,26 +474,25 @@ fn dispatch(pool: &RemotePool, m: PoolMsg) {
                         pool.name
                     ),
                 };
-                let _ = tx.send(PoolMsg::Done {
-                    id,
-                    result: Err((failure, 0)),
-                });
+                let _ = tx.send(Report::Done(Err((failure, 0))));
             }
         }
-        PoolMsg::Listening { id, .. }
-        | PoolMsg::Started { id, .. }
-        | PoolMsg::Progress { id, .. }
-        | PoolMsg::Moved { id, .. } => {
-            if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
-                let _ = tx.send(m);
-            }
-        }
-        PoolMsg::Done { id, .. } => {
+        PoolMsg::Listening { id, addr } => event(pool, id, MoverEvent::Listening(addr)),
+        PoolMsg::Started { id, reused } => event(pool, id, MoverEvent::Started { reused }),
+        PoolMsg::Progress { id, bytes, ranges } => event(pool, id, MoverEvent::Progress { bytes, ranges }),
+        PoolMsg::Moved { id, bytes } => event(pool, id, MoverEvent::Moved(bytes)),
+        PoolMsg::Done { id, result } => {
             if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
-                let _ = tx.send(m);
+                let _ = tx.send(Report::Done(result));
             }
         }
         PoolMsg::Hello { .. } | PoolMsg::Proof { .. } => {}
+    }
+}
+
+fn event(pool: &RemotePool, id: u64, ev: MoverEvent) {
+    if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        let _ = tx.send(Report::Event(ev));
     }
 }
 

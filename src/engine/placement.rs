@@ -200,8 +200,8 @@ pub(crate) fn others_busy() -> Vec<usize> {
 fn peer_is_local(s: &TcpStream) -> bool {
     match (s.peer_addr(), s.local_addr()) {
         (Ok(p), Ok(l)) => {
-            let p = crate::peers::canonical(p.ip());
-            p.is_loopback() || p == crate::peers::canonical(l.ip()) || p == IpAddr::from([0u8; 4])
+            let p = p.ip().to_canonical();
+            p.is_loopback() || p == l.ip().to_canonical() || p == IpAddr::from([0u8; 4])
         }
         _ => false,
     }

@@ -7,16 +7,20 @@
 pub mod auth;
 pub mod fuzzing;
 
+use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::storage::FileInfo;
+/// File facts as pools report them.
+pub use crate::storage::{FileInfo, Kind};
 
 /// Protocol version spoken by this build.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Largest frame accepted (a big directory listing fits). Its memory is taken as the bytes
 /// arrive, not when the length prefix does.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -101,17 +105,32 @@ pub struct Failure {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureKind {
+    /// The file system refused (see `errno`).
     Storage,
+    /// The client's argument was wrong (an unknown group name, checksum algorithm).
+    Argument,
     DataConnection,
     ConnectionLost,
     Aborted,
+    /// The disk or quota is full.
+    NoSpace,
     Local,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            errno: None,
+            message: message.into(),
+        }
+    }
 }
 
 /// A mover request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireMover {
-    pub request: crate::pool::MoverRequest,
+    pub request: MoverRequest,
     pub extended: bool,
     pub xmode: bool,
     pub parallelism: u32,
@@ -132,6 +151,76 @@ pub struct WireMover {
     /// The control session, for MODE E connection reuse on the pool.
     pub session: u64,
     pub reuse: bool,
+}
+
+/// What a mover moves (also what the door sends a remote pool: paths are the door's resolved
+/// virtual paths, opened under the pool's root).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoverRequest {
+    /// Send `length` bytes (to the end when `None`) of `path` from `offset`.
+    Send {
+        path: String,
+        offset: u64,
+        length: Option<u64>,
+    },
+    /// Receive into `path`.
+    Receive {
+        path: String,
+        offset: u64,
+        append: bool,
+        truncate: bool,
+    },
+    /// Send bytes the door produced (a listing).
+    SendBytes(Bytes),
+    /// Send a file the door spooled (a recursive listing); in-process pools only.
+    #[serde(skip)]
+    SendSpool(Spool),
+}
+
+/// A spooled, unlinked file the door hands the embedded pool.
+#[derive(Clone, Debug)]
+pub struct Spool(Arc<File>);
+
+impl Spool {
+    pub fn new(file: File) -> Spool {
+        Spool(Arc::new(file))
+    }
+
+    pub fn file(&self) -> &File {
+        &self.0
+    }
+}
+
+impl PartialEq for Spool {
+    fn eq(&self, other: &Spool) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Spool {}
+
+/// Something a running mover reports to the door, which turns it into replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoverEvent {
+    /// The pool listens here (for 127/227 replies).
+    Listening(SocketAddr),
+    /// The file is open; data connections are being made (`reused`: cached ones).
+    Started { reused: bool },
+    /// Bytes moved so far and, when receiving, the ranges stored (exclusive ends).
+    Progress { bytes: u64, ranges: Option<String> },
+    /// Bytes moved so far, once a second while they change: not a marker for the client, a
+    /// count for the door's transfer log should the mover's process die.
+    Moved(u64),
+}
+
+/// How a mover ended: what it moved, or why it failed and the bytes it had moved by then.
+pub type MoverResult = Result<Moved, (Failure, u64)>;
+
+/// What a running mover reports, in order: events, then its end.
+#[derive(Debug)]
+pub enum Report {
+    Event(MoverEvent),
+    Done(MoverResult),
 }
 
 /// The result of a successful mover.

@@ -3,11 +3,16 @@
 //! engine. The door asks it for movers; in `ringmover serve` the pool is embedded in the same
 //! process. Uses engine and storage; knows nothing of the control protocol.
 
+mod checksums;
 mod digests;
 pub mod mover;
 pub mod remote;
+mod service;
 
+pub use crate::link::Report;
+pub use crate::link::{MoverRequest, Spool};
 pub use digests::UploadDigests;
+pub use service::{pool_failure, storage_failure, Service};
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -99,48 +104,6 @@ impl Default for PoolConfig {
     }
 }
 
-/// What a mover moves (also what the door sends a remote pool: paths are the door's resolved
-/// virtual paths, opened under the pool's root).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum MoverRequest {
-    /// Send `length` bytes (to the end when `None`) of `path` from `offset`.
-    Send {
-        path: String,
-        offset: u64,
-        length: Option<u64>,
-    },
-    /// Receive into `path`.
-    Receive {
-        path: String,
-        offset: u64,
-        append: bool,
-        truncate: bool,
-    },
-    /// Send bytes the door produced (a listing).
-    SendBytes(Bytes),
-    /// Send a file the door spooled (a recursive listing); in-process pools only.
-    #[serde(skip)]
-    SendSpool(Spool),
-}
-
-/// A spooled, unlinked file the door hands the embedded pool.
-#[derive(Clone, Debug)]
-pub struct Spool(Arc<File>);
-
-impl Spool {
-    pub fn new(file: File) -> Spool {
-        Spool(Arc::new(file))
-    }
-}
-
-impl PartialEq for Spool {
-    fn eq(&self, other: &Spool) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for Spool {}
-
 /// A mover whose file is open, waiting for its data connection.
 #[derive(Debug)]
 pub enum PreparedMover {
@@ -180,6 +143,11 @@ pub struct Pool {
 impl Pool {
     pub fn new(root: Arc<Root>, engine: Arc<Engine>, config: PoolConfig) -> Pool {
         Pool { root, engine, config }
+    }
+
+    /// The directory this pool serves.
+    pub fn root(&self) -> &Arc<Root> {
+        &self.root
     }
 
     /// Opens a passive listener on `ip`, within the port range when one is set.
@@ -235,8 +203,8 @@ impl Pool {
                 }
             }
             MoverRequest::SendBytes(b) => PreparedMover::Bytes(b),
-            MoverRequest::SendSpool(Spool(f)) => {
-                let file = f.try_clone().map_err(PoolError::Connect)?;
+            MoverRequest::SendSpool(spool) => {
+                let file = spool.file().try_clone().map_err(PoolError::Connect)?;
                 let length = file.metadata().map_err(PoolError::Connect)?.len();
                 PreparedMover::File {
                     file,

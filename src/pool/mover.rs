@@ -17,6 +17,7 @@ use crate::block::layout::{stripe_ranges, StripeLayout};
 use crate::block::xmode::XReceiver;
 use crate::block::{DecodeError, Header, RangeSet, TransferReceiver};
 use crate::engine::{BlockPlan, Canceller, Finished, OpError, Receiving, TransferHandle};
+pub use crate::link::MoverEvent;
 use crate::peers::DataPeers;
 use crate::storage::checksum::Algorithm;
 
@@ -68,20 +69,6 @@ pub struct MoverSpec {
     pub markers: Option<Duration>,
     /// MODE E connections kept from the previous transfer in this direction.
     pub cached: Vec<TcpStream>,
-}
-
-/// Something the driver reports to the client while the mover runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MoverEvent {
-    /// The pool listens here (for 127/227 replies).
-    Listening(SocketAddr),
-    /// The file is open; data connections are being made (`reused`: cached ones).
-    Started { reused: bool },
-    /// Bytes moved so far and, when receiving, the ranges stored (exclusive ends).
-    Progress { bytes: u64, ranges: Option<String> },
-    /// Bytes moved so far, once a second while they change: not a marker for the client, a
-    /// count for the door's transfer log should the mover's process die.
-    Moved(u64),
 }
 
 /// A finished mover.
@@ -581,7 +568,7 @@ impl Run<'_> {
     /// The largest wire offset a receive at `base` may write to: the announced size, and never
     /// past the largest file offset (a huge block offset must not wrap onto the file's start).
     fn wire_limit(&self, base: u64) -> u64 {
-        let ceiling = crate::protocol::command::MAX_FILE_OFFSET.saturating_sub(base);
+        let ceiling = crate::block::MAX_FILE_OFFSET.saturating_sub(base);
         self.spec.size_limit.map_or(ceiling, |s| s.min(ceiling))
     }
 
@@ -628,6 +615,16 @@ impl Run<'_> {
                 }
             }
             let complete = recv.is_some_and(|j| j.complete(streams));
+            if let (Some(r), Some(l), true, None) = (recv, &listener, complete && streams.running == 0, &failure) {
+                // MODE X has no EOD count: a connection the sender opened before it sent EOF
+                // elsewhere may still wait in the backlog. Take it before calling it done.
+                if let Some(sock) = self.waiting_connection(l, r, streams).await {
+                    if let Err(e) = self.join(r, streams, sock) {
+                        failure = Some(e);
+                    }
+                    continue;
+                }
+            }
             // Without a listener no further connection can come: done when the streams are.
             if streams.running == 0 && (recv.is_none() || complete || failure.is_some() || listener.is_none()) {
                 break;
@@ -708,6 +705,17 @@ impl Run<'_> {
             }),
             None => Ok(kept),
         }
+    }
+
+    /// A MODE X receive's connection already waiting on the listener, if any (no waiting).
+    async fn waiting_connection(&self, l: &TcpListener, recv: &Joiner, streams: &Streams) -> Option<TcpStream> {
+        let room = streams.cancel.len() < recv.connection_limit(self.pool.config.max_data_connections);
+        if !room || !matches!(recv, Joiner::XReceive { .. }) {
+            return None;
+        }
+        // A zero timeout polls the accept once.
+        let accept = self.pool.accept(l, &self.spec.peers, self.spec.buffer);
+        tokio::time::timeout(Duration::ZERO, accept).await.ok()?.ok()
     }
 
     fn progress(&self, streams: &Streams, recv: Option<&Joiner>) {

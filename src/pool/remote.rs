@@ -11,16 +11,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::mover::{self, MoverChannel, MoverEvent, MoverSpec};
-use super::{MoverRequest, Pool, PoolError};
-use crate::engine::OpError;
+use super::mover::MoverEvent;
+use super::{Report, Service};
 use crate::link::auth;
 use crate::link::{
-    read_frame, read_frame_within, write_frame, DoorMsg, Failure, FailureKind, LinkError, Moved, NsOp, NsReply,
-    PoolMsg, WireMover, HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME, VERSION,
+    read_frame, read_frame_within, write_frame, DoorMsg, LinkError, PoolMsg, HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME,
+    VERSION,
 };
-use crate::storage::checksum::Algorithm;
-use crate::storage::{Root, StorageError};
 
 /// How this pool reaches its door.
 #[derive(Clone, Debug)]
@@ -35,17 +32,14 @@ pub struct PoolLinkConfig {
     pub key: crate::link::auth::Key,
 }
 
-/// MODE E connections kept per control session, for the next transfer in the same direction.
-type Caches = Arc<Mutex<HashMap<u64, (bool, Vec<TcpStream>)>>>;
-
 /// Serves the door until `shutdown` turns true, reconnecting after a lost link.
-pub async fn serve(pool: Arc<Pool>, root: Arc<Root>, cfg: PoolLinkConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(service: Arc<Service>, cfg: PoolLinkConfig, mut shutdown: watch::Receiver<bool>) {
     loop {
         match TcpStream::connect(cfg.door).await {
             Ok(s) => {
                 tracing::info!(door = %cfg.door, name = %cfg.name, "pool linked to door");
                 tokio::select! {
-                    r = session(pool.clone(), root.clone(), &cfg, s) => match r {
+                    r = session(service.clone(), &cfg, s) => match r {
                         Ok(()) => tracing::warn!("door closed the link"),
                         Err(e) => tracing::warn!("pool link failed: {e}"),
                     },
@@ -59,63 +53,6 @@ pub async fn serve(pool: Arc<Pool>, root: Arc<Root>, cfg: PoolLinkConfig, mut sh
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }
-}
-
-fn storage_failure(e: &StorageError) -> Failure {
-    Failure {
-        kind: FailureKind::Storage,
-        errno: e.errno(),
-        message: e.to_string(),
-    }
-}
-
-/// A pool error as the door needs it.
-pub fn pool_failure(e: &PoolError) -> Failure {
-    let (kind, errno) = match e {
-        PoolError::Storage(s) => (FailureKind::Storage, s.errno()),
-        PoolError::NoPort | PoolError::Connect(_) | PoolError::ConnectTimeout(_) => (FailureKind::DataConnection, None),
-        PoolError::Engine(OpError::Cancelled) => (FailureKind::Aborted, None),
-        PoolError::Engine(OpError::Io { source, op }) if *op != "write" => {
-            (FailureKind::ConnectionLost, source.raw_os_error())
-        }
-        PoolError::Engine(OpError::Framing(_)) | PoolError::Stalled(_) => (FailureKind::ConnectionLost, None),
-        PoolError::Engine(OpError::Io { source, .. }) => (FailureKind::Local, source.raw_os_error()),
-        PoolError::Engine(_) => (FailureKind::Local, None),
-    };
-    Failure {
-        kind,
-        errno,
-        message: e.to_string(),
-    }
-}
-
-fn run_ns(root: &Root, op: NsOp) -> Result<NsReply, Failure> {
-    let f = |e: StorageError| storage_failure(&e);
-    Ok(match op {
-        NsOp::Stat(p) => NsReply::Info(root.stat(&p).map_err(f)?),
-        NsOp::List(p) => NsReply::Entries(root.list_or_stat(&p).map_err(f)?),
-        NsOp::CheckDir(p) => root.check_dir(&p).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::MakeDir(p) => root.mkdir(&p).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::RemoveDir(p) => root.rmdir(&p).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::Delete(p) => root.delete(&p).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::Rename { from, to } => root.rename(&from, &to).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::SetMode { path, mode } => root.set_mode(&path, mode).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::SetTime { path, mtime } => root.set_mtime(&path, mtime).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::SetGroup { path, group } => root.set_group(&path, &group).map(|_| NsReply::Done).map_err(f)?,
-        NsOp::Checksum {
-            algorithm,
-            path,
-            offset,
-            length,
-        } => {
-            let alg = Algorithm::from_name(&algorithm).ok_or_else(|| Failure {
-                kind: FailureKind::Local,
-                errno: None,
-                message: format!("unknown checksum algorithm {algorithm}"),
-            })?;
-            NsReply::Checksum(root.checksum(&path, alg, offset, length).map_err(f)?)
-        }
-    })
 }
 
 /// The pool's side of the handshake: the door must prove it holds this pool's key before the
@@ -150,7 +87,7 @@ async fn handshake(cfg: &PoolLinkConfig, rd: &mut OwnedReadHalf, wr: &mut OwnedW
     }
 }
 
-async fn session(pool: Arc<Pool>, root: Arc<Root>, cfg: &PoolLinkConfig, stream: TcpStream) -> Result<(), LinkError> {
+async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream) -> Result<(), LinkError> {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(cfg, &mut rd, &mut wr))
@@ -165,7 +102,6 @@ async fn session(pool: Arc<Pool>, root: Arc<Root>, cfg: &PoolLinkConfig, stream:
         }
     });
     let movers: Arc<Mutex<HashMap<u64, watch::Sender<bool>>>> = Arc::default();
-    let caches: Caches = Arc::default();
     let result = loop {
         let msg = match read_frame::<_, DoorMsg>(&mut rd).await {
             Ok(Some(m)) => m,
@@ -174,39 +110,29 @@ async fn session(pool: Arc<Pool>, root: Arc<Root>, cfg: &PoolLinkConfig, stream:
         };
         match msg {
             DoorMsg::Ns { req, op } => {
-                let (root, tx) = (root.clone(), tx.clone());
+                let (service, tx) = (service.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let result = tokio::task::spawn_blocking(move || run_ns(&root, op))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(Failure {
-                                kind: FailureKind::Local,
-                                errno: None,
-                                message: e.to_string(),
-                            })
-                        });
+                    let result = service.ns_blocking(op).await;
                     let _ = tx.send(PoolMsg::Reply { req, result });
                 });
             }
             DoorMsg::Start { id, mover } => {
                 let (cancel_tx, cancel_rx) = watch::channel(false);
                 movers.lock().unwrap_or_else(|e| e.into_inner()).insert(id, cancel_tx);
-                let ctx = MoverCtx {
-                    pool: pool.clone(),
-                    tx: tx.clone(),
-                    movers: movers.clone(),
-                    caches: caches.clone(),
-                };
-                tokio::spawn(run_mover(ctx, id, mover, cfg.data_address, cancel_rx));
+                let (tx, movers) = (tx.clone(), movers.clone());
+                service.spawn_mover(mover, None, cfg.data_address, cancel_rx, move |r| {
+                    if matches!(r, Report::Done(_)) {
+                        movers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    }
+                    let _ = tx.send(link_message(id, r));
+                });
             }
             DoorMsg::Cancel { id } => {
                 if let Some(c) = movers.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
                     let _ = c.send(true);
                 }
             }
-            DoorMsg::Forget { session } => {
-                caches.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
-            }
+            DoorMsg::Forget { session } => service.forget(session),
             DoorMsg::Welcome { .. } | DoorMsg::Challenge { .. } => {}
         }
     };
@@ -214,84 +140,18 @@ async fn session(pool: Arc<Pool>, root: Arc<Root>, cfg: &PoolLinkConfig, stream:
     for (_, c) in movers.lock().unwrap_or_else(|e| e.into_inner()).drain() {
         let _ = c.send(true);
     }
-    caches.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    service.forget_all();
     writer.abort();
     result
 }
 
-struct MoverCtx {
-    pool: Arc<Pool>,
-    tx: mpsc::UnboundedSender<PoolMsg>,
-    movers: Arc<Mutex<HashMap<u64, watch::Sender<bool>>>>,
-    caches: Caches,
-}
-
-async fn run_mover(ctx: MoverCtx, id: u64, m: WireMover, local: IpAddr, cancel: watch::Receiver<bool>) {
-    let sends = !matches!(m.request, MoverRequest::Receive { .. });
-    let cached = if m.extended && m.reuse {
-        match ctx.caches.lock().unwrap_or_else(|e| e.into_inner()).remove(&m.session) {
-            Some((dir, socks)) if dir == sends => socks,
-            _ => Vec::new(),
-        }
-    } else {
-        Vec::new()
-    };
-    let spec = MoverSpec {
-        request: m.request,
-        extended: m.extended,
-        xmode: m.xmode,
-        parallelism: m.parallelism,
-        channel: if m.listen {
-            MoverChannel::Listen
-        } else {
-            MoverChannel::Connect(m.connect)
-        },
-        peers: m.peers,
-        local,
-        buffer: m.buffer,
-        skip: m.skip,
-        size_limit: m.size_limit,
-        block_size: m.block_size,
-        layout: m.layout,
-        relative: m.relative,
-        markers: m.markers_secs.map(Duration::from_secs),
-        cached,
-    };
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    let tx = ctx.tx.clone();
-    let forward = tokio::spawn(async move {
-        while let Some(ev) = ev_rx.recv().await {
-            let msg = match ev {
-                MoverEvent::Listening(addr) => PoolMsg::Listening { id, addr },
-                MoverEvent::Started { reused } => PoolMsg::Started { id, reused },
-                MoverEvent::Progress { bytes, ranges } => PoolMsg::Progress { id, bytes, ranges },
-                MoverEvent::Moved(bytes) => PoolMsg::Moved { id, bytes },
-            };
-            let _ = tx.send(msg);
-        }
-    });
-    let result = mover::run(&ctx.pool, spec, ev_tx, cancel).await;
-    // Events first, then Done, so the door sees them in order.
-    let _ = forward.await;
-    ctx.movers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    let result = match result {
-        Ok(done) => {
-            let kept = !done.kept.is_empty();
-            if m.extended {
-                let mut caches = ctx.caches.lock().unwrap_or_else(|e| e.into_inner());
-                if kept {
-                    caches.insert(m.session, (sends, done.kept));
-                } else {
-                    caches.remove(&m.session);
-                }
-            }
-            Ok(Moved {
-                bytes: done.bytes,
-                streams: done.streams,
-                kept,
-            })
-        }
-        Err(failed) => Err((pool_failure(&failed.error), failed.bytes)),
-    };
-    let _ = ctx.tx.send(PoolMsg::Done { id, result });
+/// A mover's report as the message the door reads.
+fn link_message(id: u64, r: Report) -> PoolMsg {
+    match r {
+        Report::Event(MoverEvent::Listening(addr)) => PoolMsg::Listening { id, addr },
+        Report::Event(MoverEvent::Started { reused }) => PoolMsg::Started { id, reused },
+        Report::Event(MoverEvent::Progress { bytes, ranges }) => PoolMsg::Progress { id, bytes, ranges },
+        Report::Event(MoverEvent::Moved(bytes)) => PoolMsg::Moved { id, bytes },
+        Report::Done(result) => PoolMsg::Done { id, result },
+    }
 }

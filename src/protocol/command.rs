@@ -444,9 +444,7 @@ fn parse_u64(s: &str) -> Result<u64, ParseError> {
         .map_err(|_| ParseError::BadArgument(format!("Invalid number '{}'.", truncate(s, 32))))
 }
 
-/// Largest file offset or size a client may name: file offsets are signed 64-bit (`off_t`), so
-/// anything larger would wrap on its way to the disk.
-pub const MAX_FILE_OFFSET: u64 = i64::MAX as u64;
+pub use crate::block::MAX_FILE_OFFSET;
 
 /// A file offset, length or size: a number no larger than [`MAX_FILE_OFFSET`].
 fn parse_offset(s: &str) -> Result<u64, ParseError> {

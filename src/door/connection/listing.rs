@@ -6,12 +6,11 @@ use std::io::{Read, Seek, Write};
 
 use super::Connection;
 use crate::door::convert::facts;
-use crate::door::Backend;
-use crate::pool::{MoverRequest, Spool};
+use crate::link::Kind;
+use crate::link::{MoverRequest, Spool};
 use crate::protocol::facts::{mlsx_line, EntryKind};
 use crate::protocol::session::{StorageDone, StorageOp};
 use crate::protocol::SessionError;
-use crate::storage::{FileInfo, Kind};
 
 /// Deepest directory level MLSR descends to below its starting point.
 pub const MAX_DEPTH: usize = 64;
@@ -23,23 +22,14 @@ fn spool_error(e: std::io::Error) -> SessionError {
 }
 
 impl Connection {
-    /// The entries of a directory (or the facts of a file), from whichever backend holds them.
-    pub(super) async fn entries(&self, path: &str) -> Result<Vec<FileInfo>, SessionError> {
-        match &self.shared.backend {
-            // Large directories take a while: list off the control runtime's threads.
-            Backend::Embedded { root, .. } => {
-                let (root, path) = (root.clone(), path.to_string());
-                tokio::task::spawn_blocking(move || root.list_or_stat(&path).map_err(|e| super::storage_error(&e)))
-                    .await
-                    .unwrap_or_else(|e| Err(SessionError::Internal(e.to_string())))
-            }
-            Backend::Pools { pools, .. } => self.remote_listing(pools, path).await,
-        }
-    }
-
-    /// The MLSR listing of `path` as a mover request: a spooled file for the embedded pool,
-    /// its bytes for a remote pool (which gets them over the link).
-    pub(super) async fn recursive_listing(&self, path: &str, writable: bool) -> Result<MoverRequest, SessionError> {
+    /// The MLSR listing of `path` as a mover request: a spooled file when `in_process` (the
+    /// pool is in this process), else its bytes (a remote pool gets them over the link).
+    pub(super) async fn recursive_listing(
+        &self,
+        path: &str,
+        writable: bool,
+        in_process: bool,
+    ) -> Result<MoverRequest, SessionError> {
         let spool = tempfile::tempfile().map_err(spool_error)?;
         let mut out = std::io::BufWriter::new(spool);
         let is_dir = match self.storage(StorageOp::Stat(path.to_string())).await? {
@@ -54,21 +44,19 @@ impl Connection {
             }
         }
         let mut file = out.into_inner().map_err(|e| spool_error(e.into_error()))?;
-        match &self.shared.backend {
-            Backend::Embedded { .. } => Ok(MoverRequest::SendSpool(Spool::new(file))),
-            Backend::Pools { .. } => {
-                let len = file.stream_position().map_err(spool_error)?;
-                if len > crate::link::MAX_FRAME as u64 / 2 {
-                    return Err(SessionError::Local(format!(
-                        "a {len}-byte recursive listing is too large to hand to a pool; list a subtree"
-                    )));
-                }
-                let mut bytes = Vec::with_capacity(len as usize);
-                file.rewind().map_err(spool_error)?;
-                file.read_to_end(&mut bytes).map_err(spool_error)?;
-                Ok(MoverRequest::SendBytes(bytes.into()))
-            }
+        if in_process {
+            return Ok(MoverRequest::SendSpool(Spool::new(file)));
         }
+        let len = file.stream_position().map_err(spool_error)?;
+        if len > crate::link::MAX_FRAME as u64 / 2 {
+            return Err(SessionError::Local(format!(
+                "a {len}-byte recursive listing is too large to hand to a pool; list a subtree"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.rewind().map_err(spool_error)?;
+        file.read_to_end(&mut bytes).map_err(spool_error)?;
+        Ok(MoverRequest::SendBytes(bytes.into()))
     }
 
     /// Lists every directory under `top`, a directory's entries before its subdirectories'.

@@ -1,17 +1,23 @@
-//! Running one transfer for a control connection: the pool's mover moves the data and reports
-//! events; the door turns them into replies (150/125, 112/111 markers) and serves ABOR.
+//! Running one transfer for a control connection, the same way on every pool: the pool's mover
+//! moves the data and reports events; the door turns them into replies (150/125, 127, 112/111
+//! markers) and serves ABOR. Plain PASV to a remote pool is relayed by the door (see
+//! [`super::relay`]); the embedded pool takes the door's passive listener instead.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
-
-use super::{Backend, Connection, DataCache};
-use crate::door::convert::pool_error;
-use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverSpec};
+use super::relay::Relays;
+use super::Connection;
+use crate::door::convert::link_failure;
+use crate::door::pools::{MoverRun, PoolHandle};
+use crate::link::{Failure, FailureKind, MoverEvent, MoverResult, Report, WireMover};
+use crate::peers::DataPeers;
 use crate::protocol::framer::Frame;
 use crate::protocol::session::{DataEndpoint, TransferKind, TransferRequest};
 use crate::protocol::{Action, Command, SessionError};
+
+/// How long a cancelled mover may take to report its end (a pool that died cannot).
+const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 /// How a transfer ended, for the reply and the log line.
 pub(super) struct Outcome {
@@ -21,7 +27,7 @@ pub(super) struct Outcome {
 }
 
 impl Outcome {
-    fn failed(e: SessionError) -> Outcome {
+    pub(super) fn failed(e: SessionError) -> Outcome {
         Outcome {
             bytes: 0,
             result: Err(e),
@@ -39,124 +45,192 @@ pub(super) fn now_tenths() -> u64 {
 
 impl Connection {
     pub(super) async fn run_transfer(&mut self, req: &TransferRequest) -> std::io::Result<Outcome> {
-        let (root, pool) = match &self.shared.backend {
-            Backend::Embedded { root, pool } => (root.clone(), pool.clone()),
-            Backend::Pools { pools, engine } => {
-                let (m, engine) = (pools.clone(), engine.clone());
-                return self.run_remote_transfer(m, engine, req).await;
-            }
-        };
-
-        let request = match self.mover_request(req).await {
-            Ok(r) => r,
+        let pool = match self.pick_pool(req).await {
+            Ok(p) => p,
             Err(e) => return Ok(Outcome::failed(e)),
         };
-        let channel = match &req.endpoint {
-            DataEndpoint::Passive => match &self.passive {
-                Some(l) => MoverChannel::Listener(l.clone()),
+        // Plain PASV to a remote pool: the client connects to the door, which relays.
+        let proxied = !pool.is_local() && matches!(req.endpoint, DataEndpoint::Passive);
+        if proxied && matches!(req.kind, TransferKind::Listing { .. }) {
+            return self.listing_from_door(req).await;
+        }
+        let handed = match (&req.endpoint, pool.is_local()) {
+            (DataEndpoint::Passive, true) => match &self.passive {
+                Some(l) => Some(l.clone()),
                 None => return Ok(Outcome::failed(SessionError::NoDataChannel)),
             },
-            DataEndpoint::Active(addrs) => MoverChannel::Connect(addrs.clone()),
-            DataEndpoint::Announce => MoverChannel::Listen,
-            DataEndpoint::Reuse => MoverChannel::Connect(Vec::new()),
+            _ => None,
+        };
+        let request = match self.mover_request(req, pool.is_local()).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Outcome::failed(e)),
         };
         let sends = req.sends();
         if req.buffer_auto {
             tracing::info!(peer = %self.peer, bytes = ?req.buffer_size, "no SBUF: socket buffers sized from the control RTT");
         }
-        let cached = self.take_cache(req.extended && req.reuse, sends);
-        let spec = MoverSpec {
+        let (listen, connect) = match &req.endpoint {
+            DataEndpoint::Announce | DataEndpoint::Passive => (true, Vec::new()),
+            DataEndpoint::Reuse => (false, Vec::new()),
+            DataEndpoint::Active(addrs) => (false, addrs.clone()),
+        };
+        let wire = WireMover {
             request,
             extended: req.extended,
             xmode: req.xmode,
             parallelism: req.parallelism,
-            channel,
-            peers: self.data_peers(),
-            local: self.local.ip(),
+            listen,
+            connect,
+            // A proxied transfer's pool accepts only the door's own relay connection.
+            peers: if proxied {
+                DataPeers::only(self.local.ip())
+            } else {
+                self.data_peers()
+            },
             buffer: req.buffer_size,
             skip: req.skip.clone(),
             size_limit: req.size_limit,
             block_size: req.block_size,
             layout: req.layout,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
-            markers: self.session.marker_interval(sends).map(Duration::from_secs),
-            cached,
+            markers_secs: self.session.marker_interval(sends),
+            session: self.id,
+            reuse: req.reuse,
         };
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        let mut mover = tokio::spawn(async move { mover::run(&pool, spec, events_tx, cancel_rx).await });
-        let finished = loop {
+        let mut run = match pool.start(wire, handed, self.local.ip()) {
+            Ok(r) => r,
+            Err(f) => return Ok(Outcome::failed(link_failure(&f))),
+        };
+        let mut relays = Relays::new(proxied, req, self.passive.clone(), self.data_peers(), self.local.ip());
+        // What the pool last reported: the bytes logged if the pool dies mid-transfer.
+        let mut last_bytes = 0u64;
+        let done = loop {
             tokio::select! {
-                r = &mut mover => break r,
-                Some(ev) = events.recv() => {
-                    self.on_event(ev);
-                    self.flush().await?;
+                report = run.reports.recv() => match report {
+                    Some(Report::Event(ev)) => {
+                        if let Some(b) = self.on_event(ev, &pool, &run, &mut relays).await? {
+                            last_bytes = b;
+                        }
+                    }
+                    Some(Report::Done(result)) => break result,
+                    None => break Err((pool_gone(&pool), 0)),
+                },
+                accepted = relays.accept_next(), if relays.accepting() => {
+                    if let Some(h) = relays.relay_block_stream(accepted, self.shared.pools.relay()).await {
+                        self.relays.push(h);
+                    }
                 }
                 more = self.read_more(), if !self.closed => {
-                    if !matches!(more, Ok(true)) {
+                    let stop = if !matches!(more, Ok(true)) {
                         // The control connection is gone: nobody is left to report to.
                         self.closed = true;
-                        let _ = cancel_tx.send(true);
-                    } else if self.take_abort() {
-                        let _ = cancel_tx.send(true);
+                        true
+                    } else {
+                        self.take_abort()
+                    };
+                    if stop {
+                        break cancelled(run, &pool).await;
                     }
                 }
             }
         };
-        while let Ok(ev) = events.try_recv() {
-            self.on_event(ev);
-        }
-        let outcome = match finished {
-            Ok(Ok(done)) => {
-                if req.extended {
-                    self.keep_connections(sends, done.kept);
-                }
-                if let Some(sums) = done.digests {
-                    self.shared.checksums.remember(&root, req.kind.path(), sums);
-                }
-                Outcome {
-                    bytes: done.bytes,
-                    result: Ok(done.bytes),
-                    streams: done.streams,
+        let done = relays.finish(done).await;
+        Ok(self.outcome(done, req, &pool, last_bytes))
+    }
+
+    /// Acts on one mover event; returns the bytes moved when the event tells them.
+    async fn on_event(
+        &mut self,
+        ev: MoverEvent,
+        pool: &PoolHandle,
+        run: &MoverRun,
+        relays: &mut Relays,
+    ) -> std::io::Result<Option<u64>> {
+        match ev {
+            MoverEvent::Listening(addr) if relays.proxied() => {
+                if let Err(e) = relays.pool_listening(addr).await {
+                    run.cancel();
+                    tracing::warn!(%addr, "relay cannot reach pool: {e}");
                 }
             }
-            Ok(Err(failed)) => {
-                self.keep_connections(sends, Vec::new());
+            MoverEvent::Listening(addr) => {
+                // The embedded pool listens on the door's host: announce the configured address.
+                let ip = match self.shared.config.data_address {
+                    Some(ip) if pool.is_local() => ip,
+                    _ => addr.ip(),
+                };
+                self.session.handle_listening(SocketAddr::new(ip, addr.port()));
+                self.flush().await?;
+            }
+            MoverEvent::Started { reused } => {
+                self.session.handle_transfer_started(reused);
+                self.flush().await?;
+                let engine = self.shared.pools.relay();
+                if let Err(e) = relays.started(engine).await {
+                    run.cancel();
+                    tracing::warn!("relay: cannot accept the client's connection: {e}");
+                }
+            }
+            MoverEvent::Moved(bytes) => return Ok(Some(bytes)),
+            MoverEvent::Progress { bytes, ranges } => {
+                self.session.handle_progress(now_tenths(), bytes, ranges);
+                self.flush().await?;
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The reply and log line of a finished mover; keeps MODE E connections for the next
+    /// transfer in the same direction.
+    fn outcome(&mut self, done: MoverResult, req: &TransferRequest, pool: &PoolHandle, last_bytes: u64) -> Outcome {
+        let sends = req.sends();
+        match done {
+            Ok(moved) => {
+                if req.extended {
+                    self.session.handle_connections_kept(sends, moved.kept);
+                    self.cache_pool = moved.kept.then(|| pool.name().to_string());
+                }
                 Outcome {
-                    bytes: failed.bytes,
-                    result: Err(pool_error(&failed.error)),
+                    bytes: moved.bytes,
+                    result: Ok(moved.bytes),
+                    streams: moved.streams,
+                }
+            }
+            Err((f, bytes)) => {
+                self.session.handle_connections_kept(sends, false);
+                let e = if f.kind == FailureKind::ConnectionLost && f.message.starts_with("pool ") {
+                    SessionError::Local(f.message.clone())
+                } else {
+                    link_failure(&f)
+                };
+                Outcome {
+                    bytes: bytes.max(last_bytes),
+                    result: Err(e),
                     streams: 0,
                 }
             }
-            Err(e) => Outcome::failed(SessionError::Internal(format!("mover task: {e}"))),
-        };
-        Ok(outcome)
-    }
-
-    fn on_event(&mut self, ev: MoverEvent) {
-        match ev {
-            MoverEvent::Started { reused } => self.session.handle_transfer_started(reused),
-            MoverEvent::Progress { bytes, ranges } => self.session.handle_progress(now_tenths(), bytes, ranges),
-            MoverEvent::Moved(_) => {}
-            MoverEvent::Listening(addr) => {
-                let ip = self.shared.config.data_address.unwrap_or(addr.ip());
-                self.session
-                    .handle_listening(std::net::SocketAddr::new(ip, addr.port()))
-            }
         }
     }
 
-    /// Keeps MODE E connections for the next transfer in the same direction.
-    fn keep_connections(&mut self, sends: bool, kept: Vec<TcpStream>) {
-        self.session.handle_connections_kept(sends, !kept.is_empty());
-        self.cache = (!kept.is_empty()).then_some(DataCache { sends, sockets: kept });
-    }
-
-    /// The cached connections when the session allows reuse in this direction.
-    fn take_cache(&mut self, reuse: bool, sends: bool) -> Vec<TcpStream> {
-        match self.cache.take() {
-            Some(c) if reuse && c.sends == sends => c.sockets,
-            _ => Vec::new(),
+    /// Picks the pool for a transfer: where the file is; for a new file the pool whose
+    /// connections a MODE E reuse will arrive on, else the placement rule.
+    async fn pick_pool(&self, req: &TransferRequest) -> Result<PoolHandle, SessionError> {
+        let m = &self.shared.pools;
+        let err = |f: Failure| link_failure(&f);
+        match &req.kind {
+            TransferKind::Retrieve { path, .. } => Ok(m.locate(path).await.map_err(err)?.0),
+            TransferKind::Store { path, .. } => {
+                if let Ok((p, _)) = m.locate(path).await {
+                    return Ok(p);
+                }
+                let cached = self.cache_pool.as_ref().filter(|_| req.reuse && req.extended);
+                if let Some(p) = cached.and_then(|name| m.alive().into_iter().find(|p| p.name() == name)) {
+                    return Ok(p);
+                }
+                m.place(path).map_err(err)
+            }
+            TransferKind::Listing { .. } => m.least_loaded().map_err(err),
         }
     }
 
@@ -179,4 +253,25 @@ impl Connection {
         self.queued = rest;
         abort
     }
+}
+
+/// Cancels a mover and waits for its end, for a while: a pool that died cannot answer.
+async fn cancelled(mut run: MoverRun, pool: &PoolHandle) -> MoverResult {
+    run.cancel();
+    let end = async {
+        loop {
+            match run.reports.recv().await {
+                Some(Report::Done(result)) => break result,
+                Some(Report::Event(_)) => {}
+                None => break Err((pool_gone(pool), 0)),
+            }
+        }
+    };
+    tokio::time::timeout(CANCEL_GRACE, end)
+        .await
+        .unwrap_or_else(|_| Err((pool_gone(pool), 0)))
+}
+
+fn pool_gone(pool: &PoolHandle) -> Failure {
+    Failure::new(FailureKind::ConnectionLost, format!("pool {} is gone", pool.name()))
 }

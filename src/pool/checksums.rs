@@ -1,4 +1,4 @@
-//! Checksums the door already knows: computed on the fly during stream uploads, keyed by path
+//! Checksums the pool already knows: computed on the fly during stream uploads, keyed by path
 //! and checked against the file's size and modification time before use, so CKSM right after
 //! STOR needs no second read of the file.
 
