@@ -402,7 +402,7 @@ impl Connection {
         let algorithm =
             crate::protocol::feat::checksum_name(alg).ok_or_else(|| SessionError::UnknownChecksum(alg.to_string()))?;
         let op = StorageOp::Checksum {
-            algorithm,
+            algorithm: algorithm.to_string(),
             path: path.to_string(),
             offset: 0,
             length: None,

@@ -52,38 +52,8 @@ pub enum LinkError {
     HandshakeTimeout,
 }
 
-/// A namespace operation the door asks a pool to run under its root.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NsOp {
-    Stat(String),
-    List(String),
-    CheckDir(String),
-    MakeDir(String),
-    RemoveDir(String),
-    Delete(String),
-    Rename {
-        from: String,
-        to: String,
-    },
-    SetMode {
-        path: String,
-        mode: u32,
-    },
-    SetTime {
-        path: String,
-        mtime: i64,
-    },
-    SetGroup {
-        path: String,
-        group: String,
-    },
-    Checksum {
-        algorithm: String,
-        path: String,
-        offset: u64,
-        length: Option<u64>,
-    },
-}
+/// A namespace operation the door asks a pool to run under its root: the session's own.
+pub use crate::protocol::session::StorageOp as NsOp;
 
 /// A namespace operation's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

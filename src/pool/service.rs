@@ -61,7 +61,7 @@ impl Service {
         match op {
             NsOp::Stat(p) => root.stat(&p).map(NsReply::Info).map_err(f),
             NsOp::List(p) => root.list_or_stat(&p).map(NsReply::Entries).map_err(f),
-            NsOp::CheckDir(p) => done(root.check_dir(&p)),
+            NsOp::ChangeDir(p) => done(root.check_dir(&p)),
             NsOp::MakeDir(p) => done(root.mkdir(&p)),
             NsOp::RemoveDir(p) => done(root.rmdir(&p)),
             NsOp::Delete(p) => done(root.delete(&p)),

@@ -153,11 +153,14 @@ impl TransferRequest {
     }
 }
 
-/// A filesystem operation the driver must run, relative to the session root.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A filesystem operation the driver must run, relative to the session root (also what a door
+/// asks its pools to run: the pool link carries it as it is).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StorageOp {
     /// Facts of one path (SIZE, MDTM, MLST, RNFR).
     Stat(String),
+    /// The entries of a directory, or the facts of a file (the door's listings).
+    List(String),
     /// Check that `path` is a directory the user may enter (CWD, CDUP).
     ChangeDir(String),
     MakeDir(String),
@@ -184,7 +187,7 @@ pub enum StorageOp {
     },
     /// Checksum of a file range (CKSM); `algorithm` is a canonical name.
     Checksum {
-        algorithm: &'static str,
+        algorithm: String,
         path: String,
         offset: u64,
         length: Option<u64>,
@@ -726,7 +729,7 @@ impl Session {
         self.storage(
             Pending::Checksum,
             StorageOp::Checksum {
-                algorithm,
+                algorithm: algorithm.to_string(),
                 path,
                 offset: arg.offset,
                 length: arg.length,

@@ -8,7 +8,7 @@ use super::Connection;
 use crate::door::convert::{facts, link_failure};
 use crate::door::pools::PoolHandle;
 use crate::link::FileInfo;
-use crate::link::{Failure, NsOp, NsReply};
+use crate::link::{Failure, NsReply};
 use crate::protocol::session::{StorageDone, StorageOp};
 use crate::protocol::SessionError;
 
@@ -19,23 +19,23 @@ fn err(f: Failure) -> SessionError {
 impl Connection {
     pub(super) async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
         let m = &self.shared.pools;
-        let on_all = |op| async move { first_ok(m.ns_all(op).await).map(|_| StorageDone::Done) };
         let on_holder = |path: String, op| async move {
             let (pool, _) = m.locate(&path).await.map_err(err)?;
             pool.ns(op).await.map_err(err).map(|_| StorageDone::Done)
         };
         match op {
             StorageOp::Stat(p) => Ok(StorageDone::Stat(facts(m.locate(&p).await.map_err(err)?.1))),
-            StorageOp::ChangeDir(p) => on_all(NsOp::CheckDir(p)).await,
-            // Directories exist on every pool, so new files can go anywhere.
-            StorageOp::MakeDir(p) => on_all(NsOp::MakeDir(p)).await,
-            StorageOp::RemoveDir(p) => on_all(NsOp::RemoveDir(p)).await,
-            // On every pool that holds the path (directories exist on all of them).
-            StorageOp::SetMode { path, mode } => on_all(NsOp::SetMode { path, mode }).await,
-            StorageOp::SetTime { path, mtime } => on_all(NsOp::SetTime { path, mtime }).await,
-            StorageOp::SetGroup { path, group } => on_all(NsOp::SetGroup { path, group }).await,
-            StorageOp::Delete(p) => on_holder(p.clone(), NsOp::Delete(p)).await,
-            StorageOp::Rename { from, to } => on_holder(from.clone(), NsOp::Rename { from, to }).await,
+            StorageOp::List(p) => Err(SessionError::Internal(format!("list {p} as an operation"))),
+            // Directories exist on every pool, so new files can go anywhere; attributes are
+            // set on every pool that holds the path.
+            op @ (StorageOp::ChangeDir(_)
+            | StorageOp::MakeDir(_)
+            | StorageOp::RemoveDir(_)
+            | StorageOp::SetMode { .. }
+            | StorageOp::SetTime { .. }
+            | StorageOp::SetGroup { .. }) => first_ok(m.ns_all(op).await).map(|_| StorageDone::Done),
+            StorageOp::Delete(p) => on_holder(p.clone(), StorageOp::Delete(p)).await,
+            StorageOp::Rename { from, to } => on_holder(from.clone(), StorageOp::Rename { from, to }).await,
             StorageOp::Checksum {
                 algorithm,
                 path,
@@ -43,8 +43,8 @@ impl Connection {
                 length,
             } => {
                 let (pool, _) = m.locate(&path).await.map_err(err)?;
-                let op = NsOp::Checksum {
-                    algorithm: algorithm.to_string(),
+                let op = StorageOp::Checksum {
+                    algorithm,
                     path,
                     offset,
                     length,
@@ -64,7 +64,7 @@ impl Connection {
         let mut seen = HashSet::new();
         let mut first_err = None;
         let mut any_ok = false;
-        let results = self.shared.pools.ns_all(NsOp::List(path.to_string())).await;
+        let results = self.shared.pools.ns_all(StorageOp::List(path.to_string())).await;
         let several = results.len() > 1;
         for (_, r) in results {
             match r {

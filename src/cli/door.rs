@@ -1,0 +1,128 @@
+//! `door`: control connections, with pools in other processes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{control_runtime, cpu_list, stop_on_signal, DoorOptions};
+use crate::door::pools::PoolManager;
+use crate::door::{auth, Door};
+use crate::engine::{Engine, EngineConfig};
+
+/// `door` options.
+#[derive(Debug, Args)]
+pub struct DoorArgs {
+    /// Control address.
+    #[arg(long, default_value = "127.0.0.1:2811")]
+    pub listen: SocketAddr,
+    /// Address pools connect to.
+    #[arg(long, default_value = "127.0.0.1:2812")]
+    pub pool_listen: SocketAddr,
+    /// Users file for read-write logins (see `ringmover passwd`).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Refuse anonymous (read-only) logins.
+    #[arg(long)]
+    pub no_anonymous: bool,
+    /// Rate one transfer should reach (ABUF and automatic buffers) [default: 10gbit].
+    #[arg(long, value_name = "RATE")]
+    pub target_rate: Option<String>,
+    /// Leave socket buffers to kernel autotuning when a client sends no SBUF.
+    #[arg(long)]
+    pub no_auto_buffers: bool,
+    /// Maximum concurrent control sessions.
+    #[arg(long, default_value_t = 256)]
+    pub max_sessions: usize,
+    /// Maximum concurrent control sessions from one client address.
+    #[arg(long, default_value_t = 32)]
+    pub max_sessions_per_address: usize,
+    /// Close connections not logged in after this long.
+    #[arg(long, default_value = "30s")]
+    pub login_timeout: String,
+    /// Close idle control connections after this long.
+    #[arg(long, default_value = "10m")]
+    pub idle_timeout: String,
+    /// After SIGTERM, let running transfers finish for this long.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_grace: String,
+    /// Networks (comma list) that data connections may come from or go to besides each
+    /// session's client (see `serve`).
+    #[arg(long, value_name = "LIST")]
+    pub trusted_networks: Option<String>,
+    /// CPUs for the door's relay engine (one core), e.g. 3.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+    /// FEAT lists GETPUT: auto (yes, with remote pools), always or never.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub getput: crate::door::GetPut,
+    /// Keys file of the pools allowed to join (`name:key` lines; see `ringmover link-key`).
+    #[arg(long, value_name = "FILE")]
+    pub pool_keys: PathBuf,
+    /// Place new files under a path prefix on a named pool, e.g. /raw=pool-a (repeatable;
+    /// longest prefix wins; otherwise the least loaded pool).
+    #[arg(long = "place", value_name = "PREFIX=POOL")]
+    pub placement: Vec<String>,
+}
+
+pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
+    let config = DoorOptions {
+        no_anonymous: args.no_anonymous,
+        data_address: None,
+        max_sessions: Some(args.max_sessions),
+        max_sessions_per_address: Some(args.max_sessions_per_address),
+        login_timeout: Some(&args.login_timeout),
+        idle_timeout: Some(&args.idle_timeout),
+        shutdown_grace: Some(&args.shutdown_grace),
+        target_rate: args.target_rate.as_deref(),
+        no_auto_buffers: args.no_auto_buffers,
+        trusted_networks: args.trusted_networks.as_deref(),
+        getput: args.getput,
+    }
+    .config()?;
+    let users = match &args.users {
+        Some(p) => auth::Users::load(p)?,
+        None => auth::Users::empty(),
+    };
+    let placement = args
+        .placement
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .with_context(|| format!("invalid --place '{p}': expected PREFIX=POOL"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let keys = crate::link::auth::LinkKeys::load(&args.pool_keys)?;
+    if keys.is_empty() {
+        anyhow::bail!(
+            "{}: no pool keys (add one with `ringmover link-key NAME --keys FILE`)",
+            args.pool_keys.display()
+        );
+    }
+    // The door's own engine only relays plain-PASV transfers to remote pools.
+    let engine = Arc::new(Engine::start(&EngineConfig {
+        cores: 1,
+        cpus: cpu_list(args.cpus.as_deref())?,
+        ..EngineConfig::default()
+    })?);
+    control_runtime()?.block_on(async move {
+        let pools = Arc::new(PoolManager::new(keys, placement, engine));
+        let pool_listener = tokio::net::TcpListener::bind(args.pool_listen)
+            .await
+            .with_context(|| format!("binding pool address {}", args.pool_listen))?;
+        tokio::spawn(pools.clone().accept(pool_listener));
+        let door = Door::bind(args.listen, config, pools, users)
+            .await
+            .with_context(|| format!("binding control address {}", args.listen))?;
+        let addr = door.local_addr()?;
+        tracing::info!(%addr, pools = %args.pool_listen, "door listening");
+        println!("listening on {addr}");
+        door.run(stop_on_signal()).await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
