@@ -41,6 +41,7 @@ fn replay(name: &str, text: &str) -> Vec<TransferKind> {
         peer_ip: "127.0.0.1".parse().unwrap(),
         banner: "test".into(),
         buffers: Default::default(),
+        timeouts: Default::default(),
     });
     let mut transfers = Vec::new();
     let mut replies = VecDeque::new();

@@ -68,6 +68,10 @@ impl Connection {
             buffers: shared.config.buffers.clone(),
             trusted_networks: shared.config.trusted_networks.clone(),
             advertise_getput: shared.advertise_getput,
+            timeouts: crate::protocol::session::Timeouts {
+                login: shared.config.login_timeout,
+                idle: shared.config.idle_timeout,
+            },
         };
         let (reader, writer) = stream.into_split();
         Ok(Connection {
@@ -112,8 +116,8 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
-        let login_by = tokio::time::Instant::now() + self.shared.config.login_timeout;
-        let mut last_line = tokio::time::Instant::now();
+        // The session's clock: time since the connection was accepted.
+        let started = tokio::time::Instant::now();
         let mut lines_before_login = 0usize;
         loop {
             self.flush().await?;
@@ -133,32 +137,33 @@ impl Connection {
                 self.feed(frame).await?;
                 // Only whole lines keep a session alive (a byte a second does not), and a
                 // command that ran long (a transfer) counts as activity until it ended.
-                last_line = tokio::time::Instant::now();
+                self.session.handle_activity(started.elapsed());
                 continue;
             }
             if *self.shutdown.borrow() {
                 return self.close_with(SessionError::ShuttingDown).await;
             }
-            let idle_by = last_line + self.shared.config.idle_timeout;
-            let logged_in = self.session.access().is_some();
-            let (deadline, why) = if logged_in || idle_by <= login_by {
-                (idle_by, "Idle timeout; closing control connection.")
-            } else {
-                (login_by, "Login timeout; closing control connection.")
+            let deadline = self.session.poll_timeout();
+            let wake = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(started + at).await,
+                    None => std::future::pending().await,
+                }
             };
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
-                read = tokio::time::timeout_at(deadline, self.read_more()) => match read {
-                    Err(_) => {
-                        tracing::info!(peer = %self.peer, "{why}");
-                        let reply = Reply::new(crate::protocol::Code::NOT_AVAILABLE, why);
-                        self.writer.write_all(reply.to_wire().as_bytes()).await?;
-                        return Ok(());
-                    }
-                    Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => return Ok(()),
-                    Ok(Err(e)) => return Err(e),
+                read = self.read_more() => match read {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(()),
+                    Err(e) => return Err(e),
                 },
+                _ = wake => {
+                    self.session.handle_timeout(started.elapsed());
+                    if self.session.poll_timeout().is_none() {
+                        tracing::info!(peer = %self.peer, logged_in = self.session.access().is_some(), "control connection timed out");
+                    }
+                    self.run_actions().await?;
+                }
                 _ = shutdown.changed() => {}
             }
         }
@@ -211,6 +216,11 @@ impl Connection {
             }
             Frame::TooLong => self.session.handle_line_too_long(),
         }
+        self.run_actions().await
+    }
+
+    /// Carries out the actions the session asked for, its replies sent first.
+    async fn run_actions(&mut self) -> std::io::Result<()> {
         while let Some(action) = self.session.poll_action() {
             self.flush().await?;
             self.perform(action).await?;

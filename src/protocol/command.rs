@@ -9,6 +9,11 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use thiserror::Error;
 
+pub use super::args::{
+    parse_abuf, parse_get_put, parse_opts, parse_opts_list, parse_trev, GetPutParams, LayoutChoice, OptsArg,
+    RetrOptions, TrevEvent,
+};
+
 /// Why a line did not parse.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ParseError {
@@ -133,7 +138,7 @@ pub enum Command {
     /// `FEAT` (RFC 2389)
     Feat,
     /// `OPTS SP command [SP options]` (RFC 2389)
-    Opts(String, String),
+    Opts(OptsArg),
     /// `SIZE SP path` (RFC 3659 §4)
     Size(String),
     /// `MDTM SP path` (RFC 3659 §3)
@@ -155,7 +160,7 @@ pub enum Command {
     /// `SBUF SP bytes` (GFD.20)
     Sbuf(u64),
     /// `ABUF [SP rate]` (ringmover): size socket buffers from the measured RTT and a rate
-    Abuf(Option<String>),
+    Abuf(Option<u64>),
     /// `DCAU SP N | A | S SP subject` (GFD.20)
     Dcau(String),
     /// `CKSM SP alg SP offset SP length SP path` (GFD.47); length -1 means to the end
@@ -163,11 +168,11 @@ pub enum Command {
     /// `SCKS SP alg SP value` (GFD.47): expected checksum of the next upload
     Scks { algorithm: String, value: String },
     /// `GET SP param;[param;...]` (GFD.47)
-    Get(String),
+    Get(GetPutParams),
     /// `PUT SP param;[param;...]` (GFD.47)
-    Put(String),
-    /// `TREV SP PERF|RESTART SP seconds` (Globus)
-    Trev(String),
+    Put(GetPutParams),
+    /// `TREV SP PERF|RESTART SP seconds` (Globus); None: an event we do not send
+    Trev(Option<(TrevEvent, u64)>),
     /// `MFMT SP time SP path`
     Mfmt(String),
     /// `LANG [SP tag]`
@@ -370,11 +375,7 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
         "HELP" => C::Help(optional(arg)),
         "NOOP" => C::Noop,
         "FEAT" => C::Feat,
-        "OPTS" => {
-            let arg = required(arg)?;
-            let (name, rest) = arg.split_once(' ').unwrap_or((arg, ""));
-            C::Opts(name.to_ascii_uppercase(), rest.to_string())
-        }
+        "OPTS" => C::Opts(parse_opts(required(arg)?)?),
         "SIZE" => C::Size(required(arg)?.to_string()),
         "MDTM" => C::Mdtm(required(arg)?.to_string()),
         "MLST" => C::Mlst(optional(arg)),
@@ -390,7 +391,7 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
         "ERET" => C::Eret(parse_eret(required(arg)?)?),
         "ESTO" => C::Esto(parse_esto(required(arg)?)?),
         "SBUF" => C::Sbuf(parse_u64(required(arg)?)?),
-        "ABUF" => C::Abuf(optional(arg)),
+        "ABUF" => C::Abuf(parse_abuf(optional(arg).as_deref())?),
         "DCAU" => C::Dcau(required(arg)?.to_string()),
         "CKSM" => C::Cksm(parse_cksm(required(arg)?)?),
         "SCKS" => {
@@ -403,9 +404,9 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
                 value: value.trim().to_ascii_lowercase(),
             }
         }
-        "GET" => C::Get(required(arg)?.to_string()),
-        "PUT" => C::Put(required(arg)?.to_string()),
-        "TREV" => C::Trev(required(arg)?.to_string()),
+        "GET" => C::Get(parse_get_put(required(arg)?)?),
+        "PUT" => C::Put(parse_get_put(required(arg)?)?),
+        "TREV" => C::Trev(parse_trev(required(arg)?)),
         "MFMT" => C::Mfmt(required(arg)?.to_string()),
         "LANG" => C::Lang(optional(arg)),
         _ => return Err(ParseError::UnknownVerb(truncate(verb, 32))),
@@ -811,7 +812,10 @@ mod tests {
             ),
             (
                 "OPTS RETR Parallelism=4,4,4;",
-                Command::Opts("RETR".into(), "Parallelism=4,4,4;".into()),
+                Command::Opts(OptsArg::Retr(RetrOptions {
+                    parallelism: Some(4),
+                    ..RetrOptions::default()
+                })),
             ),
             ("SBUF 65536", Command::Sbuf(65536)),
             (
@@ -830,7 +834,14 @@ mod tests {
                     value: "0a0b".into(),
                 },
             ),
-            ("GET path=/f;pasv;", Command::Get("path=/f;pasv;".into())),
+            (
+                "GET path=/f;pasv;",
+                Command::Get(GetPutParams {
+                    path: "/f".into(),
+                    pasv: true,
+                    ..GetPutParams::default()
+                }),
+            ),
             (
                 "SPOR 127,0,0,1,1,2",
                 Command::Spor(vec!["127.0.0.1:258".parse().unwrap()]),

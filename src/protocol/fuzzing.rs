@@ -35,6 +35,7 @@ pub fn session(data: &[u8]) {
         peer_ip: "127.0.0.1".parse().expect("literal address"),
         banner: "fuzz".into(),
         buffers: Default::default(),
+        timeouts: Default::default(),
     });
     s.handle_line(b"USER anonymous");
     s.handle_line(b"PASS x");

@@ -2,6 +2,7 @@
 //! session state machine. Imports nothing else of ringmover; touches no sockets, files or clocks.
 #![forbid(unsafe_code)]
 
+mod args;
 pub mod buffers;
 pub mod command;
 pub mod facts;

@@ -26,6 +26,7 @@ mod data;
 mod login;
 mod namespace;
 mod options;
+mod timers;
 mod transfer;
 
 #[cfg(test)]
@@ -34,13 +35,14 @@ mod tests;
 pub use data::PassiveStyle;
 pub use login::MAX_LOGIN_FAILURES;
 pub use namespace::{StorageDone, StorageOp};
-pub use options::parse_opts_list;
-pub use transfer::{parse_get_put, DataEndpoint, GetPutParams, TransferKind, TransferRequest};
+pub use timers::Timeouts;
+pub use transfer::{DataEndpoint, TransferKind, TransferRequest};
 
 use login::allowed_before_login;
 
 use core::net::{IpAddr, SocketAddr};
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::buffers::BufferPolicy;
 use super::command::{Command, EretArg, EstoArg, ParseError, TransferMode, TransferType, MAX_FILE_OFFSET};
@@ -73,6 +75,7 @@ pub struct SessionConfig {
     pub banner: String,
     /// Automatic socket-buffer sizing (ABUF, transfers without SBUF).
     pub buffers: BufferPolicy,
+    pub timeouts: Timeouts,
 }
 
 /// Work for the driver.
@@ -181,6 +184,8 @@ pub struct Session {
     pending: Pending,
     aborting: bool,
     closed: bool,
+    /// When the last command was handled (time since the session started).
+    last_activity: Duration,
     replies: VecDeque<Reply>,
     actions: VecDeque<Action>,
 }
@@ -219,6 +224,7 @@ impl Session {
             pending: Pending::None,
             aborting: false,
             closed: false,
+            last_activity: Duration::ZERO,
             replies: VecDeque::new(),
             actions: VecDeque::new(),
         };
@@ -359,7 +365,7 @@ impl Session {
                 Ok(())
             }
             C::Lang(_) => Err(SessionError::NotImplemented("LANG is not supported.")),
-            C::Opts(name, args) => self.cmd_opts(&name, &args),
+            C::Opts(arg) => self.cmd_opts(arg),
             C::Site(site) => self.cmd_site(site),
             C::Type(t) => {
                 self.ascii = t == TransferType::Ascii;
@@ -406,7 +412,7 @@ impl Session {
                 self.reply(Code::OK, "SBUF Command Successful.");
                 Ok(())
             }
-            C::Abuf(rate) => self.cmd_abuf(rate.as_deref()),
+            C::Abuf(rate) => self.cmd_abuf(rate),
             C::Retr(p) => {
                 let path = self.resolve(&p)?;
                 let offset = self.rest.unwrap_or(0);
@@ -553,9 +559,9 @@ impl Session {
                 self.reply(Code::OK, "OK.");
                 Ok(())
             }
-            C::Get(args) => self.cmd_get_put(&args, true),
-            C::Put(args) => self.cmd_get_put(&args, false),
-            C::Trev(arg) => self.cmd_trev(&arg),
+            C::Get(p) => self.cmd_get_put(p, true),
+            C::Put(p) => self.cmd_get_put(p, false),
+            C::Trev(event) => self.cmd_trev(event),
             C::Mfmt(arg) => {
                 let (time, path) = arg
                     .split_once(' ')

@@ -23,6 +23,7 @@ fn session() -> Session {
             autotune_max: 4 << 20,
             automatic: true,
         },
+        timeouts: Timeouts::default(),
     })
 }
 
@@ -317,19 +318,6 @@ fn stripe_layout_block_size_is_apart_from_the_mode_e_block_size() {
     assert_eq!(take_transfer(&mut s).layout, Some(StripeLayout::Partitioned));
 }
 
-#[test]
-fn opts_retr_is_lenient() {
-    assert_eq!(
-        parse_opts_list("Parallelism=4,4,4;").unwrap(),
-        vec![("parallelism".into(), "4,4,4".into())]
-    );
-    assert_eq!(
-        parse_opts_list("StripeLayout=Blocked;BlockSize=1048576").unwrap().len(),
-        2
-    );
-    assert!(parse_opts_list("garbage;").is_err());
-}
-
 fn take_transfer(s: &mut Session) -> TransferRequest {
     loop {
         match s.poll_action() {
@@ -491,26 +479,6 @@ fn trev_and_opts_markers() {
 }
 
 #[test]
-fn get_put_parameters() {
-    let p = parse_get_put("path=/d/f;pasv;").unwrap();
-    assert_eq!((p.path.as_str(), p.pasv, p.port, p.mode), ("/d/f", true, None, None));
-    let p = parse_get_put("pasv;path=/a b;mode=e;tid=7;").unwrap();
-    assert_eq!((p.path.as_str(), p.mode), ("/a b", Some('E')));
-    let p = parse_get_put("file=/x;port=127,0,0,1,4,1;").unwrap();
-    assert_eq!(p.port, Some("127.0.0.1:1025".parse().unwrap()));
-    for bad in [
-        "path=/x",
-        "pasv;",
-        "path=/x;pasv;port=1,2,3,4,5,6;",
-        "path=/a;b;",
-        "path=/x;mode=Q;",
-        "path=;",
-    ] {
-        assert!(parse_get_put(bad).is_err(), "{bad}");
-    }
-}
-
-#[test]
 fn delayed_passive_replies_with_127_before_the_transfer() {
     let mut s = session();
     s.poll_reply();
@@ -530,4 +498,76 @@ fn delayed_passive_replies_with_127_before_the_transfer() {
     let got = run(&mut s, &[b"GET path=/f;pasv;", b"PUT path=/g;pasv;"]);
     assert_eq!(got[0], "127 PORT (192,0,2,1,19,137)\r\n");
     assert_eq!(got[3], "127 PORT (192,0,2,1,19,137)\r\n");
+}
+
+#[test]
+fn put_as_on_the_gridftp_v2_slides_gets_its_127() {
+    let mut s = session();
+    s.poll_reply();
+    run(&mut s, &[b"USER alice", b"PASS pw"]);
+    // No closing ';' after the last parameter.
+    s.handle_line(b"PUT pasv;mode=x;file=/disk/my_file");
+    let t = take_transfer(&mut s);
+    assert_eq!(t.endpoint, DataEndpoint::Announce);
+    assert!(t.xmode);
+    s.handle_listening("127.0.0.1:5000".parse().unwrap());
+    let got: Vec<String> = std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect();
+    assert_eq!(got, ["127 PORT (127,0,0,1,19,136)\r\n"]);
+}
+
+fn timed(login: u64, idle: u64) -> Session {
+    let mut config = session().config;
+    config.timeouts = Timeouts {
+        login: Duration::from_secs(login),
+        idle: Duration::from_secs(idle),
+    };
+    let mut s = Session::new(config);
+    s.poll_reply();
+    s
+}
+
+fn replies(s: &mut Session) -> Vec<String> {
+    std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect()
+}
+
+#[test]
+fn login_timeout_on_virtual_time() {
+    let secs = Duration::from_secs;
+    let mut s = timed(30, 600);
+    assert_eq!(s.poll_timeout(), Some(secs(30)));
+    // Commands before login do not move the login deadline.
+    run(&mut s, &[b"FEAT"]);
+    s.handle_activity(secs(20));
+    assert_eq!(s.poll_timeout(), Some(secs(30)));
+    s.handle_timeout(secs(29));
+    assert!(replies(&mut s).is_empty() && s.poll_action().is_none());
+    s.handle_timeout(secs(30));
+    assert_eq!(replies(&mut s), ["421 Login timeout; closing control connection.\r\n"]);
+    assert_eq!(s.poll_action(), Some(Action::Close));
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(secs(31));
+    assert!(replies(&mut s).is_empty(), "one 421 only");
+}
+
+#[test]
+fn idle_timeout_follows_the_last_command_on_virtual_time() {
+    let secs = Duration::from_secs;
+    let mut s = timed(30, 600);
+    run(&mut s, &[b"USER alice", b"PASS pw"]);
+    s.handle_activity(secs(5));
+    assert_eq!(s.poll_timeout(), Some(secs(605)));
+    run(&mut s, &[b"NOOP"]);
+    s.handle_activity(secs(100));
+    s.handle_timeout(secs(605));
+    assert!(replies(&mut s).is_empty());
+    assert_eq!(s.poll_timeout(), Some(secs(700)));
+    s.handle_timeout(secs(700));
+    assert_eq!(replies(&mut s), ["421 Idle timeout; closing control connection.\r\n"]);
+    assert_eq!(s.poll_action(), Some(Action::Close));
+    // Before login an idle limit shorter than the login one is the one that ends it.
+    let mut s = timed(30, 5);
+    s.handle_activity(secs(1));
+    assert_eq!(s.poll_timeout(), Some(secs(6)));
+    s.handle_timeout(secs(6));
+    assert_eq!(replies(&mut s), ["421 Idle timeout; closing control connection.\r\n"]);
 }

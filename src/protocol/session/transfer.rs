@@ -5,7 +5,7 @@ use core::net::SocketAddr;
 use super::{Access, Action, DataState, PassiveStyle, Pending, Session};
 
 use crate::block::layout::StripeLayout;
-use crate::protocol::command::{RestArg, TransferMode};
+use crate::protocol::command::{GetPutParams, RestArg, TransferMode};
 use crate::protocol::facts::ListFormat;
 use crate::protocol::reply::{Code, Reply};
 use crate::protocol::SessionError;
@@ -100,65 +100,6 @@ impl TransferRequest {
     }
 }
 
-/// Parameters of a GET or PUT command.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct GetPutParams {
-    pub path: String,
-    pub pasv: bool,
-    pub port: Option<SocketAddr>,
-    pub mode: Option<char>,
-}
-
-/// `GET/PUT SP param;[param;...]`, `param = keyword[=value]`, each terminated by `;`
-/// (GFD.47 §GET/PUT as dCache and the Globus client use it). `file=` is accepted for `path=`;
-/// unknown `key=value` parameters are ignored. A bare word other than `pasv` is refused: it is
-/// what a path containing `;` turns into, and guessing would transfer the wrong file.
-pub fn parse_get_put(args: &str) -> Result<GetPutParams, SessionError> {
-    let args = args.trim();
-    if !args.ends_with(';') {
-        return Err(SessionError::BadArgument(format!(
-            "Cannot parse '{args}': every parameter ends with ';'."
-        )));
-    }
-    let mut p = GetPutParams::default();
-    let mut path = None;
-    for item in args[..args.len() - 1].split(';') {
-        let (key, value) = match item.split_once('=') {
-            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
-            None => (item.trim().to_ascii_lowercase(), None),
-        };
-        match (key.as_str(), value) {
-            ("path" | "file", Some(v)) if !v.is_empty() => path = Some(v.to_string()),
-            ("pasv", None) => p.pasv = true,
-            ("port", Some(v)) => {
-                p.port = Some(
-                    crate::protocol::command::parse_host_port(v)
-                        .map_err(|e| SessionError::BadArgument(e.to_string()))?,
-                )
-            }
-            ("mode", Some(v)) => {
-                p.mode = Some(match v.trim().to_ascii_uppercase().as_str() {
-                    "S" => 'S',
-                    "E" => 'E',
-                    "X" => 'X',
-                    _ => return Err(SessionError::BadArgument(format!("Unknown mode '{v}'."))),
-                })
-            }
-            (_, Some(_)) => {}
-            (word, None) => {
-                return Err(SessionError::BadArgument(format!(
-                    "Unexpected '{word}' (paths cannot contain ';')."
-                )))
-            }
-        }
-    }
-    p.path = path.ok_or_else(|| SessionError::BadArgument("Missing path.".into()))?;
-    if p.pasv && p.port.is_some() {
-        return Err(SessionError::BadArgument("Cannot use both 'pasv' and 'port'.".into()));
-    }
-    Ok(p)
-}
-
 impl Session {
     /// REST, ALLO and GET/PUT mode apply to one transfer command only.
     pub(super) fn clear_transfer_options(&mut self) {
@@ -170,14 +111,9 @@ impl Session {
 
     /// `GET SP param;[param;...]` / `PUT ...` (GFD.47 §GET/PUT): `path=` (or `file=`), `pasv` or
     /// `port=h,h,h,h,p,p`, `mode=S|E|X`; unknown `key=value` parameters are ignored.
-    pub(super) fn cmd_get_put(&mut self, args: &str, get: bool) -> Result<(), SessionError> {
-        let p = parse_get_put(args)?;
-        if let Some(mode) = p.mode {
-            match mode {
-                'S' => self.mode_override = Some(TransferMode::Stream),
-                'E' => self.mode_override = Some(TransferMode::Extended),
-                _ => self.mode_override = Some(TransferMode::ExtendedX),
-            }
+    pub(super) fn cmd_get_put(&mut self, p: GetPutParams, get: bool) -> Result<(), SessionError> {
+        if p.mode.is_some() {
+            self.mode_override = p.mode;
         }
         let extended = self.mode_override.unwrap_or(self.mode) == TransferMode::Extended;
         // MODE E rules before any listener opens (the 127 would promise a transfer).
