@@ -37,6 +37,8 @@ pub enum ClientError {
     /// The server answered something this client cannot use (a malformed reply or address).
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("protocol: {0}")]
+    Reply(#[from] crate::protocol::client::ReplyError),
     #[error("{0}")]
     Lost(String),
     #[error("data transfer: {0}")]
@@ -45,32 +47,8 @@ pub enum ClientError {
     Mismatch(String),
 }
 
-/// A server's reply that refused something: its code and its whole text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub text: String,
-}
-
-impl Reply {
-    pub fn new(code: u16, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            text: text.into(),
-        }
-    }
-
-    /// A 4xx: the same command may succeed later.
-    pub fn transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-}
-
-impl std::fmt::Display for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
+/// A server's reply as the client reads it.
+pub use crate::protocol::client::ServerReply as Reply;
 
 impl ClientError {
     /// Worth another try with `-restart`: lost connections and transient (4xx) refusals;

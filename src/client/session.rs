@@ -10,13 +10,14 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::control::{parse_ranges, Control, TransferReply};
+use super::control::Control;
 use super::progress::FileProgress;
 use super::url::FtpUrl;
 use super::{ClientError, CopyOptions, Mode};
 use crate::block::RangeSet;
 use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverSpec};
 use crate::pool::{MoverRequest, Pool};
+use crate::protocol::client::TransferReply;
 
 /// Seconds between progress events from our own movers (the bar and restart ranges).
 const PROGRESS_TICK: Duration = Duration::from_millis(500);
@@ -123,7 +124,7 @@ impl Session {
         let getput = features.iter().any(|f| f == "GETPUT");
         // Without -tcp-bs, let a server that offers ABUF size the buffers from the RTT.
         let abuf = if o.abuf && o.tcp_bs.is_none() && features.iter().any(|f| f == "ABUF") {
-            let text = control.expect_ok(Some("ABUF")).await?;
+            let text = control.expect_ok(Some("ABUF")).await?.text;
             // "200 ABUF <bytes> fixed ..." fixes our buffers too; "autotuning" leaves them.
             let words: Vec<&str> = text.split_whitespace().collect();
             let size = match words.as_slice() {
@@ -340,9 +341,9 @@ impl Session {
             match e {
                 Expect::Pasv => pasv = self.control.pasv_reply().await?,
                 Expect::Ok { must } => {
-                    let (code, text) = self.control.reply().await?;
-                    if must && code >= 400 {
-                        return Err(ClientError::Refused(super::Reply::new(code, text)));
+                    let r = self.control.reply().await?;
+                    if must && r.refused() {
+                        return Err(ClientError::Refused(r));
                     }
                 }
             }
@@ -416,7 +417,7 @@ impl Session {
                 }
                 Some(ev) = events.recv() => note_progress(ev, job.download, resume, progress),
                 r = self.control.reply(), if final_reply.is_none() => {
-                    match r.and_then(|(code, text)| TransferReply::of(code, text)) {
+                    match r.and_then(|r| Ok(TransferReply::of(r)?)) {
                         Ok(TransferReply::Address(addr)) if mover.is_none() => {
                             resume.started = true;
                             channel = Some(MoverChannel::Connect(vec![addr]));
@@ -424,12 +425,16 @@ impl Session {
                             mover = Some(Box::pin(mover::run(pool, spec(ch, Vec::new()), events_tx.clone(), cancel_rx.clone())));
                         }
                         Ok(TransferReply::Ranges(ranges)) if !job.download => {
-                            for (a, b) in ranges {
+                            for &(a, b) in ranges.ranges() {
                                 resume.done.insert(a, b);
                             }
                         }
                         Ok(TransferReply::Started) => resume.started = true,
                         Ok(TransferReply::Done) => final_reply = Some(Ok(())),
+                        Ok(TransferReply::Refused(r)) => {
+                            let _ = cancel_tx.send(true);
+                            final_reply = Some(Err(ClientError::Refused(r)));
+                        }
                         Ok(_) => {}
                         Err(e) => {
                             let _ = cancel_tx.send(true);
@@ -470,7 +475,7 @@ fn note_progress(ev: MoverEvent, download: bool, resume: &mut Resume, progress: 
         return;
     };
     if download {
-        for (a, b) in ranges.as_deref().and_then(parse_ranges).unwrap_or_default() {
+        for &(a, b) in ranges.unwrap_or_default().ranges() {
             resume.done.insert(a, b);
         }
         progress.at(resume.done.len());

@@ -3,11 +3,12 @@
 
 use std::net::IpAddr;
 
-use super::control::{Control, TransferReply};
+use super::control::Control;
 use super::progress::FileProgress;
 use super::session::{Moved, Resume};
 use super::url::FtpUrl;
 use super::{ClientError, CopyOptions, Mode};
+use crate::protocol::client::TransferReply;
 use crate::storage::checksum::Algorithm;
 
 /// One attempt at a third-party copy; `resume` holds what the destination reported stored.
@@ -66,13 +67,13 @@ pub async fn copy(
     let skipped = resume.done.len();
     let receiving = async {
         loop {
-            let (code, text) = b.reply().await?;
-            match TransferReply::of(code, text)? {
+            match TransferReply::of(b.reply().await?)? {
                 TransferReply::Ranges(ranges) => {
-                    for (x, y) in ranges {
+                    for &(x, y) in ranges.ranges() {
                         resume.done.insert(x, y);
                     }
                 }
+                TransferReply::Refused(r) => return Err(ClientError::Refused(r)),
                 TransferReply::Performance(n) => progress.at(skipped + n),
                 TransferReply::Started => resume.started = true,
                 TransferReply::Done => return Ok::<(), ClientError>(()),

@@ -479,7 +479,11 @@ fn dispatch(pool: &RemotePool, m: PoolMsg) {
         }
         PoolMsg::Listening { id, addr } => event(pool, id, MoverEvent::Listening(addr)),
         PoolMsg::Started { id, reused } => event(pool, id, MoverEvent::Started { reused }),
-        PoolMsg::Progress { id, bytes, ranges } => event(pool, id, MoverEvent::Progress { bytes, ranges }),
+        PoolMsg::Progress { id, bytes, ranges } => {
+            // A pool's ranges that do not parse are dropped, not passed on to the client.
+            let ranges = ranges.as_deref().and_then(crate::protocol::client::parse_ranges);
+            event(pool, id, MoverEvent::Progress { bytes, ranges })
+        }
         PoolMsg::Moved { id, bytes } => event(pool, id, MoverEvent::Moved(bytes)),
         PoolMsg::Done { id, result } => {
             if let Some(tx) = pool.movers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {

@@ -177,7 +177,10 @@ pub enum MoverEvent {
     /// The file is open; data connections are being made (`reused`: cached ones).
     Started { reused: bool },
     /// Bytes moved so far and, when receiving, the ranges stored (exclusive ends).
-    Progress { bytes: u64, ranges: Option<String> },
+    Progress {
+        bytes: u64,
+        ranges: Option<crate::block::RangeSet>,
+    },
     /// Bytes moved so far, once a second while they change: not a marker for the client, a
     /// count for the door's transfer log should the mover's process die.
     Moved(u64),

@@ -182,13 +182,11 @@ impl Joiner {
         }
     }
 
-    fn ranges(&self) -> Option<String> {
+    fn ranges(&self) -> Option<RangeSet> {
         match self {
-            Joiner::ModeE { receiver, .. } => {
-                Some(receiver.lock().unwrap_or_else(|e| e.into_inner()).ranges().to_marker())
-            }
+            Joiner::ModeE { receiver, .. } => Some(receiver.lock().unwrap_or_else(|e| e.into_inner()).ranges().clone()),
             Joiner::XReceive { receiver, .. } => {
-                Some(receiver.lock().unwrap_or_else(|e| e.into_inner()).ranges().to_marker())
+                Some(receiver.lock().unwrap_or_else(|e| e.into_inner()).ranges().clone())
             }
             Joiner::XSend { .. } => None,
         }
@@ -722,7 +720,11 @@ impl Run<'_> {
         let bytes = streams.bytes();
         let ranges = match recv {
             Some(r) => r.ranges(),
-            None if !self.sends && bytes > 0 => Some(format!("{}-{}", self.start, self.start + bytes)),
+            None if !self.sends && bytes > 0 => {
+                let mut stored = RangeSet::new();
+                stored.insert(self.start, self.start.saturating_add(bytes));
+                Some(stored)
+            }
             None => None,
         };
         let _ = self.events.send(MoverEvent::Progress { bytes, ranges });

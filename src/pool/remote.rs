@@ -150,7 +150,11 @@ fn link_message(id: u64, r: Report) -> PoolMsg {
     match r {
         Report::Event(MoverEvent::Listening(addr)) => PoolMsg::Listening { id, addr },
         Report::Event(MoverEvent::Started { reused }) => PoolMsg::Started { id, reused },
-        Report::Event(MoverEvent::Progress { bytes, ranges }) => PoolMsg::Progress { id, bytes, ranges },
+        Report::Event(MoverEvent::Progress { bytes, ranges }) => PoolMsg::Progress {
+            id,
+            bytes,
+            ranges: ranges.map(|r| r.to_marker()),
+        },
         Report::Event(MoverEvent::Moved(bytes)) => PoolMsg::Moved { id, bytes },
         Report::Done(result) => PoolMsg::Done { id, result },
     }

@@ -4,6 +4,7 @@
 
 mod args;
 pub mod buffers;
+pub mod client;
 pub mod command;
 pub mod facts;
 pub mod feat;

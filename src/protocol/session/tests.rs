@@ -432,7 +432,9 @@ fn rest_ranges_allo_and_markers() {
     assert_eq!(s.marker_interval(false), Some(DEFAULT_MARKER_SECS));
     assert_eq!(s.marker_interval(true), None);
     s.handle_transfer_started(false);
-    s.handle_progress(17_643_000_005, 12345, Some("0-12345".into()));
+    let mut stored = crate::block::RangeSet::new();
+    stored.insert(0, 12345);
+    s.handle_progress(17_643_000_005, 12345, Some(stored));
     s.handle_transfer_done(Ok(12345));
     let replies: Vec<String> = std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect();
     assert_eq!(

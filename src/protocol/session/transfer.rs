@@ -5,6 +5,7 @@ use core::net::SocketAddr;
 use super::{Access, Action, DataState, PassiveStyle, Pending, Session};
 
 use crate::block::layout::StripeLayout;
+use crate::block::RangeSet;
 use crate::protocol::command::{GetPutParams, RestArg, TransferMode};
 use crate::protocol::facts::ListFormat;
 use crate::protocol::reply::{Code, Reply};
@@ -297,7 +298,7 @@ impl Session {
     /// Progress during a transfer: a 112 perf marker (`now` in tenths of a second since the
     /// Unix epoch, one fractional digit as the Globus client requires) and, when `ranges` is
     /// given and not empty, a 111 range marker (exclusive ends).
-    pub fn handle_progress(&mut self, now_tenths: u64, bytes: u64, ranges: Option<String>) {
+    pub fn handle_progress(&mut self, now_tenths: u64, bytes: u64, ranges: Option<RangeSet>) {
         if !self.transferring() {
             return;
         }
@@ -313,7 +314,7 @@ impl Session {
             ],
         ));
         if let Some(r) = ranges.filter(|r| !r.is_empty()) {
-            self.reply(Code::RESTART_MARKER, format!("Range Marker {r}"));
+            self.reply(Code::RESTART_MARKER, format!("Range Marker {}", r.to_marker()));
         }
     }
 
