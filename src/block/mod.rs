@@ -12,6 +12,34 @@ pub mod xmode;
 
 pub use header::{Header, HEADER_LEN};
 
+/// How a transfer's data travels: plain stream mode, or MODE E / MODE X blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Mode {
+    #[default]
+    Stream,
+    E,
+    X,
+}
+
+impl Mode {
+    /// The letter of the MODE command.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Mode::Stream => "S",
+            Mode::E => "E",
+            Mode::X => "X",
+        }
+    }
+}
+
+/// Which way a transfer's bytes go, seen from the side that runs the mover: a download is
+/// `Send` on the server and `Receive` on the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Direction {
+    Send,
+    Receive,
+}
+
 /// Largest file offset or size a client may name: file offsets are signed 64-bit (`off_t`), so
 /// anything larger would wrap on its way to the disk.
 pub const MAX_FILE_OFFSET: u64 = i64::MAX as u64;

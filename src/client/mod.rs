@@ -63,22 +63,7 @@ impl ClientError {
 }
 
 /// Transfer mode of a copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Stream,
-    E,
-    X,
-}
-
-impl Mode {
-    pub fn letter(self) -> &'static str {
-        match self {
-            Mode::Stream => "S",
-            Mode::E => "E",
-            Mode::X => "X",
-        }
-    }
-}
+pub use crate::block::Mode;
 
 /// `-restart`: how often and how far apart failed transfers are tried again.
 #[derive(Clone, Copy, Debug)]

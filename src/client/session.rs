@@ -360,8 +360,7 @@ impl Session {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
             request: request.clone(),
-            extended: o.mode == Mode::E,
-            xmode: o.mode == Mode::X,
+            mode: o.mode,
             parallelism: o.parallelism,
             channel,
             peers: crate::peers::DataPeers::only(peer),

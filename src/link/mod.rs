@@ -101,8 +101,7 @@ impl Failure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireMover {
     pub request: MoverRequest,
-    pub extended: bool,
-    pub xmode: bool,
+    pub mode: crate::block::Mode,
     pub parallelism: u32,
     /// Listen and report the address (true), or connect to `connect`.
     pub listen: bool,
@@ -145,6 +144,16 @@ pub enum MoverRequest {
     /// Send a file the door spooled (a recursive listing); in-process pools only.
     #[serde(skip)]
     SendSpool(Spool),
+}
+
+impl MoverRequest {
+    /// Which way the pool moves the bytes.
+    pub fn direction(&self) -> crate::block::Direction {
+        match self {
+            MoverRequest::Receive { .. } => crate::block::Direction::Receive,
+            _ => crate::block::Direction::Send,
+        }
+    }
 }
 
 /// A spooled, unlinked file the door hands the embedded pool.

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::{DataChannel, MoverRequest, Pool, PoolError, PreparedMover};
 use crate::block::layout::{stripe_ranges, StripeLayout};
 use crate::block::xmode::XReceiver;
-use crate::block::{DecodeError, Header, RangeSet, TransferReceiver};
+use crate::block::{DecodeError, Direction, Header, Mode, RangeSet, TransferReceiver};
 use crate::engine::{BlockPlan, Canceller, Finished, OpError, Receiving, TransferHandle};
 pub use crate::link::MoverEvent;
 use crate::peers::DataPeers;
@@ -42,10 +42,8 @@ pub enum MoverChannel {
 #[derive(Debug)]
 pub struct MoverSpec {
     pub request: MoverRequest,
-    /// MODE E rather than stream mode.
-    pub extended: bool,
-    /// MODE X (GridFTP v2 extended block mode); takes precedence over `extended`.
-    pub xmode: bool,
+    /// Stream mode, MODE E or MODE X (GridFTP v2 extended block mode).
+    pub mode: Mode,
     /// MODE E sending: connections per destination address.
     pub parallelism: u32,
     pub channel: MoverChannel,
@@ -260,7 +258,7 @@ pub async fn run(
     events: mpsc::UnboundedSender<MoverEvent>,
     cancel: watch::Receiver<bool>,
 ) -> Result<MoverDone, MoverFailed> {
-    let sends = !matches!(spec.request, MoverRequest::Receive { .. });
+    let sends = spec.request.direction() == Direction::Send;
     let start = match spec.request {
         MoverRequest::Receive { offset, .. } => offset,
         _ => 0,
@@ -296,9 +294,9 @@ pub async fn run(
         start,
         cached,
     };
-    let done = if spec.xmode {
+    let done = if spec.mode == Mode::X {
         run.mode_x(prepared).await
-    } else if spec.extended {
+    } else if spec.mode == Mode::E {
         if sends {
             run.send_mode_e(prepared).await
         } else {

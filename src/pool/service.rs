@@ -16,14 +16,15 @@ use tokio::sync::{mpsc, watch};
 use super::checksums::ChecksumCache;
 use super::mover::{self, MoverChannel, MoverEvent, MoverSpec};
 use super::{MoverRequest, Pool, PoolError};
+use crate::block::{Direction, Mode};
 use crate::engine::OpError;
 use crate::link::{Failure, FailureKind, Moved, MoverResult, NsOp, NsReply, Report, WireMover};
 use crate::storage::checksum::Algorithm;
 use crate::storage::StorageError;
 
-/// MODE E connections kept per control session (`sends`, sockets), for the next transfer in
+/// MODE E connections kept per control session (their direction, sockets), for the next transfer in
 /// the same direction.
-type Caches = Mutex<HashMap<u64, (bool, Vec<TcpStream>)>>;
+type Caches = Mutex<HashMap<u64, (Direction, Vec<TcpStream>)>>;
 
 /// A pool's files and movers, served to a door.
 pub struct Service {
@@ -146,14 +147,15 @@ impl Service {
         events: mpsc::UnboundedSender<MoverEvent>,
         cancel: watch::Receiver<bool>,
     ) -> MoverResult {
-        let sends = !matches!(m.request, MoverRequest::Receive { .. });
+        let direction = m.request.direction();
         let stored = match &m.request {
             MoverRequest::Receive { path, .. } => Some(path.clone()),
             _ => None,
         };
-        let cached = if m.extended && m.reuse {
+        let extended = m.mode == Mode::E;
+        let cached = if extended && m.reuse {
             match self.caches().remove(&m.session) {
-                Some((dir, socks)) if dir == sends => socks,
+                Some((dir, socks)) if dir == direction => socks,
                 _ => Vec::new(),
             }
         } else {
@@ -166,8 +168,7 @@ impl Service {
         };
         let spec = MoverSpec {
             request: m.request,
-            extended: m.extended,
-            xmode: m.xmode,
+            mode: m.mode,
             parallelism: m.parallelism,
             channel,
             peers: m.peers,
@@ -187,10 +188,10 @@ impl Service {
                     self.checksums.remember(self.pool.root(), path, sums);
                 }
                 let kept = !done.kept.is_empty();
-                if m.extended {
+                if extended {
                     let mut caches = self.caches();
                     if kept {
-                        caches.insert(m.session, (sends, done.kept));
+                        caches.insert(m.session, (direction, done.kept));
                     } else {
                         caches.remove(&m.session);
                     }
@@ -215,7 +216,7 @@ impl Service {
         self.caches().clear();
     }
 
-    fn caches(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (bool, Vec<TcpStream>)>> {
+    fn caches(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Direction, Vec<TcpStream>)>> {
         self.caches.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

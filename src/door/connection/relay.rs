@@ -49,7 +49,7 @@ impl Relays {
     ) -> Relays {
         Relays {
             proxied,
-            extended: req.extended,
+            extended: req.mode == crate::block::Mode::E,
             sends: req.sends(),
             buffer: req.buffer_size,
             listener,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::relay::Relays;
 use super::Connection;
+use crate::block::Mode;
 use crate::door::convert::link_failure;
 use crate::door::pools::{MoverRun, PoolHandle};
 use crate::link::{Failure, FailureKind, MoverEvent, MoverResult, Report, WireMover};
@@ -65,7 +66,6 @@ impl Connection {
             Ok(r) => r,
             Err(e) => return Ok(Outcome::failed(e)),
         };
-        let sends = req.sends();
         if req.buffer_auto {
             tracing::info!(peer = %self.peer, bytes = ?req.buffer_size, "no SBUF: socket buffers sized from the control RTT");
         }
@@ -76,8 +76,7 @@ impl Connection {
         };
         let wire = WireMover {
             request,
-            extended: req.extended,
-            xmode: req.xmode,
+            mode: req.mode,
             parallelism: req.parallelism,
             listen,
             connect,
@@ -93,7 +92,7 @@ impl Connection {
             block_size: req.block_size,
             layout: req.layout,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
-            markers_secs: self.session.marker_interval(sends),
+            markers_secs: self.session.marker_interval(req.direction()),
             session: self.id,
             reuse: req.reuse,
         };
@@ -184,11 +183,10 @@ impl Connection {
     /// The reply and log line of a finished mover; keeps MODE E connections for the next
     /// transfer in the same direction.
     fn outcome(&mut self, done: MoverResult, req: &TransferRequest, pool: &PoolHandle, last_bytes: u64) -> Outcome {
-        let sends = req.sends();
         match done {
             Ok(moved) => {
-                if req.extended {
-                    self.session.handle_connections_kept(sends, moved.kept);
+                if req.mode == Mode::E {
+                    self.session.handle_connections_kept(req.direction(), moved.kept);
                     self.cache_pool = moved.kept.then(|| pool.name().to_string());
                 }
                 Outcome {
@@ -198,7 +196,7 @@ impl Connection {
                 }
             }
             Err((f, bytes)) => {
-                self.session.handle_connections_kept(sends, false);
+                self.session.handle_connections_kept(req.direction(), false);
                 let e = if f.kind == FailureKind::ConnectionLost && f.message.starts_with("pool ") {
                     SessionError::Local(f.message.clone())
                 } else {
@@ -224,7 +222,7 @@ impl Connection {
                 if let Ok((p, _)) = m.locate(path).await {
                     return Ok(p);
                 }
-                let cached = self.cache_pool.as_ref().filter(|_| req.reuse && req.extended);
+                let cached = self.cache_pool.as_ref().filter(|_| req.reuse && req.mode == Mode::E);
                 if let Some(p) = cached.and_then(|name| m.alive().into_iter().find(|p| p.name() == name)) {
                     return Ok(p);
                 }

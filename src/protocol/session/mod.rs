@@ -52,6 +52,7 @@ use super::reply::{Code, Reply};
 use super::vpath::{self, PathError};
 use super::SessionError;
 use crate::block::layout::StripeLayout;
+use crate::block::Direction;
 
 /// Who is logged in and what they may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +173,7 @@ pub struct Session {
     /// The rate the client gave with ABUF (later automatic sizing uses it too).
     abuf_rate: Option<f64>,
     /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
-    reusable: Option<bool>,
+    reusable: Option<Direction>,
     /// Seconds between perf markers when receiving / when sending (OPTS RETR markers, TREV).
     markers_receive: u64,
     markers_send: Option<u64>,

@@ -1,6 +1,7 @@
 //! Session tests: lines in, replies and actions out.
 
 use super::*;
+use crate::block::Direction;
 use std::time::Duration;
 
 /// A session whose third-party data connections may use `networks`.
@@ -342,15 +343,15 @@ fn mode_e_direction_rules_and_reuse() {
     s.handle_line(b"OPTS RETR Parallelism=4,4,4;");
     s.handle_line(b"RETR /f");
     let t = take_transfer(&mut s);
-    assert!(t.extended && !t.reuse && t.parallelism == 4);
+    assert!(t.mode == crate::block::Mode::E && !t.reuse && t.parallelism == 4);
     s.handle_transfer_started(t.reuse);
-    s.handle_connections_kept(true, true);
+    s.handle_connections_kept(Direction::Send, true);
     s.handle_transfer_done(Ok(1));
     s.handle_line(b"RETR /g");
     let t = take_transfer(&mut s);
     assert!(t.reuse);
     s.handle_transfer_started(t.reuse);
-    s.handle_connections_kept(true, true);
+    s.handle_connections_kept(Direction::Send, true);
     s.handle_transfer_done(Ok(1));
     let replies: Vec<String> = std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect();
     assert!(replies.iter().any(|r| r == "150 Beginning transfer.\r\n"));
@@ -376,13 +377,13 @@ fn bare_put_reuses_the_connections_of_a_put() {
     assert_eq!(t.endpoint, DataEndpoint::Announce);
     s.handle_listening("127.0.0.1:5000".parse().unwrap());
     s.handle_transfer_started(false);
-    s.handle_connections_kept(false, true);
+    s.handle_connections_kept(Direction::Receive, true);
     s.handle_transfer_done(Ok(1));
     s.handle_line(b"PUT path=/b;");
     let t = take_transfer(&mut s);
     assert!(t.reuse && t.endpoint == DataEndpoint::Reuse);
     s.handle_transfer_started(true);
-    s.handle_connections_kept(false, true);
+    s.handle_connections_kept(Direction::Receive, true);
     s.handle_transfer_done(Ok(1));
     // The other direction has nothing to reuse.
     while s.poll_reply().is_some() {}
@@ -429,8 +430,8 @@ fn rest_ranges_allo_and_markers() {
         t.kind
     );
     assert_eq!(t.size_limit, Some(100));
-    assert_eq!(s.marker_interval(false), Some(DEFAULT_MARKER_SECS));
-    assert_eq!(s.marker_interval(true), None);
+    assert_eq!(s.marker_interval(Direction::Receive), Some(DEFAULT_MARKER_SECS));
+    assert_eq!(s.marker_interval(Direction::Send), None);
     s.handle_transfer_started(false);
     let mut stored = crate::block::RangeSet::new();
     stored.insert(0, 12345);
@@ -470,8 +471,8 @@ fn trev_and_opts_markers() {
     assert_eq!(got[2], "200 Command Successful.\r\n");
     assert_eq!(got[3], "502 Unsupported event.\r\n");
     assert_eq!(got[4], "200 OPTS Command Successful.\r\n");
-    assert_eq!(s.marker_interval(false), Some(2));
-    assert_eq!(s.marker_interval(true), Some(7));
+    assert_eq!(s.marker_interval(Direction::Receive), Some(2));
+    assert_eq!(s.marker_interval(Direction::Send), Some(7));
     let got = run(
         &mut s,
         &[b"OPTS RETR Parallelism=0,0,0;", b"OPTS RETR Parallelism=1000;"],
@@ -511,7 +512,7 @@ fn put_as_on_the_gridftp_v2_slides_gets_its_127() {
     s.handle_line(b"PUT pasv;mode=x;file=/disk/my_file");
     let t = take_transfer(&mut s);
     assert_eq!(t.endpoint, DataEndpoint::Announce);
-    assert!(t.xmode);
+    assert_eq!(t.mode, crate::block::Mode::X);
     s.handle_listening("127.0.0.1:5000".parse().unwrap());
     let got: Vec<String> = std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect();
     assert_eq!(got, ["127 PORT (127,0,0,1,19,136)\r\n"]);

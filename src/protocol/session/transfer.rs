@@ -5,7 +5,7 @@ use core::net::SocketAddr;
 use super::{Access, Action, DataState, PassiveStyle, Pending, Session};
 
 use crate::block::layout::StripeLayout;
-use crate::block::RangeSet;
+use crate::block::{Direction, Mode, RangeSet};
 use crate::protocol::command::{GetPutParams, RestArg, TransferMode};
 use crate::protocol::facts::ListFormat;
 use crate::protocol::reply::{Code, Reply};
@@ -72,10 +72,9 @@ pub struct TransferRequest {
     pub access: Access,
     /// For uploads after SCKS: (canonical algorithm, expected lower-case hex).
     pub verify: Option<(String, String)>,
-    /// MODE E (extended block) rather than stream mode.
-    pub extended: bool,
-    /// MODE X (GFD.47): either side may connect in either direction; no connection reuse.
-    pub xmode: bool,
+    /// Stream mode, MODE E, or MODE X (GFD.47: either side may connect in either direction;
+    /// no connection reuse).
+    pub mode: Mode,
     /// MODE E: connections to open per destination address when sending (OPTS RETR).
     pub parallelism: u32,
     /// MODE E: reuse the connections of the previous transfer in the same direction (no
@@ -94,10 +93,24 @@ pub struct TransferRequest {
     pub buffer_auto: bool,
 }
 
+impl TransferKind {
+    /// The server's direction: it sends for RETR, ERET and listings, receives for the rest.
+    pub fn direction(&self) -> Direction {
+        match self {
+            TransferKind::Store { .. } => Direction::Receive,
+            _ => Direction::Send,
+        }
+    }
+}
+
 impl TransferRequest {
+    pub fn direction(&self) -> Direction {
+        self.kind.direction()
+    }
+
     /// True when the server sends (RETR, ERET, listings).
     pub fn sends(&self) -> bool {
-        !matches!(self.kind, TransferKind::Store { .. })
+        self.direction() == Direction::Send
     }
 }
 
@@ -197,10 +210,9 @@ impl Session {
     }
 
     pub(super) fn transfer(&mut self, kind: TransferKind) -> Result<(), SessionError> {
-        let sends = !matches!(kind, TransferKind::Store { .. });
         let extended = self.mode_override.unwrap_or(self.mode) == TransferMode::Extended;
         let endpoint = match &self.data {
-            DataState::None if self.may_reuse(extended, sends) && !kind.is_listing() => DataEndpoint::Reuse,
+            DataState::None if self.may_reuse(extended, kind.direction()) && !kind.is_listing() => DataEndpoint::Reuse,
             DataState::None => return Err(SessionError::NoDataChannel),
             DataState::Passive => DataEndpoint::Passive,
             DataState::Delayed(style) => {
@@ -214,15 +226,19 @@ impl Session {
 
     /// MODE E connections kept from the last transfer serve the next one in the same
     /// direction.
-    fn may_reuse(&self, extended: bool, sends: bool) -> bool {
-        extended && self.reusable == Some(sends)
+    fn may_reuse(&self, extended: bool, direction: Direction) -> bool {
+        extended && self.reusable == Some(direction)
     }
 
     pub(super) fn transfer_to(&mut self, kind: TransferKind, endpoint: DataEndpoint) -> Result<(), SessionError> {
-        let sends = !matches!(kind, TransferKind::Store { .. });
+        let sends = kind.direction() == Direction::Send;
         let mode = self.mode_override.take().unwrap_or(self.mode);
         let extended = mode == TransferMode::Extended;
-        let xmode = mode == TransferMode::ExtendedX;
+        let data_mode = match mode {
+            TransferMode::Extended => Mode::E,
+            TransferMode::ExtendedX => Mode::X,
+            _ => Mode::Stream,
+        };
         //= docs/protocol-notes.md#mode-e-direction
         //# In MODE E the sender of the data must be the side that opens the TCP connections.
         if extended {
@@ -245,7 +261,7 @@ impl Session {
         }
         let access = self.access.clone().ok_or(SessionError::NotLoggedIn)?;
         let verify = if sends { None } else { self.expected_checksum.take() };
-        let reuse = self.may_reuse(extended, sends);
+        let reuse = self.may_reuse(extended, kind.direction());
         let buffer_auto = match self.buffer_size {
             Some(_) => None,
             None => self.config.buffers.automatic_for(self.control_rtt_us, self.abuf_rate),
@@ -258,8 +274,7 @@ impl Session {
             buffer_size: self.buffer_size.or(buffer_auto),
             access,
             verify,
-            extended,
-            xmode,
+            mode: data_mode,
             parallelism: self.parallelism,
             reuse,
             skip: self.rest_ranges.clone().unwrap_or_default(),
@@ -272,11 +287,10 @@ impl Session {
     }
 
     /// Seconds between perf markers for a transfer in this direction, if any are due.
-    pub fn marker_interval(&self, sends: bool) -> Option<u64> {
-        if sends {
-            self.markers_send
-        } else {
-            Some(self.markers_receive)
+    pub fn marker_interval(&self, direction: Direction) -> Option<u64> {
+        match direction {
+            Direction::Send => self.markers_send,
+            Direction::Receive => Some(self.markers_receive),
         }
         .filter(|&n| n > 0)
     }
@@ -321,8 +335,8 @@ impl Session {
     /// Records whether the MODE E connections of the transfer that just ended were kept, so a
     /// following transfer in the same direction without PASV/PORT reuses them. Call before
     /// [`Session::handle_transfer_done`].
-    pub fn handle_connections_kept(&mut self, sends: bool, kept: bool) {
-        self.reusable = kept.then_some(sends);
+    pub fn handle_connections_kept(&mut self, direction: Direction, kept: bool) {
+        self.reusable = kept.then_some(direction);
     }
 
     /// The transfer ended. With an error before [`Session::handle_transfer_started`] only the
