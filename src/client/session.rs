@@ -15,7 +15,7 @@ use super::progress::FileProgress;
 use super::url::FtpUrl;
 use super::{ClientError, CopyOptions, Mode};
 use crate::block::RangeSet;
-use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverSpec};
+use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverPlan, MoverSpec};
 use crate::pool::{MoverRequest, Pool};
 use crate::protocol::client::TransferReply;
 
@@ -358,13 +358,11 @@ impl Session {
         let (peer, local, buffer) = (self.control.peer, self.control.local, o.tcp_bs.or(self.abuf));
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
+        let plan = MoverPlan {
             request: request.clone(),
             mode: o.mode,
             parallelism: o.parallelism,
-            channel,
             peers: crate::peers::DataPeers::only(peer),
-            local,
             buffer,
             skip: skip.clone(),
             size_limit: None,
@@ -372,6 +370,11 @@ impl Session {
             layout: None,
             relative: false,
             markers: Some(PROGRESS_TICK),
+        };
+        let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
+            plan: plan.clone(),
+            channel,
+            local,
             cached,
         };
         let mut mover = channel

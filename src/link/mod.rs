@@ -97,26 +97,40 @@ impl Failure {
     }
 }
 
-/// A mover request.
+/// What a mover moves and how: the same for a door's pool (in-process or over the link) and
+/// for the client's own side of a copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoverPlan {
+    pub request: MoverRequest,
+    /// Stream mode, MODE E or MODE X (GridFTP v2 extended block mode).
+    pub mode: crate::block::Mode,
+    /// MODE E sending: connections per destination address.
+    pub parallelism: u32,
+    /// Who accepted data connections may come from (the client, trusted networks).
+    pub peers: crate::peers::DataPeers,
+    pub buffer: Option<u64>,
+    /// MODE E restart ranges (relative to the transfer's start).
+    pub skip: Vec<(u64, u64)>,
+    /// MODE E receive: blocks past this size are refused.
+    pub size_limit: Option<u64>,
+    /// MODE E/X block size when sending (None: the pool's default).
+    pub block_size: Option<u64>,
+    /// How the stripes (connect addresses) of a MODE E send divide the file; None: every
+    /// connection takes the next block, whichever stripe it goes to.
+    pub layout: Option<crate::block::layout::StripeLayout>,
+    /// ERET P: wire offsets are relative to the section's start.
+    pub relative: bool,
+    /// Between progress events (None: only the final one when receiving).
+    pub markers: Option<std::time::Duration>,
+}
+
+/// A mover a door asks a pool for: the plan, and how the data connections are made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireMover {
-    pub request: MoverRequest,
-    pub mode: crate::block::Mode,
-    pub parallelism: u32,
+    pub plan: MoverPlan,
     /// Listen and report the address (true), or connect to `connect`.
     pub listen: bool,
     pub connect: Vec<SocketAddr>,
-    /// Who the pool may accept data connections from.
-    pub peers: crate::peers::DataPeers,
-    pub buffer: Option<u64>,
-    pub skip: Vec<(u64, u64)>,
-    pub size_limit: Option<u64>,
-    #[serde(default)]
-    pub block_size: Option<u64>,
-    #[serde(default)]
-    pub layout: Option<crate::block::layout::StripeLayout>,
-    pub relative: bool,
-    pub markers_secs: Option<u64>,
     /// The control session, for MODE E connection reuse on the pool.
     pub session: u64,
     pub reuse: bool,

@@ -13,12 +13,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::{DataChannel, MoverRequest, Pool, PoolError, PreparedMover};
-use crate::block::layout::{stripe_ranges, StripeLayout};
+use crate::block::layout::stripe_ranges;
 use crate::block::xmode::XReceiver;
 use crate::block::{DecodeError, Direction, Header, Mode, RangeSet, TransferReceiver};
 use crate::engine::{BlockPlan, Canceller, Finished, OpError, Receiving, TransferHandle};
-pub use crate::link::MoverEvent;
-use crate::peers::DataPeers;
+pub use crate::link::{MoverEvent, MoverPlan};
 use crate::storage::checksum::Algorithm;
 
 /// A sending block transfer's file, the file ranges to send and the wire offset base.
@@ -41,30 +40,10 @@ pub enum MoverChannel {
 /// Everything a mover needs to run one transfer.
 #[derive(Debug)]
 pub struct MoverSpec {
-    pub request: MoverRequest,
-    /// Stream mode, MODE E or MODE X (GridFTP v2 extended block mode).
-    pub mode: Mode,
-    /// MODE E sending: connections per destination address.
-    pub parallelism: u32,
+    pub plan: MoverPlan,
     pub channel: MoverChannel,
-    /// Who accepted connections may come from (the client, trusted networks).
-    pub peers: DataPeers,
     /// Address to connect from.
     pub local: IpAddr,
-    pub buffer: Option<u64>,
-    /// MODE E restart ranges (relative to the transfer's start).
-    pub skip: Vec<(u64, u64)>,
-    /// MODE E receive: blocks past this size are refused.
-    pub size_limit: Option<u64>,
-    /// MODE E/X block size when sending (None: [`BLOCK_SIZE`]).
-    pub block_size: Option<u64>,
-    /// How the stripes (connect addresses) of a MODE E send divide the file; None: every
-    /// connection takes the next block, whichever stripe it goes to.
-    pub layout: Option<StripeLayout>,
-    /// ERET P: wire offsets are relative to the section's start.
-    pub relative: bool,
-    /// Seconds between progress events (None: only the final one when receiving).
-    pub markers: Option<Duration>,
     /// MODE E connections kept from the previous transfer in this direction.
     pub cached: Vec<TcpStream>,
 }
@@ -258,13 +237,13 @@ pub async fn run(
     events: mpsc::UnboundedSender<MoverEvent>,
     cancel: watch::Receiver<bool>,
 ) -> Result<MoverDone, MoverFailed> {
-    let sends = spec.request.direction() == Direction::Send;
-    let start = match spec.request {
+    let sends = spec.plan.request.direction() == Direction::Send;
+    let start = match spec.plan.request {
         MoverRequest::Receive { offset, .. } => offset,
         _ => 0,
     };
     let prepared = pool.prepare(std::mem::replace(
-        &mut spec.request,
+        &mut spec.plan.request,
         MoverRequest::SendBytes(Default::default()),
     ))?;
     let commit = match &prepared {
@@ -275,7 +254,7 @@ pub async fn run(
         MoverChannel::Listener(l) => Some(Accepting { listener: l.clone() }),
         MoverChannel::Listen => {
             let ip = pool.config.data_address.unwrap_or(spec.local);
-            let l = pool.open_passive(ip, spec.buffer)?;
+            let l = pool.open_passive(ip, spec.plan.buffer)?;
             let addr = l.local_addr().map_err(PoolError::Connect)?;
             let _ = events.send(MoverEvent::Listening(addr));
             Some(Accepting { listener: Arc::new(l) })
@@ -294,9 +273,9 @@ pub async fn run(
         start,
         cached,
     };
-    let done = if spec.mode == Mode::X {
+    let done = if spec.plan.mode == Mode::X {
         run.mode_x(prepared).await
-    } else if spec.mode == Mode::E {
+    } else if spec.plan.mode == Mode::E {
         if sends {
             run.send_mode_e(prepared).await
         } else {
@@ -347,7 +326,7 @@ impl Run<'_> {
         let channel = match (&self.accepting, &self.spec.channel) {
             (Some(a), _) => DataChannel::Accept {
                 listener: &a.listener,
-                peers: &self.spec.peers,
+                peers: &self.spec.plan.peers,
             },
             (None, MoverChannel::Connect(remotes)) => match remotes.first() {
                 Some(&remote) => DataChannel::Connect {
@@ -359,7 +338,7 @@ impl Run<'_> {
             (None, _) => return Err(PoolError::NoPort.into()),
         };
         let stream = tokio::select! {
-            s = self.pool.connect(channel, self.spec.buffer) => s?,
+            s = self.pool.connect(channel, self.spec.plan.buffer) => s?,
             _ = self.cancel.wait_for(|c| *c) => return Err(PoolError::Engine(OpError::Cancelled).into()),
         };
         let mut streams = Streams::new();
@@ -395,21 +374,21 @@ impl Run<'_> {
             let mut stripes = Vec::new();
             for &remote in remotes {
                 let mut conns = Vec::new();
-                for _ in 0..self.spec.parallelism.max(1) {
+                for _ in 0..self.spec.plan.parallelism.max(1) {
                     let channel = DataChannel::Connect {
                         local: self.spec.local,
                         remote,
                     };
-                    conns.push(self.pool.connect(channel, self.spec.buffer).await?);
+                    conns.push(self.pool.connect(channel, self.spec.plan.buffer).await?);
                 }
                 stripes.push(conns);
             }
             stripes
         };
         let file = Arc::new(file);
-        let block = self.spec.block_size.unwrap_or(BLOCK_SIZE);
+        let block = self.spec.plan.block_size.unwrap_or(BLOCK_SIZE);
         // One plan that every connection draws from, or, with a layout, one per stripe.
-        let plans: Vec<Arc<BlockPlan>> = match self.spec.layout {
+        let plans: Vec<Arc<BlockPlan>> = match self.spec.plan.layout {
             Some(layout) if stripes.len() > 1 => stripe_ranges(&ranges, stripes.len(), layout)
                 .into_iter()
                 .map(|r| Arc::new(BlockPlan::new(r, block, base)))
@@ -457,7 +436,7 @@ impl Run<'_> {
         };
         let base = offset.unwrap_or(0);
         let mut receiver = TransferReceiver::new(Some(self.wire_limit(base)));
-        for &(s, e) in &self.spec.skip {
+        for &(s, e) in &self.spec.plan.skip {
             receiver.stored(s, e.saturating_sub(s));
         }
         let recv = Joiner::ModeE {
@@ -506,12 +485,12 @@ impl Run<'_> {
     async fn connect_all(&self, joiner: &Joiner, streams: &mut Streams) -> Result<(), PoolError> {
         if let MoverChannel::Connect(remotes) = &self.spec.channel {
             for &remote in remotes {
-                for _ in 0..self.spec.parallelism.max(1) {
+                for _ in 0..self.spec.plan.parallelism.max(1) {
                     let channel = DataChannel::Connect {
                         local: self.spec.local,
                         remote,
                     };
-                    let sock = self.pool.connect(channel, self.spec.buffer).await?;
+                    let sock = self.pool.connect(channel, self.spec.plan.buffer).await?;
                     self.join(joiner, streams, sock)?;
                 }
             }
@@ -526,14 +505,18 @@ impl Run<'_> {
             let (file, ranges, base) = self.send_source(prepared)?;
             Joiner::XSend {
                 file: Arc::new(file),
-                plan: Arc::new(BlockPlan::new(ranges, self.spec.block_size.unwrap_or(BLOCK_SIZE), base)),
+                plan: Arc::new(BlockPlan::new(
+                    ranges,
+                    self.spec.plan.block_size.unwrap_or(BLOCK_SIZE),
+                    base,
+                )),
             }
         } else {
             let PreparedMover::Store { file, offset, .. } = prepared else {
                 return Err(PoolError::NoPort.into());
             };
             let mut receiver = XReceiver::new(Some(self.wire_limit(offset.unwrap_or(0))));
-            for &(s, e) in &self.spec.skip {
+            for &(s, e) in &self.spec.plan.skip {
                 receiver.stored(s, e.saturating_sub(s));
             }
             Joiner::XReceive {
@@ -565,7 +548,7 @@ impl Run<'_> {
     /// past the largest file offset (a huge block offset must not wrap onto the file's start).
     fn wire_limit(&self, base: u64) -> u64 {
         let ceiling = crate::block::MAX_FILE_OFFSET.saturating_sub(base);
-        self.spec.size_limit.map_or(ceiling, |s| s.min(ceiling))
+        self.spec.plan.size_limit.map_or(ceiling, |s| s.min(ceiling))
     }
 
     /// The file, the ranges to send and the wire offset base of a sending block transfer.
@@ -573,8 +556,12 @@ impl Run<'_> {
         match prepared {
             PreparedMover::File { file, offset, length } => {
                 // ERET P sends offsets relative to its start; RETR sends file offsets.
-                let base = if self.spec.relative { offset } else { 0 };
-                Ok((file, skip_ranges(offset, offset + length, base, &self.spec.skip), base))
+                let base = if self.spec.plan.relative { offset } else { 0 };
+                Ok((
+                    file,
+                    skip_ranges(offset, offset + length, base, &self.spec.plan.skip),
+                    base,
+                ))
             }
             PreparedMover::Bytes(b) => Ok((Pool::memory_file(&b)?, vec![(0, b.len() as u64)], 0)),
             PreparedMover::Store { .. } => Err(PoolError::NoPort),
@@ -589,7 +576,7 @@ impl Run<'_> {
     /// pool's cap), a receive with no connection left fails after the connect timeout, and a
     /// transfer whose byte count stands still for the stall timeout fails.
     async fn drive(&mut self, streams: &mut Streams, recv: Option<&Joiner>) -> Result<Vec<TcpStream>, MoverFailed> {
-        let mut ticker = self.spec.markers.map(tokio::time::interval);
+        let mut ticker = self.spec.plan.markers.map(tokio::time::interval);
         let listener = if recv.is_some() {
             self.accepting.as_ref().map(|a| a.listener.clone())
         } else {
@@ -635,7 +622,7 @@ impl Run<'_> {
             let accepting = room && !complete && failure.is_none();
             let accept = async {
                 match (&listener, accepting) {
-                    (Some(l), true) => self.pool.accept(l, &self.spec.peers, self.spec.buffer).await,
+                    (Some(l), true) => self.pool.accept(l, &self.spec.plan.peers, self.spec.plan.buffer).await,
                     _ => std::future::pending().await,
                 }
             };
@@ -710,7 +697,7 @@ impl Run<'_> {
             return None;
         }
         // A zero timeout polls the accept once.
-        let accept = self.pool.accept(l, &self.spec.peers, self.spec.buffer);
+        let accept = self.pool.accept(l, &self.spec.plan.peers, self.spec.plan.buffer);
         tokio::time::timeout(Duration::ZERO, accept).await.ok()?.ok()
     }
 

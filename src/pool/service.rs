@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -147,12 +146,12 @@ impl Service {
         events: mpsc::UnboundedSender<MoverEvent>,
         cancel: watch::Receiver<bool>,
     ) -> MoverResult {
-        let direction = m.request.direction();
-        let stored = match &m.request {
+        let direction = m.plan.request.direction();
+        let stored = match &m.plan.request {
             MoverRequest::Receive { path, .. } => Some(path.clone()),
             _ => None,
         };
-        let extended = m.mode == Mode::E;
+        let extended = m.plan.mode == Mode::E;
         let cached = if extended && m.reuse {
             match self.caches().remove(&m.session) {
                 Some((dir, socks)) if dir == direction => socks,
@@ -167,19 +166,9 @@ impl Service {
             None => MoverChannel::Connect(m.connect),
         };
         let spec = MoverSpec {
-            request: m.request,
-            mode: m.mode,
-            parallelism: m.parallelism,
+            plan: m.plan,
             channel,
-            peers: m.peers,
             local,
-            buffer: m.buffer,
-            skip: m.skip,
-            size_limit: m.size_limit,
-            block_size: m.block_size,
-            layout: m.layout,
-            relative: m.relative,
-            markers: m.markers_secs.map(Duration::from_secs),
             cached,
         };
         match mover::run(&self.pool, spec, events, cancel).await {

@@ -11,7 +11,7 @@ use super::Connection;
 use crate::block::Mode;
 use crate::door::convert::link_failure;
 use crate::door::pools::{MoverRun, PoolHandle};
-use crate::link::{Failure, FailureKind, MoverEvent, MoverResult, Report, WireMover};
+use crate::link::{Failure, FailureKind, MoverEvent, MoverPlan, MoverResult, Report, WireMover};
 use crate::peers::DataPeers;
 use crate::protocol::framer::Frame;
 use crate::protocol::session::{DataEndpoint, TransferKind, TransferRequest};
@@ -74,12 +74,10 @@ impl Connection {
             DataEndpoint::Reuse => (false, Vec::new()),
             DataEndpoint::Active(addrs) => (false, addrs.clone()),
         };
-        let wire = WireMover {
+        let plan = MoverPlan {
             request,
             mode: req.mode,
             parallelism: req.parallelism,
-            listen,
-            connect,
             // A proxied transfer's pool accepts only the door's own relay connection.
             peers: if proxied {
                 DataPeers::only(self.local.ip())
@@ -92,7 +90,12 @@ impl Connection {
             block_size: req.block_size,
             layout: req.layout,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
-            markers_secs: self.session.marker_interval(req.direction()),
+            markers: self.session.marker_interval(req.direction()).map(Duration::from_secs),
+        };
+        let wire = WireMover {
+            plan,
+            listen,
+            connect,
             session: self.id,
             reuse: req.reuse,
         };
