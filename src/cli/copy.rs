@@ -11,7 +11,6 @@ use clap::Args;
 
 use super::{block_size_arg, control_runtime, cpu_list, parse_data_path, size_arg};
 use crate::engine::{Engine, EngineConfig};
-use crate::pool::{Pool, PoolConfig};
 use crate::storage::checksum::Algorithm;
 use crate::storage::Root;
 
@@ -119,14 +118,8 @@ pub struct CopyArgs {
 }
 
 pub(super) fn run(args: CopyArgs) -> Result<ExitCode> {
-    use crate::client::{self, Mode};
-    let mode = match args.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None if args.parallel > 1 => Mode::E,
-        None | Some("s") => Mode::Stream,
-        Some("e") => Mode::E,
-        Some("x") => Mode::X,
-        Some(m) => bail!("unknown mode '{m}': use s, e or x"),
-    };
+    use crate::client;
+    let mode = client::mode_for(args.mode.as_deref(), args.parallel)?;
     let pairs = copy_pairs(&args)?;
     let alg = Algorithm::from_name(&args.checksum_alg)
         .with_context(|| format!("unknown checksum '{}'", args.checksum_alg))?;
@@ -155,14 +148,7 @@ pub(super) fn run(args: CopyArgs) -> Result<ExitCode> {
         }),
         sync: args.sync.then_some(args.sync_level),
         abuf: !args.no_abuf,
-        // A bar on a terminal unless --json or -q; -vb shows progress anywhere.
-        progress: match (args.quiet, args.vb, std::io::stderr().is_terminal()) {
-            (true, _, _) => client::Show::Nothing,
-            (false, true, true) => client::Show::Bar,
-            (false, true, false) => client::Show::Lines,
-            (false, false, tty) if tty && !args.json => client::Show::Bar,
-            _ => client::Show::Nothing,
-        },
+        progress: client::Show::choose(args.quiet, args.vb, std::io::stderr().is_terminal(), args.json),
     };
 
     let root = Arc::new(Root::open(std::path::Path::new("/")).context("opening /")?);
@@ -179,20 +165,7 @@ pub(super) fn run(args: CopyArgs) -> Result<ExitCode> {
         }
         .with_direct_io(args.direct_io),
     )?);
-    let pool = Pool::new(
-        root,
-        engine.clone(),
-        PoolConfig {
-            upload_digests: Vec::new(),
-            // The client writes its local files in place, as globus-url-copy does, so that
-            // -restart and -sync see the bytes already there.
-            partial_uploads: false,
-            // The server always copies an upload into a file: spare it our 4 KiB fragments.
-            copy_to_local_peer: true,
-            direct_io: args.direct_io,
-            ..PoolConfig::default()
-        },
-    );
+    let pool = client::local_pool(root, engine.clone(), args.direct_io);
     let mut record = control_runtime()?.block_on(client::copy_many(&pool, &pairs, &options))?;
     record.op_latency_us = latency.map(|l| l.summary());
     if args.json {

@@ -65,6 +65,40 @@ impl ClientError {
 /// Transfer mode of a copy.
 pub use crate::block::Mode;
 
+/// The mode for `--mode` (s, e or x, any case); without one, MODE E when more than one
+/// stream is asked for (as globus-url-copy -p does), else stream mode.
+pub fn mode_for(arg: Option<&str>, parallel: u32) -> Result<Mode, ClientError> {
+    match arg.map(str::to_ascii_lowercase).as_deref() {
+        None if parallel > 1 => Ok(Mode::E),
+        None | Some("s") => Ok(Mode::Stream),
+        Some("e") => Ok(Mode::E),
+        Some("x") => Ok(Mode::X),
+        Some(m) => Err(ClientError::Url(format!("unknown mode '{m}': use s, e or x"))),
+    }
+}
+
+/// The pool that moves the client's side of every copy.
+pub fn local_pool(
+    root: std::sync::Arc<crate::storage::Root>,
+    engine: std::sync::Arc<crate::engine::Engine>,
+    direct_io: bool,
+) -> Pool {
+    Pool::new(
+        root,
+        engine,
+        crate::pool::PoolConfig {
+            upload_digests: Vec::new(),
+            // The client writes its local files in place, as globus-url-copy does, so that
+            // -restart and -sync see the bytes already there.
+            partial_uploads: false,
+            // The server always copies an upload into a file: spare it our 4 KiB fragments.
+            copy_to_local_peer: true,
+            direct_io,
+            ..crate::pool::PoolConfig::default()
+        },
+    )
+}
+
 /// `-restart`: how often and how far apart failed transfers are tried again.
 #[derive(Clone, Copy, Debug)]
 pub struct Restart {
@@ -559,6 +593,18 @@ mod tests {
         assert_eq!(into_dir("/d/", "/src/f.dat"), "/d/f.dat");
         assert_eq!(into_dir("/d/g", "/src/f.dat"), "/d/g");
         assert_eq!(into_dir("/d/", "/src/"), "/d/");
+    }
+
+    #[test]
+    fn mode_and_progress_defaults() {
+        assert_eq!(mode_for(None, 1).unwrap(), Mode::Stream);
+        assert_eq!(mode_for(None, 4).unwrap(), Mode::E);
+        assert_eq!(mode_for(Some("X"), 4).unwrap(), Mode::X);
+        assert!(mode_for(Some("q"), 1).is_err());
+        assert_eq!(Show::choose(false, false, true, false), Show::Bar);
+        assert_eq!(Show::choose(false, false, true, true), Show::Nothing);
+        assert_eq!(Show::choose(false, true, false, false), Show::Lines);
+        assert_eq!(Show::choose(true, true, true, false), Show::Nothing);
     }
 
     #[test]

@@ -16,6 +16,20 @@ pub enum Show {
     Lines,
 }
 
+impl Show {
+    /// What globus-url-copy users expect: a bar on a terminal unless `quiet` or `json` (the
+    /// record goes to stdout then); `-vb` shows progress anywhere, as lines off a terminal.
+    pub fn choose(quiet: bool, vb: bool, terminal: bool, json: bool) -> Show {
+        match (quiet, vb, terminal) {
+            (true, _, _) => Show::Nothing,
+            (false, true, true) => Show::Bar,
+            (false, true, false) => Show::Lines,
+            (false, false, true) if !json => Show::Bar,
+            _ => Show::Nothing,
+        }
+    }
+}
+
 /// Plain-line state: bytes so far, when it started, when the last line was printed.
 struct Lines {
     moved: AtomicU64,

@@ -17,7 +17,7 @@ use super::{ClientError, CopyOptions, Mode};
 use crate::block::RangeSet;
 use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverPlan, MoverSpec};
 use crate::pool::{MoverRequest, Pool};
-use crate::protocol::client::TransferReply;
+use crate::protocol::client::{Restart, TransferReply};
 
 /// Seconds between progress events from our own movers (the bar and restart ranges).
 const PROGRESS_TICK: Duration = Duration::from_millis(500);
@@ -167,14 +167,20 @@ impl Session {
         // Where the local file is written from, and what the sender may skip: ERET P sends
         // offsets relative to `off`; REST in stream mode starts the data at `off`; MODE E/X
         // restart ranges keep absolute offsets.
+        let first = |end| {
+            let mut r = RangeSet::new();
+            r.insert(0, end);
+            Restart::Ranges(r)
+        };
         let (rest, local_offset) = match (job.download, o.length, o.mode) {
             (true, Some(_), _) => (None, off),
-            (true, None, Mode::Stream) if off > 0 => (Some(format!("REST {off}")), off),
-            (true, None, _) if off > 0 => (Some(format!("REST 0-{off}")), 0),
-            (_, _, Mode::Stream) if resuming => (Some(format!("REST {}", resume.prefix())), resume.prefix()),
-            (_, _, _) if resuming => (Some(format!("REST {}", resume.done.to_marker())), 0),
+            (true, None, Mode::Stream) if off > 0 => (Some(Restart::Offset(off)), off),
+            (true, None, _) if off > 0 => (Some(first(off)), 0),
+            (_, _, Mode::Stream) if resuming => (Some(Restart::Offset(resume.prefix())), resume.prefix()),
+            (_, _, _) if resuming => (Some(Restart::Ranges(resume.done.clone())), 0),
             _ => (None, 0),
         };
+        let rest = rest.map(|r| r.line());
         let verb = match (job.download, o.length) {
             (true, Some(len)) => format!("ERET P {off} {len} {path}"),
             (true, None) => format!("RETR {path}"),
