@@ -1,6 +1,6 @@
-//! Namespace operations of a control connection, run on the pools: on the pool holding the
-//! path, or on every pool for directories (they exist on all of them) and listings (merged).
-//! With the embedded pool there is one pool, and the same code serves it.
+//! Namespace operations of a control connection, run on the pools where the operation's
+//! [`Scope`] says: the pool holding the path, or every pool (listings are merged). With the
+//! embedded pool there is one pool, and the same code serves it.
 
 use std::collections::HashSet;
 
@@ -9,7 +9,7 @@ use crate::door::convert::{facts, link_failure};
 use crate::door::pools::PoolHandle;
 use crate::link::FileInfo;
 use crate::link::{Failure, NsReply};
-use crate::protocol::session::{StorageDone, StorageOp};
+use crate::protocol::session::{Scope, StorageDone, StorageOp};
 use crate::protocol::SessionError;
 
 fn err(f: Failure) -> SessionError {
@@ -17,43 +17,25 @@ fn err(f: Failure) -> SessionError {
 }
 
 impl Connection {
+    /// Runs a storage operation where its [`Scope`] says.
     pub(super) async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
         let m = &self.shared.pools;
-        let on_holder = |path: String, op| async move {
-            let (pool, _) = m.locate(&path).await.map_err(err)?;
-            pool.ns(op).await.map_err(err).map(|_| StorageDone::Done)
-        };
-        match op {
-            StorageOp::Stat(p) => Ok(StorageDone::Stat(facts(m.locate(&p).await.map_err(err)?.1))),
-            StorageOp::List(p) => Err(SessionError::Internal(format!("list {p} as an operation"))),
-            // Directories exist on every pool, so new files can go anywhere; attributes are
-            // set on every pool that holds the path.
-            op @ (StorageOp::ChangeDir(_)
-            | StorageOp::MakeDir(_)
-            | StorageOp::RemoveDir(_)
-            | StorageOp::SetMode { .. }
-            | StorageOp::SetTime { .. }
-            | StorageOp::SetGroup { .. }) => first_ok(m.ns_all(op).await).map(|_| StorageDone::Done),
-            StorageOp::Delete(p) => on_holder(p.clone(), StorageOp::Delete(p)).await,
-            StorageOp::Rename { from, to } => on_holder(from.clone(), StorageOp::Rename { from, to }).await,
-            StorageOp::Checksum {
-                algorithm,
-                path,
-                offset,
-                length,
-            } => {
-                let (pool, _) = m.locate(&path).await.map_err(err)?;
-                let op = StorageOp::Checksum {
-                    algorithm,
-                    path,
-                    offset,
-                    length,
-                };
-                match pool.ns(op).await.map_err(err)? {
-                    NsReply::Checksum(hex) => Ok(StorageDone::Checksum(hex)),
-                    other => Err(SessionError::Internal(format!("pool answered {other:?}"))),
-                }
+        let reply = match op.scope() {
+            Scope::Find(path) => return Ok(StorageDone::Stat(facts(m.locate(path).await.map_err(err)?.1))),
+            Scope::Holder(path) => {
+                let (pool, _) = m.locate(path).await.map_err(err)?;
+                pool.ns(op).await.map_err(err)?
             }
+            Scope::Every => {
+                first_ok(m.ns_all(op).await)?;
+                NsReply::Done
+            }
+        };
+        match reply {
+            NsReply::Done => Ok(StorageDone::Done),
+            NsReply::Checksum(hex) => Ok(StorageDone::Checksum(hex)),
+            NsReply::Info(info) => Ok(StorageDone::Stat(facts(info))),
+            NsReply::Entries(_) => Err(SessionError::Internal("a pool answered with a listing".into())),
         }
     }
 

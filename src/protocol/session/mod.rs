@@ -34,7 +34,7 @@ mod tests;
 
 pub use data::PassiveStyle;
 pub use login::MAX_LOGIN_FAILURES;
-pub use namespace::{StorageDone, StorageOp};
+pub use namespace::{Scope, StorageDone, StorageOp};
 pub use timers::Timeouts;
 pub use transfer::{DataEndpoint, TransferKind, TransferRequest};
 

@@ -48,6 +48,36 @@ pub enum StorageOp {
     },
 }
 
+/// Which pools run a [`StorageOp`] when the files are spread over several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Find the pool holding this path; its facts are the answer.
+    Find(&'a str),
+    /// The pool holding this path.
+    Holder(&'a str),
+    /// Every pool: directories exist on all of them (so new files can go anywhere), and
+    /// attributes are set wherever the path is.
+    Every,
+}
+
+impl StorageOp {
+    pub fn scope(&self) -> Scope<'_> {
+        match self {
+            StorageOp::Stat(p) => Scope::Find(p),
+            StorageOp::Delete(p) | StorageOp::Rename { from: p, .. } | StorageOp::Checksum { path: p, .. } => {
+                Scope::Holder(p)
+            }
+            StorageOp::List(_)
+            | StorageOp::ChangeDir(_)
+            | StorageOp::MakeDir(_)
+            | StorageOp::RemoveDir(_)
+            | StorageOp::SetMode { .. }
+            | StorageOp::SetTime { .. }
+            | StorageOp::SetGroup { .. } => Scope::Every,
+        }
+    }
+}
+
 /// Result of a successful [`StorageOp`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageDone {
