@@ -11,6 +11,7 @@ use super::{parse_data_path, parse_size};
 
 /// `bench` options. Lists (comma-separated) make a sweep over every combination.
 #[derive(Debug, Args)]
+#[command(after_help = super::UNITS_HELP)]
 pub struct BenchArgs {
     /// What to measure: m2m, download, upload, disk (disk-read and disk-write: cold-cache reads
     /// and synced writes in --dir, which must then be a disk, beside fio; needs root).

@@ -17,6 +17,7 @@ use crate::storage::Root;
 /// `copy` options: globus-url-copy's names (also with one dash) where the meaning is the
 /// same, with GNU-style long aliases.
 #[derive(Debug, Args)]
+#[command(after_help = super::UNITS_HELP)]
 pub struct CopyArgs {
     /// Source: ftp://[user[:password]@]host[:port]/path, file:///path or a local path.
     #[arg(required_unless_present = "from_file")]

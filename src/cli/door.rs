@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineConfig};
 
 /// `door` options.
 #[derive(Debug, Args)]
+#[command(after_help = super::UNITS_HELP)]
 pub struct DoorArgs {
     /// Control address.
     #[arg(long, default_value = "127.0.0.1:2811")]

@@ -33,6 +33,10 @@ use crate::pool::{Pool, PoolConfig};
 use crate::storage::checksum::Algorithm;
 use crate::storage::Root;
 
+/// The grammar of every duration and rate option (`units.rs`), shown under each command's help.
+const UNITS_HELP: &str = "Durations: a number with us, ms, s, m or h (600, 90s, 2.5s, 80ms, 10m); a bare number is \
+seconds (an RTT needs its unit). Rates: bits per second, with bit, kbit, mbit or gbit, or k, m, g (10gbit, 250m).";
+
 /// ringmover: GridFTP v2 server, client and benchmark for data-transfer nodes.
 #[derive(Debug, Parser)]
 #[command(version, about)]

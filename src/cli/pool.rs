@@ -14,6 +14,7 @@ use crate::storage::Root;
 
 /// `pool` options.
 #[derive(Debug, Args)]
+#[command(after_help = super::UNITS_HELP)]
 pub struct PoolArgs {
     /// Directory this pool stores files in.
     #[arg(long)]

@@ -18,6 +18,7 @@ use crate::storage::Root;
 /// `serve` options. Each can also come from the TOML file given with --config; flags win.
 #[derive(Debug, Args, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[command(after_help = super::UNITS_HELP)]
 pub struct ServeArgs {
     /// TOML file with any of these options (keys as the long flags, e.g. port-range = "50000-50100").
     #[arg(long)]

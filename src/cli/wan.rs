@@ -9,6 +9,7 @@ use clap::Args;
 use crate::wan::{self, LinkConfig};
 
 #[derive(Debug, Args)]
+#[command(after_help = super::UNITS_HELP)]
 pub struct WanArgs {
     /// First TUN device (created; move it into a namespace with `ip link set NAME netns NS`).
     #[arg(long = "tun-a")]
