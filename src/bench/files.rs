@@ -227,10 +227,37 @@ fn make_source(path: &Path, size: u64) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// Work directories are named `ringmover-bench-<pid>-…`, so that a later bench can remove
+/// those an interrupted one left behind (gigabytes, often in /dev/shm).
+fn work_dir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
+    remove_orphans(parent);
+    tempfile::Builder::new()
+        .prefix(&format!("ringmover-bench-{}-", std::process::id()))
+        .tempdir_in(parent)
+}
+
+/// Removes the work directories of bench processes that no longer run.
+fn remove_orphans(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ringmover-bench-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(dir = %e.path().display(), "removing the work directory of an interrupted bench");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Result<Vec<Case>, BenchError> {
-    let work = tempfile::Builder::new()
-        .prefix("ringmover-bench")
-        .tempdir_in(&plan.dir)?;
+    let work = work_dir(&plan.dir)?;
     let (ours_root, globus_root) = (work.path().join("ours"), work.path().join("globus"));
     for d in [&ours_root, &globus_root] {
         std::fs::create_dir(d)?;
@@ -240,7 +267,7 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
     // What a disk write sends comes from memory.
     let shm = Path::new("/dev/shm");
     let local_dir = if scenario == Scenario::DiskWrite && shm.is_dir() {
-        Some(tempfile::Builder::new().prefix("ringmover-bench").tempdir_in(shm)?)
+        Some(work_dir(shm)?)
     } else {
         None
     };
@@ -425,4 +452,26 @@ fn median_latency(all: &[LatencySummary]) -> Option<LatencySummary> {
     let mut v = all.to_vec();
     v.sort_by_key(|l| l.p50);
     v.get(v.len() / 2).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_directories_of_dead_benches_are_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead = parent.path().join("ringmover-bench-999999999-abc");
+        let mine = parent
+            .path()
+            .join(format!("ringmover-bench-{}-def", std::process::id()));
+        let other = parent.path().join("ringmover-benchmark-notes");
+        for d in [&dead, &mine, &other] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("f"), b"x").unwrap();
+        }
+        remove_orphans(parent.path());
+        assert!(!dead.exists());
+        assert!(mine.exists() && other.exists());
+    }
 }
