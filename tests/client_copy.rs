@@ -239,3 +239,18 @@ fn copy_through_registered_buffers_and_direct_io_in_every_mode() {
         );
     }
 }
+
+#[test]
+fn a_file_name_cannot_smuggle_a_command() {
+    let srv = Server::start(&[]);
+    std::fs::write(srv.path("victim"), b"keep me").unwrap();
+    let local = scratch();
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    // A local name with a line break would become "STOR /up/x\r\nDELE victim" on the wire.
+    std::fs::write(tree.join("x\r\nDELE victim"), b"x").unwrap();
+    let (ok, text) = copy(&["-r", path_str(&tree), &srv.user_url("/up/")]);
+    let victim = std::fs::read(srv.path("victim"));
+    assert!(!ok && text.contains("line break"), "{text}");
+    assert_eq!(victim.unwrap(), b"keep me", "{text}");
+}

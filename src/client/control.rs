@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use super::url::FtpUrl;
 use super::{ClientError, Reply};
 pub use crate::protocol::client::fuzz_reply;
-use crate::protocol::client::{features, pasv_address, Login, LoginNext, ReplyReader, TransferReply};
+use crate::protocol::client::{command_line, features, pasv_address, Login, LoginNext, ReplyReader, TransferReply};
 use crate::storage::checksum::Algorithm;
 
 /// A logged-in control connection to a server.
@@ -68,7 +68,17 @@ impl Control {
     }
 
     pub async fn send(&mut self, line: &str) -> Result<(), ClientError> {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).await?;
+        self.writer.write_all(command_line(line)?.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Sends several commands in one write (pipelined).
+    pub async fn send_all(&mut self, lines: &[String]) -> Result<(), ClientError> {
+        let mut batch = String::new();
+        for l in lines {
+            batch.push_str(&command_line(l)?);
+        }
+        self.writer.write_all(batch.as_bytes()).await?;
         Ok(())
     }
 

@@ -235,12 +235,7 @@ impl Session {
         };
         let used_g2 = getput || reuse_g2;
         lines.push(transfer_line);
-        let mut batch = String::new();
-        for l in &lines {
-            batch.push_str(l);
-            batch.push_str("\r\n");
-        }
-        self.control.send(batch.trim_end()).await?;
+        self.control.send_all(&lines).await?;
         let request = if job.download {
             MoverRequest::Receive {
                 path: job.local.clone(),

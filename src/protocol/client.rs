@@ -60,6 +60,18 @@ pub enum ReplyError {
     NoAddress(String),
     #[error("bad address in {0}")]
     BadAddress(String),
+    #[error("a command may not contain a line break or NUL (from a path or URL?): {0:?}")]
+    LineBreak(String),
+}
+
+/// One command line as it goes on the wire, CRLF added. A line break (or NUL) inside it, from
+/// a file name or a URL, would let it smuggle a second command (`STOR a\r\nDELE b`), so such a
+/// line is refused.
+pub fn command_line(line: &str) -> Result<String, ReplyError> {
+    if line.contains(['\r', '\n', '\0']) {
+        return Err(ReplyError::LineBreak(line.chars().take(80).collect()));
+    }
+    Ok(format!("{line}\r\n"))
 }
 
 /// Assembles replies from lines (RFC 959 §4.2: `code-` opens a multi-line reply that the line
@@ -311,6 +323,14 @@ mod tests {
         assert!(!r.mid_reply());
         assert!(matches!(r.push_line("hello"), Err(ReplyError::NotAReply(_))));
         assert!(matches!(r.push_line("999 x"), Err(ReplyError::NotAReply(_))));
+    }
+
+    #[test]
+    fn command_lines_cannot_smuggle_a_second_command() {
+        assert_eq!(command_line("STOR /a b").unwrap(), "STOR /a b\r\n");
+        for bad in ["STOR a\r\nDELE b", "STOR a\nDELE b", "RETR a\0"] {
+            assert!(matches!(command_line(bad), Err(ReplyError::LineBreak(_))), "{bad:?}");
+        }
     }
 
     #[test]
