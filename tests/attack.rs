@@ -713,3 +713,18 @@ fn uploads_never_replace_or_write_into_special_files() {
     assert_eq!(r.code, 550, "{}", r.text());
     assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
 }
+
+#[test]
+fn a_name_with_a_line_break_cannot_forge_listing_entries() {
+    let srv = Server::start(&[]);
+    std::fs::write(srv.path("plain"), b"x").unwrap();
+    // Made on the server's host (FTP itself cannot name it): the rest would pose as an entry.
+    std::fs::write(srv.path("x\r\ntype=file;size=1; forged"), b"x").unwrap();
+    let mut c = Control::login(srv.addr, USER, PASSWORD);
+    for cmd in ["MLSD /", "LIST /", "NLST /", "MLSR /"] {
+        let (listing, r) = c.download(cmd);
+        assert_eq!(r.code, 226, "{cmd}");
+        let text = String::from_utf8_lossy(&listing);
+        assert!(text.contains("plain") && !text.contains("forged"), "{cmd}: {text}");
+    }
+}

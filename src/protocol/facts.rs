@@ -118,10 +118,17 @@ pub fn list_line(f: &Facts, now_secs: i64) -> String {
     )
 }
 
-/// Renders a whole listing in `format`, CRLF-terminated lines.
+/// False for a name a listing cannot carry: a line break in it (a file made on the server's
+/// host, not over FTP) would end its line early and let the rest pose as an entry of its own.
+pub fn listable(name: &str) -> bool {
+    !name.contains(['\r', '\n'])
+}
+
+/// Renders a whole listing in `format`, CRLF-terminated lines; names with line breaks are left
+/// out (see [`listable`]).
 pub fn render_listing(entries: &[Facts], format: ListFormat, writable: bool, now_secs: i64) -> Vec<u8> {
     let mut out = String::new();
-    for e in entries {
+    for e in entries.iter().filter(|e| listable(&e.name)) {
         let line = match format {
             ListFormat::Mlsd | ListFormat::Mlsr => mlsx_line(e, writable),
             ListFormat::List => list_line(e, now_secs),
@@ -156,6 +163,16 @@ mod tests {
             mlsx_line(&sample(), false),
             "Type=file;Size=1234;Modify=20251126135000;Perm=r;UNIX.mode=0644; a b.txt"
         );
+    }
+
+    #[test]
+    fn names_with_line_breaks_stay_out_of_listings() {
+        let mut bad = sample();
+        bad.name = "x\r\ntype=file;size=1; fake".into();
+        let text = render_listing(&[sample(), bad], ListFormat::Mlsd, false, 0);
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains("fake"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::Connection;
 use crate::door::convert::facts;
 use crate::link::Kind;
 use crate::link::{MoverRequest, Spool};
-use crate::protocol::facts::{mlsx_line, EntryKind};
+use crate::protocol::facts::{listable, mlsx_line, EntryKind};
 use crate::protocol::session::{StorageDone, StorageOp};
 use crate::protocol::SessionError;
 
@@ -39,7 +39,7 @@ impl Connection {
         if is_dir {
             self.walk(path, writable, &mut out).await?;
         } else {
-            for info in self.entries(path).await? {
+            for info in self.entries(path).await?.into_iter().filter(|i| listable(&i.name)) {
                 writeln_crlf(&mut out, &mlsx_line(&facts(info), writable))?;
             }
         }
@@ -66,7 +66,7 @@ impl Connection {
         while let Some((dir, rel, depth)) = stack.pop() {
             let entries = self.entries(if dir.is_empty() { "/" } else { &dir }).await?;
             let mut subdirs = Vec::new();
-            for info in entries {
+            for info in entries.into_iter().filter(|i| listable(&i.name)) {
                 listed += 1;
                 if listed > MAX_ENTRIES {
                     return Err(SessionError::Local(format!(
