@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 use super::url::FtpUrl;
 use super::{ClientError, Reply};
 pub use crate::protocol::client::fuzz_reply;
-use crate::protocol::client::{command_line, features, pasv_address, Login, LoginNext, ReplyReader, TransferReply};
+use crate::protocol::client::{
+    command_line, features, pasv_address, Login, LoginNext, ReplyReader, Request, TransferReply,
+};
 use crate::storage::checksum::Algorithm;
 
 /// A logged-in control connection to a server.
@@ -129,7 +131,7 @@ impl Control {
 
     /// PASV: the server's data address now (a delayed answer is refused here).
     pub async fn pasv(&mut self) -> Result<SocketAddr, ClientError> {
-        self.send("PASV").await?;
+        self.send(&Request::Pasv.to_string()).await?;
         self.pasv_reply()
             .await?
             .ok_or_else(|| ClientError::Protocol("PASV was delayed".into()))
@@ -137,31 +139,37 @@ impl Control {
 
     /// FEAT labels (each feature line, trimmed, upper case).
     pub async fn features(&mut self) -> Result<Vec<String>, ClientError> {
-        Ok(features(&self.cmd("FEAT").await?))
+        Ok(features(&self.cmd(&Request::Feat.to_string()).await?))
     }
 
     pub async fn checksum(&mut self, alg: Algorithm, path: &str) -> Result<String, ClientError> {
         let r = self
-            .expect_ok(Some(&format!("CKSM {} 0 -1 {path}", alg.name())))
+            .expect_ok(Some(
+                &Request::Cksm {
+                    algorithm: alg.name(),
+                    path,
+                }
+                .to_string(),
+            ))
             .await?;
         Ok(r.body().to_ascii_lowercase())
     }
 
     /// SIZE of a remote file; None when the server says it has none (550).
     pub async fn size(&mut self, path: &str) -> Result<Option<u64>, ClientError> {
-        let r = self.cmd(&format!("SIZE {path}")).await?;
+        let r = self.cmd(&Request::Size(path).to_string()).await?;
         Ok((r.code == 213).then(|| r.body().parse().ok()).flatten())
     }
 
     /// MDTM of a remote file as `YYYYMMDDHHMMSS` (UTC); None when there is none.
     pub async fn mdtm(&mut self, path: &str) -> Result<Option<String>, ClientError> {
-        let r = self.cmd(&format!("MDTM {path}")).await?;
+        let r = self.cmd(&Request::Mdtm(path).to_string()).await?;
         Ok((r.code == 213).then(|| r.body().chars().take(14).collect()))
     }
 
     /// Ends the session politely; errors do not matter any more.
     pub async fn quit(mut self) {
-        let _ = self.cmd("QUIT").await;
+        let _ = self.cmd(&Request::Quit.to_string()).await;
     }
 }
 

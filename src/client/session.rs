@@ -3,7 +3,6 @@
 //! and OPTS go out only when they change; with `-fast` MODE E connections stay open for the
 //! next file; with `-pp` the next file's commands go out before this file's 226 is read.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use super::{ClientError, CopyOptions, Mode};
 use crate::block::RangeSet;
 use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverPlan, MoverSpec};
 use crate::pool::{MoverRequest, Pool};
-use crate::protocol::client::{Restart, TransferReply};
+use crate::protocol::client::{G2Channel, Request, Restart, TransferReply};
 
 /// Seconds between progress events from our own movers (the bar and restart ranges).
 const PROGRESS_TICK: Duration = Duration::from_millis(500);
@@ -124,7 +123,7 @@ impl Session {
         let getput = features.iter().any(|f| f == "GETPUT");
         // Without -tcp-bs, let a server that offers ABUF size the buffers from the RTT.
         let abuf = if o.abuf && o.tcp_bs.is_none() && features.iter().any(|f| f == "ABUF") {
-            let text = control.expect_ok(Some("ABUF")).await?.text;
+            let text = control.expect_ok(Some(&Request::Abuf.to_string())).await?.text;
             // "200 ABUF <bytes> fixed ..." fixes our buffers too; "autotuning" leaves them.
             let words: Vec<&str> = text.split_whitespace().collect();
             let size = match words.as_slice() {
@@ -180,14 +179,21 @@ impl Session {
             (_, _, _) if resuming => (Some(Restart::Ranges(resume.done.clone())), 0),
             _ => (None, 0),
         };
-        let rest = rest.map(|r| r.line());
         let verb = match (job.download, o.length) {
-            (true, Some(len)) => format!("ERET P {off} {len} {path}"),
-            (true, None) => format!("RETR {path}"),
-            (false, _) => format!("STOR {path}"),
+            (true, Some(length)) => Request::EretPartial {
+                offset: off,
+                length,
+                path,
+            },
+            (true, None) => Request::Retr(path),
+            (false, _) => Request::Stor(path),
         };
         let getput = self.getput && o.g2 && rest.is_none() && !partial && !o.delayed_passive;
-        let g2 = format!("{} path={path};", if job.download { "GET" } else { "PUT" });
+        let g2 = |channel| Request::GetPut {
+            get: job.download,
+            path,
+            channel,
+        };
         let reuse = self
             .kept
             .take()
@@ -200,39 +206,29 @@ impl Session {
             let l = pool
                 .open_passive(self.control.local, o.tcp_bs.or(self.abuf))
                 .map_err(|e| ClientError::Data(e.to_string()))?;
-            let addr = l.local_addr()?;
-            let IpAddr::V4(ip) = addr.ip() else {
-                return Err(ClientError::Url("IPv6 data channels need EPRT".into()));
-            };
-            let hp = crate::protocol::reply::host_port(ip, addr.port());
             if !getput {
-                lines.push(format!("PORT {hp}"));
+                lines.push(Request::Port(v4_address(&l)?).to_string());
                 expect.push(Expect::Ok { must: true });
             }
             Channel::Listen(Arc::new(l))
         } else if getput {
             Channel::Await127
         } else {
-            lines.push("PASV".into());
+            lines.push(Request::Pasv.to_string());
             expect.push(Expect::Pasv);
             Channel::Pasv
         };
-        if let Some(r) = rest {
-            lines.push(r);
+        if let Some(r) = &rest {
+            lines.push(Request::Rest(r).to_string());
             expect.push(Expect::Ok { must: true });
         }
         let transfer_line = match (&channel, getput) {
-            (Channel::Listen(l), true) => {
-                let addr = l.local_addr()?;
-                let IpAddr::V4(ip) = addr.ip() else {
-                    return Err(ClientError::Url("IPv6 data channels need EPRT".into()));
-                };
-                format!("{g2}port={};", crate::protocol::reply::host_port(ip, addr.port()))
-            }
-            (Channel::Await127, _) => format!("{g2}pasv;"),
-            (Channel::Reuse(..), _) if reuse_g2 => g2,
+            (Channel::Listen(l), true) => g2(G2Channel::Port(v4_address(l)?)),
+            (Channel::Await127, _) => g2(G2Channel::Pasv),
+            (Channel::Reuse(..), _) if reuse_g2 => g2(G2Channel::Reuse),
             _ => verb,
-        };
+        }
+        .to_string();
         let used_g2 = getput || reuse_g2;
         lines.push(transfer_line);
         self.control.send_all(&lines).await?;
@@ -268,21 +264,21 @@ impl Session {
     /// MODE, SBUF, OPTS RETR, OPTS PASV and TREV lines, for what changed since the last transfer.
     fn settings(&mut self, o: &CopyOptions, download: bool, lines: &mut Vec<String>, expect: &mut Vec<Expect>) {
         if self.mode != o.mode {
-            lines.push(format!("MODE {}", o.mode.letter()));
+            lines.push(Request::Mode(o.mode).to_string());
             expect.push(Expect::Ok { must: true });
             self.mode = o.mode;
         }
         if o.tcp_bs.is_some() && self.sbuf != o.tcp_bs {
-            lines.push(format!("SBUF {}", o.tcp_bs.unwrap_or_default()));
+            lines.push(Request::Sbuf(o.tcp_bs.unwrap_or_default()).to_string());
             expect.push(Expect::Ok { must: true });
             self.sbuf = o.tcp_bs;
         }
         if o.mode != Mode::Stream && (download || o.mode == Mode::X) {
-            let p = o.parallelism;
-            let mut opts = format!("OPTS RETR Parallelism={p},{p},{p};");
-            if let Some(bs) = o.block_size {
-                opts.push_str(&format!("BlockSize={bs};"));
+            let opts = Request::OptsRetr {
+                parallelism: o.parallelism,
+                block_size: o.block_size,
             }
+            .to_string();
             if self.opts.as_ref() != Some(&opts) {
                 lines.push(opts.clone());
                 expect.push(Expect::Ok { must: true });
@@ -290,13 +286,13 @@ impl Session {
             }
         }
         if o.delayed_passive && !self.delayed {
-            lines.push("OPTS PASV AllowDelayed=1;".into());
+            lines.push(Request::AllowDelayedPassive.to_string());
             expect.push(Expect::Ok { must: true });
             self.delayed = true;
         }
         if o.restart.is_some() && !self.trev {
             // Restart markers every second; a server without TREV keeps its own period.
-            lines.push("TREV RESTART 1".into());
+            lines.push(Request::RestartMarkers(1).to_string());
             expect.push(Expect::Ok { must: false });
             self.trev = true;
         }
@@ -484,5 +480,13 @@ fn note_progress(ev: MoverEvent, download: bool, resume: &mut Resume, progress: 
         progress.at(resume.done.len());
     } else {
         progress.at(bytes + resume.done.len());
+    }
+}
+
+/// Our listener's address for PORT or `port=` (IPv6 would need EPRT).
+fn v4_address(l: &tokio::net::TcpListener) -> Result<std::net::SocketAddrV4, ClientError> {
+    match l.local_addr()? {
+        std::net::SocketAddr::V4(a) => Ok(a),
+        std::net::SocketAddr::V6(_) => Err(ClientError::Url("IPv6 data channels need EPRT".into())),
     }
 }

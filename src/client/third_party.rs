@@ -1,14 +1,12 @@
 //! Server → server. The destination listens (PASV/STOR) and the source connects (PORT/RETR),
 //! as MODE E requires; the data never passes through this client.
 
-use std::net::IpAddr;
-
 use super::control::Control;
 use super::progress::FileProgress;
 use super::session::{Moved, Resume};
 use super::url::FtpUrl;
 use super::{ClientError, CopyOptions, Mode};
-use crate::protocol::client::TransferReply;
+use crate::protocol::client::{Request, Restart, TransferReply};
 use crate::storage::checksum::Algorithm;
 
 /// One attempt at a third-party copy; `resume` holds what the destination reported stored.
@@ -28,42 +26,41 @@ pub async fn copy(
     }
     for (c, sends) in [(&mut a, true), (&mut b, false)] {
         if o.mode != Mode::Stream {
-            c.expect_ok(Some(&format!("MODE {}", o.mode.letter()))).await?;
+            c.expect_ok(Some(&Request::Mode(o.mode).to_string())).await?;
         }
         if let Some(n) = o.tcp_bs {
-            c.expect_ok(Some(&format!("SBUF {n}"))).await?;
+            c.expect_ok(Some(&Request::Sbuf(n).to_string())).await?;
         }
         if o.mode != Mode::Stream && sends {
-            let p = o.parallelism;
-            c.expect_ok(Some(&format!("OPTS RETR Parallelism={p},{p},{p};")))
-                .await?;
+            let opts = Request::OptsRetr {
+                parallelism: o.parallelism,
+                block_size: None,
+            };
+            c.expect_ok(Some(&opts.to_string())).await?;
         }
     }
     if o.restart.is_some() {
-        let _ = b.cmd("TREV RESTART 1").await?;
+        let _ = b.cmd(&Request::RestartMarkers(1).to_string()).await?;
     }
     // Perf markers from the receiving side drive the progress bar.
-    let _ = b.cmd("TREV PERF 1").await?;
+    let _ = b.cmd(&Request::PerfMarkers(1).to_string()).await?;
     let addr = b.pasv().await?;
-    let IpAddr::V4(ip) = addr.ip() else {
+    let std::net::SocketAddr::V4(addr) = addr else {
         return Err(ClientError::Url("IPv6 third-party needs EPRT".into()));
     };
     let rest = match o.mode {
         _ if resume.done.is_empty() => None,
-        Mode::Stream => Some(format!("REST {}", resume.prefix())),
-        _ => Some(format!("REST {}", resume.done.to_marker())),
+        Mode::Stream => Some(Restart::Offset(resume.prefix())),
+        _ => Some(Restart::Ranges(resume.done.clone())),
     };
     if let Some(r) = &rest {
-        b.expect_ok(Some(r)).await?;
-        a.expect_ok(Some(r)).await?;
+        let line = Request::Rest(r).to_string();
+        b.expect_ok(Some(&line)).await?;
+        a.expect_ok(Some(&line)).await?;
     }
-    b.send(&format!("STOR {}", dst.path)).await?;
-    a.expect_ok(Some(&format!(
-        "PORT {}",
-        crate::protocol::reply::host_port(ip, addr.port())
-    )))
-    .await?;
-    a.send(&format!("RETR {}", src.path)).await?;
+    b.send(&Request::Stor(&dst.path).to_string()).await?;
+    a.expect_ok(Some(&Request::Port(addr).to_string())).await?;
+    a.send(&Request::Retr(&src.path).to_string()).await?;
     let skipped = resume.done.len();
     let receiving = async {
         loop {

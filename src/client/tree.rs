@@ -9,13 +9,14 @@ use super::control::Control;
 use super::session::FileJob;
 use super::url::FtpUrl;
 use super::ClientError;
+use crate::protocol::client::Request;
 use crate::storage::checksum::Algorithm;
 
 /// The entries of a remote directory (MLSD over a PASV connection): (name, is_dir).
 async fn list_dir(c: &mut Control, path: &str) -> Result<Vec<(String, bool)>, ClientError> {
     let addr = c.pasv().await?;
     let mut data = TcpStream::connect(addr).await?;
-    c.send(&format!("MLSD {path}")).await?;
+    c.send(&Request::Mlsd(path).to_string()).await?;
     let mut listing = Vec::new();
     // A listing is a few kilobytes of metadata: read it directly, not on the engine.
     let (read, reply) = tokio::join!(data.read_to_end(&mut listing), c.until_final());
@@ -77,7 +78,7 @@ pub async fn upload_jobs(local: &str, url: &FtpUrl) -> Result<Vec<FileJob>, Clie
     while let Some((here, remote)) = todo.pop() {
         // An existing directory answers 550; a real failure shows on the uploads.
         if !remote.is_empty() {
-            c.cmd(&format!("MKD {remote}")).await?;
+            c.cmd(&Request::Mkd(&remote).to_string()).await?;
         }
         let mut entries: Vec<_> = std::fs::read_dir(&here)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());

@@ -173,6 +173,107 @@ impl Login {
     }
 }
 
+/// A command the client sends, in the spelling the Globus server and dCache take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    Feat,
+    Quit,
+    Pasv,
+    /// ABUF without a rate: the server sizes the buffers from the control RTT.
+    Abuf,
+    Port(core::net::SocketAddrV4),
+    Mode(crate::block::Mode),
+    Sbuf(u64),
+    /// `OPTS RETR Parallelism=p,p,p;[BlockSize=n;]`.
+    OptsRetr {
+        parallelism: u32,
+        block_size: Option<u64>,
+    },
+    /// `OPTS PASV AllowDelayed=1;`.
+    AllowDelayedPassive,
+    /// `TREV RESTART|PERF seconds`.
+    RestartMarkers(u64),
+    PerfMarkers(u64),
+    Rest(&'a Restart),
+    Retr(&'a str),
+    Stor(&'a str),
+    /// `ERET P offset length path`.
+    EretPartial {
+        offset: u64,
+        length: u64,
+        path: &'a str,
+    },
+    /// GET (download) or PUT with `path=`, and `pasv;` or `port=` or neither (reuse).
+    GetPut {
+        get: bool,
+        path: &'a str,
+        channel: G2Channel,
+    },
+    Mlsd(&'a str),
+    Mkd(&'a str),
+    Size(&'a str),
+    Mdtm(&'a str),
+    /// `CKSM algorithm 0 -1 path`: the whole file.
+    Cksm {
+        algorithm: &'a str,
+        path: &'a str,
+    },
+}
+
+/// How a GET/PUT names its data channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum G2Channel {
+    /// Neither: the connections of the previous transfer.
+    Reuse,
+    Pasv,
+    Port(core::net::SocketAddrV4),
+}
+
+impl std::fmt::Display for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::reply::host_port;
+        match self {
+            Request::Feat => f.write_str("FEAT"),
+            Request::Quit => f.write_str("QUIT"),
+            Request::Pasv => f.write_str("PASV"),
+            Request::Abuf => f.write_str("ABUF"),
+            Request::Port(a) => write!(f, "PORT {}", host_port(*a.ip(), a.port())),
+            Request::Mode(m) => write!(f, "MODE {}", m.letter()),
+            Request::Sbuf(n) => write!(f, "SBUF {n}"),
+            Request::OptsRetr {
+                parallelism: p,
+                block_size,
+            } => {
+                write!(f, "OPTS RETR Parallelism={p},{p},{p};")?;
+                match block_size {
+                    Some(n) => write!(f, "BlockSize={n};"),
+                    None => Ok(()),
+                }
+            }
+            Request::AllowDelayedPassive => f.write_str("OPTS PASV AllowDelayed=1;"),
+            Request::RestartMarkers(n) => write!(f, "TREV RESTART {n}"),
+            Request::PerfMarkers(n) => write!(f, "TREV PERF {n}"),
+            Request::Rest(r) => f.write_str(&r.line()),
+            Request::Retr(p) => write!(f, "RETR {p}"),
+            Request::Stor(p) => write!(f, "STOR {p}"),
+            Request::EretPartial { offset, length, path } => write!(f, "ERET P {offset} {length} {path}"),
+            Request::GetPut { get, path, channel } => {
+                write!(f, "{} path={path};", if *get { "GET" } else { "PUT" })?;
+                match channel {
+                    G2Channel::Reuse => Ok(()),
+                    G2Channel::Pasv => f.write_str("pasv;"),
+                    G2Channel::Port(a) => write!(f, "port={};", host_port(*a.ip(), a.port())),
+                }
+            }
+            Request::Mlsd(p) => write!(f, "MLSD {p}"),
+            Request::Mkd(p) => write!(f, "MKD {p}"),
+            Request::Size(p) => write!(f, "SIZE {p}"),
+            Request::Mdtm(p) => write!(f, "MDTM {p}"),
+            Request::Cksm { algorithm, path } => write!(f, "CKSM {algorithm} 0 -1 {path}"),
+        }
+    }
+}
+
 /// Where a transfer restarts: REST's argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Restart {
@@ -323,6 +424,57 @@ mod tests {
         assert!(!r.mid_reply());
         assert!(matches!(r.push_line("hello"), Err(ReplyError::NotAReply(_))));
         assert!(matches!(r.push_line("999 x"), Err(ReplyError::NotAReply(_))));
+    }
+
+    #[test]
+    fn requests_are_spelled_as_the_servers_take_them() {
+        let a: core::net::SocketAddrV4 = "10.0.0.2:51207".parse().unwrap();
+        let cases: Vec<(Request, &str)> = vec![
+            (Request::Port(a), "PORT 10,0,0,2,200,7"),
+            (Request::Mode(crate::block::Mode::X), "MODE X"),
+            (
+                Request::OptsRetr {
+                    parallelism: 4,
+                    block_size: Some(65536),
+                },
+                "OPTS RETR Parallelism=4,4,4;BlockSize=65536;",
+            ),
+            (
+                Request::EretPartial {
+                    offset: 5,
+                    length: 10,
+                    path: "/f",
+                },
+                "ERET P 5 10 /f",
+            ),
+            (
+                Request::GetPut {
+                    get: false,
+                    path: "/a b",
+                    channel: G2Channel::Port(a),
+                },
+                "PUT path=/a b;port=10,0,0,2,200,7;",
+            ),
+            (
+                Request::GetPut {
+                    get: true,
+                    path: "/f",
+                    channel: G2Channel::Pasv,
+                },
+                "GET path=/f;pasv;",
+            ),
+            (
+                Request::Cksm {
+                    algorithm: "ADLER32",
+                    path: "/f",
+                },
+                "CKSM ADLER32 0 -1 /f",
+            ),
+            (Request::Rest(&Restart::Offset(7)), "REST 7"),
+        ];
+        for (r, line) in cases {
+            assert_eq!(r.to_string(), line);
+        }
     }
 
     #[test]
