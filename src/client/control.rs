@@ -111,10 +111,16 @@ impl Control {
     /// passive address).
     pub async fn until_address_or_final(&mut self) -> Result<SocketAddr, ClientError> {
         loop {
-            match TransferReply::of(self.reply().await?)? {
+            let r = self.reply().await?;
+            if (200..400).contains(&r.code) {
+                return Err(ClientError::Protocol(format!(
+                    "expected a 127 address, got: {}",
+                    r.text
+                )));
+            }
+            match TransferReply::of(r)? {
                 TransferReply::Address(a) => return Ok(a),
                 TransferReply::Refused(r) => return Err(ClientError::Refused(r)),
-                TransferReply::Done => return Err(ClientError::Protocol("expected a 127 address".into())),
                 _ => {}
             }
         }

@@ -117,7 +117,7 @@ impl PoolHandle {
                 })
             }
             PoolHandle::Remote(p) => {
-                let id = p.next_mover.fetch_add(1, Ordering::Relaxed);
+                let id = p.next_id.fetch_add(1, Ordering::Relaxed);
                 p.movers.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
                 p.active.fetch_add(1, Ordering::Relaxed);
                 let run = MoverRun {
@@ -152,8 +152,8 @@ pub struct RemotePool {
     tx: mpsc::UnboundedSender<DoorMsg>,
     ns: Mutex<HashMap<u64, oneshot::Sender<Result<NsReply, Failure>>>>,
     movers: Mutex<HashMap<u64, mpsc::UnboundedSender<Report>>>,
+    /// Ids of namespace requests and movers.
     next_id: AtomicU64,
-    next_mover: AtomicU64,
     active: AtomicUsize,
     alive: AtomicBool,
 }
@@ -275,7 +275,6 @@ impl PoolManager {
             ns: Mutex::default(),
             movers: Mutex::default(),
             next_id: AtomicU64::new(0),
-            next_mover: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
         });

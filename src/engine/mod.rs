@@ -350,7 +350,6 @@ impl Engine {
         self.cores.len()
     }
 
-    /// The default data path.
     /// CPUs this process may use on which no ringmover transfer runs now (this process's
     /// or another's): where a helper thread, such as an upload's checksum follower, would
     /// not slow a transfer down.
@@ -358,6 +357,7 @@ impl Engine {
         self.placement.idle_cpus(&allowed_cpus())
     }
 
+    /// The default data path.
     pub fn path(&self) -> DataPath {
         self.path
     }

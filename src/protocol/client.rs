@@ -88,7 +88,7 @@ impl ReplyReader {
         if let Some((code, text)) = &mut self.open {
             text.push('\n');
             text.push_str(line.trim_end());
-            if line.len() >= 4 && line.starts_with(&format!("{code} ")) {
+            if line.starts_with(&format!("{code} ")) {
                 let (code, text) = self.open.take().unwrap_or_default();
                 return Ok(Some(ServerReply::new(code, text)));
             }

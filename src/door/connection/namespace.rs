@@ -46,14 +46,8 @@ impl Connection {
         let mut seen = HashSet::new();
         let mut first_err = None;
         let mut any_ok = false;
-        let results = self.shared.pools.ns_all(StorageOp::List(path.to_string())).await;
-        let several = results.len() > 1;
-        for (_, r) in results {
+        for (_, r) in self.shared.pools.ns_all(StorageOp::List(path.to_string())).await {
             match r {
-                Ok(NsReply::Entries(entries)) if !several => {
-                    any_ok = true;
-                    merged = entries;
-                }
                 Ok(NsReply::Entries(entries)) => {
                     any_ok = true;
                     merged.extend(entries.into_iter().filter(|e| seen.insert(e.name.clone())));
@@ -67,9 +61,8 @@ impl Connection {
         if !any_ok {
             return Err(first_err.map(err).unwrap_or(SessionError::NotFound));
         }
-        if several {
-            merged.sort_by(|a, b| a.name.cmp(&b.name));
-        }
+        // Each pool's list is sorted already: with one pool this only checks it.
+        merged.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(merged)
     }
 }

@@ -330,6 +330,14 @@ impl Session {
         }
     }
 
+    /// An ERET/ESTO offset moved on by a pending REST, within the largest file offset.
+    fn after_rest(&self, offset: u64) -> Result<u64, SessionError> {
+        offset
+            .checked_add(self.rest.unwrap_or(0))
+            .filter(|&o| o <= MAX_FILE_OFFSET)
+            .ok_or(SessionError::OffsetOverflow)
+    }
+
     fn dispatch(&mut self, cmd: Command) -> Result<(), SessionError> {
         use Command as C;
         match cmd {
@@ -425,10 +433,7 @@ impl Session {
             }
             C::Eret(EretArg::Partial { offset, length, path }) => {
                 let path = self.resolve(&path)?;
-                let offset = offset
-                    .checked_add(self.rest.unwrap_or(0))
-                    .filter(|&o| o <= MAX_FILE_OFFSET)
-                    .ok_or(SessionError::OffsetOverflow)?;
+                let offset = self.after_rest(offset)?;
                 self.transfer(TransferKind::Retrieve {
                     path,
                     offset,
@@ -450,10 +455,7 @@ impl Session {
             }
             C::Esto(EstoArg::Adjusted { offset, path }) => {
                 let path = self.writable_path(&path)?;
-                let offset = offset
-                    .checked_add(self.rest.unwrap_or(0))
-                    .filter(|&o| o <= MAX_FILE_OFFSET)
-                    .ok_or(SessionError::OffsetOverflow)?;
+                let offset = self.after_rest(offset)?;
                 self.transfer(TransferKind::Store {
                     path,
                     offset,
