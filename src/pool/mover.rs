@@ -490,8 +490,20 @@ impl Run<'_> {
                         local: self.spec.local,
                         remote,
                     };
-                    let sock = self.pool.connect(channel, self.spec.plan.buffer).await?;
-                    self.join(joiner, streams, sock)?;
+                    match self.pool.connect(channel, self.spec.plan.buffer).await {
+                        Ok(sock) => self.join(joiner, streams, sock)?,
+                        // A passive MODE X sender that sent everything over the connections
+                        // it already accepted closes its listener: the rest are not needed.
+                        Err(PoolError::Connect(e))
+                            if !self.sends
+                                && !streams.cancel.is_empty()
+                                && e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                        {
+                            tracing::debug!(%remote, "MODE X sender stopped listening; receiving on the connections made");
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
