@@ -12,17 +12,18 @@ declare -A ALLOWED=(
     [storage]=""
     [units]=""
     [secrets]=""
+    [gsi]=""
     [peers]=""
     [protocol]="block peers units"
     [engine]="block"
     [link]="block peers protocol secrets storage"
     [pool]="block engine link peers storage"
-    [door]="block engine link peers pool protocol secrets"
+    [door]="block engine gsi link peers pool protocol secrets"
     [client]="block engine link peers pool protocol storage units"
     [tune]="engine units"
     [wan]="units"
     [bench]="door engine peers units wan"
-    [cli]="bench client door engine link peers pool protocol storage tune units wan"
+    [cli]="bench client door engine gsi link peers pool protocol storage tune units wan"
 )
 
 # Source of a module without its test modules and comments.

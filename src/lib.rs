@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod door;
 pub mod engine;
+pub mod gsi;
 pub mod link;
 pub mod peers;
 pub mod pool;

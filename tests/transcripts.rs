@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use ringmover::protocol::session::{Access, StorageDone, StorageOp, TransferKind};
+use ringmover::protocol::session::{Access, AdatOutcome, StorageDone, StorageOp, TransferKind};
 use ringmover::protocol::{Action, Session, SessionConfig};
 
 /// Answers the session's actions the way the door would on a happy path, and records the
@@ -28,6 +28,7 @@ fn drive(session: &mut Session, transfers: &mut Vec<TransferKind>) {
                 session.handle_transfer_started(false);
                 session.handle_transfer_done(Ok(0));
             }
+            Action::Adat(_) => session.handle_adat(AdatOutcome::Failed("no GSI in transcripts".into())),
             Action::DropPassive | Action::ResetData | Action::Abort | Action::Close => {}
         }
     }
@@ -42,6 +43,7 @@ fn replay(name: &str, text: &str) -> Vec<TransferKind> {
         banner: "test".into(),
         buffers: Default::default(),
         timeouts: Default::default(),
+        gsi: false,
     });
     let mut transfers = Vec::new();
     let mut replies = VecDeque::new();

@@ -67,10 +67,12 @@ pub struct DoorArgs {
     /// longest prefix wins; otherwise the least loaded pool).
     #[arg(long = "place", value_name = "PREFIX=POOL")]
     pub placement: Vec<String>,
+    #[command(flatten)]
+    pub gsi: super::gsi::GsiArgs,
 }
 
 pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
-    let config = DoorOptions {
+    let mut config = DoorOptions {
         no_anonymous: args.no_anonymous,
         data_address: None,
         max_sessions: Some(args.max_sessions),
@@ -84,6 +86,7 @@ pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
         getput: args.getput,
     }
     .config()?;
+    config.gsi = args.gsi.load()?;
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),

@@ -3,6 +3,7 @@
 mod bench;
 mod copy;
 mod door;
+mod gsi;
 mod keys;
 mod pool;
 mod serve;
@@ -330,6 +331,7 @@ impl DoorOptions<'_> {
             buffers: buffer_policy(self.target_rate, !self.no_auto_buffers)?,
             trusted_networks: networks_arg(self.trusted_networks)?,
             getput: self.getput,
+            gsi: None,
         })
     }
 }

@@ -91,6 +91,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub data: DataLimitArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub gsi: super::gsi::GsiArgs,
 }
 
 impl ServeArgs {
@@ -123,6 +126,7 @@ impl ServeArgs {
             trusted_networks: self.trusted_networks.or(file.trusted_networks),
             getput: self.getput.or(file.getput),
             data: self.data.or(file.data),
+            gsi: self.gsi.or(file.gsi),
         })
     }
 }
@@ -135,7 +139,7 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode> {
         .context("--root is required (or root = \"...\" in --config)")?;
     let root = Arc::new(Root::open(&root_path).with_context(|| format!("opening root {}", root_path.display()))?);
     let port_range = args.port_range.as_deref().map(parse_port_range).transpose()?;
-    let door_config = DoorOptions {
+    let mut door_config = DoorOptions {
         no_anonymous: args.no_anonymous,
         data_address: args.data_address,
         max_sessions: args.max_sessions,
@@ -149,6 +153,7 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode> {
         getput: args.getput.unwrap_or_default(),
     }
     .config()?;
+    door_config.gsi = args.gsi.load()?;
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),

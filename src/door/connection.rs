@@ -19,7 +19,7 @@ use crate::peers::DataPeers;
 use crate::protocol::facts::{render_listing, ListFormat};
 use crate::protocol::framer::{Frame, LineFramer};
 use crate::protocol::session::{Access, StorageDone, StorageOp, TransferKind, TransferRequest};
-use crate::protocol::{Action, Command, Reply, Session, SessionConfig, SessionError};
+use crate::protocol::{Action, Command, Session, SessionConfig, SessionError};
 
 /// Command lines a connection may send before it has logged in.
 const MAX_LINES_BEFORE_LOGIN: usize = 64;
@@ -45,11 +45,16 @@ pub(crate) struct Connection {
     local: SocketAddr,
     shutdown: watch::Receiver<bool>,
     closed: bool,
+    /// A GSI context being set up (between ADAT rounds).
+    gsi_acceptor: Option<crate::gsi::Acceptor>,
+    /// Who authenticated with GSI.
+    gsi_peer: Option<security::GsiPeer>,
 }
 
 mod listing;
 mod namespace;
 mod relay;
+mod security;
 mod transfer;
 
 impl Connection {
@@ -68,6 +73,7 @@ impl Connection {
             buffers: shared.config.buffers.clone(),
             trusted_networks: shared.config.trusted_networks.clone(),
             advertise_getput: shared.advertise_getput,
+            gsi: shared.config.gsi.is_some(),
             timeouts: crate::protocol::session::Timeouts {
                 login: shared.config.login_timeout,
                 idle: shared.config.idle_timeout,
@@ -89,6 +95,8 @@ impl Connection {
             local,
             shutdown,
             closed: false,
+            gsi_acceptor: None,
+            gsi_peer: None,
         })
     }
 
@@ -170,8 +178,9 @@ impl Connection {
     }
 
     async fn close_with(&mut self, err: SessionError) -> std::io::Result<()> {
-        self.writer.write_all(Reply::from(&err).to_wire().as_bytes()).await?;
-        Ok(())
+        // Through the session, which wraps it on a protected channel.
+        self.session.fail(err);
+        self.flush().await
     }
 
     /// Reads more control bytes into the queue; false at end of stream.
@@ -230,7 +239,9 @@ impl Connection {
 
     async fn perform(&mut self, action: Action) -> std::io::Result<()> {
         match action {
+            Action::Authenticate { user, .. } if self.gsi_peer.is_some() => self.authenticate_gsi(&user),
             Action::Authenticate { user, password } => self.authenticate(user, password).await?,
+            Action::Adat(token) => self.adat(token).await,
             Action::OpenPassive { .. } => {
                 self.passive = None;
                 let result = self.open_listener().and_then(|l| {

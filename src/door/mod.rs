@@ -41,6 +41,15 @@ pub struct DoorConfig {
     pub trusted_networks: Vec<ipnet::IpNet>,
     /// Whether FEAT lists GETPUT.
     pub getput: GetPut,
+    /// GSI logins (`AUTH GSSAPI`), when a host credential is configured.
+    pub gsi: Option<Arc<GsiConfig>>,
+}
+
+/// What GSI logins need: the host credential with the trust roots, and the grid-mapfile.
+#[derive(Debug)]
+pub struct GsiConfig {
+    pub credentials: crate::gsi::ServerCredentials,
+    pub gridmap: crate::gsi::Gridmap,
 }
 
 /// Whether FEAT advertises GETPUT. globus-url-copy then uses GET/PUT for every transfer, and
@@ -81,6 +90,7 @@ impl Default for DoorConfig {
             buffers: Default::default(),
             trusted_networks: Vec::new(),
             getput: GetPut::Auto,
+            gsi: None,
         }
     }
 }

@@ -54,6 +54,28 @@ pub enum EpsvArg {
     Unknown(u32),
 }
 
+/// How an RFC 2228 protected command was wrapped; the replies are wrapped the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wrap {
+    /// Integrity only (`MIC`, replies `631`).
+    Mic,
+    /// Confidentiality only (`CONF`, replies `633`).
+    Conf,
+    /// Both (`ENC`, replies `632`).
+    Enc,
+}
+
+impl Wrap {
+    /// The reply code that carries a wrapped reply line.
+    pub fn reply_code(self) -> u16 {
+        match self {
+            Wrap::Mic => 631,
+            Wrap::Enc => 632,
+            Wrap::Conf => 633,
+        }
+    }
+}
+
 /// A parsed control command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -68,7 +90,7 @@ pub enum Command {
     /// `ADAT SP base64` (RFC 2228)
     Adat(String),
     /// `MIC`/`CONF`/`ENC SP base64` (RFC 2228): protected commands
-    Protected(String),
+    Protected(Wrap, String),
     /// `PBSZ SP n` (RFC 2228)
     Pbsz(String),
     /// `PROT SP C|S|E|P` (RFC 2228)
@@ -264,7 +286,9 @@ impl Command {
             Acct(_) => "ACCT",
             Auth(_) => "AUTH",
             Adat(_) => "ADAT",
-            Protected(_) => "ENC",
+            Protected(Wrap::Mic, _) => "MIC",
+            Protected(Wrap::Conf, _) => "CONF",
+            Protected(Wrap::Enc, _) => "ENC",
             Pbsz(_) => "PBSZ",
             Prot(_) => "PROT",
             Cwd(_) => "CWD",
@@ -340,7 +364,9 @@ fn parse_verb(verb: &str, arg: &str) -> Result<Command, ParseError> {
         "ACCT" => C::Acct(required(arg)?.to_string()),
         "AUTH" => C::Auth(required(arg)?.to_string()),
         "ADAT" => C::Adat(required(arg)?.to_string()),
-        "MIC" | "CONF" | "ENC" => C::Protected(required(arg)?.to_string()),
+        "MIC" => C::Protected(Wrap::Mic, required(arg)?.to_string()),
+        "CONF" => C::Protected(Wrap::Conf, required(arg)?.to_string()),
+        "ENC" => C::Protected(Wrap::Enc, required(arg)?.to_string()),
         "PBSZ" => C::Pbsz(required(arg)?.to_string()),
         "PROT" => C::Prot(required(arg)?.to_string()),
         "CWD" | "XCWD" => C::Cwd(required(arg)?.to_string()),

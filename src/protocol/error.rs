@@ -21,6 +21,9 @@ pub enum SessionError {
     NotLoggedIn,
     #[error("Login incorrect.")]
     LoginIncorrect,
+    /// A GSI login whose certificate subject may not act as the user asked for.
+    #[error("No local user for {0} in the grid-mapfile.")]
+    NotMapped(String),
     #[error("Too many failed logins; closing connection.")]
     TooManyFailures,
     #[error("Anonymous access is disabled on this server.")]
@@ -29,6 +32,15 @@ pub enum SessionError {
     BadSequence(&'static str),
     #[error("{0}")]
     Superfluous(&'static str),
+    /// RFC 2228: after AUTH every command must come wrapped (ENC/MIC/CONF).
+    #[error("Command protection level denied: send every command wrapped (ENC).")]
+    Unprotected,
+    /// RFC 2228: the security exchange, or a wrapped command, was refused.
+    #[error("{0}")]
+    SecurityFailed(String),
+    /// RFC 2228: a PROT level the mechanism does not offer.
+    #[error("{0}")]
+    ProtNotSupported(&'static str),
     #[error("{0}")]
     NotImplemented(&'static str),
     #[error("{0}")]
@@ -93,11 +105,14 @@ impl SessionError {
             Parse(ParseError::BadArgument(_)) | BadArgument(_) | PortRefused | OffsetOverflow => {
                 Code::PARAM_SYNTAX_ERROR
             }
-            NotLoggedIn | LoginIncorrect | AnonymousDisabled => Code::NOT_LOGGED_IN,
+            NotLoggedIn | LoginIncorrect | NotMapped(_) | AnonymousDisabled => Code::NOT_LOGGED_IN,
             TooManyFailures | ShuttingDown => Code::NOT_AVAILABLE,
             BadSequence(_) => Code::BAD_SEQUENCE,
             Superfluous(_) => Code::SUPERFLUOUS,
             NotImplemented(_) => Code::NOT_IMPLEMENTED,
+            Unprotected => Code::PROTECTION_DENIED,
+            SecurityFailed(_) => Code::SECURITY_FAILED,
+            ProtNotSupported(_) => Code::PROT_NOT_SUPPORTED,
             ParamNotImplemented(_) | UnknownChecksum(_) => Code::PARAM_NOT_IMPLEMENTED,
             ChecksumMismatch { .. } => Code::LOCAL_ERROR,
             ProtocolNotSupported => Code::NET_PROTO_NOT_SUPPORTED,
@@ -151,6 +166,10 @@ mod tests {
             NotAFile,
             NotEmpty,
             UnknownChecksum("x".into()),
+            NotMapped("x".into()),
+            Unprotected,
+            SecurityFailed("x".into()),
+            ProtNotSupported("x"),
         ];
         let transient = [
             TooManyFailures,

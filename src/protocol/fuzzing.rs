@@ -3,7 +3,7 @@
 
 use super::command::Command;
 use super::framer::{Frame, LineFramer};
-use super::session::{Access, DataEndpoint, StorageDone};
+use super::session::{Access, AdatOutcome, DataEndpoint, Protection, StorageDone};
 use super::{Action, Session, SessionConfig, SessionError};
 
 /// Parses arbitrary bytes as one command line.
@@ -36,6 +36,7 @@ pub fn session(data: &[u8]) {
         banner: "fuzz".into(),
         buffers: Default::default(),
         timeouts: Default::default(),
+        gsi: true,
     });
     s.handle_line(b"USER anonymous");
     s.handle_line(b"PASS x");
@@ -61,6 +62,11 @@ pub fn session(data: &[u8]) {
                     s.handle_transfer_started(false);
                     s.handle_transfer_done(if flip { Ok(1) } else { Err(SessionError::Aborted) });
                 }
+                Action::Adat(t) if flip => s.handle_adat(AdatOutcome::Continue(t)),
+                Action::Adat(_) => s.handle_adat(AdatOutcome::Done {
+                    token: None,
+                    protection: Box::new(Clear),
+                }),
                 Action::DropPassive | Action::ResetData | Action::Abort | Action::Close => {}
             }
         }
@@ -68,6 +74,20 @@ pub fn session(data: &[u8]) {
             let wire = r.to_wire();
             assert!(wire.ends_with("\r\n") && wire.len() >= 6, "{wire:?}");
         }
+    }
+}
+
+/// A stand-in security context: wrapping leaves the bytes as they are.
+#[derive(Debug)]
+struct Clear;
+
+impl Protection for Clear {
+    fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(plain.to_vec())
+    }
+
+    fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(token.to_vec())
     }
 }
 

@@ -33,6 +33,12 @@ codes! {
     EXT_DELAYED_PASV = 129, "Entering Extended Passive Mode";
     FILE_STATUS_OK = 150, "Beginning transfer.";
     OK = 200, "Command successful.";
+    SECURITY_DONE = 235, "Security data exchange complete.";
+    SECURITY_DATA = 334, "Security data needed.";
+    SECURITY_MORE = 335, "Security data acceptable; more needed.";
+    PROTECTION_DENIED = 533, "Command protection level denied for policy reasons.";
+    SECURITY_FAILED = 535, "Failed security check.";
+    PROT_NOT_SUPPORTED = 536, "Requested PROT level not supported by mechanism.";
     SUPERFLUOUS = 202, "Command not needed here.";
     SYSTEM_STATUS = 211, "System status.";
     FILE_STATUS = 213, "File status.";
@@ -80,6 +86,8 @@ impl Code {
 pub struct Reply {
     pub code: Code,
     pub lines: Vec<String>,
+    /// Every line carries the code (`632-` … `632 `): RFC 2228 wrapped replies.
+    pub coded: bool,
 }
 
 impl Reply {
@@ -93,6 +101,7 @@ impl Reply {
         Reply {
             code,
             lines: vec![sanitize(text.into())],
+            coded: false,
         }
     }
 
@@ -103,7 +112,21 @@ impl Reply {
         } else {
             lines.into_iter().map(sanitize).collect()
         };
-        Reply { code, lines }
+        Reply {
+            code,
+            lines,
+            coded: false,
+        }
+    }
+
+    /// An RFC 2228 wrapped reply: one base64 token per line of the plain reply, each line
+    /// with the code (`632-`, and `632 ` for the last).
+    pub fn wrapped(code: Code, tokens: Vec<String>) -> Reply {
+        Reply {
+            code,
+            lines: tokens.into_iter().map(sanitize).collect(),
+            coded: true,
+        }
     }
 
     /// The wire form, CRLF-terminated.
@@ -113,7 +136,7 @@ impl Reply {
         for (i, line) in self.lines.iter().enumerate() {
             if i + 1 == n {
                 let _ = write!(out, "{} {}\r\n", self.code.0, line);
-            } else if i == 0 {
+            } else if i == 0 || self.coded {
                 let _ = write!(out, "{}-{}\r\n", self.code.0, line);
             } else if line.starts_with(' ') {
                 let _ = write!(out, "{line}\r\n");

@@ -1,6 +1,7 @@
 //! Shared helpers for end-to-end tests: start `ringmover serve`, a raw control client, peers.
 #![allow(dead_code)]
 
+pub mod grid;
 pub mod site;
 
 use std::io::{BufRead, BufReader, Read, Write};

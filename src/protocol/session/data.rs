@@ -114,7 +114,7 @@ impl Session {
             Ok(addr) => match self.passive_reply(style, addr, false) {
                 Ok(reply) => {
                     self.data = DataState::Passive;
-                    self.replies.push_back(reply);
+                    self.push(reply);
                 }
                 Err(e) => {
                     self.data = DataState::None;
@@ -133,7 +133,7 @@ impl Session {
     pub fn handle_listening(&mut self, addr: SocketAddr) {
         let Some(style) = self.announcing.take() else { return };
         match self.passive_reply(style, addr, true) {
-            Ok(reply) => self.replies.push_back(reply),
+            Ok(reply) => self.push(reply),
             Err(e) => self.error(e),
         }
     }

@@ -29,7 +29,9 @@ pub(super) fn allowed_before_login(cmd: &Command) -> bool {
             | C::Noop
             | C::Auth(_)
             | C::Adat(_)
-            | C::Protected(_)
+            | C::Protected(..)
+            | C::Pbsz(_)
+            | C::Prot(_)
             | C::Opts(..)
             | C::Abor
     )
@@ -47,11 +49,17 @@ impl Session {
         Duration::from_secs(1 << n)
     }
 
+    /// Whether `name` logs in anonymously. After GSI authentication every name (even
+    /// `anonymous`) is mapped from the certificate instead, and the password is not looked at.
+    fn anonymous_name(&self, name: &str) -> bool {
+        !self.protected() && ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+
     pub(super) fn cmd_user(&mut self, name: String) -> Result<(), SessionError> {
         if self.access.is_some() {
             return Err(SessionError::BadSequence("Already logged in."));
         }
-        let anonymous = ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&name));
+        let anonymous = self.anonymous_name(&name);
         if anonymous && !self.config.allow_anonymous {
             return Err(SessionError::AnonymousDisabled);
         }
@@ -71,7 +79,7 @@ impl Session {
             .user
             .take()
             .ok_or(SessionError::BadSequence("Login with USER first."))?;
-        if ANONYMOUS_NAMES.iter().any(|a| a.eq_ignore_ascii_case(&user)) {
+        if self.anonymous_name(&user) {
             self.handle_login(Some(Access {
                 user: "anonymous".into(),
                 writable: false,
@@ -90,6 +98,17 @@ impl Session {
         }
         self.pending = Pending::None;
         self.handle_login(result);
+    }
+
+    /// Answers [`Action::Authenticate`] with a refusal that says why (a GSI subject the
+    /// grid-mapfile does not map); it counts as a failed login.
+    pub fn handle_auth_refused(&mut self, why: SessionError) {
+        if !matches!(self.pending, Pending::Auth) {
+            return;
+        }
+        self.pending = Pending::None;
+        self.login_failures += 1;
+        self.error(why);
     }
 
     pub(super) fn handle_login(&mut self, result: Option<Access>) {

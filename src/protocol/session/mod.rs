@@ -26,6 +26,7 @@ mod data;
 mod login;
 mod namespace;
 mod options;
+mod security;
 mod timers;
 mod transfer;
 
@@ -35,6 +36,7 @@ mod tests;
 pub use data::PassiveStyle;
 pub use login::MAX_LOGIN_FAILURES;
 pub use namespace::{Scope, StorageDone, StorageOp};
+pub use security::{AdatOutcome, Dcau, Protection};
 pub use timers::Timeouts;
 pub use transfer::{DataEndpoint, TransferKind, TransferRequest};
 
@@ -77,6 +79,8 @@ pub struct SessionConfig {
     /// Automatic socket-buffer sizing (ABUF, transfers without SBUF).
     pub buffers: BufferPolicy,
     pub timeouts: Timeouts,
+    /// AUTH GSSAPI is offered (the server has a host credential).
+    pub gsi: bool,
 }
 
 /// Work for the driver.
@@ -87,6 +91,8 @@ pub enum Action {
         user: String,
         password: String,
     },
+    /// Run one ADAT token through the security mechanism; answer with `handle_adat`.
+    Adat(Vec<u8>),
     /// Open a fresh passive listener (dropping any earlier one); answer with `handle_passive`.
     OpenPassive {
         ipv6: bool,
@@ -108,6 +114,7 @@ pub enum Action {
 enum Pending {
     None,
     Auth,
+    Adat,
     /// A passive listener is being opened (PASV/EPSV/SPAS).
     Passive {
         style: PassiveStyle,
@@ -187,6 +194,10 @@ pub struct Session {
     closed: bool,
     /// When the last command was handled (time since the session started).
     last_activity: Duration,
+    security: security::Security,
+    /// PBSZ as agreed (RFC 2228).
+    pbsz: Option<u64>,
+    dcau: Dcau,
     replies: VecDeque<Reply>,
     actions: VecDeque<Action>,
 }
@@ -226,6 +237,9 @@ impl Session {
             aborting: false,
             closed: false,
             last_activity: Duration::ZERO,
+            security: security::Security::Clear,
+            pbsz: None,
+            dcau: Dcau::None,
             replies: VecDeque::new(),
             actions: VecDeque::new(),
         };
@@ -259,15 +273,23 @@ impl Session {
     }
 
     fn reply(&mut self, code: Code, text: impl Into<String>) {
-        self.replies.push_back(Reply::new(code, text));
+        self.push(Reply::new(code, text));
     }
 
     fn error(&mut self, err: SessionError) {
-        self.replies.push_back(Reply::from(&err));
+        self.push(Reply::from(&err));
+    }
+
+    /// Queues a reply for an error the driver hit outside any command (shutting down).
+    pub fn fail(&mut self, err: SessionError) {
+        self.error(err);
     }
 
     /// Feeds one framed line (without its line end).
     pub fn handle_line(&mut self, line: &[u8]) {
+        if self.protected() {
+            return self.handle_wrapped_line(line);
+        }
         match Command::parse(line) {
             Ok(cmd) => self.handle_command(cmd),
             Err(ParseError::Empty) => {}
@@ -344,9 +366,11 @@ impl Session {
             C::User(name) => self.cmd_user(name),
             C::Pass(pw) => self.cmd_pass(pw),
             C::Acct(_) => Err(SessionError::Superfluous("ACCT not needed.")),
-            C::Auth(_) | C::Adat(_) | C::Protected(_) | C::Pbsz(_) | C::Prot(_) => Err(SessionError::NotImplemented(
-                "GSI security (RFC 2228) is not supported yet; use ftp://.",
-            )),
+            C::Auth(mechanism) => self.cmd_auth(&mechanism),
+            C::Adat(arg) => self.cmd_adat(&arg),
+            C::Protected(..) => Err(SessionError::BadSequence("Wrapped commands need AUTH and ADAT first.")),
+            C::Pbsz(arg) => self.cmd_pbsz(&arg),
+            C::Prot(arg) => self.cmd_prot(&arg),
             C::Quit => {
                 self.reply(Code::CLOSING, "Goodbye.");
                 self.closed = true;
@@ -363,14 +387,14 @@ impl Session {
                 Ok(())
             }
             C::Feat => {
-                self.replies.push_back(Reply::multi(
+                self.push(Reply::multi(
                     Code::SYSTEM_STATUS,
                     feat::feat_lines(self.config.advertise_getput),
                 ));
                 Ok(())
             }
             C::Help(_) => {
-                self.replies.push_back(Reply::multi(Code::HELP, feat::help_lines()));
+                self.push(Reply::multi(Code::HELP, feat::help_lines()));
                 Ok(())
             }
             C::Lang(_) => Err(SessionError::NotImplemented("LANG is not supported.")),
@@ -500,7 +524,7 @@ impl Session {
                     "EXTENDED"
                 };
                 let type_ = if self.ascii { "ASCII" } else { "BINARY" };
-                self.replies.push_back(Reply::multi(
+                self.push(Reply::multi(
                     Code::SYSTEM_STATUS,
                     vec![
                         "ringmover status:".into(),
@@ -547,11 +571,7 @@ impl Session {
                 self.reply(Code::TRANSFER_COMPLETE, "Abort successful; no transfer in progress.");
                 Ok(())
             }
-            C::Dcau(arg) if arg.trim().eq_ignore_ascii_case("N") => {
-                self.reply(Code::OK, "DCAU N.");
-                Ok(())
-            }
-            C::Dcau(_) => Err(SessionError::ParamNotImplemented("Only DCAU N is supported.".into())),
+            C::Dcau(arg) => self.cmd_dcau(&arg),
             C::Cksm(arg) => self.cmd_cksm(arg),
             C::Scks { algorithm, value } => {
                 let name = feat::checksum_name(&algorithm).ok_or(SessionError::UnknownChecksum(algorithm))?;

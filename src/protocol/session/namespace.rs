@@ -178,7 +178,7 @@ impl Session {
             (Pending::Mdtm, StorageDone::Stat(f)) => self.reply(Code::FILE_STATUS, facts::timeval(f.mtime)),
             (Pending::Mlst, StorageDone::Stat(f)) => {
                 let line = format!(" {}", facts::mlsx_line(&f, writable));
-                self.replies.push_back(Reply::multi(
+                self.push(Reply::multi(
                     Code::FILE_ACTION_OK,
                     vec!["Listing follows:".into(), line, "End.".into()],
                 ))

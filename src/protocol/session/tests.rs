@@ -25,6 +25,7 @@ fn session() -> Session {
             automatic: true,
         },
         timeouts: Timeouts::default(),
+        gsi: false,
     })
 }
 

@@ -316,7 +316,7 @@ impl Session {
         if !self.transferring() {
             return;
         }
-        self.replies.push_back(Reply::multi(
+        self.push(Reply::multi(
             Code::PERF_MARKER,
             vec![
                 "Perf Marker".into(),

@@ -1,0 +1,74 @@
+//! GSI options shared by `serve` and `door`: the host credential, the trust roots and the
+//! grid-mapfile. GSI is on when a host certificate is given.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Deserialize;
+
+use crate::door::GsiConfig;
+use crate::gsi::{Gridmap, ServerCredentials, TrustPaths};
+
+/// `gsiftp://` (GSI) options.
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GsiArgs {
+    /// Host certificate (PEM, chain after it) for GSI logins: turns `AUTH GSSAPI` on.
+    #[arg(long, env = "X509_USER_CERT", value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// Host key (PEM) for --cert [default: /etc/grid-security/hostkey.pem].
+    #[arg(long, env = "X509_USER_KEY", value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// Trusted CA certificates and their CRLs, by subject hash
+    /// [default: /etc/grid-security/certificates].
+    #[arg(long, env = "X509_CERT_DIR", value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// grid-mapfile: certificate subjects and the local users they log in as
+    /// [default: /etc/grid-security/grid-mapfile].
+    #[arg(long, env = "GRIDMAP", value_name = "FILE")]
+    pub gridmap: Option<PathBuf>,
+}
+
+impl GsiArgs {
+    pub(super) fn or(self, file: GsiArgs) -> GsiArgs {
+        GsiArgs {
+            cert: self.cert.or(file.cert),
+            key: self.key.or(file.key),
+            ca_dir: self.ca_dir.or(file.ca_dir),
+            gridmap: self.gridmap.or(file.gridmap),
+        }
+    }
+
+    /// Loads the credential, trust roots and map when a certificate is configured.
+    pub(super) fn load(&self) -> Result<Option<Arc<GsiConfig>>> {
+        let Some(cert) = &self.cert else {
+            return Ok(None);
+        };
+        let key = self
+            .key
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/grid-security/hostkey.pem"));
+        let trust = TrustPaths {
+            ca_dir: self
+                .ca_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/etc/grid-security/certificates")),
+        };
+        let gridmap_path = self
+            .gridmap
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/grid-security/grid-mapfile"));
+        let credentials = ServerCredentials::load(cert, &key, &trust, None).context("GSI host credential")?;
+        let gridmap = Gridmap::load(&gridmap_path)?;
+        tracing::info!(
+            subject = %credentials.subject,
+            ca_dir = %trust.ca_dir.display(),
+            gridmap = %gridmap_path.display(),
+            subjects = gridmap.len(),
+            "GSI on: AUTH GSSAPI offered"
+        );
+        Ok(Some(Arc::new(GsiConfig { credentials, gridmap })))
+    }
+}

@@ -1,0 +1,98 @@
+//! GSI on one control connection: runs the ADAT tokens through the acceptor (off the control
+//! threads: delegation generates a key) and logs the user in by the grid-mapfile.
+
+use super::Connection;
+use crate::gsi::{Acceptor, Channel, Credential, PeerIdentity, Step};
+use crate::protocol::session::{Access, AdatOutcome, Protection};
+use crate::protocol::SessionError;
+
+impl Protection for Channel {
+    fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        Channel::wrap(self, plain)
+    }
+
+    fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, String> {
+        Channel::unwrap(self, token)
+    }
+}
+
+/// Who authenticated on this connection, and what they delegated.
+pub(super) struct GsiPeer {
+    pub(super) identity: PeerIdentity,
+    #[allow(dead_code)] // DCAU (the data channels) is the next user
+    pub(super) delegated: Option<Credential>,
+}
+
+impl Connection {
+    /// Answers one ADAT token.
+    pub(super) async fn adat(&mut self, token: Vec<u8>) {
+        let outcome = self.adat_step(token).await;
+        self.session.handle_adat(outcome);
+    }
+
+    async fn adat_step(&mut self, token: Vec<u8>) -> AdatOutcome {
+        let Some(config) = self.shared.config.gsi.clone() else {
+            return AdatOutcome::Failed("GSI is not configured".into());
+        };
+        let acceptor = match self.gsi_acceptor.take() {
+            Some(a) => a,
+            None => match Acceptor::new(&config.credentials) {
+                Ok(a) => a,
+                Err(e) => return AdatOutcome::Failed(e.to_string()),
+            },
+        };
+        let step = tokio::task::spawn_blocking(move || acceptor.step(&token)).await;
+        match step {
+            Ok(Ok(Step::Continue(acceptor, out))) => {
+                self.gsi_acceptor = Some(acceptor);
+                AdatOutcome::Continue(out)
+            }
+            Ok(Ok(Step::Established(done))) => {
+                tracing::info!(
+                    peer = %self.peer,
+                    subject = %done.peer.subject,
+                    limited = done.peer.limited,
+                    delegated = done.delegated.is_some(),
+                    "GSI authenticated"
+                );
+                self.gsi_peer = Some(GsiPeer {
+                    identity: done.peer,
+                    delegated: done.delegated,
+                });
+                AdatOutcome::Done {
+                    token: done.token,
+                    protection: Box::new(done.channel),
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %self.peer, "GSI authentication refused: {e}");
+                AdatOutcome::Failed(e.to_string())
+            }
+            Err(e) => AdatOutcome::Failed(format!("internal error: {e}")),
+        }
+    }
+
+    /// A USER/PASS after GSI authentication: the password is not looked at; the subject must
+    /// map to the requested local user (or, for `:globus-mapping:`, to any).
+    pub(super) fn authenticate_gsi(&mut self, user: &str) {
+        let (Some(peer), Some(config)) = (&self.gsi_peer, &self.shared.config.gsi) else {
+            self.session.handle_auth(None);
+            return;
+        };
+        let subject = &peer.identity.subject;
+        match config.gridmap.map(subject, user) {
+            Some(local) => {
+                tracing::info!(peer = %self.peer, %subject, user = local, "login (GSI)");
+                self.session.handle_auth(Some(Access {
+                    user: local.to_string(),
+                    writable: true,
+                }));
+            }
+            None => {
+                tracing::warn!(peer = %self.peer, %subject, requested = user, "GSI login refused: not in the grid-mapfile");
+                let refusal = SessionError::NotMapped(subject.clone());
+                self.session.handle_auth_refused(refusal);
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! A finished GSI context used as a record layer: each wrapped token is whole TLS records.
+
+use openssl::ssl::SslStream;
+
+use super::accept::{read_all, reason};
+use super::mem::Pipe;
+
+/// Wraps and unwraps protected control lines (`ENC`, `632`) with an established context.
+pub struct Channel {
+    tls: SslStream<Pipe>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("gsi::Channel")
+    }
+}
+
+impl Channel {
+    pub(crate) fn new(tls: SslStream<Pipe>) -> Channel {
+        Channel { tls }
+    }
+
+    /// The records that carry `plain`.
+    pub fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        let mut at = 0;
+        while at < plain.len() {
+            at += self.tls.ssl_write(&plain[at..]).map_err(|e| reason(&e))?;
+        }
+        Ok(self.tls.get_mut().take_output())
+    }
+
+    /// The plaintext of one token. A token that is not whole, authentic records is refused.
+    pub fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, String> {
+        self.tls.get_mut().feed(token);
+        let plain = read_all(&mut self.tls)?;
+        if self.tls.get_ref().unread() > 0 {
+            return Err("the token ends inside a TLS record".into());
+        }
+        Ok(plain)
+    }
+}

@@ -1,0 +1,150 @@
+//! Credentials and trust: the host's certificate and key, the CA directory, delegated proxies.
+
+use std::path::{Path, PathBuf};
+
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslOptions, SslVerifyMode, SslVersion};
+use openssl::x509::store::X509Lookup;
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
+
+use super::GsiError;
+
+/// Where the trust roots are: a directory of CA certificates named by subject hash
+/// (`<hash>.0`), with CRLs beside them (`<hash>.r0`), as `X509_CERT_DIR` holds them.
+#[derive(Clone, Debug)]
+pub struct TrustPaths {
+    pub ca_dir: PathBuf,
+}
+
+/// A private key and its certificate chain, leaf first: a host credential or a delegated proxy.
+pub struct Credential {
+    pub key: PKey<Private>,
+    pub chain: Vec<X509>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let subject = self.chain.first().map(|c| super::names::dn(c.subject_name()));
+        f.debug_struct("Credential")
+            .field("subject", &subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// Reads a PEM certificate file (leaf first, then its chain) and a PEM key file.
+    pub fn load(cert: &Path, key: &Path) -> Result<Credential, GsiError> {
+        let chain = X509::stack_from_pem(&read(cert)?).map_err(GsiError::tls("host certificate"))?;
+        let key = PKey::private_key_from_pem(&read(key)?).map_err(GsiError::tls("host key"))?;
+        if chain.is_empty() {
+            return Err(GsiError::Handshake(format!("{} holds no certificate", cert.display())));
+        }
+        Ok(Credential { key, chain })
+    }
+
+    /// A proxy file as grid-proxy-init writes it: certificate, key, then the chain.
+    pub fn load_proxy(path: &Path) -> Result<Credential, GsiError> {
+        let pem = read(path)?;
+        let chain = X509::stack_from_pem(&pem).map_err(GsiError::tls("proxy certificates"))?;
+        let key = PKey::private_key_from_pem(&pem).map_err(GsiError::tls("proxy key"))?;
+        Ok(Credential { key, chain })
+    }
+
+    /// Puts this credential on a TLS context.
+    pub(crate) fn install(&self, b: &mut SslContextBuilder) -> Result<(), GsiError> {
+        let (leaf, rest) = self.chain.split_first().ok_or(GsiError::NoPeer)?;
+        b.set_certificate(leaf).map_err(GsiError::tls("certificate"))?;
+        b.set_private_key(&self.key).map_err(GsiError::tls("key"))?;
+        b.check_private_key()
+            .map_err(GsiError::tls("key does not match certificate"))?;
+        for c in rest {
+            b.add_extra_chain_cert(c.clone())
+                .map_err(GsiError::tls("certificate chain"))?;
+        }
+        Ok(())
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, GsiError> {
+    std::fs::read(path).map_err(|source| GsiError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A TLS context as GSI wants it: TLS 1.2 or later, strong ciphers in our order, no session
+/// tickets (they break the token exchange), peers verified against the CA directory with proxy
+/// certificates allowed and CRLs honoured where a CA publishes one.
+pub(crate) fn gsi_context(
+    own: &Credential,
+    trust: &TrustPaths,
+    max: Option<SslVersion>,
+) -> Result<SslContext, GsiError> {
+    let mut b = SslContext::builder(SslMethod::tls()).map_err(GsiError::tls("TLS context"))?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(GsiError::tls("TLS version"))?;
+    b.set_max_proto_version(max).map_err(GsiError::tls("TLS version"))?;
+    b.set_cipher_list("HIGH:!aNULL:!eNULL")
+        .map_err(GsiError::tls("ciphers"))?;
+    b.set_options(SslOptions::NO_TICKET | SslOptions::CIPHER_SERVER_PREFERENCE);
+    b.set_num_tickets(0).map_err(GsiError::tls("tickets"))?;
+    own.install(&mut b)?;
+    let dir = trust.ca_dir.to_str().ok_or_else(|| GsiError::Read {
+        path: trust.ca_dir.display().to_string(),
+        source: std::io::Error::other("not UTF-8"),
+    })?;
+    b.cert_store_mut()
+        .add_lookup(X509Lookup::hash_dir())
+        .and_then(|l| l.add_dir(dir, openssl::ssl::SslFiletype::PEM))
+        .map_err(GsiError::tls("CA directory"))?;
+    b.verify_param_mut()
+        .set_flags(X509VerifyFlags::ALLOW_PROXY_CERTS | X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
+        .map_err(GsiError::tls("verify flags"))?;
+    b.set_verify_callback(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT, crl_optional);
+    Ok(b.build())
+}
+
+/// A CA that publishes no CRL (and a proxy, whose issuer never does) is not an error; a
+/// certificate listed in a CRL that is there still is.
+fn crl_optional(ok: bool, ctx: &mut X509StoreContextRef) -> bool {
+    const UNABLE_TO_GET_CRL: i32 = 3;
+    ok || ctx.error().as_raw() == UNABLE_TO_GET_CRL && {
+        ctx.set_error(X509VerifyResult::OK);
+        true
+    }
+}
+
+/// The server's side: its own credential and the trust roots, loaded once.
+#[derive(Clone)]
+pub struct ServerCredentials {
+    pub(crate) context: SslContext,
+    pub subject: String,
+}
+
+impl std::fmt::Debug for ServerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCredentials")
+            .field("subject", &self.subject)
+            .finish()
+    }
+}
+
+impl ServerCredentials {
+    /// Loads the host certificate and key and the CA directory. `max` caps the TLS version
+    /// (tests run 1.2 and 1.3).
+    pub fn load(cert: &Path, key: &Path, trust: &TrustPaths, max: Option<SslVersion>) -> Result<Self, GsiError> {
+        let own = Credential::load(cert, key)?;
+        if !trust.ca_dir.is_dir() {
+            return Err(GsiError::Read {
+                path: trust.ca_dir.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "CA directory not found"),
+            });
+        }
+        let subject = super::names::dn(own.chain[0].subject_name());
+        Ok(ServerCredentials {
+            context: gsi_context(&own, trust, max)?,
+            subject,
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! An in-memory duplex stream under OpenSSL: tokens in, records out.
+
+use std::io::{self, Read, Write};
+
+#[derive(Debug, Default)]
+pub(crate) struct Pipe {
+    input: Vec<u8>,
+    read_at: usize,
+    output: Vec<u8>,
+}
+
+impl Pipe {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        if self.read_at == self.input.len() {
+            self.input.clear();
+            self.read_at = 0;
+        }
+        self.input.extend_from_slice(bytes);
+    }
+
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Input bytes OpenSSL has not read yet.
+    pub(crate) fn unread(&self) -> usize {
+        self.input.len() - self.read_at
+    }
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = &self.input[self.read_at..];
+        if left.is_empty() {
+            // More bytes come with the next token.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.read_at += n;
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,440 @@
+//! RFC 2228 on the control channel: `AUTH GSSAPI`, the `ADAT` exchange, then every command
+//! wrapped (`ENC`/`MIC`/`CONF`) and every reply line wrapped (`632`/`631`/`633`), plus PBSZ,
+//! PROT and DCAU. The mechanism itself (GSI: TLS records) is the driver's; the session only
+//! sees tokens and a [`Protection`] to wrap and unwrap with.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use super::{Action, Pending, Session};
+use crate::protocol::command::{Command, ParseError, Wrap};
+use crate::protocol::reply::{Code, Reply};
+use crate::protocol::SessionError;
+
+/// An established security context as a record layer.
+pub trait Protection: Send + Sync + std::fmt::Debug {
+    fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, String>;
+    fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// The driver's answer to [`Action::Adat`].
+#[derive(Debug)]
+pub enum AdatOutcome {
+    /// Send this token back (335) and expect another ADAT.
+    Continue(Vec<u8>),
+    /// The context is established (235); commands from now on come wrapped.
+    Done {
+        token: Option<Vec<u8>>,
+        protection: Box<dyn Protection>,
+    },
+    /// The exchange failed; the reason goes to the client.
+    Failed(String),
+}
+
+/// Where the control channel's security stands.
+#[derive(Debug, Default)]
+pub(super) enum Security {
+    #[default]
+    Clear,
+    /// AUTH GSSAPI accepted; ADAT tokens expected.
+    Exchanging,
+    Protected {
+        channel: Box<dyn Protection>,
+        /// How the last command came; its replies go back the same way.
+        wrap: Wrap,
+    },
+}
+
+/// Data channel authentication (GFD.20 DCAU) as the client asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dcau {
+    None,
+    /// Authenticate as the control channel's user.
+    Self_,
+    /// Authenticate; the peer must be this subject.
+    Subject(String),
+}
+
+/// Largest PBSZ we agree to (the wrapped-buffer size for PROT S/P).
+const MAX_PBSZ: u64 = 1 << 20;
+
+/// A wrapped command may hold this many lines.
+const MAX_WRAPPED_LINES: usize = 4;
+
+impl Session {
+    /// True once AUTH and ADAT have set up a protected control channel.
+    pub fn protected(&self) -> bool {
+        matches!(self.security, Security::Protected { .. })
+    }
+
+    /// Queues a reply, wrapped when the channel is protected.
+    pub(super) fn push(&mut self, reply: Reply) {
+        let Security::Protected { channel, wrap } = &mut self.security else {
+            self.replies.push_back(reply);
+            return;
+        };
+        let mut tokens = Vec::with_capacity(reply.lines.len());
+        for line in reply.to_wire().split_inclusive("\r\n") {
+            match channel.wrap(line.as_bytes()) {
+                Ok(token) => tokens.push(BASE64.encode(token)),
+                Err(_) => {
+                    // A reply we cannot protect must not go out in clear: end the session.
+                    self.closed = true;
+                    self.actions.push_back(Action::Close);
+                    return;
+                }
+            }
+        }
+        self.replies.push_back(Reply::wrapped(Code(wrap.reply_code()), tokens));
+    }
+
+    /// A line on a protected channel: only wrapped commands are taken.
+    pub(super) fn handle_wrapped_line(&mut self, line: &[u8]) {
+        match Command::parse(line) {
+            Ok(Command::Protected(wrap, arg)) => self.handle_protected(wrap, &arg),
+            Ok(_) => self.replies.push_back(Reply::from(&SessionError::Unprotected)),
+            Err(ParseError::Empty) => {}
+            Err(e) => self.replies.push_back(Reply::from(&SessionError::Parse(e))),
+        }
+    }
+
+    fn handle_protected(&mut self, wrap: Wrap, arg: &str) {
+        let Security::Protected { channel, wrap: last } = &mut self.security else {
+            return;
+        };
+        *last = wrap;
+        let plain = BASE64
+            .decode(arg.trim())
+            .map_err(|_| "the wrapped command is not base64".to_string())
+            .and_then(|token| channel.unwrap(&token));
+        let plain = match plain {
+            Ok(p) => p,
+            Err(why) => {
+                let err = SessionError::SecurityFailed(format!("Could not unwrap the command: {why}."));
+                self.replies.push_back(Reply::from(&err));
+                return;
+            }
+        };
+        let lines: Vec<&[u8]> = plain
+            .split(|&b| b == b'\n')
+            .map(trim_line_end)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() > MAX_WRAPPED_LINES {
+            self.error(SessionError::BadArgument(
+                "Too many commands in one wrapped line.".into(),
+            ));
+            return;
+        }
+        for inner in lines {
+            match Command::parse(inner) {
+                Ok(Command::Protected(..) | Command::Auth(_) | Command::Adat(_)) => {
+                    self.error(SessionError::BadSequence("Security is already set up."))
+                }
+                Ok(cmd) => self.handle_command(cmd),
+                Err(ParseError::Empty) => {}
+                Err(e) => self.error(SessionError::Parse(e)),
+            }
+        }
+    }
+
+    pub(super) fn cmd_auth(&mut self, mechanism: &str) -> Result<(), SessionError> {
+        if !mechanism.eq_ignore_ascii_case("GSSAPI") {
+            return Err(SessionError::ParamNotImplemented(
+                "Unsupported authentication type; this server offers GSSAPI.".into(),
+            ));
+        }
+        if !self.config.gsi {
+            return Err(SessionError::ParamNotImplemented(
+                "GSSAPI is not configured on this server (no host certificate).".into(),
+            ));
+        }
+        if self.access.is_some() || self.protected() {
+            return Err(SessionError::BadSequence(
+                "Security is already set up or a user is logged in.",
+            ));
+        }
+        self.security = Security::Exchanging;
+        self.reply(Code::SECURITY_DATA, "Using authentication type; ADAT must follow.");
+        Ok(())
+    }
+
+    pub(super) fn cmd_adat(&mut self, arg: &str) -> Result<(), SessionError> {
+        if !matches!(self.security, Security::Exchanging) {
+            return Err(SessionError::BadSequence("Send AUTH GSSAPI first."));
+        }
+        let token = BASE64
+            .decode(arg.trim())
+            .map_err(|_| SessionError::BadArgument("ADAT data is not base64.".into()))?;
+        self.pending = Pending::Adat;
+        self.actions.push_back(Action::Adat(token));
+        Ok(())
+    }
+
+    /// Answers [`Action::Adat`].
+    pub fn handle_adat(&mut self, outcome: AdatOutcome) {
+        if !matches!(self.pending, Pending::Adat) {
+            return;
+        }
+        self.pending = Pending::None;
+        match outcome {
+            AdatOutcome::Continue(token) => {
+                self.reply(Code::SECURITY_MORE, format!("ADAT={}", BASE64.encode(token)));
+            }
+            AdatOutcome::Done { token, protection } => {
+                let text = match token {
+                    Some(t) => format!("ADAT={}", BASE64.encode(t)),
+                    None => "GSSAPI Authentication successful.".into(),
+                };
+                self.reply(Code::SECURITY_DONE, text);
+                self.security = Security::Protected {
+                    channel: protection,
+                    wrap: Wrap::Enc,
+                };
+            }
+            AdatOutcome::Failed(why) => {
+                self.security = Security::Clear;
+                self.error(SessionError::SecurityFailed(format!(
+                    "GSSAPI authentication failed: {why}"
+                )));
+            }
+        }
+    }
+
+    pub(super) fn cmd_pbsz(&mut self, arg: &str) -> Result<(), SessionError> {
+        let size: u64 = arg
+            .trim()
+            .parse()
+            .map_err(|_| SessionError::BadArgument("PBSZ needs a number.".into()))?;
+        if !self.protected() {
+            return Err(SessionError::BadSequence("PBSZ needs AUTH first."));
+        }
+        let size = size.min(MAX_PBSZ);
+        self.pbsz = Some(size);
+        self.reply(Code::OK, format!("PBSZ={size}"));
+        Ok(())
+    }
+
+    pub(super) fn cmd_prot(&mut self, arg: &str) -> Result<(), SessionError> {
+        if !self.protected() {
+            return Err(SessionError::BadSequence("PROT needs AUTH first."));
+        }
+        match arg.trim().to_ascii_uppercase().as_str() {
+            "C" => {
+                self.reply(Code::OK, "Protection level set to Clear.");
+                Ok(())
+            }
+            "S" | "E" | "P" => Err(SessionError::ProtNotSupported(
+                "Only PROT C (clear data channels) is offered; PROT S and P are not.",
+            )),
+            _ => Err(SessionError::BadArgument("PROT takes C, S, E or P.".into())),
+        }
+    }
+
+    pub(super) fn cmd_dcau(&mut self, arg: &str) -> Result<(), SessionError> {
+        let arg = arg.trim();
+        let mode = arg.split(' ').next().unwrap_or("");
+        match mode.to_ascii_uppercase().as_str() {
+            "N" => {
+                self.dcau = Dcau::None;
+                self.reply(Code::OK, "DCAU N.");
+                Ok(())
+            }
+            "A" | "S" => Err(SessionError::ParamNotImplemented(
+                "Data channel authentication is not offered; send DCAU N.".into(),
+            )),
+            _ => Err(SessionError::ParamNotImplemented("Bad DCAU mode.".into())),
+        }
+    }
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let mut l = line;
+    while let [rest @ .., b'\r' | b'\0'] = l {
+        l = rest;
+    }
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::session::{Access, SessionConfig, Timeouts};
+
+    /// A toy context: a token is the plaintext XOR 0x5a behind a one-byte tag; a token without
+    /// the tag is refused, as a tampered TLS record would be.
+    #[derive(Debug)]
+    struct Xor;
+
+    impl Protection for Xor {
+        fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(std::iter::once(0xA5).chain(plain.iter().map(|b| b ^ 0x5a)).collect())
+        }
+        fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, String> {
+            match token.split_first() {
+                Some((0xA5, rest)) => Ok(rest.iter().map(|b| b ^ 0x5a).collect()),
+                _ => Err("bad record".into()),
+            }
+        }
+    }
+
+    fn session(gsi: bool) -> Session {
+        let mut s = Session::new(SessionConfig {
+            allow_anonymous: true,
+            trusted_networks: Vec::new(),
+            advertise_getput: true,
+            peer_ip: "10.0.0.9".parse().unwrap(),
+            banner: "hi".into(),
+            buffers: Default::default(),
+            timeouts: Timeouts::default(),
+            gsi,
+        });
+        s.poll_reply();
+        s
+    }
+
+    fn wire(s: &mut Session) -> Vec<String> {
+        std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect()
+    }
+
+    fn enc(line: &str) -> Vec<u8> {
+        format!(
+            "ENC {}",
+            BASE64.encode(Xor.wrap(format!("{line}\r\n").as_bytes()).unwrap())
+        )
+        .into_bytes()
+    }
+
+    /// The plain reply lines inside wrapped reply lines (each `63x-`/`63x ` + base64).
+    fn unwrapped(wire: &str) -> Vec<String> {
+        wire.split_terminator("\r\n")
+            .map(|l| {
+                assert!(l.starts_with("632-") || l.starts_with("632 "), "{l}");
+                let token = BASE64.decode(&l[4..]).unwrap();
+                String::from_utf8(Xor.unwrap(&token).unwrap()).unwrap()
+            })
+            .collect()
+    }
+
+    /// AUTH, ADAT rounds, then a protected session up to the login.
+    fn protected() -> Session {
+        let mut s = session(true);
+        s.handle_line(b"AUTH GSSAPI");
+        assert_eq!(wire(&mut s), ["334 Using authentication type; ADAT must follow.\r\n"]);
+        s.handle_line(format!("ADAT {}", BASE64.encode(b"hello")).as_bytes());
+        assert_eq!(s.poll_action(), Some(Action::Adat(b"hello".to_vec())));
+        assert!(s.busy());
+        s.handle_adat(AdatOutcome::Continue(b"more".to_vec()));
+        assert_eq!(wire(&mut s), [format!("335 ADAT={}\r\n", BASE64.encode(b"more"))]);
+        s.handle_line(b"ADAT AA==");
+        assert_eq!(s.poll_action(), Some(Action::Adat(vec![0])));
+        s.handle_adat(AdatOutcome::Done {
+            token: None,
+            protection: Box::new(Xor),
+        });
+        assert_eq!(wire(&mut s), ["235 GSSAPI Authentication successful.\r\n"]);
+        s
+    }
+
+    #[test]
+    fn auth_adat_then_every_command_and_reply_is_wrapped() {
+        let mut s = protected();
+        // Clear commands are refused, in clear.
+        s.handle_line(b"USER :globus-mapping:");
+        let got = wire(&mut s);
+        assert!(got[0].starts_with("533 "), "{got:?}");
+        // Wrapped: :globus-mapping: is mapped by the driver, not an anonymous login.
+        s.handle_line(&enc("USER :globus-mapping:"));
+        assert_eq!(
+            unwrapped(&wire(&mut s)[0]),
+            ["331 Password required for :globus-mapping:.\r\n"]
+        );
+        s.handle_line(&enc("PASS dummy"));
+        let Some(Action::Authenticate { user, .. }) = s.poll_action() else {
+            panic!("no authentication asked for")
+        };
+        assert_eq!(user, ":globus-mapping:");
+        s.handle_auth(Some(Access {
+            user: "tester".into(),
+            writable: true,
+        }));
+        assert_eq!(unwrapped(&wire(&mut s)[0]), ["230 User tester logged in.\r\n"]);
+        // A multi-line reply: one wrapped line per plain line.
+        s.handle_line(&enc("FEAT"));
+        let feat = wire(&mut s).concat();
+        let plain = unwrapped(&feat);
+        assert!(plain.len() > 3 && plain[0].starts_with("211-") && plain.last().unwrap() == "211 End.\r\n");
+        assert_eq!(feat.matches("632 ").count(), 1, "only the last line ends the reply");
+    }
+
+    #[test]
+    fn a_tampered_or_nested_command_is_refused() {
+        let mut s = protected();
+        s.handle_line(format!("ENC {}", BASE64.encode(b"\x00USER x")).as_bytes());
+        let got = wire(&mut s);
+        assert!(got[0].starts_with("535 Could not unwrap"), "{got:?}");
+        s.handle_line(b"ENC !!!");
+        assert!(wire(&mut s)[0].starts_with("535 "));
+        s.handle_line(&enc("AUTH GSSAPI"));
+        assert!(unwrapped(&wire(&mut s)[0])[0].starts_with("503 "));
+        assert_eq!(s.poll_action(), None);
+    }
+
+    #[test]
+    fn refusals_before_and_around_the_exchange() {
+        let mut s = session(false);
+        for (line, code) in [
+            ("AUTH GSSAPI", "504"),
+            ("AUTH TLS", "504"),
+            ("ADAT AA==", "503"),
+            ("PBSZ 0", "503"),
+            ("PROT P", "503"),
+            ("ENC AA==", "503"),
+        ] {
+            s.handle_line(line.as_bytes());
+            let got = wire(&mut s);
+            assert!(got[0].starts_with(code), "{line}: {got:?}");
+        }
+        let mut s = session(true);
+        s.handle_line(b"AUTH GSSAPI");
+        s.handle_line(b"ADAT not-base64!");
+        assert!(wire(&mut s)[1].starts_with("501 "));
+        s.handle_line(b"ADAT AA==");
+        s.poll_action();
+        s.handle_adat(AdatOutcome::Failed("certificate revoked".into()));
+        let got = wire(&mut s);
+        assert_eq!(got, ["535 GSSAPI authentication failed: certificate revoked\r\n"]);
+        assert!(!s.protected());
+        // A failed exchange starts over with AUTH.
+        s.handle_line(b"ADAT AA==");
+        assert!(wire(&mut s)[0].starts_with("503 "));
+    }
+
+    #[test]
+    fn pbsz_prot_and_dcau_after_auth() {
+        let mut s = protected();
+        s.handle_line(&enc("USER tester"));
+        s.handle_line(&enc("PASS x"));
+        s.poll_action();
+        s.handle_auth(Some(Access {
+            user: "tester".into(),
+            writable: true,
+        }));
+        wire(&mut s);
+        let mut ask = |line: &str| {
+            unwrapped(&{
+                s.handle_line(&enc(line));
+                wire(&mut s).concat()
+            })[0]
+                .clone()
+        };
+        assert_eq!(ask("PBSZ 1048576"), "200 PBSZ=1048576\r\n");
+        assert_eq!(ask("PBSZ 99999999999"), "200 PBSZ=1048576\r\n");
+        assert!(ask("PBSZ x").starts_with("501 "));
+        assert!(ask("PROT C").starts_with("200 "));
+        assert!(ask("PROT P").starts_with("536 "));
+        assert!(ask("PROT Q").starts_with("501 "));
+        assert!(ask("DCAU N").starts_with("200 "));
+        assert!(ask("DCAU A").starts_with("504 "));
+    }
+}

@@ -1,0 +1,117 @@
+//! gsiftp:// against `ringmover serve` with the real Globus client: GSI on the control
+//! channel (AUTH GSSAPI, ADAT, delegation, ENC/632), mapped by the grid-mapfile.
+
+mod common;
+
+use common::grid::Grid;
+use common::{assert_same, write_big, Server};
+
+/// Environment variables for one globus-url-copy run.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
+fn gsi_server(grid: &Grid, certdir: &str) -> Server {
+    let args = grid.server_args(certdir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(&args)
+}
+
+fn gsi_url(server: &Server, path: &str) -> String {
+    format!("gsiftp://localhost:{}{path}", server.addr.port())
+}
+
+#[test]
+fn globus_url_copy_moves_files_over_gsi() {
+    let grid = Grid::new();
+    let server = gsi_server(&grid, "certdir");
+    write_big(&server.path("src.bin"), 9 << 20, 7);
+    let local = tempfile::tempdir().unwrap();
+    let down = local.path().join("down.bin");
+    let src = server.path("src.bin");
+    let file = |p: &std::path::Path| format!("file://{}", p.display());
+
+    // Download, upload, four streams each way, TLS 1.3 and 1.2.
+    let cases: [(Env, Vec<String>, std::path::PathBuf); 5] = [
+        (&[], vec![gsi_url(&server, "/src.bin"), file(&down)], down.clone()),
+        (
+            &[],
+            vec![file(&src), gsi_url(&server, "/up.bin")],
+            server.path("up.bin"),
+        ),
+        (
+            &[],
+            vec!["-p".into(), "4".into(), gsi_url(&server, "/src.bin"), file(&down)],
+            down.clone(),
+        ),
+        (
+            &[],
+            vec!["-p".into(), "4".into(), file(&src), gsi_url(&server, "/up4.bin")],
+            server.path("up4.bin"),
+        ),
+        (
+            &[("GLOBUS_GSSAPI_MAX_TLS_PROTOCOL", "TLS1_2_VERSION")],
+            vec![gsi_url(&server, "/src.bin"), file(&down)],
+            down.clone(),
+        ),
+    ];
+    for (env, args, result) in cases {
+        let _ = std::fs::remove_file(&down);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out) = grid.guc("proxy", env, &args);
+        assert!(ok, "{args:?} {env:?}: {out}\n{}", server.log());
+        assert_same(&src, &result);
+    }
+
+    // Listing and a recursive copy of a directory.
+    std::fs::create_dir_all(server.path("tree/sub")).unwrap();
+    std::fs::write(server.path("tree/a.txt"), b"alpha").unwrap();
+    std::fs::write(server.path("tree/sub/b.txt"), b"beta").unwrap();
+    let (ok, out) = grid.guc("proxy", &[], &["-list", &gsi_url(&server, "/tree/")]);
+    assert!(ok && out.contains("a.txt") && out.contains("sub/"), "{out}");
+    let copy = local.path().join("copy/");
+    let (ok, out) = grid.guc("proxy", &[], &["-r", "-cd", &gsi_url(&server, "/tree/"), &file(&copy)]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(copy.join("sub/b.txt")).unwrap(), b"beta");
+
+    let log = server.log();
+    assert!(
+        log.contains("GSI authenticated") && log.contains("delegated=true"),
+        "{log}"
+    );
+    assert!(log.contains("login (GSI)") && log.contains("user=\"tester\""), "{log}");
+}
+
+#[test]
+fn gsi_refusals_say_why() {
+    let grid = Grid::new();
+    let server = gsi_server(&grid, "certdir");
+    std::fs::write(server.path("f"), b"x").unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}/f", out_dir.path().display());
+
+    let cases = [
+        (
+            "stranger-proxy",
+            "530 No local user for /O=Grid/OU=RingmoverTest/CN=Stranger",
+        ),
+        ("revoked-proxy", "certificate revoked"),
+    ];
+    for (proxy, want) in cases {
+        let (ok, out) = grid.guc(proxy, &[], &[&gsi_url(&server, "/f"), &dest]);
+        assert!(!ok && out.contains(want), "{proxy}: {out}");
+    }
+    let log = server.log();
+    assert!(log.contains("GSI login refused: not in the grid-mapfile"), "{log}");
+    assert!(
+        log.contains("GSI authentication refused") && log.contains("certificate revoked"),
+        "{log}"
+    );
+
+    // A server that does not trust the client's CA.
+    let rogue = gsi_server(&grid, "rogue-certdir");
+    std::fs::write(rogue.path("f"), b"x").unwrap();
+    let (ok, out) = grid.guc("proxy", &[], &[&gsi_url(&rogue, "/f"), &dest]);
+    assert!(!ok && out.contains("certificate verify failed"), "{out}");
+    // globus-url-copy opens its local file first; nothing reached it.
+    let got = std::fs::read(out_dir.path().join("f")).unwrap_or_default();
+    assert!(got.is_empty());
+}
