@@ -72,12 +72,26 @@ fn globus_url_copy_moves_files_over_gsi() {
     assert!(ok, "{out}");
     assert_eq!(std::fs::read(copy.join("sub/b.txt")).unwrap(), b"beta");
 
+    // -nodcau: data channels in clear.
+    let (ok, out) = grid.guc("proxy", &[], &["-nodcau", &gsi_url(&server, "/src.bin"), &file(&down)]);
+    assert!(ok, "{out}");
+    assert_same(&src, &down);
+
     let log = server.log();
     assert!(
         log.contains("GSI authenticated") && log.contains("delegated=true"),
         "{log}"
     );
     assert!(log.contains("login (GSI)") && log.contains("user=\"tester\""), "{log}");
+    // FEAT lists DCAU, so globus-url-copy authenticated every data channel (DCAU A) until
+    // it said DCAU N.
+    let transfers: Vec<&str> = log.lines().filter(|l| l.contains("ringmover::transfer")).collect();
+    let dcau_a = transfers.iter().filter(|l| l.contains("dcau=\"A\"")).count();
+    let dcau_n = transfers.iter().filter(|l| l.contains("dcau=\"N\"")).count();
+    assert!(
+        dcau_a >= 7 && dcau_n == 1,
+        "{dcau_a} with DCAU A, {dcau_n} with N:\n{log}"
+    );
 }
 
 #[test]

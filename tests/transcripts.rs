@@ -44,6 +44,7 @@ fn replay(name: &str, text: &str) -> Vec<TransferKind> {
         buffers: Default::default(),
         timeouts: Default::default(),
         gsi: false,
+        dcau: false,
     });
     let mut transfers = Vec::new();
     let mut replies = VecDeque::new();

@@ -69,6 +69,10 @@ impl GsiArgs {
             subjects = gridmap.len(),
             "GSI on: AUTH GSSAPI offered"
         );
-        Ok(Some(Arc::new(GsiConfig { credentials, gridmap })))
+        Ok(Some(Arc::new(GsiConfig {
+            credentials,
+            trust,
+            gridmap,
+        })))
     }
 }

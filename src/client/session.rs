@@ -367,6 +367,7 @@ impl Session {
             layout: None,
             relative: false,
             markers: Some(PROGRESS_TICK),
+            auth: None,
         };
         let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
             plan: plan.clone(),

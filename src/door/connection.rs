@@ -74,6 +74,7 @@ impl Connection {
             trusted_networks: shared.config.trusted_networks.clone(),
             advertise_getput: shared.advertise_getput,
             gsi: shared.config.gsi.is_some(),
+            dcau: shared.config.gsi.is_some() && shared.pools.local().is_some(),
             timeouts: crate::protocol::session::Timeouts {
                 login: shared.config.login_timeout,
                 idle: shared.config.idle_timeout,
@@ -402,6 +403,7 @@ impl Connection {
             seconds = format_args!("{secs:.3}"),
             rate_mb_s = format_args!("{:.1}", outcome.bytes as f64 / secs.max(1e-9) / 1e6),
             streams = outcome.streams,
+            dcau = req.dcau.letter(),
             peer = %self.peer.ip(),
             result = %result,
             "transfer"

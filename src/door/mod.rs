@@ -49,6 +49,8 @@ pub struct DoorConfig {
 #[derive(Debug)]
 pub struct GsiConfig {
     pub credentials: crate::gsi::ServerCredentials,
+    /// The CA directory, for data channel authentication too.
+    pub trust: crate::gsi::TrustPaths,
     pub gridmap: crate::gsi::Gridmap,
 }
 

@@ -14,7 +14,7 @@
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::ssl::{ErrorCode, Ssl, SslStream};
+use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 use openssl::x509::{X509NameBuilder, X509ReqBuilder, X509};
 
 use super::channel::Channel;
@@ -37,6 +37,8 @@ enum State {
 pub struct Acceptor {
     tls: SslStream<Pipe>,
     state: State,
+    /// The control channel takes a delegated credential; data channels never ask for one.
+    delegation: bool,
 }
 
 /// What one token led to.
@@ -64,12 +66,18 @@ impl std::fmt::Debug for Acceptor {
 }
 
 impl Acceptor {
+    /// The control channel's acceptor: the host credential, delegation accepted.
     pub fn new(creds: &ServerCredentials) -> Result<Acceptor, GsiError> {
-        let ssl = Ssl::new(&creds.context).map_err(GsiError::tls("TLS session"))?;
+        Acceptor::with_context(&creds.context, true)
+    }
+
+    pub(crate) fn with_context(context: &SslContext, delegation: bool) -> Result<Acceptor, GsiError> {
+        let ssl = Ssl::new(context).map_err(GsiError::tls("TLS session"))?;
         let tls = SslStream::new(ssl, Pipe::default()).map_err(GsiError::tls("TLS session"))?;
         Ok(Acceptor {
             tls,
             state: State::Handshake,
+            delegation,
         })
     }
 
@@ -98,6 +106,9 @@ impl Acceptor {
                 State::Flags(peer) => {
                     let mut flag = [0u8; 1];
                     match self.tls.ssl_read(&mut flag) {
+                        Ok(1) if flag[0] == b'D' && !self.delegation => {
+                            return Err(GsiError::Delegation("not accepted on this channel".into()))
+                        }
                         Ok(1) if flag[0] == b'D' => {
                             let key = delegation_key(&peer)?;
                             let request = certificate_request(&key)?;

@@ -10,14 +10,18 @@
 pub mod accept;
 pub mod channel;
 pub mod creds;
+pub mod data;
 pub mod gridmap;
+pub mod initiate;
 mod mem;
 pub mod names;
 
 pub use accept::{Acceptor, Established, Step};
 pub use channel::Channel;
 pub use creds::{Credential, ServerCredentials, TrustPaths};
+pub use data::DataAuth;
 pub use gridmap::Gridmap;
+pub use initiate::{InitStep, Initiated, Initiator};
 pub use names::PeerIdentity;
 
 /// What can go wrong in GSI.

@@ -122,7 +122,23 @@ pub struct MoverPlan {
     pub relative: bool,
     /// Between progress events (None: only the final one when receiving).
     pub markers: Option<std::time::Duration>,
+    /// DCAU: authenticate every data connection. Never crosses the link (it holds the
+    /// user's delegated key); doors offer DCAU only with their embedded pool.
+    #[serde(skip)]
+    pub auth: Option<DataAuthRef>,
 }
+
+/// A shared [`crate::gsi::DataAuth`]; plans compare equal when they share the same one.
+#[derive(Clone, Debug)]
+pub struct DataAuthRef(pub std::sync::Arc<crate::gsi::DataAuth>);
+
+impl PartialEq for DataAuthRef {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DataAuthRef {}
 
 /// A mover a door asks a pool for: the plan, and how the data connections are made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //! process. Uses engine and storage; knows nothing of the control protocol.
 
 mod checksums;
+mod dcau;
 mod digests;
 pub mod mover;
 pub mod remote;
@@ -49,6 +50,9 @@ pub enum PoolError {
     Stalled(Duration),
     #[error(transparent)]
     Engine(#[from] OpError),
+    /// Data channel authentication (DCAU) failed.
+    #[error("data channel authentication: {0}")]
+    Dcau(String),
 }
 
 /// Data connections one transfer may accept by default: the most parallel streams a client
@@ -280,12 +284,38 @@ impl Pool {
         }
     }
 
-    /// Makes the data connection.
-    pub async fn connect(&self, channel: DataChannel<'_>, buffer: Option<u64>) -> Result<TcpStream, PoolError> {
+    /// Authenticates an accepted data connection when DCAU asks for it. A connection that
+    /// fails is dropped (a stranger on the passive port must not end the transfer): `None`.
+    pub async fn admit(&self, mut sock: TcpStream, auth: Option<&crate::gsi::DataAuth>) -> Option<TcpStream> {
+        let Some(auth) = auth else {
+            return Some(sock);
+        };
+        match dcau::secure(&mut sock, auth, dcau::Role::Accepted).await {
+            Ok(()) => Some(sock),
+            Err(e) => {
+                let from = sock.peer_addr().ok();
+                tracing::warn!(?from, "dropped data connection: {e}");
+                None
+            }
+        }
+    }
+
+    /// Makes the data connection (authenticated when `auth` is given).
+    pub async fn connect(
+        &self,
+        channel: DataChannel<'_>,
+        buffer: Option<u64>,
+        auth: Option<&crate::gsi::DataAuth>,
+    ) -> Result<TcpStream, PoolError> {
         let timeout = self.config.connect_timeout;
         let fut = async {
             match channel {
-                DataChannel::Accept { listener, peers } => self.accept(listener, peers, buffer).await,
+                DataChannel::Accept { listener, peers } => loop {
+                    let sock = self.accept(listener, peers, buffer).await?;
+                    if let Some(s) = self.admit(sock, auth).await {
+                        return Ok(s);
+                    }
+                },
                 DataChannel::Connect { local, remote } => {
                     let sock = if remote.is_ipv4() {
                         TcpSocket::new_v4()
@@ -297,8 +327,11 @@ impl Pool {
                         let _ = sock.bind(SocketAddr::new(local, 0));
                     }
                     set_buffers(&sock, buffer);
-                    let s = sock.connect(remote).await.map_err(PoolError::Connect)?;
+                    let mut s = sock.connect(remote).await.map_err(PoolError::Connect)?;
                     tune(&s, buffer);
+                    if let Some(auth) = auth {
+                        dcau::secure(&mut s, auth, dcau::Role::Connected).await?;
+                    }
                     Ok(s)
                 }
             }

@@ -337,8 +337,9 @@ impl Run<'_> {
             },
             (None, _) => return Err(PoolError::NoPort.into()),
         };
+        let auth = self.auth();
         let stream = tokio::select! {
-            s = self.pool.connect(channel, self.spec.plan.buffer) => s?,
+            s = self.pool.connect(channel, self.spec.plan.buffer, auth.as_deref()) => s?,
             _ = self.cancel.wait_for(|c| *c) => return Err(PoolError::Engine(OpError::Cancelled).into()),
         };
         let mut streams = Streams::new();
@@ -379,7 +380,11 @@ impl Run<'_> {
                         local: self.spec.local,
                         remote,
                     };
-                    conns.push(self.pool.connect(channel, self.spec.plan.buffer).await?);
+                    conns.push(
+                        self.pool
+                            .connect(channel, self.spec.plan.buffer, self.auth().as_deref())
+                            .await?,
+                    );
                 }
                 stripes.push(conns);
             }
@@ -490,7 +495,11 @@ impl Run<'_> {
                         local: self.spec.local,
                         remote,
                     };
-                    match self.pool.connect(channel, self.spec.plan.buffer).await {
+                    match self
+                        .pool
+                        .connect(channel, self.spec.plan.buffer, self.auth().as_deref())
+                        .await
+                    {
                         Ok(sock) => self.join(joiner, streams, sock)?,
                         // A passive MODE X sender that sent everything over the connections
                         // it already accepted closes its listener: the rest are not needed.
@@ -645,6 +654,7 @@ impl Run<'_> {
                 }
             };
             let mut cancel = self.cancel.clone();
+            let mut to_admit = None;
             tokio::select! {
                 Some(r) = streams.rx.recv() => {
                     streams.running -= 1;
@@ -660,12 +670,8 @@ impl Run<'_> {
                     }
                 }
                 accepted = accept => match (accepted, recv) {
-                    (Ok(sock), Some(r)) => {
-                        if let Err(e) = self.join(r, streams, sock) {
-                            failure = Some(e);
-                            streams.cancel_all();
-                        }
-                    }
+                    // Authenticated after the select: a handshake is not cancel-safe.
+                    (Ok(sock), Some(_)) => to_admit = Some(sock),
                     (Err(e), _) => {
                         failure = Some(e);
                         streams.cancel_all();
@@ -683,6 +689,14 @@ impl Run<'_> {
                     }
                     if let Some(e) = watchdog.check(streams) {
                         tracing::warn!("data transfer stopped: {e}");
+                        failure = Some(e);
+                        streams.cancel_all();
+                    }
+                }
+            }
+            if let (Some(sock), Some(r)) = (to_admit, recv) {
+                if let Some(sock) = self.pool.admit(sock, self.auth().as_deref()).await {
+                    if let Err(e) = self.join(r, streams, sock) {
                         failure = Some(e);
                         streams.cancel_all();
                     }
@@ -710,7 +724,13 @@ impl Run<'_> {
         }
         // A zero timeout polls the accept once.
         let accept = self.pool.accept(l, &self.spec.plan.peers, self.spec.plan.buffer);
-        tokio::time::timeout(Duration::ZERO, accept).await.ok()?.ok()
+        let sock = tokio::time::timeout(Duration::ZERO, accept).await.ok()?.ok()?;
+        self.pool.admit(sock, self.auth().as_deref()).await
+    }
+
+    /// DCAU for this transfer's data connections, if asked for.
+    fn auth(&self) -> Option<std::sync::Arc<crate::gsi::DataAuth>> {
+        self.spec.plan.auth.as_ref().map(|a| a.0.clone())
     }
 
     fn progress(&self, streams: &Streams, recv: Option<&Joiner>) {

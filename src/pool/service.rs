@@ -231,7 +231,9 @@ pub fn pool_failure(e: &PoolError) -> Failure {
     };
     let kind = match e {
         PoolError::Storage(s) => return storage_failure(s),
-        PoolError::NoPort | PoolError::Connect(_) | PoolError::ConnectTimeout(_) => FailureKind::DataConnection,
+        PoolError::NoPort | PoolError::Connect(_) | PoolError::ConnectTimeout(_) | PoolError::Dcau(_) => {
+            FailureKind::DataConnection
+        }
         PoolError::Stalled(_) => FailureKind::ConnectionLost,
         PoolError::Engine(op) => match op {
             OpError::Cancelled => FailureKind::Aborted,

@@ -8,6 +8,7 @@ pub const FEATURES: &[&str] = &[
     " ABUF",
     " CKSM MD5:10;ADLER32:10;CRC32C:10;SHA1:10;SHA256:11;SHA512:12;",
     " CKSUM MD5,ADLER32,CRC32C,SHA-1,SHA-256,SHA-512",
+    " DCAU",
     " ERET",
     " ESTO",
     " GETPUT",
@@ -54,12 +55,13 @@ pub const SITE_COMMANDS: &[&str] = &[
 
 /// The `211` FEAT reply lines; `getput`: whether `GETPUT` is among them (the commands work
 /// either way; the feature only tells clients to prefer them).
-pub fn feat_lines(getput: bool) -> Vec<String> {
+pub fn feat_lines(getput: bool, dcau: bool) -> Vec<String> {
     let mut lines = vec!["Extensions supported".to_string()];
     lines.extend(
         FEATURES
             .iter()
             .filter(|f| getput || f.trim() != "GETPUT")
+            .filter(|f| dcau || f.trim() != "DCAU")
             .map(|s| s.to_string()),
     );
     lines.push("End.".into());
@@ -93,8 +95,10 @@ mod tests {
 
     #[test]
     fn feat_is_211_framed_with_leading_spaces() {
-        let lines = feat_lines(true);
-        assert!(!feat_lines(false).iter().any(|l| l.contains("GETPUT")));
+        let lines = feat_lines(true, true);
+        assert!(!feat_lines(false, false)
+            .iter()
+            .any(|l| l.contains("GETPUT") || l.contains("DCAU")));
         assert!(lines.iter().any(|l| l == " GETPUT"));
         assert_eq!(lines.first().map(String::as_str), Some("Extensions supported"));
         assert!(lines[1..lines.len() - 1].iter().all(|l| l.starts_with(' ')));

@@ -37,6 +37,7 @@ pub fn session(data: &[u8]) {
         buffers: Default::default(),
         timeouts: Default::default(),
         gsi: true,
+        dcau: true,
     });
     s.handle_line(b"USER anonymous");
     s.handle_line(b"PASS x");
@@ -66,6 +67,7 @@ pub fn session(data: &[u8]) {
                 Action::Adat(_) => s.handle_adat(AdatOutcome::Done {
                     token: None,
                     protection: Box::new(Clear),
+                    delegated: true,
                 }),
                 Action::DropPassive | Action::ResetData | Action::Abort | Action::Close => {}
             }

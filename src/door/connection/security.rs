@@ -2,8 +2,9 @@
 //! threads: delegation generates a key) and logs the user in by the grid-mapfile.
 
 use super::Connection;
-use crate::gsi::{Acceptor, Channel, Credential, PeerIdentity, Step};
-use crate::protocol::session::{Access, AdatOutcome, Protection};
+use crate::gsi::{Acceptor, Channel, Credential, DataAuth, PeerIdentity, Step};
+use crate::link::DataAuthRef;
+use crate::protocol::session::{Access, AdatOutcome, Dcau, Protection};
 use crate::protocol::SessionError;
 
 impl Protection for Channel {
@@ -19,8 +20,9 @@ impl Protection for Channel {
 /// Who authenticated on this connection, and what they delegated.
 pub(super) struct GsiPeer {
     pub(super) identity: PeerIdentity,
-    #[allow(dead_code)] // DCAU (the data channels) is the next user
     pub(super) delegated: Option<Credential>,
+    /// The data channels' context for the DCAU setting it was made for (built once).
+    pub(super) data_auth: Option<(Dcau, DataAuthRef)>,
 }
 
 impl Connection {
@@ -55,13 +57,16 @@ impl Connection {
                     delegated = done.delegated.is_some(),
                     "GSI authenticated"
                 );
+                let delegated = done.delegated.is_some();
                 self.gsi_peer = Some(GsiPeer {
                     identity: done.peer,
                     delegated: done.delegated,
+                    data_auth: None,
                 });
                 AdatOutcome::Done {
                     token: done.token,
                     protection: Box::new(done.channel),
+                    delegated,
                 }
             }
             Ok(Err(e)) => {
@@ -70,6 +75,36 @@ impl Connection {
             }
             Err(e) => AdatOutcome::Failed(format!("internal error: {e}")),
         }
+    }
+
+    /// What a transfer's data connections authenticate with: nothing for DCAU N; for A and S
+    /// the delegated credential. Only an in-process pool may hold it.
+    pub(super) fn data_auth(&mut self, dcau: &Dcau, local_pool: bool) -> Result<Option<DataAuthRef>, SessionError> {
+        let subject = match dcau {
+            Dcau::None => return Ok(None),
+            Dcau::Self_ => None,
+            Dcau::Subject(s) => Some(s.as_str()),
+        };
+        let refuse = |why: &str| SessionError::DataConnection(format!("DCAU: {why}; send DCAU N"));
+        if !local_pool {
+            return Err(refuse("the pool of this file runs in another process"));
+        }
+        let (Some(peer), Some(config)) = (self.gsi_peer.as_mut(), &self.shared.config.gsi) else {
+            return Err(refuse("no GSI login"));
+        };
+        if let Some((made_for, auth)) = &peer.data_auth {
+            if made_for == dcau {
+                return Ok(Some(auth.clone()));
+            }
+        }
+        let credential = peer
+            .delegated
+            .as_ref()
+            .ok_or_else(|| refuse("no delegated credential"))?;
+        let auth = DataAuth::new(credential, &config.trust, subject).map_err(|e| refuse(&e.to_string()))?;
+        let auth = DataAuthRef(std::sync::Arc::new(auth));
+        peer.data_auth = Some((dcau.clone(), auth.clone()));
+        Ok(Some(auth))
     }
 
     /// A USER/PASS after GSI authentication: the password is not looked at; the subject must

@@ -74,6 +74,10 @@ impl Connection {
             DataEndpoint::Reuse => (false, Vec::new()),
             DataEndpoint::Active(addrs) => (false, addrs.clone()),
         };
+        let auth = match self.data_auth(&req.dcau, pool.is_local()) {
+            Ok(a) => a,
+            Err(e) => return Ok(Outcome::failed(e)),
+        };
         let plan = MoverPlan {
             request,
             mode: req.mode,
@@ -91,6 +95,7 @@ impl Connection {
             layout: req.layout,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
             markers: self.session.marker_interval(req.direction()).map(Duration::from_secs),
+            auth,
         };
         let wire = WireMover {
             plan,

@@ -81,6 +81,9 @@ pub struct SessionConfig {
     pub timeouts: Timeouts,
     /// AUTH GSSAPI is offered (the server has a host credential).
     pub gsi: bool,
+    /// DCAU A/S can be run on data connections (GSI on, and the pool in this process: the
+    /// delegated key never crosses a pool link). FEAT lists DCAU then.
+    pub dcau: bool,
 }
 
 /// Work for the driver.
@@ -198,6 +201,8 @@ pub struct Session {
     /// PBSZ as agreed (RFC 2228).
     pbsz: Option<u64>,
     dcau: Dcau,
+    /// The security exchange brought a delegated credential (DCAU A/S need it).
+    delegated: bool,
     replies: VecDeque<Reply>,
     actions: VecDeque<Action>,
 }
@@ -240,6 +245,7 @@ impl Session {
             security: security::Security::Clear,
             pbsz: None,
             dcau: Dcau::None,
+            delegated: false,
             replies: VecDeque::new(),
             actions: VecDeque::new(),
         };
@@ -389,7 +395,7 @@ impl Session {
             C::Feat => {
                 self.push(Reply::multi(
                     Code::SYSTEM_STATUS,
-                    feat::feat_lines(self.config.advertise_getput),
+                    feat::feat_lines(self.config.advertise_getput, self.config.dcau),
                 ));
                 Ok(())
             }

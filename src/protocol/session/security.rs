@@ -26,6 +26,8 @@ pub enum AdatOutcome {
     Done {
         token: Option<Vec<u8>>,
         protection: Box<dyn Protection>,
+        /// The client delegated a credential (data channels are then authenticated, DCAU A).
+        delegated: bool,
     },
     /// The exchange failed; the reason goes to the client.
     Failed(String),
@@ -53,6 +55,17 @@ pub enum Dcau {
     Self_,
     /// Authenticate; the peer must be this subject.
     Subject(String),
+}
+
+impl Dcau {
+    /// The letter DCAU uses for it.
+    pub fn letter(&self) -> &'static str {
+        match self {
+            Dcau::None => "N",
+            Dcau::Self_ => "A",
+            Dcau::Subject(_) => "S",
+        }
+    }
 }
 
 /// Largest PBSZ we agree to (the wrapped-buffer size for PROT S/P).
@@ -181,7 +194,11 @@ impl Session {
             AdatOutcome::Continue(token) => {
                 self.reply(Code::SECURITY_MORE, format!("ADAT={}", BASE64.encode(token)));
             }
-            AdatOutcome::Done { token, protection } => {
+            AdatOutcome::Done {
+                token,
+                protection,
+                delegated,
+            } => {
                 let text = match token {
                     Some(t) => format!("ADAT={}", BASE64.encode(t)),
                     None => "GSSAPI Authentication successful.".into(),
@@ -191,6 +208,11 @@ impl Session {
                     channel: protection,
                     wrap: Wrap::Enc,
                 };
+                // GFD.20: after RFC 2228 authentication data channels default to DCAU A.
+                self.delegated = delegated;
+                if delegated && self.config.dcau {
+                    self.dcau = Dcau::Self_;
+                }
             }
             AdatOutcome::Failed(why) => {
                 self.security = Security::Clear;
@@ -233,18 +255,30 @@ impl Session {
 
     pub(super) fn cmd_dcau(&mut self, arg: &str) -> Result<(), SessionError> {
         let arg = arg.trim();
-        let mode = arg.split(' ').next().unwrap_or("");
-        match mode.to_ascii_uppercase().as_str() {
-            "N" => {
-                self.dcau = Dcau::None;
-                self.reply(Code::OK, "DCAU N.");
-                Ok(())
+        let (mode, subject) = arg.split_once(' ').unwrap_or((arg, ""));
+        let wanted = match mode.to_ascii_uppercase().as_str() {
+            "N" => Dcau::None,
+            "A" => Dcau::Self_,
+            "S" if subject.trim().is_empty() => {
+                return Err(SessionError::BadArgument("DCAU S expected subject.".into()))
             }
-            "A" | "S" => Err(SessionError::ParamNotImplemented(
-                "Data channel authentication is not offered; send DCAU N.".into(),
-            )),
-            _ => Err(SessionError::ParamNotImplemented("Bad DCAU mode.".into())),
+            "S" => Dcau::Subject(subject.trim().to_string()),
+            _ => return Err(SessionError::ParamNotImplemented("Bad DCAU mode.".into())),
+        };
+        if wanted != Dcau::None && !(self.config.dcau && self.delegated) {
+            return Err(SessionError::ParamNotImplemented(
+                "No delegated credential: send DCAU N (or log in with GSI and delegate).".into(),
+            ));
         }
+        let letter = &mode[..1].to_ascii_uppercase();
+        if wanted != self.dcau {
+            // GFD.20: cached connections were set up under the old setting.
+            self.dcau = wanted;
+            self.actions.push_back(Action::ResetData);
+            self.reusable = None;
+        }
+        self.reply(Code::OK, format!("DCAU {letter}."));
+        Ok(())
     }
 }
 
@@ -288,6 +322,7 @@ mod tests {
             buffers: Default::default(),
             timeouts: Timeouts::default(),
             gsi,
+            dcau: gsi,
         });
         s.poll_reply();
         s
@@ -316,8 +351,12 @@ mod tests {
             .collect()
     }
 
-    /// AUTH, ADAT rounds, then a protected session up to the login.
+    /// AUTH, ADAT rounds, then a protected session up to the login (a credential delegated).
     fn protected() -> Session {
+        protected_delegating(true)
+    }
+
+    fn protected_delegating(delegated: bool) -> Session {
         let mut s = session(true);
         s.handle_line(b"AUTH GSSAPI");
         assert_eq!(wire(&mut s), ["334 Using authentication type; ADAT must follow.\r\n"]);
@@ -331,6 +370,7 @@ mod tests {
         s.handle_adat(AdatOutcome::Done {
             token: None,
             protection: Box::new(Xor),
+            delegated,
         });
         assert_eq!(wire(&mut s), ["235 GSSAPI Authentication successful.\r\n"]);
         s
@@ -412,15 +452,7 @@ mod tests {
 
     #[test]
     fn pbsz_prot_and_dcau_after_auth() {
-        let mut s = protected();
-        s.handle_line(&enc("USER tester"));
-        s.handle_line(&enc("PASS x"));
-        s.poll_action();
-        s.handle_auth(Some(Access {
-            user: "tester".into(),
-            writable: true,
-        }));
-        wire(&mut s);
+        let mut s = logged_in(true);
         let mut ask = |line: &str| {
             unwrapped(&{
                 s.handle_line(&enc(line));
@@ -435,6 +467,65 @@ mod tests {
         assert!(ask("PROT P").starts_with("536 "));
         assert!(ask("PROT Q").starts_with("501 "));
         assert!(ask("DCAU N").starts_with("200 "));
-        assert!(ask("DCAU A").starts_with("504 "));
+    }
+
+    fn logged_in(delegated: bool) -> Session {
+        let mut s = protected_delegating(delegated);
+        s.handle_line(&enc("USER tester"));
+        s.handle_line(&enc("PASS x"));
+        s.poll_action();
+        s.handle_auth(Some(Access {
+            user: "tester".into(),
+            writable: true,
+        }));
+        wire(&mut s);
+        s
+    }
+
+    /// The DCAU setting the next transfer carries.
+    fn transfer_dcau(s: &mut Session) -> Dcau {
+        s.handle_line(&enc("PORT 10,0,0,9,4,1"));
+        s.handle_line(&enc("RETR /f"));
+        let dcau = std::iter::from_fn(|| s.poll_action())
+            .find_map(|a| match a {
+                Action::Transfer(t) => Some(t.dcau),
+                _ => None,
+            })
+            .expect("a transfer");
+        s.handle_transfer_started(false);
+        s.handle_transfer_done(Ok(0));
+        wire(s);
+        dcau
+    }
+
+    #[test]
+    fn dcau_defaults_to_a_with_a_delegated_credential() {
+        let mut s = logged_in(true);
+        assert_eq!(transfer_dcau(&mut s), Dcau::Self_);
+        s.handle_line(&enc("DCAU N"));
+        assert_eq!(unwrapped(&wire(&mut s)[0]), ["200 DCAU N.\r\n"]);
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::ResetData),
+            "cached connections were authenticated"
+        );
+        assert_eq!(transfer_dcau(&mut s), Dcau::None);
+        s.handle_line(&enc("DCAU S /O=Grid/CN=Peer"));
+        assert_eq!(unwrapped(&wire(&mut s)[0]), ["200 DCAU S.\r\n"]);
+        assert_eq!(transfer_dcau(&mut s), Dcau::Subject("/O=Grid/CN=Peer".into()));
+        s.handle_line(&enc("DCAU S"));
+        assert!(unwrapped(&wire(&mut s)[0])[0].starts_with("501 "));
+        s.handle_line(&enc("DCAU X"));
+        assert!(unwrapped(&wire(&mut s)[0])[0].starts_with("504 "));
+    }
+
+    #[test]
+    fn without_delegation_data_channels_are_not_authenticated() {
+        let mut s = logged_in(false);
+        assert_eq!(transfer_dcau(&mut s), Dcau::None);
+        s.handle_line(&enc("DCAU A"));
+        let got = unwrapped(&wire(&mut s)[0]);
+        assert!(got[0].starts_with("504 No delegated credential"), "{got:?}");
+        assert_eq!(transfer_dcau(&mut s), Dcau::None);
     }
 }

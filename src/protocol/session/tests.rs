@@ -26,6 +26,7 @@ fn session() -> Session {
         },
         timeouts: Timeouts::default(),
         gsi: false,
+        dcau: false,
     })
 }
 

@@ -91,6 +91,8 @@ pub struct TransferRequest {
     pub layout: Option<StripeLayout>,
     /// `buffer_size` was chosen automatically (no SBUF; autotuning would fall short).
     pub buffer_auto: bool,
+    /// Data channel authentication (DCAU) for this transfer's connections.
+    pub dcau: super::Dcau,
 }
 
 impl TransferKind {
@@ -282,6 +284,7 @@ impl Session {
             block_size: self.block_size,
             layout: self.layout,
             buffer_auto: buffer_auto.is_some(),
+            dcau: self.dcau.clone(),
         }));
         Ok(())
     }
