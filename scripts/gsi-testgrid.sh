@@ -6,6 +6,8 @@
 #   DIR/stranger-proxy a proxy of a user the CA signed but the grid-mapfile does not list
 #   DIR/revoked-proxy  a proxy of a user whose certificate the CRL revokes
 #   DIR/rogue-certdir  a CA directory that trusts none of the above
+#   DIR/expired-proxy  an expired certificate with its key, used as a proxy
+#   DIR/globus-gridmap the user mapped to a real account (nobody as root), for globus-gridftp-server
 # Needs openssl and grid-proxy-init (globus-proxy-utils).
 set -euo pipefail
 G=$(realpath -m "${1:?DIR}")
@@ -66,3 +68,24 @@ cp rogue.pem "rogue-certdir/$(openssl x509 -hash -noout -in rogue.pem).0"
 
 echo "\"$subj/CN=Test User\" tester" > gridmap
 echo "\"$subj/CN=Revoked User\" tester" >> gridmap
+account=$(id -un); [ "$(id -u)" -eq 0 ] && account=nobody
+echo "\"$subj/CN=Test User\" $account" > globus-gridmap
+
+# A certificate that ran out in 2020, signed by the same CA.
+mkdir -p newcerts
+openssl rand -hex 16 > ca-serial
+cat >> ca.cnf <<CNF
+new_certs_dir = $G/newcerts
+serial = $G/ca-serial
+preserve = yes
+policy = anything
+[ anything ]
+organizationName = optional
+organizationalUnitName = optional
+commonName = supplied
+CNF
+openssl req -newkey rsa:2048 -nodes -keyout expired.key -out expired.csr -subj "$subj/CN=Expired User" 2>/dev/null
+openssl ca -batch -config ca.cnf -keyfile ca.key -cert ca.pem -in expired.csr -out expired.pem \
+    -startdate 20200101000000Z -enddate 20200102000000Z -notext 2>/dev/null
+cat expired.pem expired.key > expired-proxy
+chmod 600 expired-proxy

@@ -76,6 +76,10 @@ pub struct CopyArgs {
     /// Keep MODE E data connections open between files.
     #[arg(long = "fast")]
     pub fast: bool,
+    /// gsiftp://: do not authenticate data channels (DCAU N); they are authenticated with
+    /// the proxy by default when the server offers DCAU.
+    #[arg(long = "nodcau", visible_alias = "no-data-channel-auth")]
+    pub nodcau: bool,
     /// Try failed transfers again, from the ranges already in place, and verify them.
     #[arg(long = "restart")]
     pub restart: bool,
@@ -149,6 +153,7 @@ pub(super) fn run(args: CopyArgs) -> Result<ExitCode> {
         }),
         sync: args.sync.then_some(args.sync_level),
         abuf: !args.no_abuf,
+        no_dcau: args.nodcau,
         progress: client::Show::choose(args.quiet, args.vb, std::io::stderr().is_terminal(), args.json),
     };
 

@@ -6,6 +6,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+mod security;
+
 use super::url::FtpUrl;
 use super::{ClientError, Reply};
 pub use crate::protocol::client::fuzz_reply;
@@ -21,6 +23,10 @@ pub struct Control {
     replies: ReplyReader,
     pub local: IpAddr,
     pub peer: IpAddr,
+    /// gsiftp://: commands go out wrapped (ENC), replies come in wrapped (632).
+    security: Option<crate::gsi::Channel>,
+    /// gsiftp://: our credential, for the data channels' DCAU.
+    pub credentials: Option<std::sync::Arc<crate::gsi::ClientCredentials>>,
 }
 
 impl Control {
@@ -35,10 +41,26 @@ impl Control {
             replies: ReplyReader::default(),
             local,
             peer,
+            security: None,
+            credentials: None,
         };
-        let user = url.user.clone().unwrap_or_else(|| "anonymous".into());
-        let pass = url.password.clone().unwrap_or_else(|| "ringmover@".into());
+        let password = || url.password.clone().unwrap_or_else(|| "ringmover@".into());
+        let (user, pass) = match (&url.user, url.gsi) {
+            (Some(u), _) => (u.clone(), password()),
+            // The server maps the certificate to a local user.
+            (None, true) => (":globus-mapping:".into(), "dummy".into()),
+            (None, false) => ("anonymous".into(), password()),
+        };
         let mut login = Login::new(user, pass);
+        if url.gsi {
+            let greeting = c.reply().await?;
+            if greeting.code != 220 {
+                return Err(ClientError::Refused(greeting));
+            }
+            c.gsi_authenticate(&url.host).await?;
+            let first = login.after_greeting();
+            c.send(&first).await?;
+        }
         loop {
             let reply = c.reply().await?;
             match login.on_reply(reply) {
@@ -63,14 +85,30 @@ impl Control {
                 };
                 return Err(ClientError::Lost(why.into()));
             }
-            if let Some(r) = self.replies.push_line(&line)? {
-                return Ok(r);
+            let plain = match &mut self.security {
+                Some(channel) => security::unwrap_reply_line(channel, &line)?,
+                None => std::mem::take(&mut line),
+            };
+            for l in plain.split_inclusive('\n') {
+                if let Some(r) = self.replies.push_line(l)? {
+                    return Ok(r);
+                }
             }
         }
     }
 
+    /// A command as it goes on the wire: checked, and wrapped on a GSI channel.
+    fn wire(&mut self, line: &str) -> Result<String, ClientError> {
+        let plain = command_line(line)?;
+        match &mut self.security {
+            Some(channel) => security::wrap_command(channel, &plain),
+            None => Ok(plain),
+        }
+    }
+
     pub async fn send(&mut self, line: &str) -> Result<(), ClientError> {
-        self.writer.write_all(command_line(line)?.as_bytes()).await?;
+        let wire = self.wire(line)?;
+        self.writer.write_all(wire.as_bytes()).await?;
         Ok(())
     }
 
@@ -78,7 +116,7 @@ impl Control {
     pub async fn send_all(&mut self, lines: &[String]) -> Result<(), ClientError> {
         let mut batch = String::new();
         for l in lines {
-            batch.push_str(&command_line(l)?);
+            batch.push_str(&self.wire(l)?);
         }
         self.writer.write_all(batch.as_bytes()).await?;
         Ok(())

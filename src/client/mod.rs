@@ -28,8 +28,9 @@ pub use url::{parse_endpoint, Endpoint, FtpUrl};
 pub enum ClientError {
     #[error("{0}")]
     Url(String),
-    #[error("GSI (gsiftp://) is not supported yet; use ftp://")]
-    GsiNotSupported,
+    /// GSI (gsiftp://): credentials, the handshake, wrapping.
+    #[error("GSI: {0}")]
+    Gsi(String),
     #[error("control connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("server said: {0}")]
@@ -143,6 +144,8 @@ pub struct CopyOptions {
     pub progress: progress::Show,
     /// Send ABUF (when the server lists it and no -tcp-bs is given).
     pub abuf: bool,
+    /// gsiftp://: leave data channels unauthenticated (`DCAU N`).
+    pub no_dcau: bool,
 }
 
 impl CopyOptions {

@@ -14,6 +14,7 @@ use super::progress::FileProgress;
 use super::url::FtpUrl;
 use super::{ClientError, CopyOptions, Mode};
 use crate::block::RangeSet;
+use crate::link::DataAuthRef;
 use crate::pool::mover::{self, MoverChannel, MoverEvent, MoverPlan, MoverSpec};
 use crate::pool::{MoverRequest, Pool};
 use crate::protocol::client::{G2Channel, Request, Restart, TransferReply};
@@ -114,6 +115,8 @@ pub struct Session {
     kept: Option<Kept>,
     /// The socket-buffer size the server chose for ABUF (used on our sockets too).
     abuf: Option<u64>,
+    /// gsiftp:// with DCAU: how our data connections authenticate.
+    data_auth: Option<DataAuthRef>,
 }
 
 impl Session {
@@ -135,7 +138,9 @@ impl Session {
         } else {
             None
         };
+        let data_auth = data_channel_auth(&mut control, &features, o).await?;
         Ok(Session {
+            data_auth,
             control,
             getput,
             mode: Mode::Stream,
@@ -367,7 +372,7 @@ impl Session {
             layout: None,
             relative: false,
             markers: Some(PROGRESS_TICK),
-            auth: None,
+            auth: self.data_auth.clone(),
         };
         let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
             plan: plan.clone(),
@@ -485,6 +490,28 @@ fn note_progress(ev: MoverEvent, download: bool, resume: &mut Resume, progress: 
 }
 
 /// Our listener's address for PORT or `port=` (IPv6 would need EPRT).
+/// DCAU on a gsiftp:// session: A (our proxy on every data connection) when the server lists
+/// DCAU, unless `-nodcau` asked for N; nothing for ftp:// or a server without DCAU.
+async fn data_channel_auth(
+    control: &mut Control,
+    features: &[String],
+    o: &CopyOptions,
+) -> Result<Option<DataAuthRef>, ClientError> {
+    let Some(creds) = control.credentials.clone() else {
+        return Ok(None);
+    };
+    if !features.iter().any(|f| f == "DCAU") {
+        return Ok(None);
+    }
+    if o.no_dcau {
+        control.expect_ok(Some("DCAU N")).await?;
+        return Ok(None);
+    }
+    let auth = crate::gsi::DataAuth::new(&creds.credential, &creds.trust, None)
+        .map_err(|e| ClientError::Gsi(e.to_string()))?;
+    Ok(Some(DataAuthRef(std::sync::Arc::new(auth))))
+}
+
 fn v4_address(l: &tokio::net::TcpListener) -> Result<std::net::SocketAddrV4, ClientError> {
     match l.local_addr()? {
         std::net::SocketAddr::V4(a) => Ok(a),

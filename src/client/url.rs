@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::ClientError;
 
-/// An `ftp://[user[:password]@]host[:port]/path` URL.
+/// An `ftp://` or `gsiftp://[user[:password]@]host[:port]/path` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FtpUrl {
     pub user: Option<String>,
@@ -12,6 +12,8 @@ pub struct FtpUrl {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// `gsiftp://`: GSI on the control channel (and DCAU on data channels).
+    pub gsi: bool,
 }
 
 impl FtpUrl {
@@ -22,7 +24,7 @@ impl FtpUrl {
 
     /// True when both name the same server and login (a control session serves both).
     pub fn same_login(&self, other: &FtpUrl) -> bool {
-        self.host == other.host && self.port == other.port && self.user == other.user
+        self.host == other.host && self.port == other.port && self.user == other.user && self.gsi == other.gsi
     }
 }
 
@@ -33,15 +35,16 @@ pub enum Endpoint {
     Local(PathBuf),
 }
 
-/// Parses `ftp://`, `file://` or a plain local path.
+/// Parses `ftp://`, `gsiftp://`, `file://` or a plain local path.
 pub fn parse_endpoint(s: &str) -> Result<Endpoint, ClientError> {
     if let Some(rest) = s.strip_prefix("file://") {
         return Ok(Endpoint::Local(PathBuf::from(rest)));
     }
-    if s.starts_with("gsiftp://") {
-        return Err(ClientError::GsiNotSupported);
-    }
-    let Some(rest) = s.strip_prefix("ftp://") else {
+    let (gsi, rest) = match (s.strip_prefix("gsiftp://"), s.strip_prefix("ftp://")) {
+        (Some(rest), _) => (true, Some(rest)),
+        (None, rest) => (false, rest),
+    };
+    let Some(rest) = rest else {
         if s.contains("://") {
             return Err(ClientError::Url(format!("unsupported URL scheme in '{s}'")));
         }
@@ -67,7 +70,8 @@ pub fn parse_endpoint(s: &str) -> Result<Endpoint, ClientError> {
             h.to_string(),
             p.parse().map_err(|_| ClientError::Url(format!("bad port in '{s}'")))?,
         ),
-        None => (hostport.to_string(), 21),
+        // GridFTP's port for both schemes, as globus-url-copy assumes for gsiftp://.
+        None => (hostport.to_string(), if gsi { 2811 } else { 21 }),
     };
     if host.is_empty() {
         return Err(ClientError::Url(format!("no host in '{s}'")));
@@ -78,6 +82,7 @@ pub fn parse_endpoint(s: &str) -> Result<Endpoint, ClientError> {
         host,
         port,
         path,
+        gsi,
     }))
 }
 
@@ -106,7 +111,8 @@ mod tests {
                 password: Some("pw".into()),
                 host: "example.org".into(),
                 port: 2811,
-                path: "/a/b".into()
+                path: "/a/b".into(),
+                gsi: false,
             })
         );
         assert_eq!(
@@ -114,10 +120,10 @@ mod tests {
             Endpoint::Local("/tmp/x".into())
         );
         assert_eq!(parse_endpoint("rel/x").unwrap(), Endpoint::Local("rel/x".into()));
-        assert!(matches!(
-            parse_endpoint("gsiftp://h/x"),
-            Err(ClientError::GsiNotSupported)
-        ));
+        match parse_endpoint("gsiftp://h/x").unwrap() {
+            Endpoint::Ftp(u) => assert!(u.gsi && u.port == 2811 && u.path == "/x"),
+            e => panic!("{e:?}"),
+        }
         assert!(parse_endpoint("http://h/x").is_err());
         assert!(parse_endpoint("ftp://:21/x").is_err());
     }

@@ -38,7 +38,7 @@ impl Credential {
         let chain = X509::stack_from_pem(&read(cert)?).map_err(GsiError::tls("host certificate"))?;
         let key = PKey::private_key_from_pem(&read(key)?).map_err(GsiError::tls("host key"))?;
         if chain.is_empty() {
-            return Err(GsiError::Handshake(format!("{} holds no certificate", cert.display())));
+            return Err(GsiError::Credential(format!("{} holds no certificate", cert.display())));
         }
         Ok(Credential { key, chain })
     }
@@ -146,5 +146,64 @@ impl ServerCredentials {
             context: gsi_context(&own, trust, max)?,
             subject,
         })
+    }
+}
+
+/// A user's side: the proxy (from `X509_USER_PROXY` or `/tmp/x509up_u<uid>`) and the trust
+/// roots (`X509_CERT_DIR`, `~/.globus/certificates` or `/etc/grid-security/certificates`).
+pub struct ClientCredentials {
+    pub credential: std::sync::Arc<Credential>,
+    pub trust: TrustPaths,
+    pub(crate) context: SslContext,
+    /// The end-entity subject the proxy speaks for.
+    pub subject: String,
+}
+
+impl ClientCredentials {
+    pub fn from_env() -> Result<ClientCredentials, GsiError> {
+        let proxy = std::env::var_os("X509_USER_PROXY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("/tmp/x509up_u{}", rustix::process::getuid().as_raw())));
+        let ca_dir = std::env::var_os("X509_CERT_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".globus/certificates"));
+            home.filter(|h| h.is_dir())
+                .unwrap_or_else(|| PathBuf::from("/etc/grid-security/certificates"))
+        });
+        ClientCredentials::load(&proxy, &TrustPaths { ca_dir })
+    }
+
+    pub fn load(proxy: &Path, trust: &TrustPaths) -> Result<ClientCredentials, GsiError> {
+        let credential = Credential::load_proxy(proxy)?;
+        let leaf = credential.chain.first().ok_or(GsiError::NoPeer)?;
+        let now = openssl::asn1::Asn1Time::days_from_now(0).map_err(GsiError::tls("clock"))?;
+        if leaf.not_after() < now {
+            return Err(GsiError::Credential(format!(
+                "the proxy {} expired at {}; make a new one (grid-proxy-init)",
+                proxy.display(),
+                leaf.not_after()
+            )));
+        }
+        let subject = credential
+            .chain
+            .iter()
+            .find(|c| !super::names::is_proxy(c))
+            .map(|c| super::names::dn(c.subject_name()))
+            .ok_or(GsiError::NoPeer)?;
+        Ok(ClientCredentials {
+            context: gsi_context(&credential, trust, None)?,
+            credential: std::sync::Arc::new(credential),
+            trust: trust.clone(),
+            subject,
+        })
+    }
+
+    /// Starts a control channel context with the server at `host` (its certificate must
+    /// name it), delegating a (limited) proxy.
+    pub fn initiator(&self, host: &str, limited: bool) -> Result<(super::Initiator, Vec<u8>), GsiError> {
+        let delegation = super::Delegation {
+            credential: self.credential.clone(),
+            limited,
+        };
+        super::Initiator::start(&self.context, Some(host), Some(delegation))
     }
 }

@@ -51,7 +51,7 @@ impl DataAuth {
 
     /// The active side: the initiator and its first token.
     pub fn initiator(&self) -> Result<(Initiator, Vec<u8>), GsiError> {
-        Initiator::start(&self.context)
+        Initiator::start(&self.context, None, None)
     }
 
     /// Refuses a peer that is not whom DCAU asked for.

@@ -6,13 +6,14 @@
 //!       |--TLS 1.3 done--> Sync (wait for the acceptor's next record, its `\0`) --> send '0' --> Done
 //! ```
 //! With TLS 1.3 the initiator speaks last in the handshake, so the acceptor sends one byte to
-//! hand the turn back before the initiator sends its delegation flag. This side never
-//! delegates (`0`); the control channel client that delegates comes with `ringmover copy`.
+//! hand the turn back before the initiator sends its delegation flag: `0`, or `D` and then
+//! the proxy certificate it signs for the key in the acceptor's certificate request.
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream, SslVersion};
 
 use super::accept::{read_all, reason};
 use super::channel::Channel;
+use super::creds::Credential;
 use super::mem::Pipe;
 use super::names::PeerIdentity;
 use super::GsiError;
@@ -20,12 +21,24 @@ use super::GsiError;
 enum State {
     Handshake,
     Sync(PeerIdentity),
+    /// `D` sent: waiting for the acceptor's certificate request.
+    Request(PeerIdentity),
+}
+
+/// What to delegate to the acceptor, if anything.
+#[derive(Clone)]
+pub struct Delegation {
+    pub credential: std::sync::Arc<Credential>,
+    /// A limited proxy (as globus-url-copy delegates): enough for data and third-party
+    /// transfers, refused where a job would be started.
+    pub limited: bool,
 }
 
 /// One GSI context being initiated.
 pub struct Initiator {
     tls: SslStream<Pipe>,
     state: State,
+    delegation: Option<Delegation>,
 }
 
 /// What one token from the acceptor led to.
@@ -44,12 +57,26 @@ pub struct Initiated {
 
 impl Initiator {
     /// Starts the handshake; the returned token (the ClientHello) goes first.
-    pub(crate) fn start(context: &SslContext) -> Result<(Initiator, Vec<u8>), GsiError> {
-        let ssl = Ssl::new(context).map_err(GsiError::tls("TLS session"))?;
+    pub(crate) fn start(
+        context: &SslContext,
+        host: Option<&str>,
+        delegation: Option<Delegation>,
+    ) -> Result<(Initiator, Vec<u8>), GsiError> {
+        let mut ssl = Ssl::new(context).map_err(GsiError::tls("TLS session"))?;
+        if let Some(host) = host {
+            // The server's certificate must name the host we asked for.
+            let param = ssl.param_mut();
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => param.set_ip(ip),
+                Err(_) => param.set_host(host),
+            }
+            .map_err(GsiError::tls("host name check"))?;
+        }
         let tls = SslStream::new(ssl, Pipe::default()).map_err(GsiError::tls("TLS session"))?;
         let mut me = Initiator {
             tls,
             state: State::Handshake,
+            delegation,
         };
         match me.tls.connect() {
             Err(e) if e.code() == ErrorCode::WANT_READ => {}
@@ -96,18 +123,46 @@ impl Initiator {
                 }
                 self.finish(peer)
             }
+            State::Request(peer) => {
+                let der = read_all(&mut self.tls).map_err(GsiError::Delegation)?;
+                if der.is_empty() {
+                    self.state = State::Request(peer);
+                    return Ok(InitStep::Continue(self, Vec::new()));
+                }
+                let delegation = self.delegation.clone().ok_or(GsiError::NoPeer)?;
+                let cert = super::proxy::sign_request(&der, &delegation.credential, delegation.limited)?;
+                self.write(&cert)?;
+                Ok(self.established(peer))
+            }
         }
     }
 
-    /// Sends the "no delegation" flag; the context is done.
+    /// Sends the delegation flag: `D` and wait for the request, or `0` and done.
     fn finish(mut self, peer: PeerIdentity) -> Result<InitStep, GsiError> {
-        self.tls.ssl_write(b"0").map_err(|e| GsiError::Delegation(reason(&e)))?;
+        if self.delegation.is_some() {
+            self.write(b"D")?;
+            let out = self.tls.get_mut().take_output();
+            self.state = State::Request(peer);
+            return Ok(InitStep::Continue(self, out));
+        }
+        self.write(b"0")?;
+        Ok(self.established(peer))
+    }
+
+    fn established(mut self, peer: PeerIdentity) -> InitStep {
         let token = self.tls.get_mut().take_output();
-        Ok(InitStep::Established(Box::new(Initiated {
+        InitStep::Established(Box::new(Initiated {
             token,
             peer,
             channel: Channel::new(self.tls),
-        })))
+        }))
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), GsiError> {
+        self.tls
+            .ssl_write(bytes)
+            .map(|_| ())
+            .map_err(|e| GsiError::Delegation(reason(&e)))
     }
 
     fn refusal(&self, e: &openssl::ssl::Error) -> String {

@@ -15,13 +15,14 @@ pub mod gridmap;
 pub mod initiate;
 mod mem;
 pub mod names;
+mod proxy;
 
 pub use accept::{Acceptor, Established, Step};
 pub use channel::Channel;
-pub use creds::{Credential, ServerCredentials, TrustPaths};
+pub use creds::{ClientCredentials, Credential, ServerCredentials, TrustPaths};
 pub use data::DataAuth;
 pub use gridmap::Gridmap;
-pub use initiate::{InitStep, Initiated, Initiator};
+pub use initiate::{Delegation, InitStep, Initiated, Initiator};
 pub use names::PeerIdentity;
 
 /// What can go wrong in GSI.
@@ -34,6 +35,9 @@ pub enum GsiError {
         what: &'static str,
         source: openssl::error::ErrorStack,
     },
+    /// A credential that cannot be used (expired, no certificate in the file).
+    #[error("{0}")]
+    Credential(String),
     #[error("TLS handshake failed: {0}")]
     Handshake(String),
     #[error("delegation: {0}")]

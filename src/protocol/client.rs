@@ -152,6 +152,13 @@ impl Login {
         }
     }
 
+    /// The first command when the greeting was already read (a security exchange came
+    /// between it and the login).
+    pub fn after_greeting(&mut self) -> String {
+        self.step = LoginStep::User;
+        format!("USER {}", self.user)
+    }
+
     /// The next step after `reply` (the first one is the greeting).
     pub fn on_reply(&mut self, reply: ServerReply) -> LoginNext {
         use LoginStep as S;
