@@ -60,4 +60,9 @@ if code_of protocol | grep -nE 'tokio|std::net::Tcp|std::fs|Instant::now|SystemT
     echo "layering: protocol/ or block/ names I/O or clocks" >&2
     status=1
 fi
+# gsi/ drives no sockets either: tokens in, tokens out (it reads credential files and the clock).
+if code_of gsi | grep -nE 'tokio|std::net::Tcp|io_uring'; then
+    echo "layering: gsi/ names sockets" >&2
+    status=1
+fi
 exit $status
