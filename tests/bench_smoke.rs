@@ -135,3 +135,33 @@ fn bench_disk_scenarios() {
         );
     }
 }
+
+#[test]
+fn bench_gsi_rows_run_beside_globus() {
+    let grid = common::grid::Grid::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmover"))
+        .args([
+            "bench",
+            "--size",
+            "8M",
+            "--runs",
+            "1",
+            "--streams",
+            "1",
+            "--scenarios",
+            "download,upload",
+        ])
+        .arg("--gsi-grid")
+        .arg(grid.dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for row in [
+        "ringmover copy ⇄ ringmover gsiftp",
+        "guc ⇄ globus-gridftp-server gsiftp",
+    ] {
+        assert_eq!(text.matches(row).count(), 2, "{row}: {text}");
+    }
+    assert!(text.contains("gsiftp:// DCAU A + PROT C vs our ftp://"), "{text}");
+}

@@ -27,6 +27,8 @@ struct Server {
     root: PathBuf,
     globus: bool,
     host: String,
+    /// gsiftp:// with this test grid's credentials (DCAU A, PROT C).
+    grid: Option<PathBuf>,
 }
 
 impl Drop for Server {
@@ -38,6 +40,11 @@ impl Drop for Server {
 
 impl Server {
     fn ours(plan: &Plan, root: &Path, p: Point, direct: bool) -> Result<Server, BenchError> {
+        Server::ours_with(plan, root, p, direct, None)
+    }
+
+    /// Ours, taking GSI logins with the grid's host credential when `grid` is given.
+    fn ours_with(plan: &Plan, root: &Path, p: Point, direct: bool, grid: Option<&Path>) -> Result<Server, BenchError> {
         let users = root.with_extension("users");
         crate::door::auth::Users::set_password(&users, BENCH_USER, BENCH_PASSWORD)
             .map_err(|e| BenchError::tool("users file", e))?;
@@ -52,6 +59,7 @@ impl Server {
             .args(["--listen", &listen, "--data-path", &path, "--users"])
             .arg(&users)
             .args(direct.then_some("--direct-io"))
+            .args(grid.map(gsi_server_args).unwrap_or_default())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -70,10 +78,16 @@ impl Server {
             root: root.to_path_buf(),
             globus: false,
             host: plan.net.host.clone(),
+            grid: grid.map(Path::to_path_buf),
         })
     }
 
     fn globus(root: &Path, net: &super::Net) -> Result<Server, BenchError> {
+        Server::globus_with(root, net, None)
+    }
+
+    /// Globus, with GSI logins (mapped by the grid's `globus-gridmap`) when `grid` is given.
+    fn globus_with(root: &Path, net: &super::Net, grid: Option<&Path>) -> Result<Server, BenchError> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let conf = root.with_extension("gridftp.conf");
         std::fs::write(&conf, "")?;
@@ -81,7 +95,8 @@ impl Server {
         let mut cmd = net.server_cmd("globus-gridftp-server");
         cmd.arg("-c")
             .arg(&conf)
-            .args(["-aa", "-s", "-p", &port.to_string()])
+            .args(grid.is_none().then_some("-aa"))
+            .args(["-s", "-p", &port.to_string()])
             .args([
                 "-control-interface",
                 &net.host,
@@ -96,8 +111,14 @@ impl Server {
             .arg(root)
             .arg("-restrict-paths")
             .arg(root);
+        if let Some(g) = grid {
+            cmd.env("X509_USER_CERT", g.join("host.pem"))
+                .env("X509_USER_KEY", g.join("host.key"))
+                .env("X509_CERT_DIR", g.join("certdir"))
+                .env("GRIDMAP", g.join("globus-gridmap"));
+        }
         // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if unsafe { libc::geteuid() } == 0 && grid.is_none() {
             cmd.args(["-anonymous-user", "nobody"]);
         }
         let child = cmd
@@ -124,12 +145,22 @@ impl Server {
             root: root.to_path_buf(),
             globus: true,
             host: net.host.clone(),
+            grid: grid.map(Path::to_path_buf),
         })
     }
 
     /// URL of `name` in the served directory. Anonymous, as for Globus, except uploads to
     /// ringmover, which need a user (its argon2 check is part of the measured cost).
     fn url(&self, name: &str, upload: bool) -> String {
+        if self.grid.is_some() {
+            // The host certificate names localhost; the login is mapped from the proxy.
+            let path = if self.globus {
+                format!("{}/{name}", self.root.display())
+            } else {
+                format!("/{name}")
+            };
+            return format!("gsiftp://localhost:{}{path}", self.port);
+        }
         match (self.globus, upload) {
             (true, _) => format!("ftp://{}:{}{}/{name}", self.host, self.port, self.root.display()),
             (false, false) => format!("ftp://{}:{}/{name}", self.host, self.port),
@@ -171,6 +202,32 @@ fn timed(
         .and_then(|v| serde_json::from_value(v["op_latency_us"].clone()).ok());
     Ok((Sample::from_reading(size, &r), latency))
 }
+
+/// `serve` flags for a GSI server with the test grid's host credential.
+fn gsi_server_args(grid: &Path) -> Vec<std::ffi::OsString> {
+    let p = |n: &str| grid.join(n).into_os_string();
+    vec![
+        "--cert".into(),
+        p("host.pem"),
+        "--key".into(),
+        p("host.key"),
+        "--ca-dir".into(),
+        p("certdir"),
+        "--gridmap".into(),
+        p("gridmap"),
+    ]
+}
+
+/// A client command with the grid's proxy and trust roots.
+fn with_proxy(mut cmd: Command, grid: &Path) -> Command {
+    cmd.env("X509_CERT_DIR", grid.join("certdir"))
+        .env("X509_USER_PROXY", grid.join("proxy"));
+    cmd
+}
+
+/// The tool names of the gsiftp:// rows (DCAU A, PROT C).
+pub const GSI_OURS: &str = "ringmover copy ⇄ ringmover gsiftp";
+pub const GSI_GLOBUS: &str = "guc ⇄ globus-gridftp-server gsiftp";
 
 /// `ringmover copy` between `src` and `dst`.
 fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str, direct: bool) -> Command {
@@ -317,6 +374,20 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
                 _ => Ok(None),
             }
         };
+        // The peers have no engine path: once per (streams, block, buffer).
+        let key = (point.streams, point.block_size, point.tcp_bs);
+        let with_peers = !peers_done.contains(&key);
+        let gsi = match (&plan.gsi, scenario) {
+            (Some(g), Scenario::Download | Scenario::Upload) => Some((
+                Server::ours_with(plan, &ours_root, point, false, Some(g))?,
+                match with_peers && plan.peers {
+                    true => Some(Server::globus_with(&globus_root, &plan.net, Some(g))?),
+                    false => None,
+                },
+                g.clone(),
+            )),
+            _ => None,
+        };
         let mut tools: Vec<Tool<'_>> = Vec::new();
         let ours_tool = |s: &Server, cmd: Command| -> Result<Sample, BenchError> {
             let synced = prepare(s)?;
@@ -336,9 +407,6 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
                 Box::new(move || ours_tool(direct, ours_cmd(plan, point, &s, &d, true))),
             ));
         }
-        // The peers have no engine path: once per (streams, block, buffer).
-        let key = (point.streams, point.block_size, point.tcp_bs);
-        let with_peers = !peers_done.contains(&key);
         if let Some(g) = globus.as_ref().filter(|_| with_peers) {
             let (s, d) = src_of(g);
             tools.push((
@@ -356,6 +424,22 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
                     Ok(timed(guc_cmd(plan, point, &s, &d), plan.size, ours, synced.as_deref())?.0)
                 }),
             ));
+        }
+        if let Some((ours_gsi, globus_gsi, grid)) = gsi.as_ref() {
+            let (s, d) = src_of(ours_gsi);
+            let cmd = move || with_proxy(ours_cmd(plan, point, &s, &d, false), grid);
+            tools.push((GSI_OURS.into(), Box::new(move || ours_tool(ours_gsi, cmd()))));
+            if let Some(g) = globus_gsi.as_ref() {
+                let (s, d) = src_of(g);
+                tools.push((
+                    GSI_GLOBUS.into(),
+                    Box::new(move || {
+                        let synced = prepare(g)?;
+                        let cmd = with_proxy(guc_cmd(plan, point, &s, &d), grid);
+                        Ok(timed(cmd, plan.size, g, synced.as_deref())?.0)
+                    }),
+                ));
+            }
         }
         if scenario.disk() && with_peers && plan.peers {
             let root = ours_root.clone();

@@ -219,6 +219,9 @@ pub struct Plan {
     pub exe: PathBuf,
     /// Where servers and clients run.
     pub net: Net,
+    /// A GSI test grid (`scripts/gsi-testgrid.sh DIR`): download and upload also run over
+    /// gsiftp:// with DCAU A + PROT C, ours and Globus's.
+    pub gsi: Option<PathBuf>,
 }
 
 /// The allowed CPUs split in two taskset lists, (client: lower half, server: upper half); none

@@ -334,6 +334,32 @@ pub fn targets(cases: &[Case]) -> Vec<Target> {
             met: got.map(|(t, c)| t >= want && cpu_max.is_none_or(|m| c <= m)),
         });
     }
+    for s in [Scenario::Download, Scenario::Upload] {
+        for streams in [1, 4] {
+            let Some(gsi) = find(s, super::files::GSI_OURS, streams) else {
+                continue;
+            };
+            let ratio = |peer: &str| find(s, peer, streams).map(|p| gsi.median.gbytes_per_s / p.median.gbytes_per_s);
+            let plain = ratio("ringmover copy ⇄ ringmover");
+            out.push(Target {
+                what: format!("{}, -p {streams}, gsiftp:// DCAU A + PROT C vs our ftp://", s.name()),
+                want: "≥ 0.9× GB/s (only the handshakes cost)".into(),
+                got: plain.map_or("not measured".into(), |r| format!("{r:.2}× GB/s")),
+                met: plain.map(|r| r >= 0.9),
+            });
+            if let Some(r) = ratio(super::files::GSI_GLOBUS) {
+                out.push(Target {
+                    what: format!(
+                        "{}, -p {streams}, gsiftp:// DCAU A + PROT C vs Globus with the same",
+                        s.name()
+                    ),
+                    want: "(no target; for reference)".into(),
+                    got: format!("{r:.2}× GB/s"),
+                    met: None,
+                });
+            }
+        }
+    }
     for s in [Scenario::DiskRead, Scenario::DiskWrite] {
         for streams in [1, 4] {
             let Some(ours) = find(s, super::files::DIRECT_TOOL, streams) else {

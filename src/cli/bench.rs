@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Directory for the files (tmpfs keeps the disk out of it).
     #[arg(long, default_value = "/dev/shm")]
     pub dir: PathBuf,
+    /// A GSI test grid made by `scripts/gsi-testgrid.sh DIR`: download and upload also run
+    /// over gsiftp:// with data channel authentication (DCAU A, PROT C), beside Globus.
+    #[arg(long, value_name = "DIR")]
+    pub gsi_grid: Option<PathBuf>,
     /// Print JSON (cases and targets) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +105,7 @@ pub(super) fn run(args: BenchArgs) -> Result<ExitCode> {
         dir: args.dir.clone(),
         exe: std::env::current_exe().context("finding this program")?,
         net: bench::Net::loopback(),
+        gsi: args.gsi_grid.clone(),
     };
     let tty = std::io::stderr().is_terminal();
     let mut show = |c: &bench::Case| {

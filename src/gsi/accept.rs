@@ -13,7 +13,6 @@
 
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 use openssl::x509::{X509NameBuilder, X509ReqBuilder, X509};
 
@@ -37,8 +36,9 @@ enum State {
 pub struct Acceptor {
     tls: SslStream<Pipe>,
     state: State,
-    /// The control channel takes a delegated credential; data channels never ask for one.
-    delegation: bool,
+    /// Where delegation keys come from: the control channel takes a delegated credential;
+    /// data channels (None) never ask for one.
+    delegation: Option<std::sync::Arc<super::keys::KeyPool>>,
 }
 
 /// What one token led to.
@@ -68,10 +68,13 @@ impl std::fmt::Debug for Acceptor {
 impl Acceptor {
     /// The control channel's acceptor: the host credential, delegation accepted.
     pub fn new(creds: &ServerCredentials) -> Result<Acceptor, GsiError> {
-        Acceptor::with_context(&creds.context, true)
+        Acceptor::with_context(&creds.context, Some(creds.keys.clone()))
     }
 
-    pub(crate) fn with_context(context: &SslContext, delegation: bool) -> Result<Acceptor, GsiError> {
+    pub(crate) fn with_context(
+        context: &SslContext,
+        delegation: Option<std::sync::Arc<super::keys::KeyPool>>,
+    ) -> Result<Acceptor, GsiError> {
         let ssl = Ssl::new(context).map_err(GsiError::tls("TLS session"))?;
         let tls = SslStream::new(ssl, Pipe::default()).map_err(GsiError::tls("TLS session"))?;
         Ok(Acceptor {
@@ -106,11 +109,11 @@ impl Acceptor {
                 State::Flags(peer) => {
                     let mut flag = [0u8; 1];
                     match self.tls.ssl_read(&mut flag) {
-                        Ok(1) if flag[0] == b'D' && !self.delegation => {
-                            return Err(GsiError::Delegation("not accepted on this channel".into()))
-                        }
                         Ok(1) if flag[0] == b'D' => {
-                            let key = delegation_key(&peer)?;
+                            let Some(keys) = &self.delegation else {
+                                return Err(GsiError::Delegation("not accepted on this channel".into()));
+                            };
+                            let key = keys.take(delegation_bits(&peer))?;
                             let request = certificate_request(&key)?;
                             self.write(&request)?;
                             State::Cert(peer, key)
@@ -201,17 +204,14 @@ pub(crate) fn reason(e: &openssl::ssl::Error) -> String {
     }
 }
 
-/// A fresh key pair for the delegated proxy, as strong as the client's own key.
-fn delegation_key(peer: &PeerIdentity) -> Result<PKey<Private>, GsiError> {
-    let bits = peer
-        .chain
+/// The size of the delegated proxy's key: as strong as the client's own key.
+fn delegation_bits(peer: &PeerIdentity) -> u32 {
+    peer.chain
         .first()
         .and_then(|c| c.public_key().ok())
         .map(|k| k.bits())
         .unwrap_or(MIN_KEY_BITS)
-        .clamp(MIN_KEY_BITS, MAX_KEY_BITS);
-    let rsa = Rsa::generate(bits).map_err(GsiError::tls("delegation key"))?;
-    PKey::from_rsa(rsa).map_err(GsiError::tls("delegation key"))
+        .clamp(MIN_KEY_BITS, MAX_KEY_BITS)
 }
 
 /// The DER certificate request the client signs: our public key and a placeholder subject.

@@ -115,11 +115,17 @@ fn crl_optional(ok: bool, ctx: &mut X509StoreContextRef) -> bool {
     }
 }
 
+/// Most delegated keys are this size (grid proxies are RSA-2048); a few are kept ready.
+const DELEGATION_KEY_BITS: u32 = 2048;
+const DELEGATION_KEYS_READY: usize = 4;
+
 /// The server's side: its own credential and the trust roots, loaded once.
 #[derive(Clone)]
 pub struct ServerCredentials {
     pub(crate) context: SslContext,
     pub subject: String,
+    /// Delegation keys made ahead of time.
+    pub(crate) keys: std::sync::Arc<super::keys::KeyPool>,
 }
 
 impl std::fmt::Debug for ServerCredentials {
@@ -145,6 +151,7 @@ impl ServerCredentials {
         Ok(ServerCredentials {
             context: gsi_context(&own, trust, max)?,
             subject,
+            keys: super::keys::KeyPool::new(DELEGATION_KEY_BITS, DELEGATION_KEYS_READY),
         })
     }
 }

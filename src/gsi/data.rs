@@ -46,7 +46,7 @@ impl DataAuth {
 
     /// The passive side of a data connection.
     pub fn acceptor(&self) -> Result<Acceptor, GsiError> {
-        Acceptor::with_context(&self.context, false)
+        Acceptor::with_context(&self.context, None)
     }
 
     /// The active side: the initiator and its first token.

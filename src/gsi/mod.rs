@@ -13,6 +13,7 @@ pub mod creds;
 pub mod data;
 pub mod gridmap;
 pub mod initiate;
+pub mod keys;
 mod mem;
 pub mod names;
 mod proxy;
