@@ -29,7 +29,7 @@ fn drive(session: &mut Session, transfers: &mut Vec<TransferKind>) {
                 session.handle_transfer_done(Ok(0));
             }
             Action::Adat(_) => session.handle_adat(AdatOutcome::Failed("no GSI in transcripts".into())),
-            Action::DropPassive | Action::ResetData | Action::Abort | Action::Close => {}
+            Action::DropPassive | Action::ResetData | Action::Abort | Action::Close | Action::StartTls => {}
         }
     }
 }
@@ -45,6 +45,8 @@ fn replay(name: &str, text: &str) -> Vec<TransferKind> {
         timeouts: Default::default(),
         gsi: false,
         dcau: false,
+        tls: false,
+        require_tls: false,
     });
     let mut transfers = Vec::new();
     let mut replies = VecDeque::new();

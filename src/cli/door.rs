@@ -86,7 +86,7 @@ pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
         getput: args.getput,
     }
     .config()?;
-    config.gsi = args.gsi.load()?;
+    args.gsi.apply(&mut config)?;
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),

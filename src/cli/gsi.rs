@@ -1,5 +1,6 @@
-//! GSI options shared by `serve` and `door`: the host credential, the trust roots and the
-//! grid-mapfile. GSI is on when a host certificate is given.
+//! Security options shared by `serve` and `door`: for GSI the host credential, the trust roots
+//! and the grid-mapfile (GSI is on when a host certificate is given); for FTPS a TLS
+//! certificate (`AUTH TLS` is offered when one is given).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,16 @@ pub struct GsiArgs {
     /// [default: /etc/grid-security/grid-mapfile].
     #[arg(long, env = "GRIDMAP", value_name = "FILE")]
     pub gridmap: Option<PathBuf>,
+    /// Certificate (PEM, chain after it) for FTPS: turns `AUTH TLS` on for password users.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key (PEM) for --tls-cert [default: the key in the --tls-cert file].
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse USER before AUTH TLS (or GSI) on control connections not from loopback.
+    #[arg(long)]
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 impl GsiArgs {
@@ -38,11 +49,35 @@ impl GsiArgs {
             key: self.key.or(file.key),
             ca_dir: self.ca_dir.or(file.ca_dir),
             gridmap: self.gridmap.or(file.gridmap),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            require_tls: self.require_tls || file.require_tls,
         }
     }
 
+    /// Puts the GSI and FTPS settings into the door's configuration.
+    pub(super) fn apply(&self, config: &mut crate::door::DoorConfig) -> Result<()> {
+        config.gsi = self.load()?;
+        config.tls = self.load_tls()?;
+        config.require_tls = self.require_tls;
+        if self.require_tls && config.tls.is_none() && config.gsi.is_none() {
+            anyhow::bail!("--require-tls needs --tls-cert (or a GSI host certificate)");
+        }
+        Ok(())
+    }
+
+    fn load_tls(&self) -> Result<Option<Arc<crate::gsi::FtpsContext>>> {
+        let Some(cert) = &self.tls_cert else {
+            return Ok(None);
+        };
+        let key = self.tls_key.as_ref().unwrap_or(cert);
+        let context = crate::gsi::FtpsContext::load(cert, key).context("FTPS certificate")?;
+        tracing::info!(subject = %context.subject, "FTPS on: AUTH TLS offered");
+        Ok(Some(Arc::new(context)))
+    }
+
     /// Loads the credential, trust roots and map when a certificate is configured.
-    pub(super) fn load(&self) -> Result<Option<Arc<GsiConfig>>> {
+    fn load(&self) -> Result<Option<Arc<GsiConfig>>> {
         let Some(cert) = &self.cert else {
             return Ok(None);
         };

@@ -332,6 +332,8 @@ impl DoorOptions<'_> {
             trusted_networks: networks_arg(self.trusted_networks)?,
             getput: self.getput,
             gsi: None,
+            tls: None,
+            require_tls: false,
         })
     }
 }

@@ -153,7 +153,7 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode> {
         getput: args.getput.unwrap_or_default(),
     }
     .config()?;
-    door_config.gsi = args.gsi.load()?;
+    args.gsi.apply(&mut door_config)?;
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),

@@ -49,6 +49,8 @@ pub(crate) struct Connection {
     gsi_acceptor: Option<crate::gsi::Acceptor>,
     /// Who authenticated with GSI.
     gsi_peer: Option<security::GsiPeer>,
+    /// FTPS: the control connection's TLS, from the byte after `234` on.
+    tls: Option<crate::gsi::TlsServer>,
 }
 
 mod listing;
@@ -75,6 +77,8 @@ impl Connection {
             advertise_getput: shared.advertise_getput,
             gsi: shared.config.gsi.is_some(),
             dcau: shared.config.gsi.is_some() && shared.pools.local().is_some(),
+            tls: shared.config.tls.is_some(),
+            require_tls: shared.config.require_tls && !peer.ip().is_loopback(),
             timeouts: crate::protocol::session::Timeouts {
                 login: shared.config.login_timeout,
                 idle: shared.config.idle_timeout,
@@ -98,6 +102,7 @@ impl Connection {
             closed: false,
             gsi_acceptor: None,
             gsi_peer: None,
+            tls: None,
         })
     }
 
@@ -191,7 +196,17 @@ impl Connection {
         if n == 0 {
             return Ok(false);
         }
-        self.framer.push(&buf[..n]);
+        let plain = match &mut self.tls {
+            Some(tls) => {
+                let (records, plain) = tls.receive(&buf[..n]).map_err(std::io::Error::other)?;
+                if !records.is_empty() {
+                    self.writer.write_all(&records).await?;
+                }
+                plain
+            }
+            None => buf[..n].to_vec(),
+        };
+        self.framer.push(&plain);
         while let Some(f) = self.framer.next_frame() {
             self.queued.push_back(f);
         }
@@ -203,10 +218,16 @@ impl Connection {
         while let Some(r) = self.session.poll_reply() {
             out.push_str(&r.to_wire());
         }
-        if !out.is_empty() {
-            self.writer.write_all(out.as_bytes()).await?;
+        if out.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        match &mut self.tls {
+            Some(tls) => {
+                let records = tls.send(out.as_bytes()).map_err(std::io::Error::other)?;
+                self.writer.write_all(&records).await
+            }
+            None => self.writer.write_all(out.as_bytes()).await,
+        }
     }
 
     async fn feed(&mut self, frame: Frame) -> std::io::Result<()> {
@@ -243,6 +264,7 @@ impl Connection {
             Action::Authenticate { user, .. } if self.gsi_peer.is_some() => self.authenticate_gsi(&user),
             Action::Authenticate { user, password } => self.authenticate(user, password).await?,
             Action::Adat(token) => self.adat(token).await,
+            Action::StartTls => self.start_tls()?,
             Action::OpenPassive { .. } => {
                 self.passive = None;
                 let result = self.open_listener().and_then(|l| {

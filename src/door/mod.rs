@@ -43,6 +43,10 @@ pub struct DoorConfig {
     pub getput: GetPut,
     /// GSI logins (`AUTH GSSAPI`), when a host credential is configured.
     pub gsi: Option<Arc<GsiConfig>>,
+    /// FTPS (`AUTH TLS`), when a TLS certificate is configured.
+    pub tls: Option<Arc<crate::gsi::FtpsContext>>,
+    /// Refuse USER before AUTH TLS or GSI on connections not from loopback.
+    pub require_tls: bool,
 }
 
 /// What GSI logins need: the host credential with the trust roots, and the grid-mapfile.
@@ -93,6 +97,8 @@ impl Default for DoorConfig {
             trusted_networks: Vec::new(),
             getput: GetPut::Auto,
             gsi: None,
+            tls: None,
+            require_tls: false,
         }
     }
 }

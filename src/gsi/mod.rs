@@ -1,5 +1,6 @@
 //! GSI: TLS with X.509 proxy certificates, as Globus uses it on the GridFTP control channel
-//! (RFC 2228 `AUTH GSSAPI` / `ADAT` / `ENC`) and on data channels (DCAU).
+//! (RFC 2228 `AUTH GSSAPI` / `ADAT` / `ENC`) and on data channels (DCAU); and plain TLS on
+//! the control channel for FTPS (RFC 4217 `AUTH TLS`, [`ftps`]).
 //!
 //! Sans-IO: [`accept::Acceptor`] takes ADAT tokens (raw TLS records) and gives back the tokens
 //! to send and, at the end, who the peer is, the credential it delegated and the
@@ -11,6 +12,7 @@ pub mod accept;
 pub mod channel;
 pub mod creds;
 pub mod data;
+pub mod ftps;
 pub mod gridmap;
 pub mod initiate;
 pub mod keys;
@@ -22,6 +24,7 @@ pub use accept::{Acceptor, Established, Step};
 pub use channel::Channel;
 pub use creds::{ClientCredentials, Credential, ServerCredentials, TrustPaths};
 pub use data::DataAuth;
+pub use ftps::{FtpsContext, TlsServer};
 pub use gridmap::Gridmap;
 pub use initiate::{Delegation, InitStep, Initiated, Initiator};
 pub use names::PeerIdentity;

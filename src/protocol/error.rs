@@ -32,6 +32,9 @@ pub enum SessionError {
     BadSequence(&'static str),
     #[error("{0}")]
     Superfluous(&'static str),
+    /// `--require-tls`: USER before AUTH TLS (or GSI) on a connection that is not loopback.
+    #[error("This server requires TLS (AUTH TLS) or GSI before USER.")]
+    TlsRequired,
     /// RFC 2228: after AUTH every command must come wrapped (ENC/MIC/CONF).
     #[error("Command protection level denied: send every command wrapped (ENC).")]
     Unprotected,
@@ -111,6 +114,7 @@ impl SessionError {
             Superfluous(_) => Code::SUPERFLUOUS,
             NotImplemented(_) => Code::NOT_IMPLEMENTED,
             Unprotected => Code::PROTECTION_DENIED,
+            TlsRequired => Code::POLICY_DENIED,
             SecurityFailed(_) => Code::SECURITY_FAILED,
             ProtNotSupported(_) => Code::PROT_NOT_SUPPORTED,
             ParamNotImplemented(_) | UnknownChecksum(_) => Code::PARAM_NOT_IMPLEMENTED,
@@ -167,6 +171,7 @@ mod tests {
             NotEmpty,
             UnknownChecksum("x".into()),
             NotMapped("x".into()),
+            TlsRequired,
             Unprotected,
             SecurityFailed("x".into()),
             ProtNotSupported("x"),

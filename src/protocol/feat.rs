@@ -55,8 +55,12 @@ pub const SITE_COMMANDS: &[&str] = &[
 
 /// The `211` FEAT reply lines; `getput`: whether `GETPUT` is among them (the commands work
 /// either way; the feature only tells clients to prefer them).
-pub fn feat_lines(getput: bool, dcau: bool) -> Vec<String> {
+pub fn feat_lines(getput: bool, dcau: bool, tls: bool) -> Vec<String> {
     let mut lines = vec!["Extensions supported".to_string()];
+    if tls {
+        // RFC 4217; lftp upgrades by itself when it sees AUTH TLS.
+        lines.extend([" AUTH TLS", " PBSZ", " PROT"].map(String::from));
+    }
     lines.extend(
         FEATURES
             .iter()
@@ -95,10 +99,11 @@ mod tests {
 
     #[test]
     fn feat_is_211_framed_with_leading_spaces() {
-        let lines = feat_lines(true, true);
-        assert!(!feat_lines(false, false)
+        let lines = feat_lines(true, true, false);
+        assert!(!feat_lines(false, false, false)
             .iter()
-            .any(|l| l.contains("GETPUT") || l.contains("DCAU")));
+            .any(|l| l.contains("GETPUT") || l.contains("DCAU") || l.contains("AUTH")));
+        assert!(feat_lines(false, false, true).iter().any(|l| l == " AUTH TLS"));
         assert!(lines.iter().any(|l| l == " GETPUT"));
         assert_eq!(lines.first().map(String::as_str), Some("Extensions supported"));
         assert!(lines[1..lines.len() - 1].iter().all(|l| l.starts_with(' ')));

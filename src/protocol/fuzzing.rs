@@ -38,6 +38,8 @@ pub fn session(data: &[u8]) {
         timeouts: Default::default(),
         gsi: true,
         dcau: true,
+        tls: true,
+        require_tls: false,
     });
     s.handle_line(b"USER anonymous");
     s.handle_line(b"PASS x");
@@ -69,7 +71,7 @@ pub fn session(data: &[u8]) {
                     protection: Box::new(Clear),
                     delegated: true,
                 }),
-                Action::DropPassive | Action::ResetData | Action::Abort | Action::Close => {}
+                Action::DropPassive | Action::ResetData | Action::Abort | Action::Close | Action::StartTls => {}
             }
         }
         while let Some(r) = s.poll_reply() {

@@ -33,10 +33,12 @@ codes! {
     EXT_DELAYED_PASV = 129, "Entering Extended Passive Mode";
     FILE_STATUS_OK = 150, "Beginning transfer.";
     OK = 200, "Command successful.";
+    TLS_READY = 234, "Security data exchange complete.";
     SECURITY_DONE = 235, "Security data exchange complete.";
     SECURITY_DATA = 334, "Security data needed.";
     SECURITY_MORE = 335, "Security data acceptable; more needed.";
     PROTECTION_DENIED = 533, "Command protection level denied for policy reasons.";
+    POLICY_DENIED = 534, "Request denied for policy reasons.";
     SECURITY_FAILED = 535, "Failed security check.";
     PROT_NOT_SUPPORTED = 536, "Requested PROT level not supported by mechanism.";
     SUPERFLUOUS = 202, "Command not needed here.";

@@ -26,6 +26,21 @@ pub(super) struct GsiPeer {
 }
 
 impl Connection {
+    /// FTPS: TLS from the next byte on. Commands that came in clear behind `AUTH TLS` are
+    /// dropped unread: they could not have been protected (RFC 4217 command injection).
+    pub(super) fn start_tls(&mut self) -> std::io::Result<()> {
+        let Some(context) = &self.shared.config.tls else {
+            return Err(std::io::Error::other("AUTH TLS without a TLS certificate"));
+        };
+        self.tls = Some(crate::gsi::TlsServer::new(context).map_err(std::io::Error::other)?);
+        self.framer = crate::protocol::framer::LineFramer::default();
+        if !self.queued.is_empty() {
+            tracing::warn!(peer = %self.peer, lines = self.queued.len(), "dropped commands sent in clear after AUTH TLS");
+            self.queued.clear();
+        }
+        Ok(())
+    }
+
     /// Answers one ADAT token.
     pub(super) async fn adat(&mut self, token: Vec<u8>) {
         let outcome = self.adat_step(token).await;

@@ -94,7 +94,10 @@ impl Connection {
             block_size: req.block_size,
             layout: req.layout,
             relative: matches!(req.kind, TransferKind::Retrieve { length: Some(_), .. }),
-            markers: self.session.marker_interval(req.direction()).map(Duration::from_secs),
+            markers: self
+                .session
+                .marker_interval(req.direction(), req.mode)
+                .map(Duration::from_secs),
             auth,
         };
         let wire = WireMover {

@@ -59,6 +59,9 @@ impl Session {
         if self.access.is_some() {
             return Err(SessionError::BadSequence("Already logged in."));
         }
+        if self.config.require_tls && !self.secured() {
+            return Err(SessionError::TlsRequired);
+        }
         let anonymous = self.anonymous_name(&name);
         if anonymous && !self.config.allow_anonymous {
             return Err(SessionError::AnonymousDisabled);

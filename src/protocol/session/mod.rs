@@ -81,6 +81,11 @@ pub struct SessionConfig {
     pub timeouts: Timeouts,
     /// AUTH GSSAPI is offered (the server has a host credential).
     pub gsi: bool,
+    /// AUTH TLS is offered (FTPS: the server has a TLS certificate); FEAT lists it.
+    pub tls: bool,
+    /// USER is refused until the control channel is secured (`--require-tls`, clients not
+    /// on loopback).
+    pub require_tls: bool,
     /// DCAU A/S can be run on data connections (GSI on, and the pool in this process: the
     /// delegated key never crosses a pool link). FEAT lists DCAU then.
     pub dcau: bool,
@@ -96,6 +101,9 @@ pub enum Action {
     },
     /// Run one ADAT token through the security mechanism; answer with `handle_adat`.
     Adat(Vec<u8>),
+    /// FTPS: the `234` is queued; run TLS on the control connection from the next byte on,
+    /// and drop any bytes that came in clear after `AUTH TLS`.
+    StartTls,
     /// Open a fresh passive listener (dropping any earlier one); answer with `handle_passive`.
     OpenPassive {
         ipv6: bool,
@@ -185,7 +193,10 @@ pub struct Session {
     /// Direction (sends?) of the last MODE E transfer whose connections may be reused.
     reusable: Option<Direction>,
     /// Seconds between perf markers when receiving / when sending (OPTS RETR markers, TREV).
-    markers_receive: u64,
+    /// Set by TREV; None: the default for the transfer's mode.
+    markers_receive: Option<u64>,
+    /// The running transfer reports 112/111 markers.
+    markers_due: bool,
     markers_send: Option<u64>,
     rename_from: Option<String>,
     data: DataState,
@@ -231,7 +242,8 @@ impl Session {
             control_rtt_us: 0,
             abuf_rate: None,
             reusable: None,
-            markers_receive: DEFAULT_MARKER_SECS,
+            markers_receive: None,
+            markers_due: false,
             markers_send: None,
             rename_from: None,
             data: DataState::None,
@@ -395,7 +407,7 @@ impl Session {
             C::Feat => {
                 self.push(Reply::multi(
                     Code::SYSTEM_STATUS,
-                    feat::feat_lines(self.config.advertise_getput, self.config.dcau),
+                    feat::feat_lines(self.config.advertise_getput, self.config.dcau, self.config.tls),
                 ));
                 Ok(())
             }

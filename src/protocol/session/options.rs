@@ -95,10 +95,10 @@ impl Session {
     pub(super) fn cmd_trev(&mut self, event: Option<(TrevEvent, u64)>) -> Result<(), SessionError> {
         match event {
             Some((TrevEvent::Perf, n)) => {
-                self.markers_receive = n;
+                self.markers_receive = Some(n);
                 self.markers_send = Some(n);
             }
-            Some((TrevEvent::Restart, n)) => self.markers_receive = n,
+            Some((TrevEvent::Restart, n)) => self.markers_receive = Some(n),
             None => return Err(SessionError::NotImplemented("Unsupported event.")),
         }
         self.reply(Code::OK, "Command Successful.");

@@ -45,6 +45,8 @@ pub(super) enum Security {
         /// How the last command came; its replies go back the same way.
         wrap: Wrap,
     },
+    /// FTPS: the whole control connection runs in TLS (the driver's), lines are plain here.
+    Tls,
 }
 
 /// Data channel authentication (GFD.20 DCAU) as the client asked for it.
@@ -78,6 +80,12 @@ impl Session {
     /// True once AUTH and ADAT have set up a protected control channel.
     pub fn protected(&self) -> bool {
         matches!(self.security, Security::Protected { .. })
+    }
+
+    /// True once the control channel is protected by GSI or runs in TLS (PBSZ and PROT may
+    /// follow).
+    pub fn secured(&self) -> bool {
+        matches!(self.security, Security::Protected { .. } | Security::Tls)
     }
 
     /// Queues a reply, wrapped when the channel is protected.
@@ -152,9 +160,13 @@ impl Session {
     }
 
     pub(super) fn cmd_auth(&mut self, mechanism: &str) -> Result<(), SessionError> {
-        if !mechanism.eq_ignore_ascii_case("GSSAPI") {
+        let mechanism = mechanism.trim().to_ascii_uppercase();
+        if matches!(mechanism.as_str(), "TLS" | "TLS-C" | "SSL" | "TLS-P") {
+            return self.start_tls();
+        }
+        if mechanism != "GSSAPI" {
             return Err(SessionError::ParamNotImplemented(
-                "Unsupported authentication type; this server offers GSSAPI.".into(),
+                "Unsupported authentication type; this server offers GSSAPI and TLS.".into(),
             ));
         }
         if !self.config.gsi {
@@ -162,13 +174,31 @@ impl Session {
                 "GSSAPI is not configured on this server (no host certificate).".into(),
             ));
         }
-        if self.access.is_some() || self.protected() {
+        if self.access.is_some() || self.secured() {
             return Err(SessionError::BadSequence(
                 "Security is already set up or a user is logged in.",
             ));
         }
         self.security = Security::Exchanging;
         self.reply(Code::SECURITY_DATA, "Using authentication type; ADAT must follow.");
+        Ok(())
+    }
+
+    /// RFC 4217: `234`, then the driver runs TLS on the connection from the next byte on.
+    fn start_tls(&mut self) -> Result<(), SessionError> {
+        if !self.config.tls {
+            return Err(SessionError::ParamNotImplemented(
+                "TLS is not configured on this server (no --tls-cert).".into(),
+            ));
+        }
+        if self.access.is_some() || !matches!(self.security, Security::Clear) {
+            return Err(SessionError::BadSequence(
+                "Security is already set up or a user is logged in.",
+            ));
+        }
+        self.reply(Code::TLS_READY, "AUTH TLS successful.");
+        self.security = Security::Tls;
+        self.actions.push_back(Action::StartTls);
         Ok(())
     }
 
@@ -228,7 +258,7 @@ impl Session {
             .trim()
             .parse()
             .map_err(|_| SessionError::BadArgument("PBSZ needs a number.".into()))?;
-        if !self.protected() {
+        if !self.secured() {
             return Err(SessionError::BadSequence("PBSZ needs AUTH first."));
         }
         let size = size.min(MAX_PBSZ);
@@ -238,7 +268,7 @@ impl Session {
     }
 
     pub(super) fn cmd_prot(&mut self, arg: &str) -> Result<(), SessionError> {
-        if !self.protected() {
+        if !self.secured() {
             return Err(SessionError::BadSequence("PROT needs AUTH first."));
         }
         match arg.trim().to_ascii_uppercase().as_str() {
@@ -323,6 +353,8 @@ mod tests {
             timeouts: Timeouts::default(),
             gsi,
             dcau: gsi,
+            tls: gsi,
+            require_tls: false,
         });
         s.poll_reply();
         s
@@ -527,5 +559,75 @@ mod tests {
         let got = unwrapped(&wire(&mut s)[0]);
         assert!(got[0].starts_with("504 No delegated credential"), "{got:?}");
         assert_eq!(transfer_dcau(&mut s), Dcau::None);
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use crate::protocol::session::{SessionConfig, Timeouts};
+
+    fn session(tls: bool, require_tls: bool) -> Session {
+        let mut s = Session::new(SessionConfig {
+            allow_anonymous: true,
+            trusted_networks: Vec::new(),
+            advertise_getput: false,
+            peer_ip: "192.0.2.7".parse().unwrap(),
+            banner: "hi".into(),
+            buffers: Default::default(),
+            timeouts: Timeouts::default(),
+            gsi: false,
+            dcau: false,
+            tls,
+            require_tls,
+        });
+        s.poll_reply();
+        s
+    }
+
+    fn replies(s: &mut Session) -> Vec<String> {
+        std::iter::from_fn(|| s.poll_reply()).map(|r| r.to_wire()).collect()
+    }
+
+    #[test]
+    fn auth_tls_hands_the_connection_to_tls_then_pbsz_and_prot() {
+        let mut s = session(true, true);
+        s.handle_line(b"USER alice");
+        assert!(
+            replies(&mut s)[0].starts_with("534 "),
+            "--require-tls refuses USER in clear"
+        );
+        s.handle_line(b"PBSZ 0");
+        assert!(replies(&mut s)[0].starts_with("503 "));
+        s.handle_line(b"AUTH TLS");
+        assert_eq!(replies(&mut s), ["234 AUTH TLS successful.\r\n"]);
+        assert_eq!(s.poll_action(), Some(Action::StartTls));
+        // From here the driver decrypts; lines are plain.
+        s.handle_line(b"PBSZ 0");
+        s.handle_line(b"PROT C");
+        s.handle_line(b"USER alice");
+        let got = replies(&mut s);
+        assert_eq!(got[0], "200 PBSZ=0\r\n");
+        assert!(got[1].starts_with("200 ") && got[2].starts_with("331 "), "{got:?}");
+        s.handle_line(b"AUTH TLS");
+        s.handle_line(b"AUTH GSSAPI");
+        let got = replies(&mut s);
+        assert!(
+            got.iter().all(|r| r.starts_with("503 ") || r.starts_with("504 ")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_certificate_auth_tls_is_refused_and_not_listed() {
+        let mut s = session(false, false);
+        s.handle_line(b"AUTH TLS");
+        assert!(replies(&mut s)[0].starts_with("504 "));
+        assert_eq!(s.poll_action(), None);
+        s.handle_line(b"FEAT");
+        assert!(!replies(&mut s).concat().contains("AUTH TLS"));
+        let mut s = session(true, false);
+        s.handle_line(b"FEAT");
+        assert!(replies(&mut s).concat().contains(" AUTH TLS\r\n"));
     }
 }

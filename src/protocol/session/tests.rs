@@ -1,7 +1,7 @@
 //! Session tests: lines in, replies and actions out.
 
 use super::*;
-use crate::block::Direction;
+use crate::block::{Direction, Mode};
 use std::time::Duration;
 
 /// A session whose third-party data connections may use `networks`.
@@ -27,6 +27,8 @@ fn session() -> Session {
         timeouts: Timeouts::default(),
         gsi: false,
         dcau: false,
+        tls: false,
+        require_tls: false,
     })
 }
 
@@ -432,8 +434,16 @@ fn rest_ranges_allo_and_markers() {
         t.kind
     );
     assert_eq!(t.size_limit, Some(100));
-    assert_eq!(s.marker_interval(Direction::Receive), Some(DEFAULT_MARKER_SECS));
-    assert_eq!(s.marker_interval(Direction::Send), None);
+    assert_eq!(
+        s.marker_interval(Direction::Receive, Mode::E),
+        Some(DEFAULT_MARKER_SECS)
+    );
+    assert_eq!(
+        s.marker_interval(Direction::Receive, Mode::Stream),
+        None,
+        "as Globus: none in stream mode"
+    );
+    assert_eq!(s.marker_interval(Direction::Send, Mode::E), None);
     s.handle_transfer_started(false);
     let mut stored = crate::block::RangeSet::new();
     stored.insert(0, 12345);
@@ -473,8 +483,8 @@ fn trev_and_opts_markers() {
     assert_eq!(got[2], "200 Command Successful.\r\n");
     assert_eq!(got[3], "502 Unsupported event.\r\n");
     assert_eq!(got[4], "200 OPTS Command Successful.\r\n");
-    assert_eq!(s.marker_interval(Direction::Receive), Some(2));
-    assert_eq!(s.marker_interval(Direction::Send), Some(7));
+    assert_eq!(s.marker_interval(Direction::Receive, Mode::Stream), Some(2));
+    assert_eq!(s.marker_interval(Direction::Send, Mode::Stream), Some(7));
     let got = run(
         &mut s,
         &[b"OPTS RETR Parallelism=0,0,0;", b"OPTS RETR Parallelism=1000;"],

@@ -2,7 +2,7 @@
 
 use core::net::SocketAddr;
 
-use super::{Access, Action, DataState, PassiveStyle, Pending, Session};
+use super::{Access, Action, DataState, PassiveStyle, Pending, Session, DEFAULT_MARKER_SECS};
 
 use crate::block::layout::StripeLayout;
 use crate::block::{Direction, Mode, RangeSet};
@@ -270,6 +270,7 @@ impl Session {
         };
         self.pending = Pending::Transfer;
         self.aborting = false;
+        self.markers_due = self.marker_interval(kind.direction(), data_mode).is_some();
         self.actions.push_back(Action::Transfer(TransferRequest {
             kind,
             endpoint,
@@ -289,11 +290,15 @@ impl Session {
         Ok(())
     }
 
-    /// Seconds between perf markers for a transfer in this direction, if any are due.
-    pub fn marker_interval(&self, direction: Direction) -> Option<u64> {
+    /// Seconds between perf markers for a transfer in this direction, if any are due. While
+    /// receiving they come every 5 s by default in MODE E/X; in stream mode only when asked
+    /// for (TREV), as Globus does: plain FTP clients (curl) take a 112 for a failure.
+    pub fn marker_interval(&self, direction: Direction, mode: Mode) -> Option<u64> {
         match direction {
             Direction::Send => self.markers_send,
-            Direction::Receive => Some(self.markers_receive),
+            Direction::Receive => self
+                .markers_receive
+                .or((mode != Mode::Stream).then_some(DEFAULT_MARKER_SECS)),
         }
         .filter(|&n| n > 0)
     }
@@ -316,7 +321,7 @@ impl Session {
     /// Unix epoch, one fractional digit as the Globus client requires) and, when `ranges` is
     /// given and not empty, a 111 range marker (exclusive ends).
     pub fn handle_progress(&mut self, now_tenths: u64, bytes: u64, ranges: Option<RangeSet>) {
-        if !self.transferring() {
+        if !self.transferring() || !self.markers_due {
             return;
         }
         self.push(Reply::multi(

@@ -1,0 +1,146 @@
+//! FTPS (RFC 4217, explicit `AUTH TLS`) for password users: curl and lftp against
+//! `ringmover serve --tls-cert`, data channels in clear (`PROT C`); commands sent in clear
+//! behind `AUTH TLS` are dropped.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use common::grid::Grid;
+use common::{assert_same, require_peer, write_big, Server, PASSWORD, USER};
+
+fn ftps_server(grid: &Grid) -> Server {
+    let cert = grid.path("host.pem").display().to_string();
+    let key = grid.path("host.key").display().to_string();
+    Server::start(&["--tls-cert", &cert, "--tls-key", &key])
+}
+
+fn run(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(require_peer(program)).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn curl_and_lftp_over_auth_tls() {
+    let grid = Grid::new();
+    let server = ftps_server(&grid);
+    write_big(&server.path("src.bin"), 6 << 20, 5);
+    let ca = grid.path("ca.pem").display().to_string();
+    let local = tempfile::tempdir().unwrap();
+    let down = local.path().join("down.bin");
+    let port = server.addr.port();
+    let login = format!("{USER}:{PASSWORD}");
+
+    // curl: TLS for the login and commands, data in clear.
+    let url = format!("ftp://localhost:{port}/src.bin");
+    let (ok, out) = run(
+        "curl",
+        &[
+            "-sS",
+            "--ftp-ssl-control",
+            "--cacert",
+            &ca,
+            "-u",
+            &login,
+            &url,
+            "-o",
+            &down.display().to_string(),
+        ],
+    );
+    assert!(ok, "{out}\n{}", server.log());
+    assert_same(&server.path("src.bin"), &down);
+    let up = format!("ftp://localhost:{port}/curl-up.bin");
+    let (ok, out) = run(
+        "curl",
+        &[
+            "-sS",
+            "--ftp-ssl-control",
+            "--cacert",
+            &ca,
+            "-u",
+            &login,
+            "-T",
+            &down.display().to_string(),
+            &up,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_same(&down, &server.path("curl-up.bin"));
+
+    // lftp upgrades by itself when FEAT lists AUTH TLS, and checks the certificate.
+    let script = format!(
+        "set ssl:ca-file {ca}; set ftp:ssl-force true; set ftp:ssl-protect-data false; \
+         get src.bin -o {}; put {} -o lftp-up.bin; ls; quit",
+        local.path().join("lftp.bin").display(),
+        down.display()
+    );
+    let (ok, out) = run(
+        "lftp",
+        &[
+            "-u",
+            &format!("{USER},{PASSWORD}"),
+            "-e",
+            &script,
+            &format!("ftp://localhost:{port}"),
+        ],
+    );
+    assert!(ok && out.contains("curl-up.bin"), "{out}\n{}", server.log());
+    assert_same(&server.path("src.bin"), &local.path().join("lftp.bin"));
+    assert_same(&down, &server.path("lftp-up.bin"));
+    // Without a trusted CA lftp refuses the certificate.
+    let (ok, _) = run(
+        "lftp",
+        &[
+            "-u",
+            &login.replace(':', ","),
+            "-e",
+            "set ftp:ssl-force true; ls; quit",
+            &format!("ftp://localhost:{port}"),
+        ],
+    );
+    assert!(!ok, "lftp accepted an untrusted certificate");
+}
+
+#[test]
+fn commands_sent_in_clear_behind_auth_tls_are_dropped() {
+    let grid = Grid::new();
+    let server = ftps_server(&grid);
+    std::fs::write(server.path("victim"), b"keep").unwrap();
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    c.write_all(format!("USER {USER}\r\nPASS {PASSWORD}\r\n").as_bytes())
+        .unwrap();
+    for _ in 0..2 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    assert!(line.starts_with("230"), "{line}");
+    // A logged-in user cannot switch to TLS any more; a fresh connection can, and what it
+    // pipelines in clear behind AUTH TLS never runs.
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    c.write_all(format!("AUTH TLS\r\nUSER {USER}\r\nPASS {PASSWORD}\r\nDELE /victim\r\n").as_bytes())
+        .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("234"), "{line}");
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(std::fs::read(server.path("victim")).unwrap(), b"keep");
+    assert!(
+        server.log().contains("dropped commands sent in clear after AUTH TLS"),
+        "{}",
+        server.log()
+    );
+}
