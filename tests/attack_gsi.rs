@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use common::grid::Grid;
 use common::Server;
-use ringmover::gsi::{Channel, ClientCredentials, DataAuth, InitStep, TrustPaths};
+use ringmover::gsi::{Channel, ClientCredentials, DataAuth, HandshakeStep, InitStep, Role, TrustPaths};
 
 struct Raw {
     reader: BufReader<TcpStream>,
@@ -109,7 +109,7 @@ fn read_wrapped(c: &mut Raw, channel: &mut Channel) -> String {
 /// The client's end of DCAU on a fresh data connection, one TLS record at a time.
 fn dcau_initiate(sock: &mut TcpStream, auth: &DataAuth) {
     use std::io::Read;
-    let (mut init, first) = auth.initiator().unwrap();
+    let (mut hs, first) = auth.start(Role::Connected).unwrap();
     sock.write_all(&first).unwrap();
     loop {
         let mut record = vec![0u8; 5];
@@ -117,14 +117,13 @@ fn dcau_initiate(sock: &mut TcpStream, auth: &DataAuth) {
         let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
         record.resize(5 + len, 0);
         sock.read_exact(&mut record[5..]).unwrap();
-        match init.step(&record).unwrap() {
-            InitStep::Continue(next, out) => {
+        match auth.step(hs, &record).unwrap() {
+            HandshakeStep::Continue(next, out) => {
                 sock.write_all(&out).unwrap();
-                init = next;
+                hs = next;
             }
-            InitStep::Established(done) => {
-                sock.write_all(&done.token).unwrap();
-                auth.check(&done.peer).unwrap();
+            HandshakeStep::Done { token, .. } => {
+                sock.write_all(&token).unwrap();
                 return;
             }
         }
@@ -159,7 +158,7 @@ fn a_stranger_on_a_dcau_passive_port_is_dropped_and_the_transfer_goes_on() {
     let _ = stranger.read_to_end(&mut sink);
     assert!(sink.is_empty(), "the stranger got data");
     let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = DataAuth::new(&creds.credential, &creds.trust, None).unwrap();
+    let auth = DataAuth::new(&creds.credential, &creds.trust, None, false).unwrap();
     dcau_initiate(&mut data, &auth);
     let mut got = Vec::new();
     data.read_to_end(&mut got).unwrap();

@@ -34,7 +34,13 @@ fn copy_against_ringmover_and_globus_over_gsi() {
     // To and from each server: stream and four streams, DCAU A (both list DCAU), and N.
     let downloads = [ours(&server, "/src.bin"), globus_src.clone()];
     for from in &downloads {
-        for extra in [&[][..], &["-p", "4"][..], &["--nodcau"][..]] {
+        for extra in [
+            &[][..],
+            &["-p", "4"][..],
+            &["--nodcau"][..],
+            &["--dcpriv", "-p", "4"][..],
+            &["--dcsafe"][..],
+        ] {
             let _ = std::fs::remove_file(&down);
             let mut args = extra.to_vec();
             args.extend([from.as_str(), down_s.as_str()]);
@@ -54,7 +60,8 @@ fn copy_against_ringmover_and_globus_over_gsi() {
     let log = server.log();
     let with_a = log.matches("dcau=\"A\"").count();
     let with_n = log.matches("dcau=\"N\"").count();
-    assert!(with_a == 3 && with_n == 1, "DCAU A {with_a}, N {with_n}:\n{log}");
+    assert!(with_a == 5 && with_n == 1, "DCAU A {with_a}, N {with_n}:\n{log}");
+    assert_eq!(log.matches("prot=\"P\"").count(), 2, "{log}");
 
     // Third-party between the two, both ways, the servers authenticating each other's data
     // connections with the proxies delegated to them.

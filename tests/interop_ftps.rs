@@ -74,11 +74,34 @@ fn curl_and_lftp_over_auth_tls() {
     assert!(ok, "{out}");
     assert_same(&down, &server.path("curl-up.bin"));
 
+    // curl --ssl-reqd: PROT P, the data in TLS too (download, upload, listing).
+    let _ = std::fs::remove_file(&down);
+    let down_s = down.display().to_string();
+    let (ok, out) = run(
+        "curl",
+        &["-sS", "--ssl-reqd", "--cacert", &ca, "-u", &login, &url, "-o", &down_s],
+    );
+    assert!(ok, "{out}\n{}", server.log());
+    assert_same(&server.path("src.bin"), &down);
+    let up_p = format!("ftp://localhost:{port}/curl-p.bin");
+    let (ok, out) = run(
+        "curl",
+        &["-sS", "--ssl-reqd", "--cacert", &ca, "-u", &login, "-T", &down_s, &up_p],
+    );
+    assert!(ok, "{out}");
+    assert_same(&down, &server.path("curl-p.bin"));
+    let list = format!("ftp://localhost:{port}/");
+    let (ok, out) = run("curl", &["-sS", "--ssl-reqd", "--cacert", &ca, "-u", &login, &list]);
+    assert!(ok && out.contains("curl-p.bin"), "{out}");
+    assert!(server.log().contains("prot=\"P\""), "{}", server.log());
+
     // lftp upgrades by itself when FEAT lists AUTH TLS, and checks the certificate.
     let script = format!(
         "set ssl:ca-file {ca}; set ftp:ssl-force true; set ftp:ssl-protect-data false; \
-         get src.bin -o {}; put {} -o lftp-up.bin; ls; quit",
+         get src.bin -o {}; put {} -o lftp-up.bin; set ftp:ssl-protect-data true; \
+         put {} -o lftp-p.bin; ls; quit",
         local.path().join("lftp.bin").display(),
+        down.display(),
         down.display()
     );
     let (ok, out) = run(
@@ -94,6 +117,7 @@ fn curl_and_lftp_over_auth_tls() {
     assert!(ok && out.contains("curl-up.bin"), "{out}\n{}", server.log());
     assert_same(&server.path("src.bin"), &local.path().join("lftp.bin"));
     assert_same(&down, &server.path("lftp-up.bin"));
+    assert_same(&down, &server.path("lftp-p.bin"));
     // Without a trusted CA lftp refuses the certificate.
     let (ok, _) = run(
         "lftp",

@@ -72,6 +72,21 @@ fn globus_url_copy_moves_files_over_gsi() {
     assert!(ok, "{out}");
     assert_eq!(std::fs::read(copy.join("sub/b.txt")).unwrap(), b"beta");
 
+    // PROT P and S: the data in TLS records, stream and four streams, both ways.
+    for level in ["-dcpriv", "-dcsafe"] {
+        for p in ["1", "4"] {
+            let _ = std::fs::remove_file(&down);
+            let args = [level, "-p", p, &gsi_url(&server, "/src.bin"), &file(&down)];
+            let (ok, out) = grid.guc("proxy", &[], &args);
+            assert!(ok, "{args:?}: {out}\n{}", server.log());
+            assert_same(&src, &down);
+            let up = format!("/up{level}-{p}.bin");
+            let (ok, out) = grid.guc("proxy", &[], &[level, "-p", p, &file(&src), &gsi_url(&server, &up)]);
+            assert!(ok, "{out}");
+            assert_same(&src, &server.path(&up));
+        }
+    }
+
     // -nodcau: data channels in clear.
     let (ok, out) = grid.guc("proxy", &[], &["-nodcau", &gsi_url(&server, "/src.bin"), &file(&down)]);
     assert!(ok, "{out}");
@@ -89,9 +104,11 @@ fn globus_url_copy_moves_files_over_gsi() {
     let dcau_a = transfers.iter().filter(|l| l.contains("dcau=\"A\"")).count();
     let dcau_n = transfers.iter().filter(|l| l.contains("dcau=\"N\"")).count();
     assert!(
-        dcau_a >= 7 && dcau_n == 1,
+        dcau_a >= 15 && dcau_n == 1,
         "{dcau_a} with DCAU A, {dcau_n} with N:\n{log}"
     );
+    let prot_p = transfers.iter().filter(|l| l.contains("prot=\"P\"")).count();
+    assert_eq!(prot_p, 8, "{log}");
 }
 
 #[test]

@@ -80,6 +80,12 @@ pub struct CopyArgs {
     /// the proxy by default when the server offers DCAU.
     #[arg(long = "nodcau", visible_alias = "no-data-channel-auth")]
     pub nodcau: bool,
+    /// gsiftp://: integrity-protect the data channels (PROT S; the data goes in TLS records).
+    #[arg(long = "dcsafe", visible_alias = "data-channel-safe", conflicts_with = "dcpriv")]
+    pub dcsafe: bool,
+    /// gsiftp://: encrypt the data channels (PROT P).
+    #[arg(long = "dcpriv", visible_alias = "data-channel-private")]
+    pub dcpriv: bool,
     /// Try failed transfers again, from the ranges already in place, and verify them.
     #[arg(long = "restart")]
     pub restart: bool,
@@ -154,6 +160,11 @@ pub(super) fn run(args: CopyArgs) -> Result<ExitCode> {
         sync: args.sync.then_some(args.sync_level),
         abuf: !args.no_abuf,
         no_dcau: args.nodcau,
+        data_protection: match (args.dcsafe, args.dcpriv) {
+            (_, true) => Some('P'),
+            (true, false) => Some('S'),
+            _ => None,
+        },
         progress: client::Show::choose(args.quiet, args.vb, std::io::stderr().is_terminal(), args.json),
     };
 

@@ -146,6 +146,8 @@ pub struct CopyOptions {
     pub abuf: bool,
     /// gsiftp://: leave data channels unauthenticated (`DCAU N`).
     pub no_dcau: bool,
+    /// gsiftp://: data in TLS records, `PROT S` (`-dcsafe`) or `P` (`-dcpriv`).
+    pub data_protection: Option<char>,
 }
 
 impl CopyOptions {

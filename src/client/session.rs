@@ -504,10 +504,21 @@ async fn data_channel_auth(
         return Ok(None);
     }
     if o.no_dcau {
+        if o.data_protection.is_some() {
+            return Err(ClientError::Url(
+                "-dcsafe/-dcpriv need data channel authentication (no -nodcau)".into(),
+            ));
+        }
         control.expect_ok(Some("DCAU N")).await?;
         return Ok(None);
     }
-    let auth = crate::gsi::DataAuth::new(&creds.credential, &creds.trust, None)
+    if let Some(level) = o.data_protection {
+        // As globus-url-copy: PBSZ first, then the level.
+        control.expect_ok(Some("PBSZ 1048576")).await?;
+        control.expect_ok(Some(&format!("PROT {level}"))).await?;
+    }
+    let private = o.data_protection.is_some();
+    let auth = crate::gsi::DataAuth::new(&creds.credential, &creds.trust, None, private)
         .map_err(|e| ClientError::Gsi(e.to_string()))?;
     Ok(Some(DataAuthRef(std::sync::Arc::new(auth))))
 }

@@ -39,6 +39,9 @@ pub struct Acceptor {
     /// Where delegation keys come from: the control channel takes a delegated credential;
     /// data channels (None) never ask for one.
     delegation: Option<std::sync::Arc<super::keys::KeyPool>>,
+    /// Run the delegation flag step after the handshake (not on PROT S/P data channels,
+    /// where TLS records with data follow the handshake at once).
+    flags: bool,
 }
 
 /// What one token led to.
@@ -68,12 +71,13 @@ impl std::fmt::Debug for Acceptor {
 impl Acceptor {
     /// The control channel's acceptor: the host credential, delegation accepted.
     pub fn new(creds: &ServerCredentials) -> Result<Acceptor, GsiError> {
-        Acceptor::with_context(&creds.context, Some(creds.keys.clone()))
+        Acceptor::with_context(&creds.context, Some(creds.keys.clone()), true)
     }
 
     pub(crate) fn with_context(
         context: &SslContext,
         delegation: Option<std::sync::Arc<super::keys::KeyPool>>,
+        flags: bool,
     ) -> Result<Acceptor, GsiError> {
         let ssl = Ssl::new(context).map_err(GsiError::tls("TLS session"))?;
         let tls = SslStream::new(ssl, Pipe::default()).map_err(GsiError::tls("TLS session"))?;
@@ -81,6 +85,7 @@ impl Acceptor {
             tls,
             state: State::Handshake,
             delegation,
+            flags,
         })
     }
 
@@ -98,6 +103,9 @@ impl Acceptor {
                             .verified_chain()
                             .and_then(PeerIdentity::from_chain)
                             .ok_or(GsiError::NoPeer)?;
+                        if !self.flags {
+                            return Ok(self.done(peer, None));
+                        }
                         if !self.tls.get_ref().has_output() {
                             self.write(b"\0")?;
                         }

@@ -30,6 +30,19 @@ impl Channel {
         Ok(self.tls.get_mut().take_output())
     }
 
+    /// The plaintext in `bytes` read from a TLS stream: a record cut at the end waits for
+    /// the rest (data channels with PROT S/P).
+    pub fn unwrap_stream(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        self.tls.get_mut().feed(bytes);
+        read_all(&mut self.tls)
+    }
+
+    /// The `close_notify` alert that ends the stream cleanly.
+    pub fn close_notify(&mut self) -> Vec<u8> {
+        let _ = self.tls.shutdown();
+        self.tls.get_mut().take_output()
+    }
+
     /// The plaintext of one token. A token that is not whole, authentic records is refused.
     pub fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, String> {
         self.tls.get_mut().feed(token);

@@ -211,6 +211,6 @@ impl ClientCredentials {
             credential: self.credential.clone(),
             limited,
         };
-        super::Initiator::start(&self.context, Some(host), Some(delegation))
+        super::Initiator::start(&self.context, Some(host), Some(delegation), true)
     }
 }

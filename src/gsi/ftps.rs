@@ -80,6 +80,16 @@ impl TlsServer {
         Ok((self.tls.get_mut().take_output(), plain))
     }
 
+    /// True once the handshake is done.
+    pub fn established(&self) -> bool {
+        self.established
+    }
+
+    /// The record layer, once the handshake is done (FTPS data connections).
+    pub fn into_channel(self) -> super::Channel {
+        super::Channel::new(self.tls)
+    }
+
     /// The records that carry `plain` (nothing before the handshake is done).
     pub fn send(&mut self, plain: &[u8]) -> Result<Vec<u8>, GsiError> {
         if !self.established {

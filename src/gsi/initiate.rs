@@ -39,6 +39,8 @@ pub struct Initiator {
     tls: SslStream<Pipe>,
     state: State,
     delegation: Option<Delegation>,
+    /// Run the delegation flag step (not on PROT S/P data channels).
+    flags: bool,
 }
 
 /// What one token from the acceptor led to.
@@ -61,6 +63,7 @@ impl Initiator {
         context: &SslContext,
         host: Option<&str>,
         delegation: Option<Delegation>,
+        flags: bool,
     ) -> Result<(Initiator, Vec<u8>), GsiError> {
         let mut ssl = Ssl::new(context).map_err(GsiError::tls("TLS session"))?;
         if let Some(host) = host {
@@ -77,6 +80,7 @@ impl Initiator {
             tls,
             state: State::Handshake,
             delegation,
+            flags,
         };
         match me.tls.connect() {
             Err(e) if e.code() == ErrorCode::WANT_READ => {}
@@ -99,6 +103,9 @@ impl Initiator {
                         .verified_chain()
                         .and_then(PeerIdentity::from_chain)
                         .ok_or(GsiError::NoPeer)?;
+                    if !self.flags {
+                        return Ok(self.established(peer));
+                    }
                     let tls13 = self.tls.ssl().version2() == Some(SslVersion::TLS1_3);
                     if tls13 {
                         // Our Finished goes now; the flag after the acceptor's answer.

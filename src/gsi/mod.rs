@@ -23,7 +23,7 @@ mod proxy;
 pub use accept::{Acceptor, Established, Step};
 pub use channel::Channel;
 pub use creds::{ClientCredentials, Credential, ServerCredentials, TrustPaths};
-pub use data::DataAuth;
+pub use data::{DataAuth, Handshake, HandshakeStep, Role};
 pub use ftps::{FtpsContext, TlsServer};
 pub use gridmap::Gridmap;
 pub use initiate::{Delegation, InitStep, Initiated, Initiator};

@@ -1,5 +1,6 @@
-//! DCAU on a data connection: the GSI handshake over the socket before any data, read one TLS
-//! record at a time so that no data byte after the context's last record is taken.
+//! Security on a data connection before any data: the GSI handshake of DCAU, or FTPS's TLS
+//! handshake, read one TLS record at a time so that no data byte after the last handshake
+//! record is taken. With PROT S/P the data then goes through [`super::tls_relay`].
 
 use std::time::Duration;
 
@@ -7,72 +8,36 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::PoolError;
-use crate::gsi::{DataAuth, GsiError, InitStep, Step};
+use crate::gsi::{Channel, DataAuth, GsiError, HandshakeStep, Role};
 
 /// A stranger that connects and says nothing is dropped after this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest TLS record (2^14 plaintext plus the most any cipher adds).
 const MAX_RECORD: usize = (1 << 14) + 2048;
 
-/// Which end of the data connection we are: who opened it initiates.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Role {
-    Accepted,
-    Connected,
-}
-
-/// Authenticates a fresh data connection (DCAU A or S); the socket then carries clear data.
-pub(crate) async fn secure(sock: &mut TcpStream, auth: &DataAuth, role: Role) -> Result<(), PoolError> {
-    let run = async {
-        match role {
-            Role::Accepted => accept(sock, auth).await,
-            Role::Connected => initiate(sock, auth).await,
-        }
-    };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
+/// Runs the handshake on a fresh data connection; the record layer when the data must go
+/// through it (PROT S/P), None when the data then flows in clear (PROT C).
+pub(crate) async fn secure(sock: &mut TcpStream, auth: &DataAuth, role: Role) -> Result<Option<Channel>, PoolError> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(sock, auth, role)).await {
         Ok(r) => r,
-        Err(_) => Err(PoolError::Dcau(format!(
-            "no GSI handshake within {HANDSHAKE_TIMEOUT:?}"
-        ))),
+        Err(_) => Err(PoolError::Dcau(format!("no handshake within {HANDSHAKE_TIMEOUT:?}"))),
     }
 }
 
-async fn accept(sock: &mut TcpStream, auth: &DataAuth) -> Result<(), PoolError> {
-    let mut acceptor = auth.acceptor().map_err(dcau)?;
-    loop {
-        let record = read_record(sock).await?;
-        match acceptor.step(&record).map_err(dcau)? {
-            Step::Continue(next, out) => {
-                write(sock, &out).await?;
-                acceptor = next;
-            }
-            Step::Established(done) => {
-                if let Some(t) = &done.token {
-                    write(sock, t).await?;
-                }
-                auth.check(&done.peer).map_err(dcau)?;
-                tracing::debug!(peer = %done.peer.subject, "data connection authenticated (accepted)");
-                return Ok(());
-            }
-        }
-    }
-}
-
-async fn initiate(sock: &mut TcpStream, auth: &DataAuth) -> Result<(), PoolError> {
-    let (mut initiator, first) = auth.initiator().map_err(dcau)?;
+async fn handshake(sock: &mut TcpStream, auth: &DataAuth, role: Role) -> Result<Option<Channel>, PoolError> {
+    let (mut hs, first) = auth.start(role).map_err(dcau)?;
     write(sock, &first).await?;
     loop {
         let record = read_record(sock).await?;
-        match initiator.step(&record).map_err(dcau)? {
-            InitStep::Continue(next, out) => {
+        match auth.step(hs, &record).map_err(dcau)? {
+            HandshakeStep::Continue(next, out) => {
                 write(sock, &out).await?;
-                initiator = next;
+                hs = next;
             }
-            InitStep::Established(done) => {
-                write(sock, &done.token).await?;
-                auth.check(&done.peer).map_err(dcau)?;
-                tracing::debug!(peer = %done.peer.subject, "data connection authenticated (connected)");
-                return Ok(());
+            HandshakeStep::Done { token, channel } => {
+                write(sock, &token).await?;
+                tracing::debug!(?role, private = channel.is_some(), "data connection secured");
+                return Ok(channel);
             }
         }
     }
@@ -84,7 +49,7 @@ async fn read_record(sock: &mut TcpStream) -> Result<Vec<u8>, PoolError> {
     sock.read_exact(&mut header).await.map_err(PoolError::Connect)?;
     let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
     if len > MAX_RECORD || !(20..=24).contains(&header[0]) {
-        return Err(PoolError::Dcau("the peer did not start a GSI handshake".into()));
+        return Err(PoolError::Dcau("the peer did not start a TLS handshake".into()));
     }
     let mut record = vec![0u8; 5 + len];
     record[..5].copy_from_slice(&header);

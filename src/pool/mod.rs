@@ -9,6 +9,7 @@ mod digests;
 pub mod mover;
 pub mod remote;
 mod service;
+mod tls_relay;
 
 pub use crate::link::Report;
 pub use crate::link::{MoverRequest, Spool};
@@ -266,6 +267,19 @@ impl Pool {
         Ok(f)
     }
 
+    /// A data connection after its handshake: itself (PROT C), or the engine's end of a TLS relay
+    /// to it (PROT S/P).
+    async fn secured(
+        mut sock: TcpStream,
+        auth: &crate::gsi::DataAuth,
+        role: crate::gsi::Role,
+    ) -> Result<TcpStream, PoolError> {
+        match dcau::secure(&mut sock, auth, role).await? {
+            Some(channel) => tls_relay::start(sock, channel).await,
+            None => Ok(sock),
+        }
+    }
+
     /// Accepts the next data connection from one of `peers` (connections from other addresses
     /// are dropped: a stranger on the passive port must not hijack or kill the transfer).
     pub async fn accept(
@@ -286,14 +300,14 @@ impl Pool {
 
     /// Authenticates an accepted data connection when DCAU asks for it. A connection that
     /// fails is dropped (a stranger on the passive port must not end the transfer): `None`.
-    pub async fn admit(&self, mut sock: TcpStream, auth: Option<&crate::gsi::DataAuth>) -> Option<TcpStream> {
+    pub async fn admit(&self, sock: TcpStream, auth: Option<&crate::gsi::DataAuth>) -> Option<TcpStream> {
         let Some(auth) = auth else {
             return Some(sock);
         };
-        match dcau::secure(&mut sock, auth, dcau::Role::Accepted).await {
-            Ok(()) => Some(sock),
+        let from = sock.peer_addr().ok();
+        match Self::secured(sock, auth, crate::gsi::Role::Accepted).await {
+            Ok(s) => Some(s),
             Err(e) => {
-                let from = sock.peer_addr().ok();
                 tracing::warn!(?from, "dropped data connection: {e}");
                 None
             }
@@ -327,12 +341,12 @@ impl Pool {
                         let _ = sock.bind(SocketAddr::new(local, 0));
                     }
                     set_buffers(&sock, buffer);
-                    let mut s = sock.connect(remote).await.map_err(PoolError::Connect)?;
+                    let s = sock.connect(remote).await.map_err(PoolError::Connect)?;
                     tune(&s, buffer);
-                    if let Some(auth) = auth {
-                        dcau::secure(&mut s, auth, dcau::Role::Connected).await?;
+                    match auth {
+                        Some(auth) => Self::secured(s, auth, crate::gsi::Role::Connected).await,
+                        None => Ok(s),
                     }
-                    Ok(s)
                 }
             }
         };

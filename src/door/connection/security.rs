@@ -4,7 +4,7 @@
 use super::Connection;
 use crate::gsi::{Acceptor, Channel, Credential, DataAuth, PeerIdentity, Step};
 use crate::link::DataAuthRef;
-use crate::protocol::session::{Access, AdatOutcome, Dcau, Protection};
+use crate::protocol::session::{Access, AdatOutcome, Dcau, Prot, Protection, TransferRequest};
 use crate::protocol::SessionError;
 
 impl Protection for Channel {
@@ -21,8 +21,8 @@ impl Protection for Channel {
 pub(super) struct GsiPeer {
     pub(super) identity: PeerIdentity,
     pub(super) delegated: Option<Credential>,
-    /// The data channels' context for the DCAU setting it was made for (built once).
-    pub(super) data_auth: Option<(Dcau, DataAuthRef)>,
+    /// The data channels' context for the DCAU and PROT settings it was made for.
+    pub(super) data_auth: Option<((Dcau, Prot), DataAuthRef)>,
 }
 
 impl Connection {
@@ -94,7 +94,23 @@ impl Connection {
 
     /// What a transfer's data connections authenticate with: nothing for DCAU N; for A and S
     /// the delegated credential. Only an in-process pool may hold it.
-    pub(super) fn data_auth(&mut self, dcau: &Dcau, local_pool: bool) -> Result<Option<DataAuthRef>, SessionError> {
+    pub(super) fn data_auth(
+        &mut self,
+        req: &TransferRequest,
+        local_pool: bool,
+    ) -> Result<Option<DataAuthRef>, SessionError> {
+        let (dcau, prot) = (&req.dcau, req.prot);
+        if let (Some(tls), Prot::Private) = (&self.shared.config.tls, prot) {
+            // FTPS PROT P: the server's certificate on every data connection.
+            if self.tls.is_some() {
+                if !local_pool {
+                    return Err(SessionError::DataConnection(
+                        "PROT P: the pool of this file runs in another process; send PROT C".into(),
+                    ));
+                }
+                return Ok(Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))));
+            }
+        }
         let subject = match dcau {
             Dcau::None => return Ok(None),
             Dcau::Self_ => None,
@@ -107,8 +123,9 @@ impl Connection {
         let (Some(peer), Some(config)) = (self.gsi_peer.as_mut(), &self.shared.config.gsi) else {
             return Err(refuse("no GSI login"));
         };
+        let key = (dcau.clone(), prot);
         if let Some((made_for, auth)) = &peer.data_auth {
-            if made_for == dcau {
+            if *made_for == key {
                 return Ok(Some(auth.clone()));
             }
         }
@@ -116,9 +133,10 @@ impl Connection {
             .delegated
             .as_ref()
             .ok_or_else(|| refuse("no delegated credential"))?;
-        let auth = DataAuth::new(credential, &config.trust, subject).map_err(|e| refuse(&e.to_string()))?;
+        let private = prot == Prot::Private;
+        let auth = DataAuth::new(credential, &config.trust, subject, private).map_err(|e| refuse(&e.to_string()))?;
         let auth = DataAuthRef(std::sync::Arc::new(auth));
-        peer.data_auth = Some((dcau.clone(), auth.clone()));
+        peer.data_auth = Some((key, auth.clone()));
         Ok(Some(auth))
     }
 

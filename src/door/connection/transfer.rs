@@ -74,7 +74,7 @@ impl Connection {
             DataEndpoint::Reuse => (false, Vec::new()),
             DataEndpoint::Active(addrs) => (false, addrs.clone()),
         };
-        let auth = match self.data_auth(&req.dcau, pool.is_local()) {
+        let auth = match self.data_auth(req, pool.is_local()) {
             Ok(a) => a,
             Err(e) => return Ok(Outcome::failed(e)),
         };

@@ -36,7 +36,7 @@ mod tests;
 pub use data::PassiveStyle;
 pub use login::MAX_LOGIN_FAILURES;
 pub use namespace::{Scope, StorageDone, StorageOp};
-pub use security::{AdatOutcome, Dcau, Protection};
+pub use security::{AdatOutcome, Dcau, Prot, Protection};
 pub use timers::Timeouts;
 pub use transfer::{DataEndpoint, TransferKind, TransferRequest};
 
@@ -212,6 +212,7 @@ pub struct Session {
     /// PBSZ as agreed (RFC 2228).
     pbsz: Option<u64>,
     dcau: Dcau,
+    prot: Prot,
     /// The security exchange brought a delegated credential (DCAU A/S need it).
     delegated: bool,
     replies: VecDeque<Reply>,
@@ -257,6 +258,7 @@ impl Session {
             security: security::Security::Clear,
             pbsz: None,
             dcau: Dcau::None,
+            prot: Prot::Clear,
             delegated: false,
             replies: VecDeque::new(),
             actions: VecDeque::new(),

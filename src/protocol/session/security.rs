@@ -70,6 +70,16 @@ impl Dcau {
     }
 }
 
+/// Data channel protection (RFC 2228 PROT) as the client asked for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prot {
+    /// `C`: data in clear (after the DCAU handshake, with GSI).
+    #[default]
+    Clear,
+    /// `P` (and `S`, which Globus protects the same way): data in TLS records.
+    Private,
+}
+
 /// Largest PBSZ we agree to (the wrapped-buffer size for PROT S/P).
 const MAX_PBSZ: u64 = 1 << 20;
 
@@ -271,15 +281,37 @@ impl Session {
         if !self.secured() {
             return Err(SessionError::BadSequence("PROT needs AUTH first."));
         }
-        match arg.trim().to_ascii_uppercase().as_str() {
-            "C" => {
-                self.reply(Code::OK, "Protection level set to Clear.");
-                Ok(())
+        let level = arg.trim().to_ascii_uppercase();
+        let tls = matches!(self.security, Security::Tls);
+        let (wanted, text) = match level.as_str() {
+            "C" => (Prot::Clear, "Protection level set to Clear."),
+            // GSI protects S and P alike (TLS records); FTPS knows P only.
+            "S" if !tls => (Prot::Private, "Protection level set to Safe."),
+            "P" => (Prot::Private, "Protection level set to Private."),
+            "S" | "E" => {
+                return Err(SessionError::ProtNotSupported(
+                    "Only PROT C and P are offered here (PROT S with GSI).",
+                ))
             }
-            "S" | "E" | "P" => Err(SessionError::ProtNotSupported(
-                "Only PROT C (clear data channels) is offered; PROT S and P are not.",
-            )),
-            _ => Err(SessionError::BadArgument("PROT takes C, S, E or P.".into())),
+            _ => return Err(SessionError::BadArgument("PROT takes C, S, E or P.".into())),
+        };
+        if wanted == Prot::Private && !tls && !(self.config.dcau && self.dcau != Dcau::None) {
+            // GFD.20: protection runs in the data channel's DCAU context.
+            return Err(SessionError::ProtNotSupported(
+                "PROT S/P need data channel authentication: DCAU A or S (with a delegated credential).",
+            ));
+        }
+        self.set_prot(wanted);
+        self.reply(Code::OK, text);
+        Ok(())
+    }
+
+    /// A new PROT level: cached data connections were set up under the old one.
+    fn set_prot(&mut self, wanted: Prot) {
+        if wanted != self.prot {
+            self.prot = wanted;
+            self.actions.push_back(Action::ResetData);
+            self.reusable = None;
         }
     }
 
@@ -306,6 +338,10 @@ impl Session {
             self.dcau = wanted;
             self.actions.push_back(Action::ResetData);
             self.reusable = None;
+        }
+        if self.dcau == Dcau::None && !matches!(self.security, Security::Tls) {
+            // GSI protection needs the DCAU context.
+            self.set_prot(Prot::Clear);
         }
         self.reply(Code::OK, format!("DCAU {letter}."));
         Ok(())
@@ -496,9 +532,44 @@ mod tests {
         assert_eq!(ask("PBSZ 99999999999"), "200 PBSZ=1048576\r\n");
         assert!(ask("PBSZ x").starts_with("501 "));
         assert!(ask("PROT C").starts_with("200 "));
-        assert!(ask("PROT P").starts_with("536 "));
+        assert!(ask("PROT E").starts_with("536 "));
         assert!(ask("PROT Q").starts_with("501 "));
         assert!(ask("DCAU N").starts_with("200 "));
+    }
+
+    #[test]
+    fn prot_s_and_p_ride_on_dcau() {
+        let mut s = logged_in(true);
+        s.handle_line(&enc("PROT P"));
+        assert_eq!(
+            unwrapped(&wire(&mut s)[0]),
+            ["200 Protection level set to Private.\r\n"]
+        );
+        assert_eq!(s.poll_action(), Some(Action::ResetData));
+        s.handle_line(&enc("PORT 10,0,0,9,4,1"));
+        s.handle_line(&enc("RETR /f"));
+        let t = std::iter::from_fn(|| s.poll_action())
+            .find_map(|a| match a {
+                Action::Transfer(t) => Some(t),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!((t.dcau, t.prot), (Dcau::Self_, Prot::Private));
+        s.handle_transfer_started(false);
+        s.handle_transfer_done(Ok(0));
+        wire(&mut s);
+        // DCAU N takes the protection with it; without DCAU PROT S/P are refused.
+        s.handle_line(&enc("DCAU N"));
+        wire(&mut s);
+        assert_eq!(s.prot, Prot::Clear);
+        s.handle_line(&enc("PROT S"));
+        assert!(unwrapped(&wire(&mut s)[0])[0].starts_with("536 "));
+        let mut s = logged_in(false);
+        s.handle_line(&enc("PROT P"));
+        assert!(
+            unwrapped(&wire(&mut s)[0])[0].starts_with("536 "),
+            "no delegated credential"
+        );
     }
 
     fn logged_in(delegated: bool) -> Session {
@@ -616,6 +687,12 @@ mod tls_tests {
             got.iter().all(|r| r.starts_with("503 ") || r.starts_with("504 ")),
             "{got:?}"
         );
+        // FTPS knows PROT C and P.
+        s.handle_line(b"PROT P");
+        s.handle_line(b"PROT S");
+        let got = replies(&mut s);
+        assert!(got[0].starts_with("200 ") && got[1].starts_with("536 "), "{got:?}");
+        assert_eq!(s.prot, Prot::Private);
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct TransferRequest {
     pub buffer_auto: bool,
     /// Data channel authentication (DCAU) for this transfer's connections.
     pub dcau: super::Dcau,
+    /// Data channel protection (PROT): P/S put the data in TLS records.
+    pub prot: super::Prot,
 }
 
 impl TransferKind {
@@ -286,6 +288,7 @@ impl Session {
             layout: self.layout,
             buffer_auto: buffer_auto.is_some(),
             dcau: self.dcau.clone(),
+            prot: self.prot,
         }));
         Ok(())
     }

@@ -1,0 +1,70 @@
+//! PROT S/P data connections: the data itself travels in TLS records. The engine moves
+//! plaintext as always, over a loopback connection; a task here carries it to and from the
+//! peer through the connection's TLS record layer. (This kernel offers no kernel TLS; where
+//! it does, the records could be left to the socket.)
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::PoolError;
+use crate::gsi::Channel;
+
+/// Bytes read at a time on either side (four TLS records).
+const CHUNK: usize = 64 << 10;
+
+/// The engine's end of a private data connection: what it writes reaches the peer encrypted,
+/// what the peer sends arrives decrypted.
+pub(crate) async fn start(outer: TcpStream, channel: Channel) -> Result<TcpStream, PoolError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(PoolError::Connect)?;
+    let addr = listener.local_addr().map_err(PoolError::Connect)?;
+    let (engine_end, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let engine_end = engine_end.map_err(PoolError::Connect)?;
+    let (relay_end, from) = accepted.map_err(PoolError::Connect)?;
+    // Only our own connect may take the relay's place (another local process could race it).
+    if Some(from) != engine_end.local_addr().ok() {
+        return Err(PoolError::Dcau("a stranger took the data relay's loopback port".into()));
+    }
+    let _ = engine_end.set_nodelay(true);
+    tokio::spawn(relay(outer, relay_end, channel));
+    Ok(engine_end)
+}
+
+/// Carries bytes both ways until both directions ended (or one failed).
+async fn relay(mut outer: TcpStream, mut inner: TcpStream, mut channel: Channel) {
+    let (mut from_peer, mut from_engine) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let (mut peer_open, mut engine_open) = (true, true);
+    while peer_open || engine_open {
+        tokio::select! {
+            n = outer.read(&mut from_peer), if peer_open => match n {
+                Ok(0) | Err(_) => {
+                    peer_open = false;
+                    let _ = inner.shutdown().await;
+                }
+                Ok(n) => {
+                    let Ok(plain) = channel.unwrap_stream(&from_peer[..n]) else {
+                        tracing::warn!("data connection: a TLS record did not decrypt; closing it");
+                        return;
+                    };
+                    if inner.write_all(&plain).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            n = inner.read(&mut from_engine), if engine_open => match n {
+                Ok(0) | Err(_) => {
+                    engine_open = false;
+                    let _ = outer.write_all(&channel.close_notify()).await;
+                    let _ = outer.shutdown().await;
+                }
+                Ok(n) => {
+                    let Ok(records) = channel.wrap(&from_engine[..n]) else {
+                        return;
+                    };
+                    if outer.write_all(&records).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
