@@ -158,10 +158,18 @@ fn bench_gsi_rows_run_beside_globus() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     for row in [
-        "ringmover copy ⇄ ringmover gsiftp",
-        "guc ⇄ globus-gridftp-server gsiftp",
+        "ringmover copy ⇄ ringmover gsiftp -dcpriv",
+        "guc ⇄ globus-gridftp-server gsiftp -dcpriv",
     ] {
         assert_eq!(text.matches(row).count(), 2, "{row}: {text}");
     }
+    // The PROT C rows: each name also begins its -dcpriv row's name.
+    for row in [
+        "ringmover copy ⇄ ringmover gsiftp",
+        "guc ⇄ globus-gridftp-server gsiftp",
+    ] {
+        assert_eq!(text.matches(row).count(), 4, "{row}: {text}");
+    }
     assert!(text.contains("gsiftp:// DCAU A + PROT C vs our ftp://"), "{text}");
+    assert!(text.contains("gsiftp:// PROT P vs Globus -dcpriv"), "{text}");
 }

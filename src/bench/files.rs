@@ -225,12 +225,19 @@ fn with_proxy(mut cmd: Command, grid: &Path) -> Command {
     cmd
 }
 
-/// The tool names of the gsiftp:// rows (DCAU A, PROT C).
+/// The tool names of the gsiftp:// rows (DCAU A, PROT C; and PROT P, the data in TLS).
 pub const GSI_OURS: &str = "ringmover copy ⇄ ringmover gsiftp";
 pub const GSI_GLOBUS: &str = "guc ⇄ globus-gridftp-server gsiftp";
+pub const GSI_OURS_P: &str = "ringmover copy ⇄ ringmover gsiftp -dcpriv";
+pub const GSI_GLOBUS_P: &str = "guc ⇄ globus-gridftp-server gsiftp -dcpriv";
 
 /// `ringmover copy` between `src` and `dst`.
 fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str, direct: bool) -> Command {
+    ours_cmd_with(plan, p, src, dst, direct, &[])
+}
+
+/// `ringmover copy` with extra options before the URLs.
+fn ours_cmd_with(plan: &Plan, p: Point, src: &str, dst: &str, direct: bool, extra: &[&str]) -> Command {
     let mut cmd = plan.net.client_cmd(&plan.exe);
     cmd.args(["copy", "--json", "--latency", "-q"]);
     cmd.args(direct.then_some("--direct-io"));
@@ -240,6 +247,7 @@ fn ours_cmd(plan: &Plan, p: Point, src: &str, dst: &str, direct: bool) -> Comman
         cmd.args(["--mode", "s"]);
     }
     guc_options(&mut cmd, p);
+    cmd.args(extra);
     cmd.args([src, dst]);
     cmd
 }
@@ -260,8 +268,14 @@ fn guc_options(cmd: &mut Command, p: Point) {
 
 /// globus-url-copy between `src` and `dst` (stream mode for one stream, MODE E otherwise).
 fn guc_cmd(plan: &Plan, p: Point, src: &str, dst: &str) -> Command {
+    guc_cmd_with(plan, p, src, dst, &[])
+}
+
+/// globus-url-copy with extra options before the URLs.
+fn guc_cmd_with(plan: &Plan, p: Point, src: &str, dst: &str, extra: &[&str]) -> Command {
     let mut cmd = plan.net.client_cmd("globus-url-copy");
     guc_options(&mut cmd, p);
+    cmd.args(extra);
     cmd.args([src, dst]);
     cmd
 }
@@ -426,19 +440,28 @@ pub fn run(plan: &Plan, scenario: Scenario, done: &mut dyn FnMut(&Case)) -> Resu
             ));
         }
         if let Some((ours_gsi, globus_gsi, grid)) = gsi.as_ref() {
-            let (s, d) = src_of(ours_gsi);
-            let cmd = move || with_proxy(ours_cmd(plan, point, &s, &d, false), grid);
-            tools.push((GSI_OURS.into(), Box::new(move || ours_tool(ours_gsi, cmd()))));
-            if let Some(g) = globus_gsi.as_ref() {
-                let (s, d) = src_of(g);
-                tools.push((
-                    GSI_GLOBUS.into(),
-                    Box::new(move || {
-                        let synced = prepare(g)?;
-                        let cmd = with_proxy(guc_cmd(plan, point, &s, &d), grid);
-                        Ok(timed(cmd, plan.size, g, synced.as_deref())?.0)
-                    }),
-                ));
+            for (ours_name, globus_name, ours_opt, globus_opt) in [
+                (GSI_OURS, GSI_GLOBUS, None, None),
+                (GSI_OURS_P, GSI_GLOBUS_P, Some("--dcpriv"), Some("-dcpriv")),
+            ] {
+                let (s, d) = src_of(ours_gsi);
+                let cmd = move || {
+                    let extra: Vec<&str> = ours_opt.into_iter().collect();
+                    with_proxy(ours_cmd_with(plan, point, &s, &d, false, &extra), grid)
+                };
+                tools.push((ours_name.into(), Box::new(move || ours_tool(ours_gsi, cmd()))));
+                if let Some(g) = globus_gsi.as_ref() {
+                    let (s, d) = src_of(g);
+                    tools.push((
+                        globus_name.into(),
+                        Box::new(move || {
+                            let synced = prepare(g)?;
+                            let extra: Vec<&str> = globus_opt.into_iter().collect();
+                            let cmd = with_proxy(guc_cmd_with(plan, point, &s, &d, &extra), grid);
+                            Ok(timed(cmd, plan.size, g, synced.as_deref())?.0)
+                        }),
+                    ));
+                }
             }
         }
         if scenario.disk() && with_peers && plan.peers {

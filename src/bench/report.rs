@@ -347,6 +347,16 @@ pub fn targets(cases: &[Case]) -> Vec<Target> {
                 got: plain.map_or("not measured".into(), |r| format!("{r:.2}× GB/s")),
                 met: plain.map(|r| r >= 0.9),
             });
+            if let Some(p) = find(s, super::files::GSI_OURS_P, streams) {
+                let vs =
+                    find(s, super::files::GSI_GLOBUS_P, streams).map(|g| p.median.gbytes_per_s / g.median.gbytes_per_s);
+                out.push(Target {
+                    what: format!("{}, -p {streams}, gsiftp:// PROT P vs Globus -dcpriv", s.name()),
+                    want: "≥ 1.5× GB/s".into(),
+                    got: vs.map_or("not measured".into(), |r| format!("{r:.2}× GB/s")),
+                    met: vs.map(|r| r >= 1.5),
+                });
+            }
             if let Some(r) = ratio(super::files::GSI_GLOBUS) {
                 out.push(Target {
                     what: format!(

@@ -37,6 +37,41 @@ impl Channel {
         read_all(&mut self.tls)
     }
 
+    /// Like [`Channel::wrap`], into `out` (cleared first), reusing its allocation.
+    pub fn wrap_into(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let mut at = 0;
+        while at < plain.len() {
+            at += self.tls.ssl_write(&plain[at..]).map_err(|e| reason(&e))?;
+        }
+        self.tls.get_mut().swap_output(out);
+        Ok(())
+    }
+
+    /// Like [`Channel::unwrap_stream`], decrypting straight into `out` (cleared first).
+    pub fn unwrap_stream_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        use openssl::ssl::ErrorCode;
+        self.tls.get_mut().feed(bytes);
+        out.clear();
+        loop {
+            let at = out.len();
+            out.resize(at + (16 << 10), 0);
+            match self.tls.ssl_read(&mut out[at..]) {
+                Ok(n) => out.truncate(at + n),
+                Err(e) if e.code() == ErrorCode::WANT_READ || e.code() == ErrorCode::ZERO_RETURN => {
+                    out.truncate(at);
+                    return Ok(());
+                }
+                Err(e) => {
+                    out.truncate(at);
+                    return Err(reason(&e));
+                }
+            }
+            if out.len() == at {
+                return Ok(());
+            }
+        }
+    }
+
     /// The `close_notify` alert that ends the stream cleanly.
     pub fn close_notify(&mut self) -> Vec<u8> {
         let _ = self.tls.shutdown();

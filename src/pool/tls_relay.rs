@@ -9,8 +9,8 @@ use tokio::net::{TcpListener, TcpStream};
 use super::PoolError;
 use crate::gsi::Channel;
 
-/// Bytes read at a time on either side (four TLS records).
-const CHUNK: usize = 64 << 10;
+/// Bytes read at a time on either side (sixteen TLS records).
+const CHUNK: usize = 256 << 10;
 
 /// The engine's end of a private data connection: what it writes reaches the peer encrypted,
 /// what the peer sends arrives decrypted.
@@ -32,6 +32,8 @@ pub(crate) async fn start(outer: TcpStream, channel: Channel) -> Result<TcpStrea
 /// Carries bytes both ways until both directions ended (or one failed).
 async fn relay(mut outer: TcpStream, mut inner: TcpStream, mut channel: Channel) {
     let (mut from_peer, mut from_engine) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    // Decrypted and encrypted bytes, their buffers used again and again.
+    let (mut plain, mut records) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK + (CHUNK >> 6)));
     let (mut peer_open, mut engine_open) = (true, true);
     while peer_open || engine_open {
         tokio::select! {
@@ -41,10 +43,10 @@ async fn relay(mut outer: TcpStream, mut inner: TcpStream, mut channel: Channel)
                     let _ = inner.shutdown().await;
                 }
                 Ok(n) => {
-                    let Ok(plain) = channel.unwrap_stream(&from_peer[..n]) else {
+                    if channel.unwrap_stream_into(&from_peer[..n], &mut plain).is_err() {
                         tracing::warn!("data connection: a TLS record did not decrypt; closing it");
                         return;
-                    };
+                    }
                     if inner.write_all(&plain).await.is_err() {
                         return;
                     }
@@ -57,9 +59,9 @@ async fn relay(mut outer: TcpStream, mut inner: TcpStream, mut channel: Channel)
                     let _ = outer.shutdown().await;
                 }
                 Ok(n) => {
-                    let Ok(records) = channel.wrap(&from_engine[..n]) else {
+                    if channel.wrap_into(&from_engine[..n], &mut records).is_err() {
                         return;
-                    };
+                    }
                     if outer.write_all(&records).await.is_err() {
                         return;
                     }
