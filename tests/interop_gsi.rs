@@ -146,3 +146,35 @@ fn gsi_refusals_say_why() {
     let got = std::fs::read(out_dir.path().join("f")).unwrap_or_default();
     assert!(got.is_empty());
 }
+
+#[test]
+fn a_door_with_remote_pools_takes_gsi_logins_without_dcau() {
+    let grid = Grid::new();
+    let args = grid.server_args("certdir");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let site = common::site::Site::start_with(&["127.0.0.2"], &args);
+    write_big(&site.root(0).join("a"), 3 << 20, 6);
+    let local = tempfile::tempdir().unwrap();
+    let down = local.path().join("a");
+    let url = format!("gsiftp://localhost:{}/a", site.control.port());
+    // FEAT does not list DCAU (the delegated key stays in the door), so the data connections
+    // to the pool go without it; GET/PUT and MODE E reach the pool directly.
+    for extra in [&[][..], &["-p", "4"][..]] {
+        let mut a = extra.to_vec();
+        let dst = format!("file://{}", down.display());
+        a.extend([url.as_str(), dst.as_str()]);
+        let (ok, out) = grid.guc("proxy", &[], &a);
+        assert!(ok, "{a:?}: {out}");
+        assert_same(&site.root(0).join("a"), &down);
+    }
+    // Asked for privacy there, ringmover copy refuses rather than send in clear
+    // (globus-url-copy -dcpriv goes on unencrypted when FEAT lacks DCAU).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringmover"))
+        .args(["copy", "-q", "--dcpriv", &url, &down.display().to_string()])
+        .env("X509_CERT_DIR", grid.path("certdir"))
+        .env("X509_USER_PROXY", grid.path("proxy"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("no DCAU in FEAT"), "{text}");
+}

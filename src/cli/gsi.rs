@@ -42,6 +42,22 @@ pub struct GsiArgs {
     pub require_tls: bool,
 }
 
+/// Says at start whether this kernel could put TLS records on sockets itself (the `tls` upper
+/// layer protocol); PROT S/P run in user space either way for now.
+fn log_kernel_tls() {
+    let ulps = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
+    let offered = ulps.split_whitespace().any(|u| u == "tls");
+    tracing::info!(
+        kernel_tls = offered,
+        "PROT S/P data channels: TLS in user space through a relay{}",
+        if offered {
+            " (this kernel offers kernel TLS; not used yet)"
+        } else {
+            ""
+        }
+    );
+}
+
 impl GsiArgs {
     pub(super) fn or(self, file: GsiArgs) -> GsiArgs {
         GsiArgs {
@@ -62,6 +78,9 @@ impl GsiArgs {
         config.require_tls = self.require_tls;
         if self.require_tls && config.tls.is_none() && config.gsi.is_none() {
             anyhow::bail!("--require-tls needs --tls-cert (or a GSI host certificate)");
+        }
+        if config.tls.is_some() || config.gsi.is_some() {
+            log_kernel_tls();
         }
         Ok(())
     }

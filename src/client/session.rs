@@ -501,6 +501,12 @@ async fn data_channel_auth(
         return Ok(None);
     };
     if !features.iter().any(|f| f == "DCAU") {
+        if o.data_protection.is_some() {
+            // globus-url-copy goes on unencrypted here; asked for privacy, we do not.
+            return Err(ClientError::Gsi(
+                "the server offers no data channel authentication (no DCAU in FEAT), so no -dcsafe/-dcpriv".into(),
+            ));
+        }
         return Ok(None);
     }
     if o.no_dcau {
