@@ -6,10 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::Command;
 
 use common::grid::Grid;
-use common::{assert_same, require_peer, write_big, Server, PASSWORD, USER};
+use common::{assert_same, run_peer, write_big, Server, PASSWORD, USER};
 
 fn ftps_server(grid: &Grid) -> Server {
     let cert = grid.path("host.pem").display().to_string();
@@ -18,13 +17,15 @@ fn ftps_server(grid: &Grid) -> Server {
 }
 
 fn run(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(require_peer(program)).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_peer(program, args, &[])
+}
+
+/// curl with the test CA and the password user, then `args`.
+fn curl(ca: &str, args: &[&str]) -> (bool, String) {
+    let login = format!("{USER}:{PASSWORD}");
+    let mut all = vec!["-sS", "--cacert", ca, "-u", &login];
+    all.extend_from_slice(args);
+    run("curl", &all)
 }
 
 #[test]
@@ -38,60 +39,20 @@ fn curl_and_lftp_over_auth_tls() {
     let port = server.addr.port();
     let login = format!("{USER}:{PASSWORD}");
 
-    // curl: TLS for the login and commands, data in clear.
+    // curl --ftp-ssl-control: TLS for the login and commands, data in clear; --ssl-reqd:
+    // PROT P, the data in TLS too.
     let url = format!("ftp://localhost:{port}/src.bin");
-    let (ok, out) = run(
-        "curl",
-        &[
-            "-sS",
-            "--ftp-ssl-control",
-            "--cacert",
-            &ca,
-            "-u",
-            &login,
-            &url,
-            "-o",
-            &down.display().to_string(),
-        ],
-    );
-    assert!(ok, "{out}\n{}", server.log());
-    assert_same(&server.path("src.bin"), &down);
-    let up = format!("ftp://localhost:{port}/curl-up.bin");
-    let (ok, out) = run(
-        "curl",
-        &[
-            "-sS",
-            "--ftp-ssl-control",
-            "--cacert",
-            &ca,
-            "-u",
-            &login,
-            "-T",
-            &down.display().to_string(),
-            &up,
-        ],
-    );
-    assert!(ok, "{out}");
-    assert_same(&down, &server.path("curl-up.bin"));
-
-    // curl --ssl-reqd: PROT P, the data in TLS too (download, upload, listing).
-    let _ = std::fs::remove_file(&down);
     let down_s = down.display().to_string();
-    let (ok, out) = run(
-        "curl",
-        &["-sS", "--ssl-reqd", "--cacert", &ca, "-u", &login, &url, "-o", &down_s],
-    );
-    assert!(ok, "{out}\n{}", server.log());
-    assert_same(&server.path("src.bin"), &down);
-    let up_p = format!("ftp://localhost:{port}/curl-p.bin");
-    let (ok, out) = run(
-        "curl",
-        &["-sS", "--ssl-reqd", "--cacert", &ca, "-u", &login, "-T", &down_s, &up_p],
-    );
-    assert!(ok, "{out}");
-    assert_same(&down, &server.path("curl-p.bin"));
-    let list = format!("ftp://localhost:{port}/");
-    let (ok, out) = run("curl", &["-sS", "--ssl-reqd", "--cacert", &ca, "-u", &login, &list]);
+    for (level, up) in [("--ftp-ssl-control", "curl-up.bin"), ("--ssl-reqd", "curl-p.bin")] {
+        let _ = std::fs::remove_file(&down);
+        let (ok, out) = curl(&ca, &[level, &url, "-o", &down_s]);
+        assert!(ok, "{level}: {out}\n{}", server.log());
+        assert_same(&server.path("src.bin"), &down);
+        let (ok, out) = curl(&ca, &[level, "-T", &down_s, &format!("ftp://localhost:{port}/{up}")]);
+        assert!(ok, "{level}: {out}");
+        assert_same(&down, &server.path(up));
+    }
+    let (ok, out) = curl(&ca, &["--ssl-reqd", &format!("ftp://localhost:{port}/")]);
     assert!(ok && out.contains("curl-p.bin"), "{out}");
     assert!(server.log().contains("prot=\"P\""), "{}", server.log());
 

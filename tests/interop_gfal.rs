@@ -3,25 +3,17 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::grid::Grid;
-use common::{assert_same, require_peer, write_big, Server};
+use common::{assert_same, run_peer, write_big, Server};
 
 fn gfal(grid: &Grid, tool: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(require_peer(tool))
-        .args(args)
-        .env("X509_CERT_DIR", grid.path("certdir"))
-        .env("X509_USER_PROXY", grid.path("proxy"))
-        .env("GFAL_PYTHONBIN", "/usr/bin/python3")
-        .output()
-        .expect("run gfal2 tool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let (ca, proxy) = (grid.path("certdir"), grid.path("proxy"));
+    let env = [
+        ("X509_CERT_DIR", ca.as_os_str()),
+        ("X509_USER_PROXY", proxy.as_os_str()),
+        ("GFAL_PYTHONBIN", std::ffi::OsStr::new("/usr/bin/python3")),
+    ];
+    run_peer(tool, args, &env)
 }
 
 #[test]

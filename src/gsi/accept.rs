@@ -97,12 +97,7 @@ impl Acceptor {
             self.state = match std::mem::replace(&mut self.state, State::Handshake) {
                 State::Handshake => match self.tls.accept() {
                     Ok(()) => {
-                        let peer = self
-                            .tls
-                            .ssl()
-                            .verified_chain()
-                            .and_then(PeerIdentity::from_chain)
-                            .ok_or(GsiError::NoPeer)?;
+                        let peer = verified_peer(&self.tls)?;
                         if !self.flags {
                             return Ok(self.done(peer, None));
                         }
@@ -112,7 +107,7 @@ impl Acceptor {
                         State::Flags(peer)
                     }
                     Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(self.more(State::Handshake)),
-                    Err(e) => return Err(GsiError::Handshake(self.refusal(&e))),
+                    Err(e) => return Err(GsiError::Handshake(refusal(&self.tls, &e))),
                 },
                 State::Flags(peer) => {
                     let mut flag = [0u8; 1];
@@ -162,17 +157,6 @@ impl Acceptor {
         }))
     }
 
-    /// Why the handshake failed: the certificate check's verdict when there is one
-    /// ("certificate revoked", "unable to get local issuer certificate", ...).
-    fn refusal(&self, e: &openssl::ssl::Error) -> String {
-        let verdict = self.tls.ssl().verify_result();
-        if verdict == openssl::x509::X509VerifyResult::OK {
-            reason(e)
-        } else {
-            format!("{} ({})", reason(e), verdict.error_string())
-        }
-    }
-
     fn write(&mut self, bytes: &[u8]) -> Result<(), GsiError> {
         self.tls
             .ssl_write(bytes)
@@ -196,6 +180,25 @@ pub(crate) fn read_all(tls: &mut SslStream<Pipe>) -> Result<Vec<u8>, String> {
             Err(e) if e.code() == ErrorCode::WANT_READ || e.code() == ErrorCode::ZERO_RETURN => return Ok(out),
             Err(e) => return Err(reason(&e)),
         }
+    }
+}
+
+/// Who the peer of a finished handshake is, from the chain OpenSSL verified.
+pub(crate) fn verified_peer(tls: &SslStream<Pipe>) -> Result<PeerIdentity, GsiError> {
+    tls.ssl()
+        .verified_chain()
+        .and_then(PeerIdentity::from_chain)
+        .ok_or(GsiError::NoPeer)
+}
+
+/// Why a handshake failed: the certificate check's verdict when there is one ("certificate
+/// revoked", "unable to get local issuer certificate", ...).
+pub(crate) fn refusal(tls: &SslStream<Pipe>, e: &openssl::ssl::Error) -> String {
+    let verdict = tls.ssl().verify_result();
+    if verdict == openssl::x509::X509VerifyResult::OK {
+        reason(e)
+    } else {
+        format!("{} ({})", reason(e), verdict.error_string())
     }
 }
 

@@ -11,7 +11,7 @@
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream, SslVersion};
 
-use super::accept::{read_all, reason};
+use super::accept::{read_all, reason, refusal, verified_peer};
 use super::channel::Channel;
 use super::creds::Credential;
 use super::mem::Pipe;
@@ -97,12 +97,7 @@ impl Initiator {
         match std::mem::replace(&mut self.state, State::Handshake) {
             State::Handshake => match self.tls.connect() {
                 Ok(()) => {
-                    let peer = self
-                        .tls
-                        .ssl()
-                        .verified_chain()
-                        .and_then(PeerIdentity::from_chain)
-                        .ok_or(GsiError::NoPeer)?;
+                    let peer = verified_peer(&self.tls)?;
                     if !self.flags {
                         return Ok(self.established(peer));
                     }
@@ -119,7 +114,7 @@ impl Initiator {
                     let out = self.tls.get_mut().take_output();
                     Ok(InitStep::Continue(self, out))
                 }
-                Err(e) => Err(GsiError::Handshake(self.refusal(&e))),
+                Err(e) => Err(GsiError::Handshake(refusal(&self.tls, &e))),
             },
             State::Sync(peer) => {
                 // The acceptor's `\0` (a session ticket, if one came, carries no data).
@@ -170,14 +165,5 @@ impl Initiator {
             .ssl_write(bytes)
             .map(|_| ())
             .map_err(|e| GsiError::Delegation(reason(&e)))
-    }
-
-    fn refusal(&self, e: &openssl::ssl::Error) -> String {
-        let verdict = self.tls.ssl().verify_result();
-        if verdict == openssl::x509::X509VerifyResult::OK {
-            reason(e)
-        } else {
-            format!("{} ({})", reason(e), verdict.error_string())
-        }
     }
 }

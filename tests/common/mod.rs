@@ -308,6 +308,21 @@ pub fn require_peer(name: &str) -> PathBuf {
     );
 }
 
+/// Runs a peer program with arguments and environment; (success, stdout then stderr).
+pub fn run_peer(program: &str, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    let out = Command::new(require_peer(program))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs globus-url-copy with arguments; returns (success, combined output).
 pub fn guc(args: &[&str]) -> (bool, String) {
     let bin = require_peer("globus-url-copy");
