@@ -67,7 +67,7 @@ fn gsi_login(grid: &Grid, server: &Server) -> (Raw, Channel, ClientCredentials) 
         ca_dir: grid.path("certdir"),
     };
     let creds = ClientCredentials::load(&grid.path("proxy"), &trust).unwrap();
-    let (mut init, mut token) = creds.initiator("localhost", true).unwrap();
+    let (mut init, mut token) = creds.initiator(Some("localhost"), true).unwrap();
     let channel = loop {
         let reply = c.cmd(&format!("ADAT {}", BASE64.encode(&token)));
         let data = reply.trim_end()[4..]

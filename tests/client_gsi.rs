@@ -108,10 +108,30 @@ fn copy_refuses_bad_credentials_clearly() {
     args[3] = grid.path("stranger.key").display().to_string();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let impostor = Server::start(&args);
+    std::fs::write(impostor.path("f"), b"x").unwrap();
     let (ok, out) = copy(&grid, "proxy", &[&ours(&impostor, "/f"), &dest]);
     assert!(!ok && out.contains("hostname mismatch"), "{out}");
+    // Unless the user names the subject the server must have instead (-ss, as
+    // globus-url-copy); a wrong one is refused.
+    let (ok, out) = copy(
+        &grid,
+        "proxy",
+        &[
+            "--ss",
+            "/O=Grid/OU=RingmoverTest/CN=Stranger",
+            &ours(&impostor, "/f"),
+            &dest,
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = copy(
+        &grid,
+        "proxy",
+        &["-s", "/O=Grid/CN=Someone", &ours(&server, "/f"), &dest],
+    );
+    assert!(!ok && out.contains("not the expected /O=Grid/CN=Someone"), "{out}");
     // globus-url-copy with the expired credential is refused by the server's check.
     let (ok, out) = grid.guc("expired-proxy", &[], &[&url, &format!("file://{dest}")]);
     assert!(!ok, "{out}");
-    assert!(!std::path::Path::new(&dest).exists() || std::fs::read(&dest).unwrap().is_empty());
+    assert!(std::fs::read(&dest).is_ok_and(|b| b.is_empty() || b == b"x"));
 }

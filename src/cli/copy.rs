@@ -86,6 +86,16 @@ pub struct CopyArgs {
     /// gsiftp://: encrypt the data channels (PROT P).
     #[arg(long = "dcpriv", visible_alias = "data-channel-private")]
     pub dcpriv: bool,
+    /// gsiftp://: the subject both servers' certificates must have (instead of naming the
+    /// host), e.g. "/O=Grid/CN=host/dtn.example.org".
+    #[arg(short = 's', long = "subject", value_name = "DN")]
+    pub subject: Option<String>,
+    /// gsiftp://: the source server's certificate subject (overrides -s).
+    #[arg(long = "ss", visible_alias = "source-subject", value_name = "DN")]
+    pub ss: Option<String>,
+    /// gsiftp://: the destination server's certificate subject (overrides -s).
+    #[arg(long = "ds", visible_alias = "dest-subject", value_name = "DN")]
+    pub ds: Option<String>,
     /// Try failed transfers again, from the ranges already in place, and verify them.
     #[arg(long = "restart")]
     pub restart: bool,
@@ -193,8 +203,23 @@ pub(super) fn run(args: CopyArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The source/destination pairs: from the command line or from the -f file.
+/// The source/destination pairs, each server with the subject -s/-ss/-ds gave for it.
 fn copy_pairs(args: &CopyArgs) -> Result<Vec<(crate::client::Endpoint, crate::client::Endpoint)>> {
+    let expect = |e: crate::client::Endpoint, subject: Option<&String>| match e {
+        crate::client::Endpoint::Ftp(mut u) => {
+            u.subject = subject.or(args.subject.as_ref()).cloned();
+            crate::client::Endpoint::Ftp(u)
+        }
+        local => local,
+    };
+    Ok(endpoint_pairs(args)?
+        .into_iter()
+        .map(|(s, d)| (expect(s, args.ss.as_ref()), expect(d, args.ds.as_ref())))
+        .collect())
+}
+
+/// The source/destination pairs: from the command line or from the -f file.
+fn endpoint_pairs(args: &CopyArgs) -> Result<Vec<(crate::client::Endpoint, crate::client::Endpoint)>> {
     use crate::client::parse_endpoint;
     if let (Some(s), Some(d)) = (&args.src, &args.dst) {
         return Ok(vec![(parse_endpoint(s)?, parse_endpoint(d)?)]);

@@ -57,7 +57,7 @@ impl Control {
             if greeting.code != 220 {
                 return Err(ClientError::Refused(greeting));
             }
-            c.gsi_authenticate(&url.host).await?;
+            c.gsi_authenticate(&url.host, url.subject.as_deref()).await?;
             let first = login.after_greeting();
             c.send(&first).await?;
         }

@@ -14,6 +14,9 @@ pub struct FtpUrl {
     pub path: String,
     /// `gsiftp://`: GSI on the control channel (and DCAU on data channels).
     pub gsi: bool,
+    /// gsiftp://: the certificate subject the server must present (`-ss`, `-ds`, `-s`), in
+    /// place of the host name check.
+    pub subject: Option<String>,
 }
 
 impl FtpUrl {
@@ -83,6 +86,7 @@ pub fn parse_endpoint(s: &str) -> Result<Endpoint, ClientError> {
         port,
         path,
         gsi,
+        subject: None,
     }))
 }
 
@@ -113,6 +117,7 @@ mod tests {
                 port: 2811,
                 path: "/a/b".into(),
                 gsi: false,
+                subject: None,
             })
         );
         assert_eq!(

@@ -205,12 +205,12 @@ impl ClientCredentials {
     }
 
     /// Starts a control channel context with the server at `host` (its certificate must
-    /// name it), delegating a (limited) proxy.
-    pub fn initiator(&self, host: &str, limited: bool) -> Result<(super::Initiator, Vec<u8>), GsiError> {
+    /// name it; None: the caller checks the subject itself), delegating a (limited) proxy.
+    pub fn initiator(&self, host: Option<&str>, limited: bool) -> Result<(super::Initiator, Vec<u8>), GsiError> {
         let delegation = super::Delegation {
             credential: self.credential.clone(),
             limited,
         };
-        super::Initiator::start(&self.context, Some(host), Some(delegation), true)
+        super::Initiator::start(&self.context, host, Some(delegation), true)
     }
 }

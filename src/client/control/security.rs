@@ -12,14 +12,16 @@ use crate::gsi::{Channel, ClientCredentials, InitStep};
 const MAX_ROUNDS: usize = 16;
 
 impl Control {
-    /// AUTH GSSAPI and the ADAT exchange with the server at `host`, right after its greeting.
-    pub(super) async fn gsi_authenticate(&mut self, host: &str) -> Result<(), ClientError> {
+    /// AUTH GSSAPI and the ADAT exchange with the server at `host` (whose certificate must
+    /// name it, or be `subject` when one is given), right after its greeting.
+    pub(super) async fn gsi_authenticate(&mut self, host: &str, subject: Option<&str>) -> Result<(), ClientError> {
         let creds = ClientCredentials::from_env().map_err(gsi)?;
         let reply = self.cmd("AUTH GSSAPI").await?;
         if reply.code != 334 {
             return Err(ClientError::Refused(reply));
         }
-        let (mut initiator, mut token) = creds.initiator(host, true).map_err(gsi)?;
+        let check_host = subject.is_none().then_some(host);
+        let (mut initiator, mut token) = creds.initiator(check_host, true).map_err(gsi)?;
         for _ in 0..MAX_ROUNDS {
             let reply = self.cmd(&format!("ADAT {}", BASE64.encode(&token))).await?;
             let answer = adat_token(reply.body())?;
@@ -38,6 +40,14 @@ impl Control {
                     token = out;
                 }
                 InitStep::Established(done) => {
+                    if let Some(want) = subject {
+                        if done.peer.presented != want && done.peer.subject != want {
+                            return Err(gsi(format!(
+                                "the server is {}, not the expected {want}",
+                                done.peer.presented
+                            )));
+                        }
+                    }
                     tracing::info!(server = %done.peer.presented, "GSI: server authenticated");
                     // Our last token (the delegated certificate or the flag) ends the exchange.
                     let reply = self.cmd(&format!("ADAT {}", BASE64.encode(&done.token))).await?;
