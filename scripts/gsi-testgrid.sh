@@ -3,6 +3,7 @@
 #   DIR/certdir        the CA by subject hash (<hash>.0) with a signing policy and a CRL (<hash>.r0)
 #   DIR/host.pem/.key  host credential, CN=localhost
 #   DIR/proxy          a proxy of "Test User" (mapped to `tester` in DIR/gridmap)
+#   DIR/limited-proxy  a limited proxy of "Test User"
 #   DIR/stranger-proxy a proxy of a user the CA signed but the grid-mapfile does not list
 #   DIR/revoked-proxy  a proxy of a user whose certificate the CRL revokes
 #   DIR/rogue-certdir  a CA directory that trusts none of the above
@@ -45,6 +46,7 @@ issue revoked "$subj/CN=Revoked User"
 proxy() { X509_CERT_DIR="$G/certdir" grid-proxy-init -q -cert "$1.pem" -key "$1.key" -out "$2" -valid 100:0; }
 proxy user proxy
 proxy stranger stranger-proxy
+X509_CERT_DIR="$G/certdir" grid-proxy-init -q -limited -cert user.pem -key user.key -out limited-proxy -valid 100:0
 proxy revoked revoked-proxy
 
 # Revoke one user; the CRL sits beside the CA as OpenSSL's hash lookup expects.

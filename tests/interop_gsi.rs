@@ -137,6 +137,24 @@ fn gsi_refusals_say_why() {
         "{log}"
     );
 
+    // A limited proxy logs in, unless the server refuses them.
+    let (ok, out) = grid.guc("limited-proxy", &[], &[&gsi_url(&server, "/f"), &dest]);
+    assert!(ok, "{out}");
+    let mut args = grid.server_args("certdir");
+    args.push("--refuse-limited-proxies".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let strict = Server::start(&args);
+    std::fs::write(strict.path("f"), b"x").unwrap();
+    let (ok, out) = grid.guc("limited-proxy", &[], &[&gsi_url(&strict, "/f"), &dest]);
+    assert!(!ok && out.contains("refuses limited proxies"), "{out}");
+    assert!(
+        strict.log().contains("GSI authentication refused: a limited proxy"),
+        "{}",
+        strict.log()
+    );
+    let (ok, out) = grid.guc("proxy", &[], &[&gsi_url(&strict, "/f"), &dest]);
+    assert!(ok, "{out}");
+
     // A server that does not trust the client's CA.
     let rogue = gsi_server(&grid, "rogue-certdir");
     std::fs::write(rogue.path("f"), b"x").unwrap();

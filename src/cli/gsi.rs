@@ -30,6 +30,11 @@ pub struct GsiArgs {
     /// [default: /etc/grid-security/grid-mapfile].
     #[arg(long, env = "GRIDMAP", value_name = "FILE")]
     pub gridmap: Option<PathBuf>,
+    /// Refuse GSI logins with a limited proxy (globus-url-copy and gfal2 delegate limited
+    /// proxies, but log in with the user's own, usually full, one).
+    #[arg(long)]
+    #[serde(default)]
+    pub refuse_limited_proxies: bool,
     /// Certificate (PEM, chain after it) for FTPS: turns `AUTH TLS` on for password users.
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
@@ -65,6 +70,7 @@ impl GsiArgs {
             key: self.key.or(file.key),
             ca_dir: self.ca_dir.or(file.ca_dir),
             gridmap: self.gridmap.or(file.gridmap),
+            refuse_limited_proxies: self.refuse_limited_proxies || file.refuse_limited_proxies,
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             require_tls: self.require_tls || file.require_tls,
@@ -127,6 +133,7 @@ impl GsiArgs {
             credentials,
             trust,
             gridmap,
+            refuse_limited: self.refuse_limited_proxies,
         })))
     }
 }

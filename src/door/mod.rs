@@ -55,6 +55,8 @@ pub struct GsiConfig {
     pub credentials: crate::gsi::ServerCredentials,
     /// The CA directory, for data channel authentication too.
     pub trust: crate::gsi::TrustPaths,
+    /// Refuse logins whose proxy chain holds a limited proxy.
+    pub refuse_limited: bool,
     pub gridmap: crate::gsi::Gridmap,
 }
 

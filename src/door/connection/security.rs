@@ -64,6 +64,10 @@ impl Connection {
                 self.gsi_acceptor = Some(acceptor);
                 AdatOutcome::Continue(out)
             }
+            Ok(Ok(Step::Established(done))) if done.peer.limited && config.refuse_limited => {
+                tracing::warn!(peer = %self.peer, subject = %done.peer.subject, "GSI authentication refused: a limited proxy");
+                AdatOutcome::Failed("this server refuses limited proxies".into())
+            }
             Ok(Ok(Step::Established(done))) => {
                 tracing::info!(
                     peer = %self.peer,
