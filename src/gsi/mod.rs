@@ -63,3 +63,6 @@ impl GsiError {
         move |source| GsiError::Tls { what, source }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,19 +87,24 @@ fn proxy_cert_info(limited: bool) -> Result<X509Extension, GsiError> {
     let policy = if limited { LIMITED_POLICY } else { INHERIT_ALL_POLICY };
     let oid = Asn1Object::from_str(policy).map_err(tls("policy language"))?;
     let oid = oid.as_slice();
-    let oid_tlv = der(0x06, oid);
-    let policy_seq = der(0x30, &oid_tlv);
-    let info = der(0x30, &policy_seq);
+    let oid_tlv = der(0x06, oid)?;
+    let policy_seq = der(0x30, &oid_tlv)?;
+    let info = der(0x30, &policy_seq)?;
     let value = Asn1OctetString::new_from_bytes(&info).map_err(tls("proxyCertInfo"))?;
     let ext = Asn1Object::from_str(PROXY_CERT_INFO).map_err(tls("proxyCertInfo"))?;
     X509Extension::new_from_der(&ext, true, &value).map_err(tls("proxyCertInfo"))
 }
 
-/// A short DER TLV (content under 128 bytes, which a policy OID always is).
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+/// A short DER TLV: the one-byte length form, for content under 128 bytes (a policy OID and
+/// the two sequences around it always are).
+fn der(tag: u8, content: &[u8]) -> Result<Vec<u8>, GsiError> {
+    let len = u8::try_from(content.len())
+        .ok()
+        .filter(|&n| n < 0x80)
+        .ok_or_else(|| GsiError::Delegation("policy language OID too long".into()))?;
     let mut out = Vec::with_capacity(content.len() + 2);
     out.push(tag);
-    out.push(content.len() as u8);
+    out.push(len);
     out.extend_from_slice(content);
-    out
+    Ok(out)
 }
