@@ -334,6 +334,7 @@ impl DoorOptions<'_> {
             gsi: None,
             tls: None,
             require_tls: false,
+            user_roots: None,
         })
     }
 }

@@ -64,6 +64,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(default)]
     pub no_anonymous: bool,
+    /// Each logged-in user (password or GSI) gets their own root instead of --root, e.g.
+    /// /data/{user}; a user without one cannot log in. Anonymous users keep --root.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub user_root: Option<String>,
     /// Checksums computed while stream uploads arrive, so CKSM after STOR needs no re-read:
     /// a comma list of md5, adler32, crc32c, sha1, sha256, sha512, or none [default: adler32].
     #[arg(long, value_name = "LIST")]
@@ -119,6 +123,7 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
             users: self.users.or(file.users),
             no_anonymous: self.no_anonymous || file.no_anonymous,
+            user_root: self.user_root.or(file.user_root),
             data_path: self.data_path.or(file.data_path),
             upload_checksums: self.upload_checksums.or(file.upload_checksums),
             target_rate: self.target_rate.or(file.target_rate),
@@ -171,6 +176,15 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode> {
         ..PoolConfig::default()
     };
     let (engine, pool) = data.start(root.clone(), pool_config)?;
+    if let Some(template) = &args.user_root {
+        if !template.contains("{user}") {
+            anyhow::bail!("--user-root needs {{user}} in it, e.g. /data/{{user}}");
+        }
+        door_config.user_roots = Some(Arc::new(crate::door::UserRoots {
+            template: template.clone(),
+            base: pool.clone(),
+        }));
+    }
 
     let runtime = control_runtime()?;
     runtime.block_on(async move {

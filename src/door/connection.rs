@@ -51,6 +51,8 @@ pub(crate) struct Connection {
     gsi_peer: Option<security::GsiPeer>,
     /// FTPS: the control connection's TLS, from the byte after `234` on.
     tls: Option<crate::gsi::TlsServer>,
+    /// The logged-in user's own root (`--user-root`), in place of the door's pools.
+    own_pools: Option<Arc<crate::door::pools::PoolManager>>,
 }
 
 mod listing;
@@ -103,7 +105,29 @@ impl Connection {
             gsi_acceptor: None,
             gsi_peer: None,
             tls: None,
+            own_pools: None,
         })
+    }
+
+    /// Where this session's files are: the user's own root, or the door's pools.
+    fn pools(&self) -> &Arc<crate::door::pools::PoolManager> {
+        self.own_pools.as_ref().unwrap_or(&self.shared.pools)
+    }
+
+    /// Logs `user` in, in their own root when `--user-root` is set (refused when there is
+    /// none for them).
+    fn log_in(&mut self, user: String) {
+        if let Some(roots) = &self.shared.config.user_roots {
+            match roots.pools_for(&user) {
+                Ok(pools) => self.own_pools = Some(pools),
+                Err(why) => {
+                    tracing::warn!(peer = %self.peer, %user, "login refused: no root of their own: {why}");
+                    self.session.handle_auth_refused(SessionError::NoUserRoot(user));
+                    return;
+                }
+            }
+        }
+        self.session.handle_auth(Some(Access { user, writable: true }));
     }
 
     /// Who this session's data connections may come from or go to.
@@ -125,7 +149,7 @@ impl Connection {
     fn reset_data(&mut self) {
         self.relays.drain(..).for_each(|r| r.cancel());
         if self.cache_pool.take().is_some() {
-            self.shared.pools.forget(self.id);
+            self.pools().forget(self.id);
         }
     }
 
@@ -317,7 +341,7 @@ impl Connection {
         if ok {
             self.shared.guard.succeed(ip);
             tracing::info!(%user, peer = %self.peer, "login");
-            self.session.handle_auth(Some(Access { user, writable: true }));
+            self.log_in(user);
         } else {
             let delay = self.shared.guard.fail(ip).max(self.session.auth_penalty());
             tracing::warn!(%user, peer = %self.peer, ?delay, "failed login");
@@ -340,7 +364,7 @@ impl Connection {
     /// A passive listener for v1 PASV: the embedded pool's, or the door's own for relaying to
     /// a remote pool.
     fn open_listener(&self) -> Result<TcpListener, SessionError> {
-        match self.shared.pools.local() {
+        match self.pools().local() {
             Some(service) => service
                 .pool()
                 .open_passive(self.local.ip(), None)

@@ -47,6 +47,42 @@ pub struct DoorConfig {
     pub tls: Option<Arc<crate::gsi::FtpsContext>>,
     /// Refuse USER before AUTH TLS or GSI on connections not from loopback.
     pub require_tls: bool,
+    /// Each logged-in user's own root (`--user-root`); anonymous users keep the served root.
+    pub user_roots: Option<Arc<UserRoots>>,
+}
+
+/// Per-user roots: a directory template with `{user}`, served with the embedded pool's engine.
+pub struct UserRoots {
+    pub template: String,
+    pub base: Arc<crate::pool::Pool>,
+}
+
+impl std::fmt::Debug for UserRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRoots").field("template", &self.template).finish()
+    }
+}
+
+impl UserRoots {
+    /// The pools of `user`'s own root; None when the name cannot be a directory name or the
+    /// directory cannot be opened (the login is then refused).
+    pub(crate) fn pools_for(&self, user: &str) -> Result<Arc<PoolManager>, String> {
+        let plain = !user.is_empty()
+            && user != "."
+            && user != ".."
+            && !user.contains(['/', '\0'])
+            && !user.chars().any(char::is_control);
+        if !plain {
+            return Err(format!("the user name {user:?} cannot name a directory"));
+        }
+        let path = std::path::PathBuf::from(self.template.replace("{user}", user));
+        let pool = self
+            .base
+            .with_root(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let service = crate::pool::Service::new(Arc::new(pool));
+        Ok(Arc::new(PoolManager::embedded(Arc::new(service))))
+    }
 }
 
 /// What GSI logins need: the host credential with the trust roots, and the grid-mapfile.
@@ -101,6 +137,7 @@ impl Default for DoorConfig {
             gsi: None,
             tls: None,
             require_tls: false,
+            user_roots: None,
         }
     }
 }

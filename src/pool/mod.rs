@@ -155,6 +155,12 @@ impl Pool {
         &self.root
     }
 
+    /// The same engine and settings over another directory (a user's own root).
+    pub fn with_root(&self, path: &std::path::Path) -> Result<Pool, PoolError> {
+        let root = Root::open(path)?;
+        Ok(Pool::new(Arc::new(root), self.engine.clone(), self.config.clone()))
+    }
+
     /// Opens a passive listener on `ip`, within the port range when one is set.
     pub fn open_passive(&self, ip: IpAddr, buffer: Option<u64>) -> Result<TcpListener, PoolError> {
         let Some(range) = self.config.port_range.clone() else {

@@ -32,6 +32,9 @@ pub enum SessionError {
     BadSequence(&'static str),
     #[error("{0}")]
     Superfluous(&'static str),
+    /// `--user-root`: the user has no directory of their own to log in to.
+    #[error("No root directory for {0} on this server.")]
+    NoUserRoot(String),
     /// `--require-tls`: USER before AUTH TLS (or GSI) on a connection that is not loopback.
     #[error("This server requires TLS (AUTH TLS) or GSI before USER.")]
     TlsRequired,
@@ -108,7 +111,7 @@ impl SessionError {
             Parse(ParseError::BadArgument(_)) | BadArgument(_) | PortRefused | OffsetOverflow => {
                 Code::PARAM_SYNTAX_ERROR
             }
-            NotLoggedIn | LoginIncorrect | NotMapped(_) | AnonymousDisabled => Code::NOT_LOGGED_IN,
+            NotLoggedIn | LoginIncorrect | NotMapped(_) | NoUserRoot(_) | AnonymousDisabled => Code::NOT_LOGGED_IN,
             TooManyFailures | ShuttingDown => Code::NOT_AVAILABLE,
             BadSequence(_) => Code::BAD_SEQUENCE,
             Superfluous(_) => Code::SUPERFLUOUS,
@@ -171,6 +174,7 @@ mod tests {
             NotEmpty,
             UnknownChecksum("x".into()),
             NotMapped("x".into()),
+            NoUserRoot("x".into()),
             TlsRequired,
             Unprotected,
             SecurityFailed("x".into()),

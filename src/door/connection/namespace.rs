@@ -19,7 +19,7 @@ fn err(f: Failure) -> SessionError {
 impl Connection {
     /// Runs a storage operation where its [`Scope`] says.
     pub(super) async fn storage(&self, op: StorageOp) -> Result<StorageDone, SessionError> {
-        let m = &self.shared.pools;
+        let m = &self.pools();
         let reply = match op.scope() {
             Scope::Find(path) => return Ok(StorageDone::Stat(facts(m.locate(path).await.map_err(err)?.1))),
             Scope::Holder(path) => {
@@ -46,7 +46,7 @@ impl Connection {
         let mut seen = HashSet::new();
         let mut first_err = None;
         let mut any_ok = false;
-        for (_, r) in self.shared.pools.ns_all(StorageOp::List(path.to_string())).await {
+        for (_, r) in self.pools().ns_all(StorageOp::List(path.to_string())).await {
             match r {
                 Ok(NsReply::Entries(entries)) => {
                     any_ok = true;

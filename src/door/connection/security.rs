@@ -4,7 +4,7 @@
 use super::Connection;
 use crate::gsi::{Acceptor, Channel, Credential, DataAuth, PeerIdentity, Step};
 use crate::link::DataAuthRef;
-use crate::protocol::session::{Access, AdatOutcome, Dcau, Prot, Protection, TransferRequest};
+use crate::protocol::session::{AdatOutcome, Dcau, Prot, Protection, TransferRequest};
 use crate::protocol::SessionError;
 
 impl Protection for Channel {
@@ -155,10 +155,8 @@ impl Connection {
         match config.gridmap.map(subject, user) {
             Some(local) => {
                 tracing::info!(peer = %self.peer, %subject, user = local, "login (GSI)");
-                self.session.handle_auth(Some(Access {
-                    user: local.to_string(),
-                    writable: true,
-                }));
+                let user = local.to_string();
+                self.log_in(user);
             }
             None => {
                 tracing::warn!(peer = %self.peer, %subject, requested = user, "GSI login refused: not in the grid-mapfile");

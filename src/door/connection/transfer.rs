@@ -126,7 +126,7 @@ impl Connection {
                     None => break Err((pool_gone(&pool), 0)),
                 },
                 accepted = relays.accept_next(), if relays.accepting() => {
-                    if let Some(h) = relays.relay_block_stream(accepted, self.shared.pools.relay()).await {
+                    if let Some(h) = relays.relay_block_stream(accepted, self.pools().relay()).await {
                         self.relays.push(h);
                     }
                 }
@@ -175,7 +175,7 @@ impl Connection {
             MoverEvent::Started { reused } => {
                 self.session.handle_transfer_started(reused);
                 self.flush().await?;
-                let engine = self.shared.pools.relay();
+                let engine = self.pools().relay();
                 if let Err(e) = relays.started(engine).await {
                     run.cancel();
                     tracing::warn!("relay: cannot accept the client's connection: {e}");
@@ -225,7 +225,7 @@ impl Connection {
     /// Picks the pool for a transfer: where the file is; for a new file the pool whose
     /// connections a MODE E reuse will arrive on, else the placement rule.
     async fn pick_pool(&self, req: &TransferRequest) -> Result<PoolHandle, SessionError> {
-        let m = &self.shared.pools;
+        let m = &self.pools();
         let err = |f: Failure| link_failure(&f);
         match &req.kind {
             TransferKind::Retrieve { path, .. } => Ok(m.locate(path).await.map_err(err)?.0),
