@@ -72,6 +72,46 @@ impl Channel {
         }
     }
 
+    /// Reads and writes the records on `socket` itself from now on (a data channel with
+    /// PROT S/P): [`Channel::read_plain`] and [`Channel::write_plain`], non-blocking.
+    pub fn attach(&mut self, socket: std::net::TcpStream) {
+        self.tls.get_mut().attach(socket);
+    }
+
+    /// Plaintext read from the attached socket: `Ok(0)` at the end, `WouldBlock` when no
+    /// whole record is there yet.
+    pub fn read_plain(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use openssl::ssl::ErrorCode;
+        match self.tls.ssl_read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.code() == ErrorCode::ZERO_RETURN => Ok(0),
+            Err(e) if e.code() == ErrorCode::WANT_READ || e.code() == ErrorCode::WANT_WRITE => {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+            Err(e) => match e.into_io_error() {
+                Ok(io) if io.kind() == std::io::ErrorKind::WouldBlock => Err(io),
+                Ok(io) => Err(io),
+                Err(e) => Err(std::io::Error::other(reason(&e))),
+            },
+        }
+    }
+
+    /// Plaintext written to the attached socket as records; `WouldBlock` when the socket is
+    /// full (call again with the same bytes).
+    pub fn write_plain(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use openssl::ssl::ErrorCode;
+        match self.tls.ssl_write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.code() == ErrorCode::WANT_WRITE || e.code() == ErrorCode::WANT_READ => {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+            Err(e) => match e.into_io_error() {
+                Ok(io) => Err(io),
+                Err(e) => Err(std::io::Error::other(reason(&e))),
+            },
+        }
+    }
+
     /// The `close_notify` alert that ends the stream cleanly.
     pub fn close_notify(&mut self) -> Vec<u8> {
         let _ = self.tls.shutdown();

@@ -88,6 +88,8 @@ pub(crate) fn gsi_context(
     b.set_cipher_list("HIGH:!aNULL:!eNULL")
         .map_err(GsiError::tls("ciphers"))?;
     b.set_options(SslOptions::NO_TICKET | SslOptions::CIPHER_SERVER_PREFERENCE);
+    // Data channels write records straight to a non-blocking socket (see `Channel::attach`).
+    b.set_mode(openssl::ssl::SslMode::ENABLE_PARTIAL_WRITE | openssl::ssl::SslMode::ACCEPT_MOVING_WRITE_BUFFER);
     b.set_num_tickets(0).map_err(GsiError::tls("tickets"))?;
     own.install(&mut b)?;
     let dir = trust.ca_dir.to_str().ok_or_else(|| GsiError::Read {

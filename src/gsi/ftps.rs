@@ -31,6 +31,7 @@ impl FtpsContext {
         b.set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(GsiError::tls("TLS version"))?;
         own.install(&mut b)?;
+        b.set_mode(openssl::ssl::SslMode::ENABLE_PARTIAL_WRITE | openssl::ssl::SslMode::ACCEPT_MOVING_WRITE_BUFFER);
         let subject = super::names::dn(own.chain[0].subject_name());
         Ok(FtpsContext {
             context: b.build(),

@@ -1,4 +1,5 @@
-//! An in-memory duplex stream under OpenSSL: tokens in, records out.
+//! The stream under OpenSSL: tokens in memory (handshakes carried in ADAT lines or read a
+//! record at a time), then, for a data channel's record layer, the socket itself.
 
 use std::io::{self, Read, Write};
 
@@ -7,6 +8,9 @@ pub(crate) struct Pipe {
     input: Vec<u8>,
     read_at: usize,
     output: Vec<u8>,
+    /// Once attached, reads past the fed bytes and writes with no output pending go to the
+    /// socket directly (non-blocking: `WouldBlock` reaches OpenSSL as "want read/write").
+    socket: Option<std::net::TcpStream>,
 }
 
 impl Pipe {
@@ -37,14 +41,22 @@ impl Pipe {
     pub(crate) fn unread(&self) -> usize {
         self.input.len() - self.read_at
     }
+
+    /// From now on the records come from and go to `socket` (non-blocking).
+    pub(crate) fn attach(&mut self, socket: std::net::TcpStream) {
+        self.socket = Some(socket);
+    }
 }
 
 impl Read for Pipe {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = &self.input[self.read_at..];
         if left.is_empty() {
-            // More bytes come with the next token.
-            return Err(io::ErrorKind::WouldBlock.into());
+            return match &mut self.socket {
+                Some(s) => s.read(buf),
+                // More bytes come with the next token.
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            };
         }
         let n = left.len().min(buf.len());
         buf[..n].copy_from_slice(&left[..n]);
@@ -55,8 +67,13 @@ impl Read for Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
+        match &mut self.socket {
+            Some(s) if self.output.is_empty() => s.write(buf),
+            _ => {
+                self.output.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -3,7 +3,9 @@
 //! peer through the connection's TLS record layer. (This kernel offers no kernel TLS; where
 //! it does, the records could be left to the socket.)
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsFd;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::PoolError;
@@ -30,44 +32,86 @@ pub(crate) async fn start(outer: TcpStream, channel: Channel) -> Result<TcpStrea
     Ok(engine_end)
 }
 
-/// Carries bytes both ways until both directions ended (or one failed).
-async fn relay(mut outer: TcpStream, mut inner: UnixStream, mut channel: Channel) {
+/// Carries bytes both ways until both directions ended (or one failed). The records go
+/// between OpenSSL and the peer's socket directly; tokio only says when it is ready.
+async fn relay(outer: TcpStream, mut inner: UnixStream, mut channel: Channel) {
+    let Ok(fd) = outer.as_fd().try_clone_to_owned() else {
+        return;
+    };
+    channel.attach(std::net::TcpStream::from(fd));
     let (mut from_peer, mut from_engine) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
-    // Decrypted and encrypted bytes, their buffers used again and again.
-    let (mut plain, mut records) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK + (CHUNK >> 6)));
     let (mut peer_open, mut engine_open) = (true, true);
     while peer_open || engine_open {
         tokio::select! {
-            n = outer.read(&mut from_peer), if peer_open => match n {
-                Ok(0) | Err(_) => {
+            ready = outer.readable(), if peer_open => {
+                if ready.is_err() {
+                    return;
+                }
+                // One record comes out per read: gather what is there, then pass it on.
+                let mut filled = 0;
+                let mut ended = false;
+                while filled < from_peer.len() {
+                    match outer.try_io(Interest::READABLE, || channel.read_plain(&mut from_peer[filled..])) {
+                        Ok(0) => {
+                            ended = true;
+                            break;
+                        }
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            tracing::warn!("data connection: {e}; closing it");
+                            return;
+                        }
+                    }
+                }
+                if filled > 0 && inner.write_all(&from_peer[..filled]).await.is_err() {
+                    return;
+                }
+                if ended {
                     peer_open = false;
                     let _ = inner.shutdown().await;
-                }
-                Ok(n) => {
-                    if channel.unwrap_stream_into(&from_peer[..n], &mut plain).is_err() {
-                        tracing::warn!("data connection: a TLS record did not decrypt; closing it");
-                        return;
-                    }
-                    if inner.write_all(&plain).await.is_err() {
-                        return;
-                    }
                 }
             },
             n = inner.read(&mut from_engine), if engine_open => match n {
                 Ok(0) | Err(_) => {
                     engine_open = false;
-                    let _ = outer.write_all(&channel.close_notify()).await;
-                    let _ = outer.shutdown().await;
+                    let _ = outer_shutdown(&outer, &mut channel).await;
                 }
                 Ok(n) => {
-                    if channel.wrap_into(&from_engine[..n], &mut records).is_err() {
-                        return;
-                    }
-                    if outer.write_all(&records).await.is_err() {
+                    if send(&outer, &mut channel, &from_engine[..n]).await.is_err() {
                         return;
                     }
                 }
             },
         }
     }
+}
+
+/// Writes `plain` as records, waiting while the peer's socket is full.
+async fn send(outer: &TcpStream, channel: &mut Channel, plain: &[u8]) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < plain.len() {
+        outer.writable().await?;
+        match outer.try_io(Interest::WRITABLE, || channel.write_plain(&plain[at..])) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `close_notify`, then the end of our direction.
+async fn outer_shutdown(outer: &TcpStream, channel: &mut Channel) -> std::io::Result<()> {
+    let alert = channel.close_notify();
+    let mut at = 0;
+    while at < alert.len() {
+        outer.writable().await?;
+        match outer.try_write(&alert[at..]) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    rustix::net::shutdown(outer, rustix::net::Shutdown::Write).map_err(std::io::Error::from)
 }
