@@ -60,7 +60,8 @@ if code_of protocol | grep -nE 'tokio|std::net::Tcp|std::fs|Instant::now|SystemT
     echo "layering: protocol/ or block/ names I/O or clocks" >&2
     status=1
 fi
-# gsi/ drives no sockets either: tokens in, tokens out (it reads credential files and the clock).
+# gsi/ opens no sockets either: tokens in, tokens out (it reads credential files and the clock);
+# a data channel's record layer may be handed a stream by its caller (`Channel::attach`).
 if code_of gsi | grep -nE 'tokio|std::net::Tcp|io_uring'; then
     echo "layering: gsi/ names sockets" >&2
     status=1

@@ -74,8 +74,8 @@ impl Channel {
 
     /// Reads and writes the records on `socket` itself from now on (a data channel with
     /// PROT S/P): [`Channel::read_plain`] and [`Channel::write_plain`], non-blocking.
-    pub fn attach(&mut self, socket: std::net::TcpStream) {
-        self.tls.get_mut().attach(socket);
+    pub fn attach(&mut self, socket: impl super::mem::Transport + 'static) {
+        self.tls.get_mut().attach(Box::new(socket));
     }
 
     /// Plaintext read from the attached socket: `Ok(0)` at the end, `WouldBlock` when no

@@ -3,14 +3,29 @@
 
 use std::io::{self, Read, Write};
 
-#[derive(Debug, Default)]
+/// A non-blocking byte stream the caller hands over (a data connection's socket).
+pub trait Transport: Read + Write + Send + Sync {}
+
+impl<T: Read + Write + Send + Sync> Transport for T {}
+
+#[derive(Default)]
 pub(crate) struct Pipe {
     input: Vec<u8>,
     read_at: usize,
     output: Vec<u8>,
     /// Once attached, reads past the fed bytes and writes with no output pending go to the
     /// socket directly (non-blocking: `WouldBlock` reaches OpenSSL as "want read/write").
-    socket: Option<std::net::TcpStream>,
+    socket: Option<Box<dyn Transport>>,
+}
+
+impl std::fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipe")
+            .field("unread", &self.unread())
+            .field("output", &self.output.len())
+            .field("attached", &self.socket.is_some())
+            .finish()
+    }
 }
 
 impl Pipe {
@@ -43,7 +58,7 @@ impl Pipe {
     }
 
     /// From now on the records come from and go to `socket` (non-blocking).
-    pub(crate) fn attach(&mut self, socket: std::net::TcpStream) {
+    pub(crate) fn attach(&mut self, socket: Box<dyn Transport>) {
         self.socket = Some(socket);
     }
 }

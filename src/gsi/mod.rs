@@ -27,6 +27,7 @@ pub use data::{DataAuth, Handshake, HandshakeStep, Role};
 pub use ftps::{FtpsContext, TlsServer};
 pub use gridmap::Gridmap;
 pub use initiate::{Delegation, InitStep, Initiated, Initiator};
+pub use mem::Transport;
 pub use names::PeerIdentity;
 
 /// What can go wrong in GSI.
