@@ -85,6 +85,8 @@ impl Channel {
         match self.tls.ssl_read(buf) {
             Ok(n) => Ok(n),
             Err(e) if e.code() == ErrorCode::ZERO_RETURN => Ok(0),
+            // The peer closed without close_notify (globus-url-copy does): the end of its data.
+            Err(e) if e.code() == ErrorCode::SYSCALL && e.io_error().is_none() && e.ssl_error().is_none() => Ok(0),
             Err(e) if e.code() == ErrorCode::WANT_READ || e.code() == ErrorCode::WANT_WRITE => {
                 Err(std::io::ErrorKind::WouldBlock.into())
             }

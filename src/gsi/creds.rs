@@ -87,7 +87,9 @@ pub(crate) fn gsi_context(
     b.set_max_proto_version(max).map_err(GsiError::tls("TLS version"))?;
     b.set_cipher_list("HIGH:!aNULL:!eNULL")
         .map_err(GsiError::tls("ciphers"))?;
-    b.set_options(SslOptions::NO_TICKET | SslOptions::CIPHER_SERVER_PREFERENCE);
+    // A peer that ends a protected data channel without close_notify (globus-url-copy does)
+    // has sent all its data: stream mode ends with the connection, MODE E counts its EODs.
+    b.set_options(SslOptions::NO_TICKET | SslOptions::CIPHER_SERVER_PREFERENCE | SslOptions::IGNORE_UNEXPECTED_EOF);
     // Data channels write records straight to a non-blocking socket (see `Channel::attach`).
     b.set_mode(openssl::ssl::SslMode::ENABLE_PARTIAL_WRITE | openssl::ssl::SslMode::ACCEPT_MOVING_WRITE_BUFFER);
     b.set_num_tickets(0).map_err(GsiError::tls("tickets"))?;

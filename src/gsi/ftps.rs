@@ -30,6 +30,8 @@ impl FtpsContext {
         let mut b = SslContext::builder(SslMethod::tls_server()).map_err(GsiError::tls("TLS context"))?;
         b.set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(GsiError::tls("TLS version"))?;
+        // FTP clients end data connections with or without close_notify.
+        b.set_options(openssl::ssl::SslOptions::IGNORE_UNEXPECTED_EOF);
         own.install(&mut b)?;
         b.set_mode(openssl::ssl::SslMode::ENABLE_PARTIAL_WRITE | openssl::ssl::SslMode::ACCEPT_MOVING_WRITE_BUFFER);
         let subject = super::names::dn(own.chain[0].subject_name());

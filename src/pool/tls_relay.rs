@@ -50,6 +50,7 @@ async fn relay(outer: TcpStream, mut inner: UnixStream, mut channel: Channel) {
                 // One record comes out per read: gather what is there, then pass it on.
                 let mut filled = 0;
                 let mut ended = false;
+                let mut failed = None;
                 while filled < from_peer.len() {
                     match outer.try_io(Interest::READABLE, || channel.read_plain(&mut from_peer[filled..])) {
                         Ok(0) => {
@@ -59,12 +60,19 @@ async fn relay(outer: TcpStream, mut inner: UnixStream, mut channel: Channel) {
                         Ok(n) => filled += n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(e) => {
-                            tracing::warn!("data connection: {e}; closing it");
-                            return;
+                            failed = Some(e);
+                            break;
                         }
                     }
                 }
                 if filled > 0 && inner.write_all(&from_peer[..filled]).await.is_err() {
+                    return;
+                }
+                if let Some(e) = failed {
+                    // A record that does not decrypt: the data must not look complete, so
+                    // the engine's end stays open (no end of data) until the transfer fails.
+                    tracing::warn!("data connection: {e}; no more data taken from it");
+                    hold_open(inner).await;
                     return;
                 }
                 if ended {
@@ -85,6 +93,13 @@ async fn relay(outer: TcpStream, mut inner: UnixStream, mut channel: Channel) {
             },
         }
     }
+}
+
+/// Keeps the engine's end open until the engine gives up on it (its stall or abort), so that
+/// a failed connection is never taken for a finished one.
+async fn hold_open(mut inner: UnixStream) {
+    let mut sink = [0u8; 4096];
+    while matches!(inner.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
 /// Writes `plain` as records, waiting while the peer's socket is full.
@@ -114,4 +129,78 @@ async fn outer_shutdown(outer: &TcpStream, channel: &mut Channel) -> std::io::Re
         }
     }
     rustix::net::shutdown(outer, rustix::net::Shutdown::Write).map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    use tokio::io::AsyncReadExt;
+
+    use crate::gsi::{DataAuth, FtpsContext, Role};
+
+    /// A self-signed FTPS certificate and key in `dir`.
+    fn ftps_context(dir: &std::path::Path) -> FtpsContext {
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "localhost").unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let (cert, key_path) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert, b.build().to_pem().unwrap()).unwrap();
+        std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        FtpsContext::load(&cert, &key_path).unwrap()
+    }
+
+    /// A peer that sends its data in records and closes without close_notify (as
+    /// globus-url-copy does) hands the engine every byte, then the end of the data.
+    #[tokio::test]
+    async fn every_byte_arrives_when_the_peer_closes_without_close_notify() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = DataAuth::ftps(&ftps_context(dir.path()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let data: Vec<u8> = (0..(3 << 20) + 12345).map(|i: u32| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let client = std::thread::spawn(move || {
+            let mut c = SslConnector::builder(SslMethod::tls_client()).unwrap();
+            c.set_verify(SslVerifyMode::NONE);
+            let tcp = std::net::TcpStream::connect(addr).unwrap();
+            let mut tls = c.build().connect("localhost", tcp).unwrap();
+            tls.write_all(&sent).unwrap();
+            // The end of our data as a bare FIN, no close_notify; then read what the server
+            // sends (session tickets, its own close) until it closes.
+            tls.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut tls, &mut rest);
+        });
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let channel = super::super::dcau::secure(&mut sock, &auth, Role::Accepted)
+            .await
+            .unwrap()
+            .expect("PROT P gives a record layer");
+        let mut engine_end = super::start(sock, channel).await.unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(20), engine_end.read_to_end(&mut got));
+        read.await.expect("the end of the data never came").unwrap();
+        // The engine is done with it: the relay closes the peer's connection too.
+        drop(engine_end);
+        tokio::task::spawn_blocking(move || client.join().unwrap())
+            .await
+            .unwrap();
+        assert!(got == data, "{} bytes of {}", got.len(), data.len());
+    }
 }
