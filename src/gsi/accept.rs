@@ -158,15 +158,19 @@ impl Acceptor {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), GsiError> {
-        self.tls
-            .ssl_write(bytes)
-            .map(|_| ())
-            .map_err(|e| GsiError::Delegation(reason(&e)))
+        write_step(&mut self.tls, bytes)
     }
 
     fn read_available(&mut self) -> Result<Vec<u8>, GsiError> {
         read_all(&mut self.tls).map_err(GsiError::Delegation)
     }
+}
+
+/// Writes one delegation step's bytes (a flag, a request, a certificate) into records.
+pub(crate) fn write_step(tls: &mut SslStream<Pipe>, bytes: &[u8]) -> Result<(), GsiError> {
+    tls.ssl_write(bytes)
+        .map(|_| ())
+        .map_err(|e| GsiError::Delegation(reason(&e)))
 }
 
 /// Every plaintext byte the fed records hold.

@@ -161,9 +161,6 @@ impl Initiator {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), GsiError> {
-        self.tls
-            .ssl_write(bytes)
-            .map(|_| ())
-            .map_err(|e| GsiError::Delegation(reason(&e)))
+        super::accept::write_step(&mut self.tls, bytes)
     }
 }
