@@ -450,7 +450,7 @@ impl Connection {
             rate_mb_s = format_args!("{:.1}", outcome.bytes as f64 / secs.max(1e-9) / 1e6),
             streams = outcome.streams,
             dcau = req.dcau.letter(),
-            prot = if req.prot == crate::protocol::session::Prot::Private { "P" } else { "C" },
+            prot = req.prot.letter(),
             peer = %self.peer.ip(),
             result = %result,
             "transfer"

@@ -30,48 +30,6 @@ impl Channel {
         Ok(self.tls.get_mut().take_output())
     }
 
-    /// The plaintext in `bytes` read from a TLS stream: a record cut at the end waits for
-    /// the rest (data channels with PROT S/P).
-    pub fn unwrap_stream(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
-        self.tls.get_mut().feed(bytes);
-        read_all(&mut self.tls)
-    }
-
-    /// Like [`Channel::wrap`], into `out` (cleared first), reusing its allocation.
-    pub fn wrap_into(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let mut at = 0;
-        while at < plain.len() {
-            at += self.tls.ssl_write(&plain[at..]).map_err(|e| reason(&e))?;
-        }
-        self.tls.get_mut().swap_output(out);
-        Ok(())
-    }
-
-    /// Like [`Channel::unwrap_stream`], decrypting straight into `out` (cleared first).
-    pub fn unwrap_stream_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        use openssl::ssl::ErrorCode;
-        self.tls.get_mut().feed(bytes);
-        out.clear();
-        loop {
-            let at = out.len();
-            out.resize(at + (16 << 10), 0);
-            match self.tls.ssl_read(&mut out[at..]) {
-                Ok(n) => out.truncate(at + n),
-                Err(e) if e.code() == ErrorCode::WANT_READ || e.code() == ErrorCode::ZERO_RETURN => {
-                    out.truncate(at);
-                    return Ok(());
-                }
-                Err(e) => {
-                    out.truncate(at);
-                    return Err(reason(&e));
-                }
-            }
-            if out.len() == at {
-                return Ok(());
-            }
-        }
-    }
-
     /// Reads and writes the records on `socket` itself from now on (a data channel with
     /// PROT S/P): [`Channel::read_plain`] and [`Channel::write_plain`], non-blocking.
     pub fn attach(&mut self, socket: impl super::mem::Transport + 'static) {
@@ -114,10 +72,10 @@ impl Channel {
         }
     }
 
-    /// The `close_notify` alert that ends the stream cleanly.
-    pub fn close_notify(&mut self) -> Vec<u8> {
+    /// Sends `close_notify` on the attached socket, which ends the stream cleanly (best
+    /// effort: a full socket leaves it out, and the peer then sees a bare close).
+    pub fn close_notify(&mut self) {
         let _ = self.tls.shutdown();
-        self.tls.get_mut().take_output()
     }
 
     /// The plaintext of one token. A token that is not whole, authentic records is refused.

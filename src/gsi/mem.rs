@@ -41,13 +41,6 @@ impl Pipe {
         std::mem::take(&mut self.output)
     }
 
-    /// The output into `out` (cleared first); the two buffers trade places, so neither is
-    /// allocated again on a stream.
-    pub(crate) fn swap_output(&mut self, out: &mut Vec<u8>) {
-        out.clear();
-        std::mem::swap(out, &mut self.output);
-    }
-
     pub(crate) fn has_output(&self) -> bool {
         !self.output.is_empty()
     }

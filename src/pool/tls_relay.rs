@@ -83,7 +83,7 @@ async fn relay(outer: TcpStream, mut inner: UnixStream, mut channel: Channel) {
             n = inner.read(&mut from_engine), if engine_open => match n {
                 Ok(0) | Err(_) => {
                     engine_open = false;
-                    let _ = outer_shutdown(&outer, &mut channel).await;
+                    let _ = outer_shutdown(&outer, &mut channel);
                 }
                 Ok(n) => {
                     if send(&outer, &mut channel, &from_engine[..n]).await.is_err() {
@@ -116,18 +116,9 @@ async fn send(outer: &TcpStream, channel: &mut Channel, plain: &[u8]) -> std::io
     Ok(())
 }
 
-/// `close_notify`, then the end of our direction.
-async fn outer_shutdown(outer: &TcpStream, channel: &mut Channel) -> std::io::Result<()> {
-    let alert = channel.close_notify();
-    let mut at = 0;
-    while at < alert.len() {
-        outer.writable().await?;
-        match outer.try_write(&alert[at..]) {
-            Ok(n) => at += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
+/// `close_notify` (written by OpenSSL on the socket itself), then the end of our direction.
+fn outer_shutdown(outer: &TcpStream, channel: &mut Channel) -> std::io::Result<()> {
+    channel.close_notify();
     rustix::net::shutdown(outer, rustix::net::Shutdown::Write).map_err(std::io::Error::from)
 }
 

@@ -104,16 +104,15 @@ impl Connection {
         local_pool: bool,
     ) -> Result<Option<DataAuthRef>, SessionError> {
         let (dcau, prot) = (&req.dcau, req.prot);
-        if let (Some(tls), Prot::Private) = (&self.shared.config.tls, prot) {
-            // FTPS PROT P: the server's certificate on every data connection.
-            if self.tls.is_some() {
-                if !local_pool {
-                    return Err(SessionError::DataConnection(
-                        "PROT P: the pool of this file runs in another process; send PROT C".into(),
-                    ));
-                }
-                return Ok(Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))));
+        // FTPS PROT P (a TLS control connection): the server's certificate on every data
+        // connection.
+        if let (Some(tls), Some(_), Prot::Private) = (&self.shared.config.tls, &self.tls, prot) {
+            if !local_pool {
+                return Err(SessionError::DataConnection(
+                    "PROT P: the pool of this file runs in another process; send PROT C".into(),
+                ));
             }
+            return Ok(Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))));
         }
         let subject = match dcau {
             Dcau::None => return Ok(None),

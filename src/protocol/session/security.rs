@@ -80,6 +80,16 @@ pub enum Prot {
     Private,
 }
 
+impl Prot {
+    /// The letter PROT uses for it.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Prot::Clear => "C",
+            Prot::Private => "P",
+        }
+    }
+}
+
 /// Largest PBSZ we agree to (the wrapped-buffer size for PROT S/P).
 const MAX_PBSZ: u64 = 1 << 20;
 
