@@ -116,3 +116,49 @@ fn check_runs_on_this_host() {
         "{text}"
     );
 }
+
+/// Every `sysctl -w net.…` fix `tune check` prints for the largest targets is one the kernel
+/// accepts: each is run in a fresh network namespace (those sysctls are per namespace, so the
+/// host is never touched). Needs root and unshare(1), as CI has.
+#[test]
+fn every_printed_buffer_fix_is_accepted_by_the_kernel() {
+    let bin = env!("CARGO_BIN_EXE_ringmover");
+    let mut tried = 0;
+    for (target, rtt) in [("100g", "80ms"), ("100g", "300ms"), ("10g", "50ms"), ("40g", "1s")] {
+        let out = std::process::Command::new("unshare")
+            .args(["-n", bin, "tune", "check", "--target", target, "--rtt", rtt, "--json"])
+            .output()
+            .expect("unshare(1) is needed for this test");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+        for row in v["rows"].as_array().unwrap() {
+            let fix = row["fix"].as_str().unwrap();
+            let item = row["item"].as_str().unwrap();
+            if !fix.starts_with("sysctl -w net.") || !item.contains("mem") {
+                continue;
+            }
+            let run = std::process::Command::new("unshare")
+                .args(["-n", "sh", "-c", fix])
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{target} {rtt}: `{fix}` refused: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            tried += 1;
+        }
+        if target == "100g" && rtt == "300ms" {
+            let row = v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["item"] == "net.core.rmem_max")
+                .unwrap();
+            assert!(row["why"].as_str().unwrap().contains("parallel streams"), "{row}");
+        }
+    }
+    // A fresh namespace starts at 4 MiB buffers, so every target printed fixes to try.
+    assert!(tried >= 16, "only {tried} fixes tried");
+}

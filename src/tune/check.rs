@@ -42,14 +42,11 @@ fn unreadable(item: &str, why: &str) -> Row {
 pub fn check(host: &Host, target: &Target, scope: &Scope) -> Vec<Row> {
     let mut rows = Vec::new();
     let bdp = target.bdp();
-    // A socket buffer must hold a BDP of data plus the kernel's overhead: ask for the next
-    // power of two at or above 2×BDP (fasterdata: 64 MiB for 10G up to 100 ms), 2 GiB at most.
-    let want = (2 * bdp).next_power_of_two().clamp(64 << 20, 2 << 30);
     for name in ["net.core.rmem_max", "net.core.wmem_max"] {
-        rows.push(max_row(host, name, None, bdp, want));
+        rows.push(max_row(host, name, None, bdp));
     }
     for name in ["net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"] {
-        rows.push(max_row(host, name, Some(2), bdp, want));
+        rows.push(max_row(host, name, Some(2), bdp));
     }
     rows.push(congestion(host));
     rows.push(sysctl_is(
@@ -83,15 +80,44 @@ pub fn check(host: &Host, target: &Target, scope: &Scope) -> Vec<Row> {
     rows
 }
 
-fn max_row(host: &Host, name: &str, field: Option<usize>, bdp: u64, want: u64) -> Row {
-    let why = "one flow needs its bandwidth-delay product of socket buffer";
+/// The largest socket-buffer size the kernel accepts: these sysctls are C ints.
+pub const KERNEL_BUFFER_MAX: u64 = i32::MAX as u64;
+
+/// The buffer to recommend for a BDP: a socket must hold the BDP plus the kernel's overhead,
+/// so the next power of two at or above 2×BDP (fasterdata: 64 MiB for 10G up to 100 ms), and
+/// never more than the kernel accepts.
+pub fn buffer_for(bdp: u64) -> u64 {
+    bdp.saturating_mul(2)
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX)
+        .max(64 << 20)
+        .min(KERNEL_BUFFER_MAX)
+}
+
+/// Streams needed when one socket cannot hold 2×BDP; 1 when it can.
+pub fn streams_for(bdp: u64) -> u64 {
+    bdp.saturating_mul(2).div_ceil(KERNEL_BUFFER_MAX).max(1)
+}
+
+fn max_row(host: &Host, name: &str, field: Option<usize>, bdp: u64) -> Row {
+    let want = buffer_for(bdp);
+    let streams = streams_for(bdp);
+    let why = if streams > 1 {
+        format!(
+            "one flow needs its bandwidth-delay product of socket buffer, and one socket cannot hold 2×BDP \
+             (the kernel caps buffers at {KERNEL_BUFFER_MAX} B): use {streams} or more parallel streams (-p)"
+        )
+    } else {
+        "one flow needs its bandwidth-delay product of socket buffer".to_string()
+    };
+    let why = why.as_str();
     let Some(v) = host.sysctl(name) else {
         return unreadable(name, why);
     };
     let Some(max) = super::number_field(&v, field) else {
         return unreadable(name, why);
     };
-    let status = if max < bdp {
+    let status = if max < bdp.min(want) {
         Status::Critical
     } else if max < want {
         Status::Warn
@@ -614,6 +640,17 @@ mod tests {
         assert_eq!(find(&rows, "cpu frequency governor").status, Status::Warn);
         assert!(find(&rows, "eth7 numa node").fix.contains("node1"));
         assert_eq!(find(&rows, "io_uring / memlock / O_DIRECT").status, Status::Unknown);
+    }
+
+    #[test]
+    fn buffer_recommendations_stay_within_what_the_kernel_accepts() {
+        let bdp = |t: &str, ms| Target::new(t, Duration::from_millis(ms)).unwrap().bdp();
+        assert_eq!(buffer_for(bdp("10g", 50)), 128 << 20);
+        assert_eq!(buffer_for(bdp("100g", 80)), KERNEL_BUFFER_MAX);
+        assert_eq!(streams_for(bdp("100g", 80)), 1);
+        assert_eq!(streams_for(bdp("100g", 300)), 4); // 2×3.75 GB over 2 GiB sockets
+        assert_eq!(buffer_for(u64::MAX), KERNEL_BUFFER_MAX);
+        assert_eq!(streams_for(u64::MAX), u64::MAX.div_ceil(KERNEL_BUFFER_MAX));
     }
 
     #[test]
