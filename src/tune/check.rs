@@ -90,8 +90,7 @@ pub fn buffer_for(bdp: u64) -> u64 {
     bdp.saturating_mul(2)
         .checked_next_power_of_two()
         .unwrap_or(u64::MAX)
-        .max(64 << 20)
-        .min(KERNEL_BUFFER_MAX)
+        .clamp(64 << 20, KERNEL_BUFFER_MAX)
 }
 
 /// Streams needed when one socket cannot hold 2×BDP; 1 when it can.
