@@ -2,6 +2,7 @@
 
 mod bench;
 mod copy;
+mod docs;
 mod door;
 mod gsi;
 mod keys;
@@ -73,6 +74,10 @@ pub enum Cmd {
     WanEmu(wan::WanArgs),
     /// Build (up) or remove (down) a two-namespace lab joined by wan-emu.
     WanLab(wan::LabArgs),
+    /// Write the man pages (ringmover.1 and one per command) into a directory.
+    Man(docs::ManArgs),
+    /// Print a shell completion script (e.g. `ringmover completions bash > /etc/bash_completion.d/ringmover`).
+    Completions(docs::CompletionArgs),
 }
 
 /// Limits on data connections, for `serve` and `pool`.
@@ -198,7 +203,10 @@ fn block_size_arg(s: &str) -> Result<u64, String> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let client_side = matches!(cli.command, Cmd::Copy(_) | Cmd::Bench(_) | Cmd::Tune(_));
+    let client_side = !matches!(
+        cli.command,
+        Cmd::Serve(_) | Cmd::Door(_) | Cmd::Pool(_) | Cmd::WanEmu(_)
+    );
     init_logging(cli.verbose, client_side);
     match cli.command {
         Cmd::Serve(args) => serve::run(*args),
@@ -211,6 +219,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::WanEmu(args) => wan::run(args),
         Cmd::WanLab(args) => wan::lab(args),
         Cmd::Pool(args) => pool::run(args),
+        Cmd::Man(args) => docs::man(args),
+        Cmd::Completions(args) => docs::completions(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);
             Ok(ExitCode::SUCCESS)
