@@ -2,18 +2,41 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use ringmover::cli::ParseError;
 
 fn main() -> ExitCode {
     fixed_mmap_threshold();
-    let cli = ringmover::cli::Cli::parse_from(ringmover::cli::normalize_args(std::env::args_os()));
+    let argv = ringmover::cli::normalize_args(std::env::args_os());
+    let cli = match ringmover::cli::parse(argv) {
+        Ok(cli) => cli,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(ParseError::Config(message)) => {
+            eprintln!("ringmover: {message}");
+            return ExitCode::from(2);
+        }
+    };
     match ringmover::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ringmover: {e:#}");
+            eprintln!("ringmover: {}", explain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each said once: many errors repeat their cause's text.
+fn explain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// glibc raises its mmap threshold after freeing a large block, so later large blocks (Argon2's

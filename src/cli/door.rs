@@ -15,8 +15,11 @@ use crate::engine::{Engine, EngineConfig};
 
 /// `door` options.
 #[derive(Debug, Args)]
-#[command(after_help = super::UNITS_HELP)]
+#[command(after_help = super::CONFIG_AND_UNITS_HELP)]
 pub struct DoorArgs {
+    /// TOML file with any of these options (keys as the long flags); flags win.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Control address.
     #[arg(long, default_value = "127.0.0.1:2811")]
     pub listen: SocketAddr,
@@ -30,7 +33,7 @@ pub struct DoorArgs {
     #[arg(long)]
     pub no_anonymous: bool,
     /// Rate one transfer should reach (ABUF and automatic buffers) [default: 10gbit].
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", value_parser = super::valid::rate)]
     pub target_rate: Option<String>,
     /// Leave socket buffers to kernel autotuning when a client sends no SBUF.
     #[arg(long)]
@@ -42,20 +45,20 @@ pub struct DoorArgs {
     #[arg(long, default_value_t = 32)]
     pub max_sessions_per_address: usize,
     /// Close connections not logged in after this long.
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "30s", value_parser = super::valid::duration)]
     pub login_timeout: String,
     /// Close idle control connections after this long.
-    #[arg(long, default_value = "10m")]
+    #[arg(long, default_value = "10m", value_parser = super::valid::duration)]
     pub idle_timeout: String,
     /// After SIGTERM, let running transfers finish for this long.
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "30s", value_parser = super::valid::duration)]
     pub shutdown_grace: String,
     /// Networks (comma list) that data connections may come from or go to besides each
     /// session's client (see `serve`).
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = super::valid::networks)]
     pub trusted_networks: Option<String>,
     /// CPUs for the door's relay engine (one core), e.g. 3.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = super::valid::cpus)]
     pub cpus: Option<String>,
     /// FEAT lists GETPUT: auto (yes, with remote pools), always or never.
     #[arg(long, value_enum, default_value = "auto")]
@@ -71,7 +74,18 @@ pub struct DoorArgs {
     pub gsi: super::gsi::GsiArgs,
 }
 
-pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
+/// A `door` whose options are checked and files loaded, nothing bound or started yet.
+pub(super) struct DoorPlan {
+    config: crate::door::DoorConfig,
+    users: auth::Users,
+    placement: Vec<(String, String)>,
+    keys: crate::link::auth::LinkKeys,
+    engine: EngineConfig,
+    listen: SocketAddr,
+    pool_listen: SocketAddr,
+}
+
+pub(super) fn prepare(args: DoorArgs) -> Result<DoorPlan> {
     let mut config = DoorOptions {
         no_anonymous: args.no_anonymous,
         data_address: None,
@@ -108,22 +122,36 @@ pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
         );
     }
     // The door's own engine only relays plain-PASV transfers to remote pools.
-    let engine = Arc::new(Engine::start(&EngineConfig {
+    let engine = EngineConfig {
         cores: 1,
         cpus: cpu_list(args.cpus.as_deref())?,
         ..EngineConfig::default()
-    })?);
+    };
+    Ok(DoorPlan {
+        config,
+        users,
+        placement,
+        keys,
+        engine,
+        listen: args.listen,
+        pool_listen: args.pool_listen,
+    })
+}
+
+pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
+    let plan = prepare(args)?;
+    let engine = Arc::new(Engine::start(&plan.engine)?);
     control_runtime()?.block_on(async move {
-        let pools = Arc::new(PoolManager::new(keys, placement, engine));
-        let pool_listener = tokio::net::TcpListener::bind(args.pool_listen)
+        let pools = Arc::new(PoolManager::new(plan.keys, plan.placement, engine));
+        let pool_listener = tokio::net::TcpListener::bind(plan.pool_listen)
             .await
-            .with_context(|| format!("binding pool address {}", args.pool_listen))?;
+            .map_err(|e| super::bind_error("--pool-listen", plan.pool_listen, e))?;
         tokio::spawn(pools.clone().accept(pool_listener));
-        let door = Door::bind(args.listen, config, pools, users)
+        let door = Door::bind(plan.listen, plan.config, pools, plan.users)
             .await
-            .with_context(|| format!("binding control address {}", args.listen))?;
+            .map_err(|e| super::bind_error("--listen", plan.listen, e))?;
         let addr = door.local_addr()?;
-        tracing::info!(%addr, pools = %args.pool_listen, "door listening");
+        tracing::info!(%addr, pools = %plan.pool_listen, "door listening");
         println!("listening on {addr}");
         door.run(stop_on_signal()).await;
         anyhow::Ok(())

@@ -7,14 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde::Deserialize;
 
 use crate::door::GsiConfig;
 use crate::gsi::{Gridmap, ServerCredentials, TrustPaths};
 
 /// `gsiftp://` (GSI) options.
-#[derive(Debug, Args, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Args, Default)]
 pub struct GsiArgs {
     /// Host certificate (PEM, chain after it) for GSI logins: turns `AUTH GSSAPI` on.
     #[arg(long, env = "X509_USER_CERT", value_name = "PEM")]
@@ -33,7 +31,6 @@ pub struct GsiArgs {
     /// Refuse GSI logins with a limited proxy (globus-url-copy and gfal2 delegate limited
     /// proxies, but log in with the user's own, usually full, one).
     #[arg(long)]
-    #[serde(default)]
     pub refuse_limited_proxies: bool,
     /// Certificate (PEM, chain after it) for FTPS: turns `AUTH TLS` on for password users.
     #[arg(long, value_name = "PEM")]
@@ -43,7 +40,6 @@ pub struct GsiArgs {
     pub tls_key: Option<PathBuf>,
     /// Refuse USER before AUTH TLS (or GSI) on control connections not from loopback.
     #[arg(long)]
-    #[serde(default)]
     pub require_tls: bool,
 }
 
@@ -64,19 +60,6 @@ fn log_kernel_tls() {
 }
 
 impl GsiArgs {
-    pub(super) fn or(self, file: GsiArgs) -> GsiArgs {
-        GsiArgs {
-            cert: self.cert.or(file.cert),
-            key: self.key.or(file.key),
-            ca_dir: self.ca_dir.or(file.ca_dir),
-            gridmap: self.gridmap.or(file.gridmap),
-            refuse_limited_proxies: self.refuse_limited_proxies || file.refuse_limited_proxies,
-            tls_cert: self.tls_cert.or(file.tls_cert),
-            tls_key: self.tls_key.or(file.tls_key),
-            require_tls: self.require_tls || file.require_tls,
-        }
-    }
-
     /// Puts the GSI and FTPS settings into the door's configuration.
     pub(super) fn apply(&self, config: &mut crate::door::DoorConfig) -> Result<()> {
         config.gsi = self.load()?;

@@ -1,6 +1,7 @@
 //! Command-line interface: argument and config-file parsing, then calls into the library.
 
 mod bench;
+mod config;
 mod copy;
 mod docs;
 mod door;
@@ -9,9 +10,11 @@ mod keys;
 mod pool;
 mod serve;
 mod tune;
+mod valid;
 mod wan;
 
 pub use bench::BenchArgs;
+pub use config::{parse, ParseError};
 pub use copy::CopyArgs;
 pub use door::DoorArgs;
 pub use keys::{LinkKeyArgs, PasswdArgs};
@@ -27,7 +30,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
 
 use crate::door::DoorConfig;
 use crate::engine::{DataPath, Engine, EngineConfig};
@@ -36,8 +38,22 @@ use crate::storage::checksum::Algorithm;
 use crate::storage::Root;
 
 /// The grammar of every duration and rate option (`units.rs`), shown under each command's help.
-const UNITS_HELP: &str = "Durations: a number with us, ms, s, m or h (600, 90s, 2.5s, 80ms, 10m); a bare number is \
-seconds (an RTT needs its unit). Rates: bits per second, with bit, kbit, mbit or gbit, or k, m, g (10gbit, 250m).";
+macro_rules! units_help {
+    () => {
+        "Durations: a number with us, ms, s, m or h (600, 90s, 2.5s, 80ms, 10m); a bare number is \
+seconds (an RTT needs its unit). Rates: bits per second, with bit, kbit, mbit or gbit, or k, m, g (10gbit, 250m)."
+    };
+}
+const UNITS_HELP: &str = units_help!();
+
+/// Shown under `serve`, `door` and `pool`.
+const CONFIG_AND_UNITS_HELP: &str = concat!(
+    "Config file (--config FILE, TOML): every option is also a key, spelled as its long flag \
+(port-range = \"50000-50100\", no-anonymous = true, place = [\"/raw=pool-a\"]); flags win. One \
+file can serve every role: top-level keys apply to each role that has the option, tables \
+[serve], [door] and [pool] to one role. `ringmover config check FILE` validates it.\n\n",
+    units_help!()
+);
 
 /// ringmover: GridFTP v2 server, client and benchmark for data-transfer nodes.
 #[derive(Debug, Parser)]
@@ -76,20 +92,28 @@ pub enum Cmd {
     WanLab(wan::LabArgs),
     /// Write the man pages (ringmover.1 and one per command) into a directory.
     Man(docs::ManArgs),
+    /// Check a configuration file (every key, value and file it names) without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Print a shell completion script (e.g. `ringmover completions bash > /etc/bash_completion.d/ringmover`).
     Completions(docs::CompletionArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Check FILE for serve, door or pool: unknown keys and bad values name their line.
+    Check(config::CheckArgs),
+}
+
 /// Limits on data connections, for `serve` and `pool`.
-#[derive(Debug, Args, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Args, Default)]
 pub struct DataLimitArgs {
     /// How long to wait for a data connection, and for the next one when a MODE E/X upload has
     /// none left before its EOF count [default: 30s].
-    #[arg(long)]
+    #[arg(long, value_parser = valid::duration)]
     pub data_timeout: Option<String>,
     /// Fail a transfer that moves no byte for this long [default: 5m].
-    #[arg(long)]
+    #[arg(long, value_parser = valid::duration)]
     pub stall_timeout: Option<String>,
     /// Most data connections one transfer accepts [default: 64].
     #[arg(long)]
@@ -97,20 +121,10 @@ pub struct DataLimitArgs {
     /// Read and write files with direct I/O (O_DIRECT) through the engine's aligned buffers,
     /// bypassing the page cache: for disks; filesystems that refuse it stay buffered.
     #[arg(long)]
-    #[serde(default)]
     pub direct_io: bool,
 }
 
 impl DataLimitArgs {
-    fn or(self, file: DataLimitArgs) -> DataLimitArgs {
-        DataLimitArgs {
-            data_timeout: self.data_timeout.or(file.data_timeout),
-            stall_timeout: self.stall_timeout.or(file.stall_timeout),
-            max_data_connections: self.max_data_connections.or(file.max_data_connections),
-            direct_io: self.direct_io || file.direct_io,
-        }
-    }
-
     /// Applies the limits given to a pool configuration.
     fn apply(&self, config: &mut PoolConfig) -> Result<()> {
         if let Some(t) = &self.data_timeout {
@@ -220,6 +234,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::WanLab(args) => wan::lab(args),
         Cmd::Pool(args) => pool::run(args),
         Cmd::Man(args) => docs::man(args),
+        Cmd::Config(ConfigCmd::Check(args)) => config::check(args),
         Cmd::Completions(args) => docs::completions(args),
         Cmd::Probe => {
             println!("{}", crate::engine::probe()?);
@@ -359,22 +374,67 @@ struct DataSide<'a> {
 }
 
 impl DataSide<'_> {
-    /// Starts the engine and the pool; `config` brings what differs between the roles.
-    fn start(&self, root: Arc<Root>, mut config: PoolConfig) -> Result<(Arc<Engine>, Arc<Pool>)> {
-        let engine = Arc::new(Engine::start(
-            &EngineConfig {
-                cores: self.cores.unwrap_or(0),
-                path: parse_data_path(self.data_path.unwrap_or("auto"))?,
-                cpus: cpu_list(self.cpus)?,
-                ..EngineConfig::default()
-            }
-            .with_direct_io(self.limits.direct_io),
-        )?);
+    /// Checks the options; `config` brings what differs between the roles.
+    fn plan(&self, mut config: PoolConfig) -> Result<DataPlan> {
+        let engine = EngineConfig {
+            cores: self.cores.unwrap_or(0),
+            path: parse_data_path(self.data_path.unwrap_or("auto"))?,
+            cpus: cpu_list(self.cpus)?,
+            ..EngineConfig::default()
+        }
+        .with_direct_io(self.limits.direct_io);
         self.limits.apply(&mut config)?;
         if let Some(list) = self.upload_checksums {
             config.upload_digests = parse_checksum_list(list)?;
         }
-        Ok((engine.clone(), Arc::new(Pool::new(root, engine, config))))
+        Ok(DataPlan { engine, pool: config })
+    }
+}
+
+/// The engine and pool of `serve` or `pool`, checked but not started.
+struct DataPlan {
+    engine: EngineConfig,
+    pool: PoolConfig,
+}
+
+impl DataPlan {
+    /// Starts the engine and the pool over `root`.
+    fn start(self, root: Arc<Root>) -> Result<(Arc<Engine>, Arc<Pool>)> {
+        let engine = Arc::new(Engine::start(&self.engine)?);
+        Ok((engine.clone(), Arc::new(Pool::new(root, engine, self.pool))))
+    }
+}
+
+/// Opens the directory a server or pool serves, with an error that says what to do.
+fn open_root(path: &std::path::Path) -> Result<Arc<Root>> {
+    let shown = path.display();
+    Root::open(path).map(Arc::new).map_err(|e| match e.errno() {
+        Some(libc::ENOENT) => anyhow::anyhow!("root {shown} does not exist: create it, or fix --root"),
+        Some(libc::ENOTDIR) => anyhow::anyhow!("root {shown} is not a directory"),
+        Some(libc::EACCES) => anyhow::anyhow!(
+            "root {shown}: permission denied for user id {} (check the directory and its parents)",
+            rustix::process::geteuid().as_raw()
+        ),
+        _ => anyhow::anyhow!("root {shown}: {}", e.source),
+    })
+}
+
+/// A failed bind as the operator should read it: which flag, and what to do.
+fn bind_error(flag: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{flag} {addr}: the port is in use by another process (see `ss -ltnp 'sport = :{}'`); stop it or \
+             choose another {flag}",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => anyhow::anyhow!(
+            "{flag} {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE \
+             (AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            anyhow::anyhow!("{flag} {addr}: no interface of this host has that address")
+        }
+        _ => anyhow::anyhow!("{flag} {addr}: {e}"),
     }
 }
 

@@ -8,14 +8,17 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{control_runtime, parse_port_range, stop_on_signal, DataLimitArgs, DataSide};
+use super::{control_runtime, parse_port_range, stop_on_signal, DataLimitArgs, DataPlan, DataSide};
 use crate::pool::{PoolConfig, Service};
 use crate::storage::Root;
 
 /// `pool` options.
 #[derive(Debug, Args)]
-#[command(after_help = super::UNITS_HELP)]
+#[command(after_help = super::CONFIG_AND_UNITS_HELP)]
 pub struct PoolArgs {
+    /// TOML file with any of these options (keys as the long flags); flags win.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Directory this pool stores files in.
     #[arg(long)]
     pub root: PathBuf,
@@ -32,40 +35,46 @@ pub struct PoolArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub data_address: IpAddr,
     /// Passive data ports, e.g. 50000-50100.
-    #[arg(long, value_name = "A-B")]
+    #[arg(long, value_name = "A-B", value_parser = super::valid::port_range)]
     pub port_range: Option<String>,
     /// Engine cores [default: all CPUs, or those of --cpus].
     #[arg(long)]
     pub cores: Option<usize>,
     /// CPUs to pin the engine to, e.g. 0,2-3.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = super::valid::cpus)]
     pub cpus: Option<String>,
     /// Engine data path: auto, zerocopy or readwrite.
-    #[arg(long)]
+    #[arg(long, value_parser = super::valid::data_path)]
     pub data_path: Option<String>,
     /// Checksums computed while stream uploads arrive (see `serve`).
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = super::valid::checksums)]
     pub upload_checksums: Option<String>,
     #[command(flatten)]
     pub data: DataLimitArgs,
 }
 
-pub(super) fn run(args: PoolArgs) -> Result<ExitCode> {
-    let root = Arc::new(Root::open(&args.root).with_context(|| format!("opening root {}", args.root.display()))?);
+/// A `pool` whose options are checked and files loaded, nothing bound or started yet.
+pub(super) struct PoolPlan {
+    root: Arc<Root>,
+    data: DataPlan,
+    link: crate::pool::remote::PoolLinkConfig,
+}
+
+pub(super) fn prepare(args: PoolArgs) -> Result<PoolPlan> {
+    let root = super::open_root(&args.root)?;
+    let port_range = args.port_range.as_deref().map(parse_port_range).transpose()?;
     let data = DataSide {
         cores: args.cores,
         cpus: args.cpus.as_deref(),
         data_path: args.data_path.as_deref(),
         limits: &args.data,
         upload_checksums: args.upload_checksums.as_deref(),
-    };
-    let config = PoolConfig {
-        port_range: args.port_range.as_deref().map(parse_port_range).transpose()?,
+    }
+    .plan(PoolConfig {
+        port_range: port_range.clone(),
         data_address: Some(args.data_address),
         ..PoolConfig::default()
-    };
-    let port_range = config.port_range.clone().map(|r| (*r.start(), *r.end()));
-    let (engine, pool) = data.start(root.clone(), config)?;
+    })?;
     let name = args.name.clone().unwrap_or_else(|| args.data_address.to_string());
     let keys = crate::link::auth::LinkKeys::load(&args.key_file)?;
     let key = *keys
@@ -75,12 +84,21 @@ pub(super) fn run(args: PoolArgs) -> Result<ExitCode> {
         door: args.door,
         name,
         data_address: args.data_address,
-        port_range,
+        port_range: port_range.map(|r| (*r.start(), *r.end())),
         key,
     };
-    control_runtime()?.block_on(async move {
-        crate::pool::remote::serve(Arc::new(Service::new(pool)), link, stop_on_signal()).await;
-    });
+    Ok(PoolPlan { root, data, link })
+}
+
+pub(super) fn run(args: PoolArgs) -> Result<ExitCode> {
+    let plan = prepare(args)?;
+    let (engine, pool) = plan.data.start(plan.root)?;
+    let door = plan.link.door;
+    control_runtime()?
+        .block_on(
+            async move { crate::pool::remote::serve(Arc::new(Service::new(pool)), plan.link, stop_on_signal()).await },
+        )
+        .with_context(|| format!("--door {door}"))?;
     drop(engine);
     Ok(ExitCode::SUCCESS)
 }

@@ -40,7 +40,7 @@ impl Arena {
         // sees a registered buffer that was freed.
         let registered = count > 0 && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         if !registered {
-            tracing::info!("engine: buffer registration refused (RLIMIT_MEMLOCK?); using unregistered buffers");
+            warn_unregistered(count * buf_size);
         }
         Arena {
             mem,
@@ -90,4 +90,20 @@ impl Arena {
             Buffer::Heap(b) => (b.as_mut_ptr(), None),
         }
     }
+}
+
+/// Says once per process why buffers are not registered and what fixes it: the kernel counts
+/// registered buffers against RLIMIT_MEMLOCK for processes without CAP_IPC_LOCK.
+fn warn_unregistered(bytes: usize) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
+        let limit = limit.map_or("unlimited".to_string(), |l| format!("{} KiB", l >> 10));
+        tracing::warn!(
+            "engine: the kernel refused to register {} MiB of buffers per core (locked-memory limit {limit}); \
+             running with unregistered buffers, which costs CPU. Raise the limit: LimitMEMLOCK= in the \
+             systemd unit, or `ulimit -l`",
+            bytes >> 20
+        );
+    });
 }

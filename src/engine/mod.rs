@@ -319,7 +319,11 @@ impl Engine {
             if chosen.is_empty() {
                 return Err(OpError::io(
                     "engine",
-                    std::io::Error::other(format!("none of the CPUs {:?} is allowed here", config.cpus)),
+                    std::io::Error::other(format!(
+                        "--cpus {:?}: this process may only use CPUs {allowed:?} (its affinity: taskset, \
+                         or CPUAffinity= in a systemd unit)",
+                        config.cpus
+                    )),
                 ));
             }
             chosen

@@ -36,6 +36,11 @@ pub enum LinkError {
     Io(#[from] std::io::Error),
     #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(usize),
+    #[error(
+        "the peer answered like an FTP control port ('{0}...'), not a door's pool port: give the pool \
+         the door's --pool-listen address (default port 2812)"
+    )]
+    NotALink(String),
     #[error("bad message: {0}")]
     Decode(#[from] serde_json::Error),
     #[error("peer speaks link version {0}, we speak {VERSION}")]
@@ -315,6 +320,12 @@ pub enum PoolMsg {
     },
 }
 
+/// An FTP reply's start ("220 ", "220-") where a length prefix should be: such a length
+/// (0x32323020, 842 MB) is over every limit, so no real frame is mistaken for one.
+fn is_ftp_reply(prefix: &[u8; 4]) -> bool {
+    prefix[..3].iter().all(u8::is_ascii_digit) && matches!(prefix[3], b' ' | b'-')
+}
+
 /// Writes one frame.
 pub async fn write_frame<W: AsyncWriteExt + Unpin, M: Serialize>(w: &mut W, msg: &M) -> Result<(), LinkError> {
     let body = serde_json::to_vec(msg)?;
@@ -346,6 +357,9 @@ pub async fn read_frame_within<R: AsyncReadExt + Unpin, M: for<'de> Deserialize<
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
+    }
+    if is_ftp_reply(&len) {
+        return Err(LinkError::NotALink(String::from_utf8_lossy(&len).into_owned()));
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > limit {

@@ -32,25 +32,30 @@ pub struct PoolLinkConfig {
     pub key: crate::link::auth::Key,
 }
 
-/// Serves the door until `shutdown` turns true, reconnecting after a lost link.
-pub async fn serve(service: Arc<Service>, cfg: PoolLinkConfig, mut shutdown: watch::Receiver<bool>) {
+/// Serves the door until `shutdown` turns true, reconnecting after a lost link; returns an
+/// error only for a mistake retrying cannot mend (the address is not a door's pool port).
+pub async fn serve(
+    service: Arc<Service>,
+    cfg: PoolLinkConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
     loop {
         match TcpStream::connect(cfg.door).await {
             Ok(s) => {
-                tracing::info!(door = %cfg.door, name = %cfg.name, "pool linked to door");
                 tokio::select! {
                     r = session(service.clone(), &cfg, s) => match r {
                         Ok(()) => tracing::warn!("door closed the link"),
+                        Err(e @ LinkError::NotALink(_)) => return Err(e),
                         Err(e) => tracing::warn!("pool link failed: {e}"),
                     },
-                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = shutdown.wait_for(|s| *s) => return Ok(()),
                 }
             }
             Err(e) => tracing::warn!(door = %cfg.door, "cannot reach door: {e}"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
         }
     }
 }
@@ -93,6 +98,7 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(cfg, &mut rd, &mut wr))
         .await
         .map_err(|_| LinkError::HandshakeTimeout)??;
+    tracing::info!(door = %cfg.door, name = %cfg.name, "pool linked to door");
     let (tx, mut rx) = mpsc::unbounded_channel::<PoolMsg>();
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
