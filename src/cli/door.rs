@@ -72,6 +72,8 @@ pub struct DoorArgs {
     pub placement: Vec<String>,
     #[command(flatten)]
     pub gsi: super::gsi::GsiArgs,
+    #[command(flatten)]
+    pub service: super::service::ServiceArgs,
 }
 
 /// A `door` whose options are checked and files loaded, nothing bound or started yet.
@@ -138,7 +140,8 @@ pub(super) fn prepare(args: DoorArgs) -> Result<DoorPlan> {
     })
 }
 
-pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
+pub(super) fn run(args: DoorArgs, verbose: u8) -> Result<ExitCode> {
+    let logging = super::service::Logging::init(verbose, &args.service)?;
     let plan = prepare(args)?;
     let engine = Arc::new(Engine::start(&plan.engine)?);
     control_runtime()?.block_on(async move {
@@ -151,6 +154,8 @@ pub(super) fn run(args: DoorArgs) -> Result<ExitCode> {
             .await
             .map_err(|e| super::bind_error("--listen", plan.listen, e))?;
         let addr = door.local_addr()?;
+        let reloader = door.reloader();
+        super::service::on_hangup(move || super::service::reload_door(&logging, &reloader));
         tracing::info!(%addr, pools = %plan.pool_listen, "door listening");
         println!("listening on {addr}");
         door.run(stop_on_signal()).await;

@@ -74,6 +74,15 @@ impl GsiArgs {
         Ok(())
     }
 
+    /// What a reload replaces: these settings loaded afresh, with the users given.
+    pub(super) fn live(&self, users: crate::door::auth::Users) -> Result<crate::door::Live> {
+        Ok(crate::door::Live {
+            users,
+            gsi: self.load()?,
+            tls: self.load_tls()?,
+        })
+    }
+
     fn load_tls(&self) -> Result<Option<Arc<crate::gsi::FtpsContext>>> {
         let Some(cert) = &self.tls_cert else {
             return Ok(None);

@@ -9,6 +9,7 @@ mod gsi;
 mod keys;
 mod pool;
 mod serve;
+mod service;
 mod tune;
 mod valid;
 mod wan;
@@ -217,22 +218,21 @@ fn block_size_arg(s: &str) -> Result<u64, String> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let client_side = !matches!(
-        cli.command,
-        Cmd::Serve(_) | Cmd::Door(_) | Cmd::Pool(_) | Cmd::WanEmu(_)
-    );
-    init_logging(cli.verbose, client_side);
+    let service = matches!(cli.command, Cmd::Serve(_) | Cmd::Door(_) | Cmd::Pool(_));
+    if !service {
+        init_logging(cli.verbose, !matches!(cli.command, Cmd::WanEmu(_)));
+    }
     match cli.command {
-        Cmd::Serve(args) => serve::run(*args),
+        Cmd::Serve(args) => serve::run(*args, cli.verbose),
         Cmd::Passwd(args) => keys::run(args),
         Cmd::LinkKey(args) => keys::link_key(args),
-        Cmd::Door(args) => door::run(args),
+        Cmd::Door(args) => door::run(args, cli.verbose),
         Cmd::Copy(args) => copy::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Tune(args) => tune::run(args),
         Cmd::WanEmu(args) => wan::run(args),
         Cmd::WanLab(args) => wan::lab(args),
-        Cmd::Pool(args) => pool::run(args),
+        Cmd::Pool(args) => pool::run(args, cli.verbose),
         Cmd::Man(args) => docs::man(args),
         Cmd::Config(ConfigCmd::Check(args)) => config::check(args),
         Cmd::Completions(args) => docs::completions(args),

@@ -51,6 +51,8 @@ pub struct PoolArgs {
     pub upload_checksums: Option<String>,
     #[command(flatten)]
     pub data: DataLimitArgs,
+    #[command(flatten)]
+    pub service: super::service::ServiceArgs,
 }
 
 /// A `pool` whose options are checked and files loaded, nothing bound or started yet.
@@ -90,14 +92,16 @@ pub(super) fn prepare(args: PoolArgs) -> Result<PoolPlan> {
     Ok(PoolPlan { root, data, link })
 }
 
-pub(super) fn run(args: PoolArgs) -> Result<ExitCode> {
+pub(super) fn run(args: PoolArgs, verbose: u8) -> Result<ExitCode> {
+    let logging = super::service::Logging::init(verbose, &args.service)?;
     let plan = prepare(args)?;
     let (engine, pool) = plan.data.start(plan.root)?;
     let door = plan.link.door;
     control_runtime()?
-        .block_on(
-            async move { crate::pool::remote::serve(Arc::new(Service::new(pool)), plan.link, stop_on_signal()).await },
-        )
+        .block_on(async move {
+            super::service::on_hangup(move || super::service::reload_pool(&logging));
+            crate::pool::remote::serve(Arc::new(Service::new(pool)), plan.link, stop_on_signal()).await
+        })
         .with_context(|| format!("--door {door}"))?;
     drop(engine);
     Ok(ExitCode::SUCCESS)

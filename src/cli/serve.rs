@@ -91,6 +91,8 @@ pub struct ServeArgs {
     pub data: DataLimitArgs,
     #[command(flatten)]
     pub gsi: super::gsi::GsiArgs,
+    #[command(flatten)]
+    pub service: super::service::ServiceArgs,
 }
 
 /// A `serve` whose options are all checked and files loaded, nothing bound or started yet.
@@ -176,7 +178,8 @@ fn enough_ports(range: &std::ops::RangeInclusive<u16>, max_sessions: usize) -> R
     Ok(())
 }
 
-pub(super) fn run(args: ServeArgs) -> Result<ExitCode> {
+pub(super) fn run(args: ServeArgs, verbose: u8) -> Result<ExitCode> {
+    let logging = super::service::Logging::init(verbose, &args.service)?;
     let ServePlan {
         root_path,
         root,
@@ -200,6 +203,8 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode> {
             .await
             .map_err(|e| super::bind_error("--listen", listen, e))?;
         let addr = door.local_addr()?;
+        let reloader = door.reloader();
+        super::service::on_hangup(move || super::service::reload_door(&logging, &reloader));
         tracing::info!(%addr, root = %root_path.display(), "door listening");
         println!("listening on {addr}");
         door.run(stop_on_signal()).await;

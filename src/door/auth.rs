@@ -59,6 +59,15 @@ impl Users {
         Users::from_map(HashMap::new())
     }
 
+    /// How many users may log in with a password.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
     fn from_map(hashes: HashMap<String, String>) -> Users {
         // Verified for unknown names so that they cost as much as known ones.
         let dummy = hash_password("ringmover-dummy-password").unwrap_or_default();

@@ -28,6 +28,8 @@ static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 pub(crate) struct Connection {
     shared: Arc<DoorShared>,
+    /// Users and credentials as they were when the session began (a reload changes new ones).
+    live: Arc<super::Live>,
     session: Session,
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
@@ -70,6 +72,7 @@ impl Connection {
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
         let _ = stream.set_nodelay(true);
+        let live = shared.live();
         let config = SessionConfig {
             allow_anonymous: shared.config.anonymous,
             peer_ip: peer.ip(),
@@ -77,9 +80,9 @@ impl Connection {
             buffers: shared.config.buffers.clone(),
             trusted_networks: shared.config.trusted_networks.clone(),
             advertise_getput: shared.advertise_getput,
-            gsi: shared.config.gsi.is_some(),
-            dcau: shared.config.gsi.is_some() && shared.pools.local().is_some(),
-            tls: shared.config.tls.is_some(),
+            gsi: live.gsi.is_some(),
+            dcau: live.gsi.is_some() && shared.pools.local().is_some(),
+            tls: live.tls.is_some(),
             require_tls: shared.config.require_tls && !peer.ip().is_loopback(),
             timeouts: crate::protocol::session::Timeouts {
                 login: shared.config.login_timeout,
@@ -89,6 +92,7 @@ impl Connection {
         let (reader, writer) = stream.into_split();
         Ok(Connection {
             shared,
+            live,
             session: Session::new(config),
             reader,
             writer,
@@ -333,8 +337,8 @@ impl Connection {
             return Err(gone());
         };
         let name = user.clone();
-        let verifier = self.shared.clone();
-        let ok = tokio::task::spawn_blocking(move || verifier.users.verify(&name, &password))
+        let live = self.live.clone();
+        let ok = tokio::task::spawn_blocking(move || live.users.verify(&name, &password))
             .await
             .unwrap_or(false);
         drop(permit);
@@ -446,8 +450,8 @@ impl Connection {
             path = %req.kind.path(),
             direction,
             bytes = outcome.bytes,
-            seconds = format_args!("{secs:.3}"),
-            rate_mb_s = format_args!("{:.1}", outcome.bytes as f64 / secs.max(1e-9) / 1e6),
+            seconds = (secs * 1e3).round() / 1e3,
+            rate_mb_s = (outcome.bytes as f64 / secs.max(1e-9) / 1e5).round() / 10.0,
             streams = outcome.streams,
             dcau = req.dcau.letter(),
             prot = req.prot.letter(),

@@ -142,17 +142,45 @@ impl Default for DoorConfig {
     }
 }
 
+/// What a reload (SIGHUP) may replace: each session keeps the one it started with.
+pub struct Live {
+    pub users: auth::Users,
+    pub gsi: Option<Arc<GsiConfig>>,
+    pub tls: Option<Arc<crate::gsi::FtpsContext>>,
+}
+
+/// Replaces a running door's [`Live`] settings; sessions already open are untouched.
+#[derive(Clone)]
+pub struct Reloader(Arc<DoorShared>);
+
+impl Reloader {
+    pub fn replace(&self, live: Live) {
+        *self.0.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+    }
+
+    pub fn current(&self) -> Arc<Live> {
+        self.0.live()
+    }
+}
+
 /// What every connection of a door shares.
 pub(crate) struct DoorShared {
     pub(crate) config: DoorConfig,
     /// Where the files and movers are: the embedded pool or remote ones.
     pub(crate) pools: Arc<PoolManager>,
-    pub(crate) users: auth::Users,
+    live: std::sync::RwLock<Arc<Live>>,
     /// FEAT lists GETPUT (the configured [`GetPut`] applied to this backend).
     pub(crate) advertise_getput: bool,
     pub(crate) guard: Arc<guard::AddressGuard>,
     /// Password checks (Argon2, ~19 MiB and tens of ms each) running at once.
     pub(crate) verifiers: Semaphore,
+}
+
+impl DoorShared {
+    /// The settings a new session starts with.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// A door bound to its control port.
@@ -171,15 +199,25 @@ impl Door {
     ) -> std::io::Result<Door> {
         let listener = TcpListener::bind(listen).await?;
         let advertise_getput = config.getput.advertised(&pools);
+        let live = Live {
+            users,
+            gsi: config.gsi.clone(),
+            tls: config.tls.clone(),
+        };
         let shared = Arc::new(DoorShared {
             config: config.clone(),
             pools,
-            users,
+            live: std::sync::RwLock::new(Arc::new(live)),
             guard: Arc::new(guard::AddressGuard::new(config.max_sessions_per_address)),
             verifiers: Semaphore::new(verifier_count()),
             advertise_getput,
         });
         Ok(Door { listener, shared })
+    }
+
+    /// A handle that replaces the users, GSI and TLS settings while the door runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.shared.clone())
     }
 
     /// The bound control address.

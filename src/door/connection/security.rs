@@ -29,7 +29,7 @@ impl Connection {
     /// FTPS: TLS from the next byte on. Commands that came in clear behind `AUTH TLS` are
     /// dropped unread: they could not have been protected (RFC 4217 command injection).
     pub(super) fn start_tls(&mut self) -> std::io::Result<()> {
-        let Some(context) = &self.shared.config.tls else {
+        let Some(context) = &self.live.tls else {
             return Err(std::io::Error::other("AUTH TLS without a TLS certificate"));
         };
         self.tls = Some(crate::gsi::TlsServer::new(context).map_err(std::io::Error::other)?);
@@ -48,7 +48,7 @@ impl Connection {
     }
 
     async fn adat_step(&mut self, token: Vec<u8>) -> AdatOutcome {
-        let Some(config) = self.shared.config.gsi.clone() else {
+        let Some(config) = self.live.gsi.clone() else {
             return AdatOutcome::Failed("GSI is not configured".into());
         };
         let acceptor = match self.gsi_acceptor.take() {
@@ -106,7 +106,7 @@ impl Connection {
         let (dcau, prot) = (&req.dcau, req.prot);
         // FTPS PROT P (a TLS control connection): the server's certificate on every data
         // connection.
-        if let (Some(tls), Some(_), Prot::Private) = (&self.shared.config.tls, &self.tls, prot) {
+        if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, prot) {
             if !local_pool {
                 return Err(SessionError::DataConnection(
                     "PROT P: the pool of this file runs in another process; send PROT C".into(),
@@ -123,7 +123,7 @@ impl Connection {
         if !local_pool {
             return Err(refuse("the pool of this file runs in another process"));
         }
-        let (Some(peer), Some(config)) = (self.gsi_peer.as_mut(), &self.shared.config.gsi) else {
+        let (Some(peer), Some(config)) = (self.gsi_peer.as_mut(), &self.live.gsi) else {
             return Err(refuse("no GSI login"));
         };
         let key = (dcau.clone(), prot);
@@ -146,7 +146,7 @@ impl Connection {
     /// A USER/PASS after GSI authentication: the password is not looked at; the subject must
     /// map to the requested local user (or, for `:globus-mapping:`, to any).
     pub(super) fn authenticate_gsi(&mut self, user: &str) {
-        let (Some(peer), Some(config)) = (&self.gsi_peer, &self.shared.config.gsi) else {
+        let (Some(peer), Some(config)) = (&self.gsi_peer, &self.live.gsi) else {
             self.session.handle_auth(None);
             return;
         };
