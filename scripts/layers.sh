@@ -9,21 +9,22 @@ cd "$(dirname "$0")/../src"
 # What each module may use (besides std and crates). Leaves name nothing.
 declare -A ALLOWED=(
     [block]=""
-    [storage]=""
+    [metrics]=""
+    [storage]="metrics"
     [units]=""
     [secrets]=""
     [gsi]=""
     [peers]=""
     [protocol]="block peers units"
-    [engine]="block"
+    [engine]="block metrics"
     [link]="block gsi peers protocol secrets storage"
-    [pool]="block engine gsi link peers storage"
-    [door]="block engine gsi link peers pool protocol secrets"
+    [pool]="block engine gsi link metrics peers storage"
+    [door]="block engine gsi link metrics peers pool protocol secrets"
     [client]="block engine gsi link peers pool protocol storage units"
     [tune]="engine units"
     [wan]="units"
     [bench]="door engine peers units wan"
-    [cli]="bench client door engine gsi link peers pool protocol storage tune units wan"
+    [cli]="bench client door engine gsi link metrics peers pool protocol storage tune units wan"
 )
 
 # Source of a module without its test modules and comments.

@@ -17,6 +17,7 @@ pub mod door;
 pub mod engine;
 pub mod gsi;
 pub mod link;
+pub mod metrics;
 pub mod peers;
 pub mod pool;
 pub mod protocol;

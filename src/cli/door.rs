@@ -85,6 +85,7 @@ pub(super) struct DoorPlan {
     engine: EngineConfig,
     listen: SocketAddr,
     pool_listen: SocketAddr,
+    metrics: Option<super::service::MetricsPlan>,
 }
 
 pub(super) fn prepare(args: DoorArgs) -> Result<DoorPlan> {
@@ -130,6 +131,7 @@ pub(super) fn prepare(args: DoorArgs) -> Result<DoorPlan> {
         ..EngineConfig::default()
     };
     Ok(DoorPlan {
+        metrics: args.service.metrics()?,
         config,
         users,
         placement,
@@ -145,6 +147,10 @@ pub(super) fn run(args: DoorArgs, verbose: u8) -> Result<ExitCode> {
     let plan = prepare(args)?;
     let engine = Arc::new(Engine::start(&plan.engine)?);
     control_runtime()?.block_on(async move {
+        let stop = stop_on_signal();
+        if let Some(m) = plan.metrics {
+            m.start(stop.clone()).await?;
+        }
         let pools = Arc::new(PoolManager::new(plan.keys, plan.placement, engine));
         let pool_listener = tokio::net::TcpListener::bind(plan.pool_listen)
             .await
@@ -158,7 +164,7 @@ pub(super) fn run(args: DoorArgs, verbose: u8) -> Result<ExitCode> {
         super::service::on_hangup(move || super::service::reload_door(&logging, &reloader));
         tracing::info!(%addr, pools = %plan.pool_listen, "door listening");
         println!("listening on {addr}");
-        door.run(stop_on_signal()).await;
+        door.run(stop).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -60,6 +60,7 @@ pub(super) struct PoolPlan {
     root: Arc<Root>,
     data: DataPlan,
     link: crate::pool::remote::PoolLinkConfig,
+    metrics: Option<super::service::MetricsPlan>,
 }
 
 pub(super) fn prepare(args: PoolArgs) -> Result<PoolPlan> {
@@ -89,7 +90,12 @@ pub(super) fn prepare(args: PoolArgs) -> Result<PoolPlan> {
         port_range: port_range.map(|r| (*r.start(), *r.end())),
         key,
     };
-    Ok(PoolPlan { root, data, link })
+    Ok(PoolPlan {
+        metrics: args.service.metrics()?,
+        root,
+        data,
+        link,
+    })
 }
 
 pub(super) fn run(args: PoolArgs, verbose: u8) -> Result<ExitCode> {
@@ -97,12 +103,16 @@ pub(super) fn run(args: PoolArgs, verbose: u8) -> Result<ExitCode> {
     let plan = prepare(args)?;
     let (engine, pool) = plan.data.start(plan.root)?;
     let door = plan.link.door;
-    control_runtime()?
-        .block_on(async move {
-            super::service::on_hangup(move || super::service::reload_pool(&logging));
-            crate::pool::remote::serve(Arc::new(Service::new(pool)), plan.link, stop_on_signal()).await
-        })
-        .with_context(|| format!("--door {door}"))?;
+    control_runtime()?.block_on(async move {
+        super::service::on_hangup(move || super::service::reload_pool(&logging));
+        let stop = stop_on_signal();
+        if let Some(m) = plan.metrics {
+            m.start(stop.clone()).await?;
+        }
+        crate::pool::remote::serve(Arc::new(Service::new(pool)), plan.link, stop)
+            .await
+            .with_context(|| format!("--door {door}"))
+    })?;
     drop(engine);
     Ok(ExitCode::SUCCESS)
 }

@@ -104,6 +104,7 @@ pub(super) struct ServePlan {
     listen: SocketAddr,
     data: DataPlan,
     user_root: Option<String>,
+    metrics: Option<super::service::MetricsPlan>,
 }
 
 pub(super) fn prepare(args: ServeArgs) -> Result<ServePlan> {
@@ -152,6 +153,7 @@ pub(super) fn prepare(args: ServeArgs) -> Result<ServePlan> {
         ..PoolConfig::default()
     })?;
     Ok(ServePlan {
+        metrics: args.service.metrics()?,
         root_path,
         root,
         door,
@@ -188,6 +190,7 @@ pub(super) fn run(args: ServeArgs, verbose: u8) -> Result<ExitCode> {
         listen,
         data,
         user_root,
+        metrics,
     } = prepare(args)?;
     let (engine, pool) = data.start(root)?;
     if let Some(template) = user_root {
@@ -199,6 +202,10 @@ pub(super) fn run(args: ServeArgs, verbose: u8) -> Result<ExitCode> {
     let runtime = control_runtime()?;
     runtime.block_on(async move {
         let pools = Arc::new(PoolManager::embedded(Arc::new(Service::new(pool))));
+        let stop = stop_on_signal();
+        if let Some(m) = metrics {
+            m.start(stop.clone()).await?;
+        }
         let door = Door::bind(listen, door, pools, users)
             .await
             .map_err(|e| super::bind_error("--listen", listen, e))?;
@@ -207,7 +214,7 @@ pub(super) fn run(args: ServeArgs, verbose: u8) -> Result<ExitCode> {
         super::service::on_hangup(move || super::service::reload_door(&logging, &reloader));
         tracing::info!(%addr, root = %root_path.display(), "door listening");
         println!("listening on {addr}");
-        door.run(stop_on_signal()).await;
+        door.run(stop).await;
         anyhow::Ok(())
     })?;
     drop(runtime);

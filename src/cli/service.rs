@@ -31,6 +31,69 @@ pub struct ServiceArgs {
     /// Also append each finished transfer's log line to FILE (reopened on SIGHUP, for logrotate).
     #[arg(long, value_name = "FILE")]
     pub transfer_log: Option<PathBuf>,
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics, e.g. 127.0.0.1:9811
+    /// [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A file holding a token scrapers must send (`Authorization: Bearer TOKEN`; Prometheus:
+    /// authorization.credentials_file).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// Where and for whom to serve metrics, checked.
+pub struct MetricsPlan {
+    addr: std::net::SocketAddr,
+    access: crate::metrics::http::Access,
+}
+
+impl ServiceArgs {
+    /// The metrics endpoint, its token file read; None when off.
+    pub fn metrics(&self) -> Result<Option<MetricsPlan>> {
+        let Some(addr) = self.metrics_listen else {
+            if self.metrics_token_file.is_some() {
+                anyhow::bail!("--metrics-token-file needs --metrics-listen");
+            }
+            return Ok(None);
+        };
+        let token = match &self.metrics_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--metrics-token-file {}", path.display()))?;
+                let token = text.trim().to_string();
+                if token.is_empty() || token.contains(char::is_whitespace) {
+                    anyhow::bail!(
+                        "--metrics-token-file {}: expected one token on one line",
+                        path.display()
+                    );
+                }
+                Some(Arc::new(token))
+            }
+            None => None,
+        };
+        Ok(Some(MetricsPlan {
+            addr,
+            access: crate::metrics::http::Access { token },
+        }))
+    }
+}
+
+impl MetricsPlan {
+    /// Binds and serves in the background (inside the runtime).
+    pub async fn start(self, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+        let open = self.access.token.is_none() && !self.addr.ip().is_loopback();
+        let bound = crate::metrics::http::start(self.addr, self.access, shutdown)
+            .await
+            .map_err(|e| super::bind_error("--metrics-listen", self.addr, e))?;
+        tracing::info!(addr = %bound, "metrics listening (GET /metrics)");
+        if open {
+            tracing::warn!(
+                addr = %bound,
+                "metrics are open to anyone who reaches this address: give --metrics-token-file or a loopback address"
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -21,6 +21,28 @@ use crate::protocol::framer::{Frame, LineFramer};
 use crate::protocol::session::{Access, StorageDone, StorageOp, TransferKind, TransferRequest};
 use crate::protocol::{Action, Command, Session, SessionConfig, SessionError};
 
+/// A finished transfer in the metrics: its result, bytes and socket-buffer choice.
+fn count_transfer(direction: &'static str, req: &TransferRequest, outcome: &transfer::Outcome) {
+    let metrics = crate::metrics::get();
+    let result = match &outcome.result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.code().0.to_string(),
+    };
+    let labels = vec![("direction", direction.to_string()), ("result", result)];
+    metrics.transfers.get_or_create(&labels).inc();
+    let direction = crate::metrics::label("direction", direction);
+    metrics.transfer_bytes.get_or_create(&direction).inc_by(outcome.bytes);
+    let buffers = match (req.buffer_auto, req.buffer_size) {
+        (true, _) => "automatic",
+        (false, Some(_)) => "client",
+        (false, None) => "autotuning",
+    };
+    metrics
+        .buffer_decisions
+        .get_or_create(&crate::metrics::label("decision", buffers))
+        .inc();
+}
+
 /// Command lines a connection may send before it has logged in.
 const MAX_LINES_BEFORE_LOGIN: usize = 64;
 
@@ -347,6 +369,10 @@ impl Connection {
             tracing::info!(%user, peer = %self.peer, "login");
             self.log_in(user);
         } else {
+            crate::metrics::get()
+                .login_failures
+                .get_or_create(&crate::metrics::label("method", "password"))
+                .inc();
             let delay = self.shared.guard.fail(ip).max(self.session.auth_penalty());
             tracing::warn!(%user, peer = %self.peer, ?delay, "failed login");
             if self.unless_gone(tokio::time::sleep(delay)).await.is_none() {
@@ -427,6 +453,17 @@ impl Connection {
 
     async fn transfer(&mut self, req: TransferRequest) -> std::io::Result<()> {
         let started = Instant::now();
+        let metrics = crate::metrics::get();
+        let direction = match req.kind {
+            TransferKind::Store { .. } => "upload",
+            TransferKind::Retrieve { .. } => "download",
+            TransferKind::Listing { .. } => "listing",
+        };
+        let running = metrics
+            .transfers_active
+            .get_or_create(&crate::metrics::label("direction", direction))
+            .clone();
+        let running = crate::metrics::Active::new(running);
         let mut outcome = self.run_transfer(&req).await?;
         if let (Ok(_), Some((alg, want)), TransferKind::Store { path, .. }) = (&outcome.result, &req.verify, &req.kind)
         {
@@ -434,16 +471,13 @@ impl Connection {
                 outcome.result = Err(e);
             }
         }
+        drop(running);
         let secs = started.elapsed().as_secs_f64();
-        let direction = match req.kind {
-            TransferKind::Store { .. } => "upload",
-            TransferKind::Retrieve { .. } => "download",
-            TransferKind::Listing { .. } => "listing",
-        };
         let result = match &outcome.result {
             Ok(_) => "ok".to_string(),
             Err(e) => format!("{} {e}", e.code().0),
         };
+        count_transfer(direction, &req, &outcome);
         tracing::info!(
             target: "ringmover::transfer",
             user = %req.access.user,

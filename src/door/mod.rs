@@ -254,6 +254,7 @@ impl Door {
                     let shared = self.shared.clone();
                     let rx = shutdown.clone();
                     sessions.spawn(async move {
+                        let _open = crate::metrics::Active::new(crate::metrics::get().sessions_active.clone());
                         match connection::Connection::new(shared, stream, rx) {
                             Ok(c) => c.run().await,
                             Err(e) => tracing::debug!(%peer, "connection setup failed: {e}"),

@@ -62,6 +62,7 @@ impl Drop for MoverRun {
         if let Stop::Remote { pool, id } = &self.stop {
             pool.movers.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
             pool.active.fetch_sub(1, Ordering::Relaxed);
+            pool.load_gauge.dec();
         }
     }
 }
@@ -120,6 +121,7 @@ impl PoolHandle {
                 let id = p.next_id.fetch_add(1, Ordering::Relaxed);
                 p.movers.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
                 p.active.fetch_add(1, Ordering::Relaxed);
+                p.load_gauge.inc();
                 let run = MoverRun {
                     reports,
                     stop: Stop::Remote { pool: p.clone(), id },
@@ -155,6 +157,8 @@ pub struct RemotePool {
     /// Ids of namespace requests and movers.
     next_id: AtomicU64,
     active: AtomicUsize,
+    /// `active` in the metrics.
+    load_gauge: prometheus_client::metrics::gauge::Gauge,
     alive: AtomicBool,
 }
 
@@ -276,8 +280,17 @@ impl PoolManager {
             movers: Mutex::default(),
             next_id: AtomicU64::new(0),
             active: AtomicUsize::new(0),
+            load_gauge: crate::metrics::get()
+                .pool_load
+                .get_or_create(&crate::metrics::label("pool", name.clone()))
+                .clone(),
             alive: AtomicBool::new(true),
         });
+        let linked = crate::metrics::get()
+            .pool_linked
+            .get_or_create(&crate::metrics::label("pool", name.clone()))
+            .clone();
+        linked.set(1);
         {
             let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
             pools.retain(|p| p.name() != name);
@@ -297,6 +310,15 @@ impl PoolManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|p| !matches!(p, PoolHandle::Remote(r) if Arc::ptr_eq(r, &pool)));
+        if !self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|p| p.name() == name)
+        {
+            linked.set(0);
+        }
         tracing::warn!(pool = %name, "pool link lost; taken out of rotation");
         for (_, w) in pool.ns.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             let _ = w.send(Err(pool.lost()));

@@ -120,6 +120,11 @@ pub(crate) struct BlockSend {
 }
 
 impl BlockSend {
+    /// Payloads go out with sendfile, never copied through user space.
+    pub(crate) fn zero_copy(&self) -> bool {
+        self.zerocopy
+    }
+
     pub(crate) fn new(
         file: Arc<File>,
         sock: TcpStream,
@@ -399,6 +404,11 @@ pub(crate) struct BlockRecv {
 }
 
 impl BlockRecv {
+    /// Payloads are spliced into the file, never copied through user space.
+    pub(crate) fn zero_copy(&self) -> bool {
+        self.pipe.is_some()
+    }
+
     pub(crate) fn new(
         file: Arc<File>,
         sock: TcpStream,

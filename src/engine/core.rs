@@ -89,7 +89,7 @@ pub(crate) fn spawn(index: usize, cpu: Option<usize>, config: &EngineConfig) -> 
             if let Some(cpu) = cpu {
                 pin(cpu);
             }
-            match CoreLoop::new(rx, wake_fd, &config) {
+            match CoreLoop::new(rx, wake_fd, &config, CoreStats::new(index, cpu)) {
                 Ok(mut core) => {
                     let _ = ready_tx.send(Ok(()));
                     core.run();
@@ -117,6 +117,9 @@ fn pin(cpu: usize) {
     }
 }
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
 /// What a core needs to build ops: its arena.
 pub(crate) struct Ctx<'a> {
     pub(crate) arena: &'a mut Arena,
@@ -134,6 +137,29 @@ struct CoreLoop {
     stopping: bool,
     /// With a latency recorder: when each transfer's op in flight was submitted.
     latency: Option<(OpLatency, HashMap<u64, Instant>)>,
+    stats: CoreStats,
+}
+
+/// This core's metrics, looked up once.
+struct CoreStats {
+    bytes: Counter,
+    ops: Counter,
+    queue: Gauge,
+    zero_copy: Counter,
+}
+
+impl CoreStats {
+    fn new(index: usize, cpu: Option<usize>) -> CoreStats {
+        let m = crate::metrics::get();
+        let cpu = cpu.map_or("any".to_string(), |c| c.to_string());
+        let labels = vec![("core", index.to_string()), ("cpu", cpu)];
+        CoreStats {
+            bytes: m.core_bytes.get_or_create(&labels).clone(),
+            ops: m.core_ops.get_or_create(&labels).clone(),
+            queue: m.core_queue.get_or_create(&labels).clone(),
+            zero_copy: m.core_zero_copy_bytes.get_or_create(&labels).clone(),
+        }
+    }
 }
 
 impl CoreLoop {
@@ -141,6 +167,7 @@ impl CoreLoop {
         rx: crossbeam_channel::Receiver<Msg>,
         wake: Arc<OwnedFd>,
         config: &EngineConfig,
+        stats: CoreStats,
     ) -> Result<CoreLoop, OpError> {
         let ring = build_ring().map_err(|e| OpError::io("io_uring_setup", e))?;
         let arena = Arena::new(&ring, config.buffers_per_core, config.buffer_size);
@@ -154,6 +181,7 @@ impl CoreLoop {
             transfers: HashMap::new(),
             stopping: false,
             latency: config.op_latency.clone().map(|l| (l, HashMap::new())),
+            stats,
         })
     }
 
@@ -177,6 +205,7 @@ impl CoreLoop {
                 }
             }
             let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+            self.stats.queue.set(self.transfers.len() as i64);
             for (user_data, res) in done {
                 match user_data {
                     WAKE => self.wake_armed = false,
@@ -233,11 +262,22 @@ impl CoreLoop {
                 rec.record(at.elapsed().as_micros() as u64);
             }
         }
+        let before = t.moved();
         let step = if t.cancelled && res.is_some() {
             Step::Done(Err(OpError::Cancelled))
         } else {
             t.advance(&mut Ctx { arena: &mut self.arena }, res)
         };
+        let moved = t.moved() - before;
+        if res.is_some() {
+            self.stats.ops.inc();
+        }
+        if moved > 0 {
+            self.stats.bytes.inc_by(moved);
+            if t.zero_copy() {
+                self.stats.zero_copy.inc_by(moved);
+            }
+        }
         match step {
             Step::Submit(entry) => {
                 if let Some((_, started)) = &mut self.latency {

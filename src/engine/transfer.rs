@@ -275,6 +275,21 @@ impl Transfer {
         let _ = self.done.send(result.map(|bytes| Finished { bytes, socket }));
     }
 
+    /// Bytes this transfer moved so far.
+    pub(crate) fn moved(&self) -> u64 {
+        self.moved
+    }
+
+    /// Its bytes move without a copy through user space (sendfile or splice).
+    pub(crate) fn zero_copy(&self) -> bool {
+        match &self.kind {
+            Kind::SendFile { .. } | Kind::SpliceRecv { .. } => true,
+            Kind::BlockSend(b) => b.zero_copy(),
+            Kind::BlockRecv(b) => b.zero_copy(),
+            _ => false,
+        }
+    }
+
     fn count(&mut self, n: u64) {
         self.moved += n;
         self.progress.fetch_add(n, Ordering::Relaxed);

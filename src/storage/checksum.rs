@@ -83,14 +83,37 @@ impl Hasher {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Md5(h) => h.update(data),
-            Hasher::Adler32(h) => h.write(data),
-            Hasher::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
-            Hasher::Sha1(h) => h.update(data),
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
-        }
+        let alg = match self {
+            Hasher::Md5(h) => {
+                h.update(data);
+                Algorithm::Md5
+            }
+            Hasher::Adler32(h) => {
+                h.write(data);
+                Algorithm::Adler32
+            }
+            Hasher::Crc32c(c) => {
+                *c = crc32c::crc32c_append(*c, data);
+                Algorithm::Crc32c
+            }
+            Hasher::Sha1(h) => {
+                h.update(data);
+                Algorithm::Sha1
+            }
+            Hasher::Sha256(h) => {
+                h.update(data);
+                Algorithm::Sha256
+            }
+            Hasher::Sha512(h) => {
+                h.update(data);
+                Algorithm::Sha512
+            }
+        };
+        // Updates come a buffer (tens of KiB or more) at a time: one lookup each is noise.
+        crate::metrics::get()
+            .checksum_bytes
+            .get_or_create(&crate::metrics::label("algorithm", alg.name().to_ascii_lowercase()))
+            .inc_by(data.len() as u64);
     }
 
     /// Lower-case hex.

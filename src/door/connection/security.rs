@@ -66,6 +66,7 @@ impl Connection {
             }
             Ok(Ok(Step::Established(done))) if done.peer.limited && config.refuse_limited => {
                 tracing::warn!(peer = %self.peer, subject = %done.peer.subject, "GSI authentication refused: a limited proxy");
+                gsi_failure();
                 AdatOutcome::Failed("this server refuses limited proxies".into())
             }
             Ok(Ok(Step::Established(done))) => {
@@ -90,6 +91,7 @@ impl Connection {
             }
             Ok(Err(e)) => {
                 tracing::warn!(peer = %self.peer, "GSI authentication refused: {e}");
+                gsi_failure();
                 AdatOutcome::Failed(e.to_string())
             }
             Err(e) => AdatOutcome::Failed(format!("internal error: {e}")),
@@ -159,9 +161,17 @@ impl Connection {
             }
             None => {
                 tracing::warn!(peer = %self.peer, %subject, requested = user, "GSI login refused: not in the grid-mapfile");
+                gsi_failure();
                 let refusal = SessionError::NotMapped(subject.clone());
                 self.session.handle_auth_refused(refusal);
             }
         }
     }
+}
+
+fn gsi_failure() {
+    crate::metrics::get()
+        .login_failures
+        .get_or_create(&crate::metrics::label("method", "gsi"))
+        .inc();
 }
