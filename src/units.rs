@@ -22,29 +22,22 @@ pub fn parse_rate(s: &str) -> Option<f64> {
     (v.is_finite() && v > 0.0).then_some(v * mul)
 }
 
-/// `600`, `90s`, `2.5s`, `80ms`, `250us`, `10m`, `2h`; a bare number is seconds.
+/// `600`, `90s`, `80ms`, `250us`, `10m`, `2h`, `1m 30s` (humantime's grammar); a bare number
+/// is seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).ok()?,
     };
-    let v: f64 = num.parse().ok()?;
-    let secs = v * scale;
-    (secs.is_finite() && (0.0..=1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+    (d <= Duration::from_secs(1_000_000_000)).then_some(d)
 }
 
 /// A round-trip time: as [`parse_duration`], but the unit is required (`80` could mean
 /// seconds or milliseconds, and a wrong guess sizes buffers a thousand times off).
 pub fn parse_rtt(s: &str) -> Option<Duration> {
     let s = s.trim();
-    if s.ends_with(|c: char| c.is_ascii_digit() || c == '.') {
+    if s.ends_with(|c: char| c.is_ascii_digit()) {
         return None;
     }
     parse_duration(s)
@@ -69,7 +62,8 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("600"), Some(Duration::from_secs(600)));
         assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("0.2s"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1m 30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("200ms"), Some(Duration::from_millis(200)));
         assert_eq!(parse_duration("80ms"), Some(Duration::from_millis(80)));
         assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
         assert_eq!(parse_duration("10x"), None);

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use plotters::prelude::*;
+
 use super::{Case, Point, Scenario};
 
 /// The peer each scenario is compared with.
@@ -143,9 +145,7 @@ pub fn csv(cases: &[Case], to: impl std::io::Write) -> Result<(), csv::Error> {
     Ok(())
 }
 
-const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
-
-/// GB/s over the sweep's points, one panel per scenario, one line per tool.
+/// GB/s over the sweep's points, one panel per scenario, one line per tool (plotters, SVG).
 pub fn svg(cases: &[Case]) -> String {
     let scenarios: Vec<Scenario> = cases.iter().fold(Vec::new(), |mut v, c| {
         if !v.contains(&c.scenario) {
@@ -153,19 +153,26 @@ pub fn svg(cases: &[Case]) -> String {
         }
         v
     });
-    let (w, ph) = (760.0, 300.0);
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">\n",
-        ph * scenarios.len().max(1) as f64
-    );
-    for (i, s) in scenarios.iter().enumerate() {
-        panel(&mut out, cases, *s, i as f64 * ph, w, ph);
+    let mut out = String::new();
+    {
+        let height = 300 * scenarios.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut out, (760, height)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let panels = root.split_evenly((scenarios.len().max(1), 1));
+        for (s, area) in scenarios.iter().zip(panels.iter()) {
+            if let Err(e) = panel(area, cases, *s) {
+                tracing::warn!("bench plot of {}: {e}", s.name());
+            }
+        }
+        let _ = root.present();
     }
-    out.push_str("</svg>\n");
     out
 }
 
-fn panel(out: &mut String, cases: &[Case], s: Scenario, top: f64, w: f64, h: f64) {
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type PlotError<'a> = DrawingAreaErrorKind<<SVGBackend<'a> as DrawingBackend>::ErrorType>;
+
+fn panel<'a>(area: &Area<'a>, cases: &[Case], s: Scenario) -> Result<(), PlotError<'a>> {
     let mine: Vec<&Case> = cases.iter().filter(|c| c.scenario == s).collect();
     let mut labels: Vec<String> = Vec::new();
     let mut tools: Vec<&str> = Vec::new();
@@ -179,77 +186,51 @@ fn panel(out: &mut String, cases: &[Case], s: Scenario, top: f64, w: f64, h: f64
         }
     }
     let ymax = mine.iter().map(|c| c.median.gbytes_per_s).fold(0.0, f64::max).max(0.1) * 1.1;
-    let (x0, x1, y0, y1) = (60.0, w - 200.0, top + h - 70.0, top + 30.0);
-    let x = |i: usize| x0 + (x1 - x0) * (i as f64 + 0.5) / labels.len().max(1) as f64;
-    let y = |v: f64| y0 - (y0 - y1) * v / ymax;
-    let _ = writeln!(
-        out,
-        "<text x=\"{x0}\" y=\"{}\" font-size=\"14\">{} (GB/s, median)</text>",
-        top + 18.0,
-        s.name()
-    );
-    let _ = writeln!(
-        out,
-        "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/>"
-    );
-    let _ = writeln!(
-        out,
-        "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{y1}\" stroke=\"black\"/>"
-    );
-    for k in 0..=4 {
-        let v = ymax * k as f64 / 4.0;
-        let _ = writeln!(
-            out,
-            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.1}</text>",
-            x0 - 4.0,
-            y(v) + 4.0
-        );
-    }
-    for (i, l) in labels.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "<text transform=\"translate({:.1},{:.1}) rotate(30)\">{}</text>",
-            x(i),
-            y0 + 12.0,
-            escape(l)
-        );
-    }
+    let n = labels.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{} (GB/s, median)", s.name()), ("sans-serif", 14))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(45)
+        .build_cartesian_2d(-0.5..n - 0.5, 0.0..ymax)?;
+    let label_of = |x: &f64| {
+        let i = x.round();
+        let on_point = (x - i).abs() < 1e-6 && i >= 0.0;
+        on_point
+            .then(|| labels.get(i as usize).cloned())
+            .flatten()
+            .unwrap_or_default()
+    };
+    chart
+        .configure_mesh()
+        .x_labels(labels.len().max(1))
+        .x_label_formatter(&label_of)
+        .y_desc("GB/s")
+        .draw()?;
     for (t, tool) in tools.iter().enumerate() {
-        let color = COLORS[t % COLORS.len()];
-        let pts: Vec<String> = labels
+        let color = Palette99::pick(t).to_rgba();
+        let points: Vec<(f64, f64)> = labels
             .iter()
             .enumerate()
             .filter_map(|(i, l)| {
                 mine.iter()
                     .find(|c| c.tool == *tool && &c.label() == l)
-                    .map(|c| format!("{:.1},{:.1}", x(i), y(c.median.gbytes_per_s)))
+                    .map(|c| (i as f64, c.median.gbytes_per_s))
             })
             .collect();
-        let _ = writeln!(
-            out,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            pts.join(" ")
-        );
-        for p in &pts {
-            if let Some((px, py)) = p.split_once(',') {
-                let _ = writeln!(out, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>");
-            }
-        }
-        let ly = y1 + 16.0 * t as f64;
-        let _ = writeln!(
-            out,
-            "<rect x=\"{}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{:.1}\">{}</text>",
-            x1 + 15.0,
-            ly - 9.0,
-            x1 + 30.0,
-            ly,
-            escape(tool)
-        );
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+            .label(*tool)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
 }
 
 /// The m2m rows of our engine: sendfile from an in-memory file, and io_uring `Send` of one
@@ -469,7 +450,10 @@ mod tests {
         assert_eq!(got[2].met, Some(true)); // 2.5x at 0.33x CPU
         assert_eq!(got[3].met, None); // -p 4 not measured
         let svg = svg(&cases);
-        assert_eq!(svg.matches("<polyline").count(), 5);
+        assert!(svg.starts_with("<svg") && svg.contains("m2m"), "{svg:.300}");
+        for tool in ["iperf3 -Z", "guc ⇄ globus-gridftp-server", M2M_SENDFILE] {
+            assert!(svg.contains(tool), "{tool} missing from the legend");
+        }
         let mut out = Vec::new();
         csv(&cases, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 6);

@@ -41,8 +41,8 @@ use crate::storage::Root;
 /// The grammar of every duration and rate option (`units.rs`), shown under each command's help.
 macro_rules! units_help {
     () => {
-        "Durations: a number with us, ms, s, m or h (600, 90s, 2.5s, 80ms, 10m); a bare number is \
-seconds (an RTT needs its unit). Rates: bits per second, with bit, kbit, mbit or gbit, or k, m, g (10gbit, 250m)."
+        "Durations: a number with a unit, us, ms, s, m, h or d, or several (600, 90s, 80ms, 10m, 1m 30s; \
+humantime's grammar); a bare number is seconds (an RTT needs its unit). Rates: bits per second, with bit, kbit, mbit or gbit, or k, m, g (10gbit, 250m)."
     };
 }
 const UNITS_HELP: &str = units_help!();
@@ -264,7 +264,7 @@ fn init_logging(verbose: u8, quiet_default: bool) {
 /// Parses a duration (`600`, `90s`, `250ms`, `10m`, `2h`; a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration> {
     crate::units::parse_duration(s)
-        .with_context(|| format!("invalid duration '{s}': a number of seconds, or with a unit us, ms, s, m or h"))
+        .with_context(|| format!("invalid duration '{s}': a number of seconds, or with units (90s, 80ms, 10m, 1m 30s)"))
 }
 
 /// Parses `md5,adler32` (or `none`) into algorithms.
@@ -447,17 +447,13 @@ fn control_runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the control runtime")
 }
 
-/// Parses `4G`, `512M`, `64K` or a plain byte count.
+/// Parses `4G`, `512M`, `64K`, `1.5GiB` or a plain byte count; K, M and G are powers of 1024
+/// (as dd and globus-url-copy read them).
 pub fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M') => (&s[..s.len() - 1], 1 << 20),
-        Some('G') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: u64 = num.parse().with_context(|| format!("invalid size '{s}'"))?;
-    n.checked_mul(mul).with_context(|| format!("size '{s}' too large"))
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .with_context(|| format!("invalid size '{s}': e.g. 4G, 512M, 64K or bytes"))
 }
 
 /// A flag that turns true on SIGTERM or SIGINT (call inside the runtime).

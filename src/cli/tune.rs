@@ -30,7 +30,7 @@ pub struct CheckArgs {
     /// Link rate of one flow: 10g, 25g, 40g or 100g.
     #[arg(long, default_value = "10g")]
     pub target: String,
-    /// Round-trip time of the paths to plan for (e.g. 50ms, 0.2s).
+    /// Round-trip time of the paths to plan for (e.g. 50ms, 200ms).
     #[arg(long, default_value = "50ms")]
     pub rtt: String,
     /// Data interface (default: the default route's).
