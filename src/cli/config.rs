@@ -350,4 +350,17 @@ mod tests {
         let e = error(argv(&["ringmover", "serve", "--config", &p]));
         assert!(e.contains("line 1") || e.contains("line 2"), "{e}");
     }
+
+    #[test]
+    fn the_packaged_examples_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/config");
+        let site = format!("{dir}/ringmover.toml");
+        for role in ["serve", "door"] {
+            parse(argv(&["ringmover", role, "--config", &site])).unwrap_or_else(|e| panic!("{role}: {e}"));
+        }
+        let pool = format!("{dir}/pool-a.toml");
+        let cli = parse(argv(&["ringmover", "pool", "--config", &pool])).unwrap();
+        let Cmd::Pool(p) = cli.command else { panic!() };
+        assert_eq!(p.name.as_deref(), Some("a"));
+    }
 }
