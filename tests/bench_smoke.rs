@@ -54,8 +54,10 @@ fn bench_prints_ratios_csv_and_svg() {
     // scenario, at 2 points each.
     assert_eq!(csv.lines().count(), 1 + 4 * 2 + 3 * 2 * 2, "{csv}");
     let svg = std::fs::read_to_string(&svg).unwrap();
+    // One dot per measured point (the same 20 rows as the CSV), one legend entry per tool.
+    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() == 20, "{svg}");
     assert!(
-        svg.starts_with("<svg") && svg.matches("<polyline").count() == 10,
+        svg.contains("iperf3 -Z") && svg.contains("ringmover copy ⇄ ringmover"),
         "{svg}"
     );
 
