@@ -105,8 +105,46 @@ pub(crate) fn gsi_context(
     b.verify_param_mut()
         .set_flags(X509VerifyFlags::ALLOW_PROXY_CERTS | X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
         .map_err(GsiError::tls("verify flags"))?;
-    b.set_verify_callback(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT, crl_optional);
+    let ca_dir = trust.ca_dir.clone();
+    b.set_verify_callback(
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        move |ok, ctx| {
+            if ok {
+                within_signing_policy(ctx, &ca_dir)
+            } else {
+                crl_optional(ok, ctx)
+            }
+        },
+    );
     Ok(b.build())
+}
+
+/// A certificate a CA signed must have a subject that CA's `.signing_policy` allows, where it
+/// has one (proxies and self-signed roots are not CA-signed names).
+fn within_signing_policy(ctx: &mut X509StoreContextRef, ca_dir: &Path) -> bool {
+    let Some(cert) = ctx.current_cert() else {
+        return true;
+    };
+    let (issuer, subject) = (
+        super::names::dn(cert.issuer_name()),
+        super::names::dn(cert.subject_name()),
+    );
+    if issuer == subject || super::names::is_proxy(cert) {
+        return true;
+    }
+    let allowed = match super::policy::SigningPolicy::load(ca_dir, cert.issuer_name_hash()) {
+        None => return true,
+        Some(Ok(policy)) => policy.allows(&issuer, &subject),
+        Some(Err(e)) => {
+            tracing::warn!(ca = %issuer, "signing policy unreadable: {e}");
+            false
+        }
+    };
+    if !allowed {
+        tracing::warn!(%subject, ca = %issuer, "certificate refused: outside its CA's signing policy");
+        ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+    }
+    allowed
 }
 
 /// A CA that publishes no CRL (and a proxy, whose issuer never does) is not an error; a

@@ -18,6 +18,7 @@ pub mod initiate;
 pub mod keys;
 mod mem;
 pub mod names;
+pub mod policy;
 mod proxy;
 
 pub use accept::{Acceptor, Established, Step};

@@ -213,3 +213,33 @@ fn an_untrusted_client_or_an_expired_proxy_is_refused() {
         .unwrap();
     assert!(e.to_string().contains("expired"), "{e}");
 }
+
+#[test]
+fn a_ca_signing_policy_limits_the_names_it_vouches_for() {
+    let grid = grid();
+    let server = server(&grid, None);
+    let ca_hash = grid.user.chain[0].issuer_name_hash();
+    let policy = grid.trust.ca_dir.join(format!("{ca_hash:08x}.signing_policy"));
+    let write = |subjects: &str| {
+        let text = format!(
+            "access_id_CA X509 '/O=Grid/CN=Test CA'\npos_rights globus CA:sign\ncond_subjects globus '{subjects}'\n"
+        );
+        std::fs::write(&policy, text).unwrap();
+    };
+    let user = proxy(&grid.user, false);
+    let client = ClientCredentials::load(&proxy_file(&grid, &user), &grid.trust).unwrap();
+    // The CA may sign the host's name only: the user's certificate is refused.
+    write("\"/O=Grid/CN=localhost\"");
+    let e = exchange(&server, &client, false).err().expect("refused");
+    assert!(e.to_string().contains("application verification"), "{e}");
+    // Both names inside the policy: accepted.
+    write("\"/O=Grid/CN=localhost\" \"/O=Grid/CN=Test *\"");
+    exchange(&server, &client, false).unwrap();
+    // A policy for another CA in this CA's file: nothing it signed is trusted.
+    std::fs::write(
+        &policy,
+        "access_id_CA X509 '/O=Grid/CN=Other CA'\npos_rights globus CA:sign\ncond_subjects globus '\"*\"'\n",
+    )
+    .unwrap();
+    assert!(exchange(&server, &client, false).is_err());
+}
