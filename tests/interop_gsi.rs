@@ -166,33 +166,50 @@ fn gsi_refusals_say_why() {
 }
 
 #[test]
-fn a_door_with_remote_pools_takes_gsi_logins_without_dcau() {
+fn a_door_with_remote_pools_authenticates_data_on_the_pools() {
     let grid = Grid::new();
     let args = grid.server_args("certdir");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let site = common::site::Site::start_with(&["127.0.0.2"], &args);
+    let certdir = grid.path("certdir").display().to_string();
+    // Pool 127.0.0.2 checks DCAU peers against the grid's CAs; 127.0.0.3 has no CA directory.
+    let mut site = common::site::Site::start_full(&["127.0.0.2"], &args, &["--ca-dir", &certdir]);
     write_big(&site.root(0).join("a"), 3 << 20, 6);
     let local = tempfile::tempdir().unwrap();
     let down = local.path().join("a");
     let url = format!("gsiftp://localhost:{}/a", site.control.port());
-    // FEAT does not list DCAU (the delegated key stays in the door), so the data connections
-    // to the pool go without it; GET/PUT and MODE E reach the pool directly.
-    for extra in [&[][..], &["-p", "4"][..]] {
+    let dst = format!("file://{}", down.display());
+    // FEAT lists DCAU: the door seals the delegated proxy for the pool, which authenticates
+    // (and with -dcpriv encrypts) the data connections GET/PUT and MODE E open to it.
+    for extra in [&[][..], &["-p", "4"][..], &["-dcpriv"][..], &["-dcpriv", "-p", "4"][..]] {
         let mut a = extra.to_vec();
-        let dst = format!("file://{}", down.display());
         a.extend([url.as_str(), dst.as_str()]);
         let (ok, out) = grid.guc("proxy", &[], &a);
         assert!(ok, "{a:?}: {out}");
         assert_same(&site.root(0).join("a"), &down);
     }
-    // Asked for privacy there, ringmover copy refuses rather than send in clear
-    // (globus-url-copy -dcpriv goes on unencrypted when FEAT lacks DCAU).
+    let up = format!("gsiftp://localhost:{}/b", site.control.port());
+    let (ok, out) = grid.guc("proxy", &[], &["-dcpriv", &dst, &up]);
+    assert!(ok, "{out}");
+    assert_same(&down, &site.root(0).join("b"));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringmover"))
         .args(["copy", "-q", "--dcpriv", &url, &down.display().to_string()])
         .env("X509_CERT_DIR", grid.path("certdir"))
         .env("X509_USER_PROXY", grid.path("proxy"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && text.contains("no DCAU in FEAT"), "{text}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_same(&site.root(0).join("a"), &down);
+    // A pool without a CA directory refuses DCAU with a reply that says so; -nodcau works.
+    let (mut old, _root) = site.pools.remove(0);
+    let _ = old.0.kill();
+    let _ = old.0.wait();
+    let mut bare = common::site::Site::start_with(&["127.0.0.3"], &args);
+    write_big(&bare.root(0).join("a"), 1 << 20, 7);
+    let url = format!("gsiftp://localhost:{}/a", bare.control.port());
+    let (ok, out) = grid.guc("proxy", &[], &[url.as_str(), dst.as_str()]);
+    assert!(!ok && out.contains("CA directory"), "{out}");
+    let (ok, out) = grid.guc("proxy", &[], &["-nodcau", url.as_str(), dst.as_str()]);
+    assert!(ok, "{out}");
+    assert_same(&bare.root(0).join("a"), &down);
+    bare.pools.clear();
 }

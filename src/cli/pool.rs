@@ -46,6 +46,10 @@ pub struct PoolArgs {
     /// Engine data path: auto, zerocopy or readwrite.
     #[arg(long, value_parser = super::valid::data_path)]
     pub data_path: Option<String>,
+    /// Trusted CA certificates (and CRLs, signing policies) that DCAU data connections of GSI
+    /// transfers are checked against [default: /etc/grid-security/certificates if present].
+    #[arg(long, env = "X509_CERT_DIR", value_name = "DIR")]
+    pub ca_dir: Option<std::path::PathBuf>,
     /// Checksums computed while stream uploads arrive (see `serve`).
     #[arg(long, value_name = "LIST", value_parser = super::valid::checksums)]
     pub upload_checksums: Option<String>,
@@ -89,6 +93,7 @@ pub(super) fn prepare(args: PoolArgs) -> Result<PoolPlan> {
         data_address: args.data_address,
         port_range: port_range.map(|r| (*r.start(), *r.end())),
         key,
+        trust: dcau_trust(args.ca_dir)?,
     };
     Ok(PoolPlan {
         metrics: args.service.metrics()?,
@@ -96,6 +101,19 @@ pub(super) fn prepare(args: PoolArgs) -> Result<PoolPlan> {
         data,
         link,
     })
+}
+
+/// The CA directory for DCAU: the one given (it must exist), else the grid default if this
+/// host has it; None refuses DCAU transfers with a clear reply.
+fn dcau_trust(dir: Option<std::path::PathBuf>) -> Result<Option<crate::gsi::TrustPaths>> {
+    match dir {
+        Some(d) if d.is_dir() => Ok(Some(crate::gsi::TrustPaths { ca_dir: d })),
+        Some(d) => anyhow::bail!("--ca-dir {}: not a directory", d.display()),
+        None => {
+            let default = std::path::PathBuf::from("/etc/grid-security/certificates");
+            Ok(default.is_dir().then_some(crate::gsi::TrustPaths { ca_dir: default }))
+        }
+    }
 }
 
 pub(super) fn run(args: PoolArgs, verbose: u8) -> Result<ExitCode> {

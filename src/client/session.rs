@@ -373,6 +373,7 @@ impl Session {
             relative: false,
             markers: Some(PROGRESS_TICK),
             auth: self.data_auth.clone(),
+            grant: None,
         };
         let spec = |channel: MoverChannel, cached: Vec<TcpStream>| MoverSpec {
             plan: plan.clone(),

@@ -103,7 +103,8 @@ impl Connection {
             trusted_networks: shared.config.trusted_networks.clone(),
             advertise_getput: shared.advertise_getput,
             gsi: live.gsi.is_some(),
-            dcau: live.gsi.is_some() && shared.pools.local().is_some(),
+            // With remote pools too: they get the delegated credential sealed (`Grant`).
+            dcau: live.gsi.is_some(),
             tls: live.tls.is_some(),
             require_tls: shared.config.require_tls && !peer.ip().is_loopback(),
             timeouts: crate::protocol::session::Timeouts {

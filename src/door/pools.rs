@@ -126,7 +126,7 @@ impl PoolHandle {
                     reports,
                     stop: Stop::Remote { pool: p.clone(), id },
                 };
-                if !p.alive.load(Ordering::Relaxed) || p.tx.send(DoorMsg::Start { id, mover }).is_err() {
+                if !p.alive.load(Ordering::Relaxed) || p.tx.send(DoorMsg::Start { id, mover: Box::new(mover) }).is_err() {
                     return Err(p.lost());
                 }
                 Ok(run)
@@ -160,9 +160,16 @@ pub struct RemotePool {
     /// `active` in the metrics.
     load_gauge: prometheus_client::metrics::gauge::Gauge,
     alive: AtomicBool,
+    /// Seals what only this pool may read (delegated credentials): see [`auth::seal_key`].
+    seal_key: auth::Key,
 }
 
 impl RemotePool {
+    /// `plain` sealed for this pool's eyes only.
+    pub fn seal(&self, plain: &[u8]) -> Result<String, LinkError> {
+        auth::seal(&self.seal_key, plain)
+    }
+
     /// Movers running on this pool.
     pub fn load(&self) -> usize {
         self.active.load(Ordering::Relaxed)
@@ -221,6 +228,7 @@ struct Hello {
     name: String,
     data_address: IpAddr,
     port_range: Option<(u16, u16)>,
+    seal_key: auth::Key,
 }
 
 impl PoolManager {
@@ -262,6 +270,7 @@ impl PoolManager {
             name,
             data_address,
             port_range,
+            seal_key,
         } = hello;
         let (tx, mut rx) = mpsc::unbounded_channel::<DoorMsg>();
         tokio::spawn(async move {
@@ -285,6 +294,7 @@ impl PoolManager {
                 .get_or_create(&crate::metrics::label("pool", name.clone()))
                 .clone(),
             alive: AtomicBool::new(true),
+            seal_key,
         });
         let linked = crate::metrics::get()
             .pool_linked
@@ -361,6 +371,7 @@ impl PoolManager {
         }
         write_frame(wr, &DoorMsg::Welcome { version: VERSION }).await?;
         Ok(Hello {
+            seal_key: auth::seal_key(&key, &door_nonce, &pool_nonce, &name),
             name,
             data_address,
             port_range,

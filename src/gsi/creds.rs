@@ -51,6 +51,28 @@ impl Credential {
         Ok(Credential { key, chain })
     }
 
+    /// A proxy file's bytes (certificate, key, chain), as [`Credential::from_pem`] reads them:
+    /// how a delegated credential travels, sealed, to a remote pool.
+    pub fn to_pem(&self) -> Result<Vec<u8>, GsiError> {
+        let (leaf, rest) = self.chain.split_first().ok_or(GsiError::NoPeer)?;
+        let mut pem = leaf.to_pem().map_err(GsiError::tls("certificate"))?;
+        pem.extend(self.key.private_key_to_pem_pkcs8().map_err(GsiError::tls("key"))?);
+        for c in rest {
+            pem.extend(c.to_pem().map_err(GsiError::tls("certificate chain"))?);
+        }
+        Ok(pem)
+    }
+
+    /// The credential in `pem` (certificate, key, chain).
+    pub fn from_pem(pem: &[u8]) -> Result<Credential, GsiError> {
+        let chain = X509::stack_from_pem(pem).map_err(GsiError::tls("credential certificates"))?;
+        let key = PKey::private_key_from_pem(pem).map_err(GsiError::tls("credential key"))?;
+        if chain.is_empty() {
+            return Err(GsiError::Credential("no certificate in the credential".into()));
+        }
+        Ok(Credential { key, chain })
+    }
+
     /// Puts this credential on a TLS context.
     pub(crate) fn install(&self, b: &mut SslContextBuilder) -> Result<(), GsiError> {
         let (leaf, rest) = self.chain.split_first().ok_or(GsiError::NoPeer)?;

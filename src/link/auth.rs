@@ -124,6 +124,49 @@ pub fn verify(key: &Key, role: &str, own: &Nonce, other: &Nonce, name: &str, pro
     mac(key, role, own, other, name).verify_slice(&bytes).is_ok()
 }
 
+/// The key that seals what only the door and this pool may read on this link (delegated
+/// credentials): derived from the link key and both nonces, so it is new for every link and
+/// never crosses the network.
+pub fn seal_key(key: &Key, door: &Nonce, pool: &Nonce, name: &str) -> Key {
+    mac(key, SEAL, door, pool, name).finalize().into_bytes().into()
+}
+
+const SEAL: &str = "seal";
+const SEAL_IV: usize = 12;
+const SEAL_TAG: usize = 16;
+
+/// AES-256-GCM: a random IV, the tag and the ciphertext, base64.
+pub fn seal(key: &Key, plain: &[u8]) -> Result<String, LinkError> {
+    use base64::Engine as _;
+    let mut iv = [0u8; SEAL_IV];
+    OsRng.fill_bytes(&mut iv);
+    let mut tag = [0u8; SEAL_TAG];
+    let cipher = openssl::symm::Cipher::aes_256_gcm();
+    let body = openssl::symm::encrypt_aead(cipher, key, Some(&iv), &[], plain, &mut tag)
+        .map_err(|e| LinkError::Keys(format!("sealing: {e}")))?;
+    let mut out = Vec::with_capacity(SEAL_IV + SEAL_TAG + body.len());
+    out.extend_from_slice(&iv);
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&body);
+    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// Opens what [`seal`] sealed with the same key; any change to it fails.
+pub fn unseal(key: &Key, sealed: &str) -> Result<Vec<u8>, LinkError> {
+    use base64::Engine as _;
+    let bad = || LinkError::Keys("a sealed message that does not open with this link's key".into());
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .map_err(|_| bad())?;
+    if raw.len() < SEAL_IV + SEAL_TAG {
+        return Err(bad());
+    }
+    let (iv, rest) = raw.split_at(SEAL_IV);
+    let (tag, body) = rest.split_at(SEAL_TAG);
+    let cipher = openssl::symm::Cipher::aes_256_gcm();
+    openssl::symm::decrypt_aead(cipher, key, Some(iv), &[], body, tag).map_err(|_| bad())
+}
+
 /// A nonce from its hex form.
 pub fn parse_nonce(s: &str) -> Result<Nonce, LinkError> {
     let mut n = [0u8; 32];
@@ -169,5 +212,24 @@ mod tests {
         std::fs::write(&p, "a:1234\n").unwrap();
         assert!(matches!(LinkKeys::load(&p), Err(LinkError::Keys(m)) if m.contains("line 1")));
         assert!(LinkKeys::add(&p, "a:b").is_err());
+    }
+
+    #[test]
+    fn sealed_messages_open_only_with_the_same_link_key() {
+        let (key, other) = ([7u8; 32], [8u8; 32]);
+        let (door, pool) = (nonce(), nonce());
+        let k = seal_key(&key, &door, &pool, "p1");
+        assert_ne!(k, seal_key(&key, &door, &nonce(), "p1"), "a new link, a new key");
+        assert_ne!(k, seal_key(&other, &door, &pool, "p1"));
+        let sealed = seal(&k, b"proxy key").unwrap();
+        assert!(!sealed.contains("proxy"));
+        assert_eq!(unseal(&k, &sealed).unwrap(), b"proxy key");
+        assert!(unseal(&seal_key(&other, &door, &pool, "p1"), &sealed).is_err());
+        let mut raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &sealed).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        let tampered = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw);
+        assert!(unseal(&k, &tampered).is_err());
+        assert!(unseal(&k, "").is_err() && unseal(&k, "!!").is_err());
     }
 }

@@ -127,10 +127,24 @@ pub struct MoverPlan {
     pub relative: bool,
     /// Between progress events (None: only the final one when receiving).
     pub markers: Option<std::time::Duration>,
-    /// DCAU: authenticate every data connection. Never crosses the link (it holds the
-    /// user's delegated key); doors offer DCAU only with their embedded pool.
+    /// DCAU: authenticate every data connection. Never crosses the link as it is (it holds
+    /// the user's delegated key): a remote pool gets a [`Grant`] and builds its own.
     #[serde(skip)]
     pub auth: Option<DataAuthRef>,
+    /// DCAU on a remote pool: the delegated credential sealed with the link's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
+}
+
+/// What a remote pool needs to authenticate a transfer's data connections: the session's
+/// delegated credential, sealed (AES-256-GCM) with a key only the door and that pool hold
+/// for this link ([`auth::seal_key`]); whom the peers must be (DCAU S subject, or the
+/// credential's own identity); and whether the data goes in TLS (PROT S/P).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub sealed: String,
+    pub subject: Option<String>,
+    pub private: bool,
 }
 
 /// A shared [`crate::gsi::DataAuth`]; plans compare equal when they share the same one.
@@ -266,7 +280,7 @@ pub enum DoorMsg {
     },
     Start {
         id: u64,
-        mover: WireMover,
+        mover: Box<WireMover>,
     },
     Cancel {
         id: u64,

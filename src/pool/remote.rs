@@ -15,8 +15,8 @@ use super::mover::MoverEvent;
 use super::{Report, Service};
 use crate::link::auth;
 use crate::link::{
-    read_frame, read_frame_within, write_frame, DoorMsg, LinkError, PoolMsg, HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_FRAME,
-    VERSION,
+    read_frame, read_frame_within, write_frame, DoorMsg, Failure, FailureKind, LinkError, PoolMsg, HANDSHAKE_TIMEOUT,
+    MAX_HANDSHAKE_FRAME, VERSION,
 };
 
 /// How this pool reaches its door.
@@ -30,6 +30,8 @@ pub struct PoolLinkConfig {
     pub port_range: Option<(u16, u16)>,
     /// This pool's link key (see [`crate::link::auth`]).
     pub key: crate::link::auth::Key,
+    /// The CA directory that DCAU peers are checked against (None: DCAU refused here).
+    pub trust: Option<crate::gsi::TrustPaths>,
 }
 
 /// Serves the door until `shutdown` turns true, reconnecting after a lost link; returns an
@@ -62,7 +64,12 @@ pub async fn serve(
 
 /// The pool's side of the handshake: the door must prove it holds this pool's key before the
 /// pool proves it (so a fake door learns nothing it could replay).
-async fn handshake(cfg: &PoolLinkConfig, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> Result<(), LinkError> {
+/// The pool's side of the handshake; the key that seals credentials on this link.
+async fn handshake(
+    cfg: &PoolLinkConfig,
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+) -> Result<auth::Key, LinkError> {
     let own = auth::nonce();
     let hello = PoolMsg::Hello {
         version: VERSION,
@@ -86,7 +93,9 @@ async fn handshake(cfg: &PoolLinkConfig, rd: &mut OwnedReadHalf, wr: &mut OwnedW
     let proof = auth::prove(&cfg.key, auth::POOL, &own, &door_nonce, &cfg.name);
     write_frame(wr, &PoolMsg::Proof { proof }).await?;
     match read_frame_within::<_, DoorMsg>(rd, MAX_HANDSHAKE_FRAME).await? {
-        Some(DoorMsg::Welcome { version }) if version == VERSION => Ok(()),
+        Some(DoorMsg::Welcome { version }) if version == VERSION => {
+            Ok(auth::seal_key(&cfg.key, &door_nonce, &own, &cfg.name))
+        }
         Some(DoorMsg::Welcome { version }) => Err(LinkError::Version(version)),
         _ => Err(LinkError::Handshake),
     }
@@ -95,7 +104,7 @@ async fn handshake(cfg: &PoolLinkConfig, rd: &mut OwnedReadHalf, wr: &mut OwnedW
 async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream) -> Result<(), LinkError> {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(cfg, &mut rd, &mut wr))
+    let seal_key = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(cfg, &mut rd, &mut wr))
         .await
         .map_err(|_| LinkError::HandshakeTimeout)??;
     tracing::info!(door = %cfg.door, name = %cfg.name, "pool linked to door");
@@ -122,11 +131,24 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
                     let _ = tx.send(PoolMsg::Reply { req, result });
                 });
             }
-            DoorMsg::Start { id, mover } => {
+            DoorMsg::Start { id, mut mover } => {
+                if let Some(grant) = mover.plan.grant.take() {
+                    match open_grant(&grant, &seal_key, cfg.trust.as_ref()) {
+                        Ok(a) => mover.plan.auth = Some(a),
+                        Err(f) => {
+                            tracing::warn!(id, "DCAU refused: {}", f.message);
+                            let _ = tx.send(PoolMsg::Done {
+                                id,
+                                result: Err((f, 0)),
+                            });
+                            continue;
+                        }
+                    }
+                }
                 let (cancel_tx, cancel_rx) = watch::channel(false);
                 movers.lock().unwrap_or_else(|e| e.into_inner()).insert(id, cancel_tx);
                 let (tx, movers) = (tx.clone(), movers.clone());
-                service.spawn_mover(mover, None, cfg.data_address, cancel_rx, move |r| {
+                service.spawn_mover(*mover, None, cfg.data_address, cancel_rx, move |r| {
                     if matches!(r, Report::Done(_)) {
                         movers.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                     }
@@ -149,6 +171,22 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
     service.forget_all();
     writer.abort();
     result
+}
+
+/// A DCAU grant from the door as this pool's own [`crate::gsi::DataAuth`], checked against
+/// this pool's CA directory.
+fn open_grant(
+    grant: &crate::link::Grant,
+    seal_key: &auth::Key,
+    trust: Option<&crate::gsi::TrustPaths>,
+) -> Result<crate::link::DataAuthRef, Failure> {
+    let refuse = |why: String| Failure::new(FailureKind::DataConnection, format!("DCAU on this pool: {why}"));
+    let trust = trust.ok_or_else(|| refuse("no CA directory (pool --ca-dir); the client may send DCAU N".into()))?;
+    let pem = auth::unseal(seal_key, &grant.sealed).map_err(|e| refuse(e.to_string()))?;
+    let credential = crate::gsi::Credential::from_pem(&pem).map_err(|e| refuse(e.to_string()))?;
+    let auth = crate::gsi::DataAuth::new(&credential, trust, grant.subject.as_deref(), grant.private)
+        .map_err(|e| refuse(e.to_string()))?;
+    Ok(crate::link::DataAuthRef(Arc::new(auth)))
 }
 
 /// A mover's report as the message the door reads.

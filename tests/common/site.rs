@@ -39,6 +39,7 @@ pub struct Site {
     /// The door's pool keys: one for each of 127.0.0.2 to 127.0.0.9.
     pub keys: std::path::PathBuf,
     door_args: Vec<String>,
+    pool_args: Vec<String>,
     _state: tempfile::TempDir,
 }
 
@@ -48,6 +49,11 @@ impl Site {
     }
 
     pub fn start_with(pool_addrs: &[&str], door_args: &[&str]) -> Site {
+        Site::start_full(pool_addrs, door_args, &[])
+    }
+
+    /// A site whose door and pools get extra arguments.
+    pub fn start_full(pool_addrs: &[&str], door_args: &[&str], pool_args: &[&str]) -> Site {
         let state = tempfile::tempdir().unwrap();
         let users = state.path().join("users");
         ringmover::door::auth::Users::set_password(&users, USER, PASSWORD).unwrap();
@@ -64,6 +70,7 @@ impl Site {
             log: state.path().join("door.log"),
             keys,
             door_args: door_args.iter().map(|a| a.to_string()).collect(),
+            pool_args: pool_args.iter().map(|a| a.to_string()).collect(),
             _state: state,
         };
         site.spawn_door("127.0.0.1:0");
@@ -145,6 +152,8 @@ impl Site {
             .arg(root)
             .arg("--key-file")
             .arg(&self.keys)
+            .args(&self.pool_args)
+            .env_remove("X509_CERT_DIR")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

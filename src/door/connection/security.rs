@@ -3,7 +3,7 @@
 
 use super::Connection;
 use crate::gsi::{Acceptor, Channel, Credential, DataAuth, PeerIdentity, Step};
-use crate::link::DataAuthRef;
+use crate::link::{DataAuthRef, Grant};
 use crate::protocol::session::{AdatOutcome, Dcau, Prot, Protection, TransferRequest};
 use crate::protocol::SessionError;
 
@@ -98,51 +98,73 @@ impl Connection {
         }
     }
 
-    /// What a transfer's data connections authenticate with: nothing for DCAU N; for A and S
-    /// the delegated credential. Only an in-process pool may hold it.
-    pub(super) fn data_auth(
+    /// How the data connections of `req` on `pool` are secured: a ready [`DataAuth`] for the
+    /// embedded pool, a sealed [`Grant`] for a remote one (it builds its own with its CA
+    /// directory), neither for DCAU N. A transfer the door relays (plain PASV to a remote
+    /// pool) cannot be authenticated end to end and is refused.
+    pub(super) fn data_security(
         &mut self,
         req: &TransferRequest,
-        local_pool: bool,
-    ) -> Result<Option<DataAuthRef>, SessionError> {
+        pool: &crate::door::pools::PoolHandle,
+        proxied: bool,
+    ) -> Result<(Option<DataAuthRef>, Option<Grant>), SessionError> {
         let (dcau, prot) = (&req.dcau, req.prot);
+        let remote = match pool {
+            crate::door::pools::PoolHandle::Local(_) => None,
+            crate::door::pools::PoolHandle::Remote(p) => Some(p),
+        };
         // FTPS PROT P (a TLS control connection): the server's certificate on every data
         // connection.
         if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, prot) {
-            if !local_pool {
+            if remote.is_some() {
                 return Err(SessionError::DataConnection(
                     "PROT P: the pool of this file runs in another process; send PROT C".into(),
                 ));
             }
-            return Ok(Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))));
+            return Ok((Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))), None));
         }
         let subject = match dcau {
-            Dcau::None => return Ok(None),
+            Dcau::None => return Ok((None, None)),
             Dcau::Self_ => None,
             Dcau::Subject(s) => Some(s.as_str()),
         };
         let refuse = |why: &str| SessionError::DataConnection(format!("DCAU: {why}; send DCAU N"));
-        if !local_pool {
-            return Err(refuse("the pool of this file runs in another process"));
+        if proxied {
+            return Err(refuse(
+                "the door relays this transfer to a pool in another process (use GET/PUT or delayed passive)",
+            ));
         }
         let (Some(peer), Some(config)) = (self.gsi_peer.as_mut(), &self.live.gsi) else {
             return Err(refuse("no GSI login"));
         };
-        let key = (dcau.clone(), prot);
-        if let Some((made_for, auth)) = &peer.data_auth {
-            if *made_for == key {
-                return Ok(Some(auth.clone()));
-            }
-        }
         let credential = peer
             .delegated
             .as_ref()
             .ok_or_else(|| refuse("no delegated credential"))?;
         let private = prot == Prot::Private;
+        if let Some(pool) = remote {
+            let pem = credential.to_pem().map_err(|e| refuse(&e.to_string()))?;
+            let sealed = pool.seal(&pem).map_err(|e| refuse(&e.to_string()))?;
+            let subject = subject.map(str::to_string);
+            return Ok((
+                None,
+                Some(Grant {
+                    sealed,
+                    subject,
+                    private,
+                }),
+            ));
+        }
+        let key = (dcau.clone(), prot);
+        if let Some((made_for, auth)) = &peer.data_auth {
+            if *made_for == key {
+                return Ok((Some(auth.clone()), None));
+            }
+        }
         let auth = DataAuth::new(credential, &config.trust, subject, private).map_err(|e| refuse(&e.to_string()))?;
         let auth = DataAuthRef(std::sync::Arc::new(auth));
         peer.data_auth = Some((key, auth.clone()));
-        Ok(Some(auth))
+        Ok((Some(auth), None))
     }
 
     /// A USER/PASS after GSI authentication: the password is not looked at; the subject must

@@ -74,7 +74,7 @@ impl Connection {
             DataEndpoint::Reuse => (false, Vec::new()),
             DataEndpoint::Active(addrs) => (false, addrs.clone()),
         };
-        let auth = match self.data_auth(req, pool.is_local()) {
+        let (auth, grant) = match self.data_security(req, &pool, proxied) {
             Ok(a) => a,
             Err(e) => return Ok(Outcome::failed(e)),
         };
@@ -99,6 +99,7 @@ impl Connection {
                 .marker_interval(req.direction(), req.mode)
                 .map(Duration::from_secs),
             auth,
+            grant,
         };
         let wire = WireMover {
             plan,
