@@ -213,3 +213,33 @@ fn a_door_with_remote_pools_authenticates_data_on_the_pools() {
     assert_same(&bare.root(0).join("a"), &down);
     bare.pools.clear();
 }
+
+#[test]
+fn sighup_reloads_the_gridmap_for_new_sessions() {
+    let grid = Grid::new();
+    let map = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(grid.path("gridmap"), map.path()).unwrap();
+    let mut args = grid.server_args("certdir");
+    let at = args.iter().position(|a| a == "--gridmap").unwrap();
+    args[at + 1] = map.path().display().to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    std::fs::write(server.path("f"), b"reloaded").unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}/f", out_dir.path().display());
+    let (ok, out) = grid.guc("stranger-proxy", &[], &[&gsi_url(&server, "/f"), &dest]);
+    assert!(!ok && out.contains("No local user"), "{out}");
+
+    let mut text = std::fs::read_to_string(map.path()).unwrap();
+    text.push_str("\"/O=Grid/OU=RingmoverTest/CN=Stranger\" tester\n");
+    std::fs::write(map.path(), text).unwrap();
+    server.signal(libc::SIGHUP);
+    let start = std::time::Instant::now();
+    while !server.log().contains("reloaded on SIGHUP") {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (ok, out) = grid.guc("stranger-proxy", &[], &[&gsi_url(&server, "/f"), &dest]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(out_dir.path().join("f")).unwrap(), b"reloaded");
+}

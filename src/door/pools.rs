@@ -126,7 +126,14 @@ impl PoolHandle {
                     reports,
                     stop: Stop::Remote { pool: p.clone(), id },
                 };
-                if !p.alive.load(Ordering::Relaxed) || p.tx.send(DoorMsg::Start { id, mover: Box::new(mover) }).is_err() {
+                if !p.alive.load(Ordering::Relaxed)
+                    || p.tx
+                        .send(DoorMsg::Start {
+                            id,
+                            mover: Box::new(mover),
+                        })
+                        .is_err()
+                {
                     return Err(p.lost());
                 }
                 Ok(run)
