@@ -82,37 +82,32 @@ impl Hasher {
         }
     }
 
+    /// Which algorithm this is.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Md5(_) => Algorithm::Md5,
+            Hasher::Adler32(_) => Algorithm::Adler32,
+            Hasher::Crc32c(_) => Algorithm::Crc32c,
+            Hasher::Sha1(_) => Algorithm::Sha1,
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
     pub fn update(&mut self, data: &[u8]) {
-        let alg = match self {
-            Hasher::Md5(h) => {
-                h.update(data);
-                Algorithm::Md5
-            }
-            Hasher::Adler32(h) => {
-                h.write(data);
-                Algorithm::Adler32
-            }
-            Hasher::Crc32c(c) => {
-                *c = crc32c::crc32c_append(*c, data);
-                Algorithm::Crc32c
-            }
-            Hasher::Sha1(h) => {
-                h.update(data);
-                Algorithm::Sha1
-            }
-            Hasher::Sha256(h) => {
-                h.update(data);
-                Algorithm::Sha256
-            }
-            Hasher::Sha512(h) => {
-                h.update(data);
-                Algorithm::Sha512
-            }
-        };
+        match self {
+            Hasher::Md5(h) => h.update(data),
+            Hasher::Adler32(h) => h.write(data),
+            Hasher::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
         // Updates come a buffer (tens of KiB or more) at a time: one lookup each is noise.
+        let alg = self.algorithm().name().to_ascii_lowercase();
         crate::metrics::get()
             .checksum_bytes
-            .get_or_create(&crate::metrics::label("algorithm", alg.name().to_ascii_lowercase()))
+            .get_or_create(&crate::metrics::label("algorithm", alg))
             .inc_by(data.len() as u64);
     }
 
