@@ -60,6 +60,17 @@ impl Algorithm {
     }
 }
 
+/// The metrics counter of an algorithm's bytes, looked up once per process: updates come
+/// as often as every received chunk.
+fn bytes_counter(alg: Algorithm) -> &'static prometheus_client::metrics::counter::Counter {
+    static COUNTERS: [std::sync::OnceLock<prometheus_client::metrics::counter::Counter>; 6] =
+        [const { std::sync::OnceLock::new() }; 6];
+    COUNTERS[alg as usize].get_or_init(|| {
+        let label = crate::metrics::label("algorithm", alg.name().to_ascii_lowercase());
+        crate::metrics::get().checksum_bytes.get_or_create(&label).clone()
+    })
+}
+
 /// An incremental checksum.
 pub enum Hasher {
     Md5(md5::Md5),
@@ -103,12 +114,7 @@ impl Hasher {
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
         }
-        // Updates come a buffer (tens of KiB or more) at a time: one lookup each is noise.
-        let alg = self.algorithm().name().to_ascii_lowercase();
-        crate::metrics::get()
-            .checksum_bytes
-            .get_or_create(&crate::metrics::label("algorithm", alg))
-            .inc_by(data.len() as u64);
+        bytes_counter(self.algorithm()).inc_by(data.len() as u64);
     }
 
     /// Lower-case hex.
