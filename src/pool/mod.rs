@@ -4,7 +4,7 @@
 //! process. Uses engine and storage; knows nothing of the control protocol.
 
 mod checksums;
-mod dcau;
+pub(crate) mod dcau;
 mod digests;
 pub mod mover;
 pub mod remote;

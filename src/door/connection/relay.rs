@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::transfer::Outcome;
 use super::Connection;
 use crate::engine::{Canceller, Engine, TransferHandle};
-use crate::link::{Failure, FailureKind, MoverResult};
+use crate::link::{DataAuthRef, Failure, FailureKind, MoverResult};
 use crate::peers::DataPeers;
 use crate::protocol::session::TransferRequest;
 use crate::protocol::SessionError;
@@ -37,6 +37,8 @@ pub(super) struct Relays {
     relayed: usize,
     /// Stream mode: the one relay; its end is the transfer's.
     relay: Option<TransferHandle>,
+    /// DCAU (PROT C): the handshake the door runs on each client connection before relaying.
+    auth: Option<DataAuthRef>,
 }
 
 impl Relays {
@@ -60,7 +62,13 @@ impl Relays {
             relaying: false,
             relayed: 0,
             relay: None,
+            auth: None,
         }
+    }
+
+    /// Authenticates each client connection (DCAU, PROT C) before it is relayed.
+    pub(super) fn secure_with(&mut self, auth: Option<DataAuthRef>) {
+        self.auth = auth;
     }
 
     pub(super) fn proxied(&self) -> bool {
@@ -89,6 +97,7 @@ impl Relays {
             .await
             .map_err(|_| SessionError::DataConnection(format!("no data connection within {ACCEPT_TIMEOUT:?}")))?
             .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+        let client = secure_client(client, self.auth.as_ref()).await?;
         let (from, to) = if self.sends {
             (pool_sock, client)
         } else {
@@ -116,6 +125,12 @@ impl Relays {
         engine: Option<&Arc<Engine>>,
     ) -> Option<Canceller> {
         self.relayed += 1;
+        let accepted = match accepted {
+            Ok(c) => secure_client(c, self.auth.as_ref())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string())),
+            Err(e) => Err(e),
+        };
         let relayed = match (accepted, self.pool_addr) {
             (Ok(client), Some(to)) => match connect_from(self.local, to).await {
                 Ok(pool_sock) => relay_sockets(engine, client, pool_sock, self.buffer),
@@ -184,6 +199,20 @@ pub(super) async fn accept_from(listener: Option<&TcpListener>, peers: &DataPeer
 }
 
 /// Relays `from` → `to` on the door's engine.
+/// Runs the DCAU handshake (the door accepted, so it is the TLS server) on a client's data
+/// connection; PROT C, so the data then flows in clear and is relayed as it is.
+pub(super) async fn secure_client(
+    mut client: TcpStream,
+    auth: Option<&DataAuthRef>,
+) -> Result<TcpStream, SessionError> {
+    if let Some(auth) = auth {
+        crate::pool::dcau::secure(&mut client, &auth.0, crate::gsi::Role::Accepted)
+            .await
+            .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+    }
+    Ok(client)
+}
+
 fn relay_sockets(
     engine: Option<&Arc<Engine>>,
     from: TcpStream,
@@ -217,12 +246,19 @@ impl Connection {
         let Some(listener) = self.passive.clone() else {
             return Ok(Outcome::failed(SessionError::NoDataChannel));
         };
+        let auth = match self.door_side_auth(req) {
+            Ok(a) => a,
+            Err(e) => return Ok(Outcome::failed(e)),
+        };
         self.session.handle_transfer_started(false);
         self.flush().await?;
         let peers = self.data_peers();
         let accept = accept_from(Some(&listener), &peers);
         let result = match tokio::time::timeout(ACCEPT_TIMEOUT, accept).await {
-            Ok(Ok(mut s)) => s.write_all(&bytes).await.map(|_| bytes.len() as u64),
+            Ok(Ok(s)) => match secure_client(s, auth.as_ref()).await {
+                Ok(mut s) => s.write_all(&bytes).await.map(|_| bytes.len() as u64),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            },
             Ok(Err(e)) => Err(e),
             Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no data connection")),
         };

@@ -100,71 +100,95 @@ impl Connection {
 
     /// How the data connections of `req` on `pool` are secured: a ready [`DataAuth`] for the
     /// embedded pool, a sealed [`Grant`] for a remote one (it builds its own with its CA
-    /// directory), neither for DCAU N. A transfer the door relays (plain PASV to a remote
-    /// pool) cannot be authenticated end to end and is refused.
+    /// directory), neither for DCAU N. For a transfer the door relays (plain PASV to a remote
+    /// pool) the door secures the client's connections itself: `relay` holds its DataAuth,
+    /// and the pool, which accepts only the door's connections, gets none.
     pub(super) fn data_security(
         &mut self,
         req: &TransferRequest,
         pool: &crate::door::pools::PoolHandle,
         proxied: bool,
-    ) -> Result<(Option<DataAuthRef>, Option<Grant>), SessionError> {
-        let (dcau, prot) = (&req.dcau, req.prot);
+    ) -> Result<DataSecurity, SessionError> {
         let remote = match pool {
             crate::door::pools::PoolHandle::Local(_) => None,
             crate::door::pools::PoolHandle::Remote(p) => Some(p),
         };
         // FTPS PROT P (a TLS control connection): the server's certificate on every data
         // connection.
-        if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, prot) {
+        if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, req.prot) {
             if remote.is_some() {
                 return Err(SessionError::DataConnection(
                     "PROT P: the pool of this file runs in another process; send PROT C".into(),
                 ));
             }
-            return Ok((Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))), None));
+            return Ok(DataSecurity::plan(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(
+                tls,
+            )))));
         }
-        let subject = match dcau {
-            Dcau::None => return Ok((None, None)),
-            Dcau::Self_ => None,
-            Dcau::Subject(s) => Some(s.as_str()),
-        };
-        let refuse = |why: &str| SessionError::DataConnection(format!("DCAU: {why}; send DCAU N"));
+        if req.dcau == Dcau::None {
+            return Ok(DataSecurity::default());
+        }
         if proxied {
-            return Err(refuse(
-                "the door relays this transfer to a pool in another process (use GET/PUT or delayed passive)",
-            ));
+            return Ok(DataSecurity {
+                relay: self.door_side_auth(req)?,
+                ..DataSecurity::default()
+            });
         }
-        let (Some(peer), Some(config)) = (self.gsi_peer.as_mut(), &self.live.gsi) else {
-            return Err(refuse("no GSI login"));
+        let Some(pool) = remote else {
+            return Ok(DataSecurity::plan(self.local_auth(req)?));
         };
-        let credential = peer
-            .delegated
-            .as_ref()
-            .ok_or_else(|| refuse("no delegated credential"))?;
-        let private = prot == Prot::Private;
-        if let Some(pool) = remote {
-            let pem = credential.to_pem().map_err(|e| refuse(&e.to_string()))?;
-            let sealed = pool.seal(&pem).map_err(|e| refuse(&e.to_string()))?;
-            let subject = subject.map(str::to_string);
-            return Ok((
-                None,
-                Some(Grant {
-                    sealed,
-                    subject,
-                    private,
-                }),
-            ));
+        let credential = self.delegated()?;
+        let refuse = |e: crate::link::LinkError| dcau_refusal(&e.to_string());
+        let pem = credential.to_pem().map_err(|e| dcau_refusal(&e.to_string()))?;
+        let grant = Grant {
+            sealed: pool.seal(&pem).map_err(refuse)?,
+            subject: dcau_subject(&req.dcau).map(str::to_string),
+            private: req.prot == Prot::Private,
+        };
+        Ok(DataSecurity {
+            grant: Some(grant),
+            ..DataSecurity::default()
+        })
+    }
+
+    /// DCAU on connections the door itself accepts (relays, listings it sends): PROT C only,
+    /// the door relays or writes plain bytes after the handshake.
+    pub(super) fn door_side_auth(&mut self, req: &TransferRequest) -> Result<Option<DataAuthRef>, SessionError> {
+        match (&req.dcau, req.prot) {
+            (Dcau::None, _) => Ok(None),
+            (_, Prot::Private) => Err(dcau_refusal(
+                "PROT P/S on a transfer the door relays to a pool in another process (use GET/PUT or delayed passive)",
+            )),
+            _ => self.local_auth(req).map(Some),
         }
-        let key = (dcau.clone(), prot);
-        if let Some((made_for, auth)) = &peer.data_auth {
+    }
+
+    /// The session's delegated credential, for DCAU.
+    fn delegated(&self) -> Result<&Credential, SessionError> {
+        let peer = self.gsi_peer.as_ref().ok_or_else(|| dcau_refusal("no GSI login"))?;
+        peer.delegated
+            .as_ref()
+            .ok_or_else(|| dcau_refusal("no delegated credential"))
+    }
+
+    /// A DataAuth in this process, cached per (DCAU, PROT).
+    fn local_auth(&mut self, req: &TransferRequest) -> Result<DataAuthRef, SessionError> {
+        let key = (req.dcau.clone(), req.prot);
+        if let Some((made_for, auth)) = self.gsi_peer.as_ref().and_then(|p| p.data_auth.as_ref()) {
             if *made_for == key {
-                return Ok((Some(auth.clone()), None));
+                return Ok(auth.clone());
             }
         }
-        let auth = DataAuth::new(credential, &config.trust, subject, private).map_err(|e| refuse(&e.to_string()))?;
+        let config = self.live.gsi.clone().ok_or_else(|| dcau_refusal("no GSI login"))?;
+        let credential = self.delegated()?;
+        let private = req.prot == Prot::Private;
+        let auth = DataAuth::new(credential, &config.trust, dcau_subject(&req.dcau), private)
+            .map_err(|e| dcau_refusal(&e.to_string()))?;
         let auth = DataAuthRef(std::sync::Arc::new(auth));
-        peer.data_auth = Some((key, auth.clone()));
-        Ok((Some(auth), None))
+        if let Some(peer) = self.gsi_peer.as_mut() {
+            peer.data_auth = Some((key, auth.clone()));
+        }
+        Ok(auth)
     }
 
     /// A USER/PASS after GSI authentication: the password is not looked at; the subject must
@@ -188,6 +212,37 @@ impl Connection {
                 self.session.handle_auth_refused(refusal);
             }
         }
+    }
+}
+
+/// How one transfer's data connections are secured (see `data_security`).
+#[derive(Default)]
+pub(super) struct DataSecurity {
+    /// For the embedded pool's mover.
+    pub(super) auth: Option<DataAuthRef>,
+    /// For a remote pool's mover, sealed.
+    pub(super) grant: Option<Grant>,
+    /// For the door's own ends of relayed connections.
+    pub(super) relay: Option<DataAuthRef>,
+}
+
+impl DataSecurity {
+    fn plan(auth: DataAuthRef) -> DataSecurity {
+        DataSecurity {
+            auth: Some(auth),
+            ..DataSecurity::default()
+        }
+    }
+}
+
+fn dcau_refusal(why: &str) -> SessionError {
+    SessionError::DataConnection(format!("DCAU: {why}; send DCAU N"))
+}
+
+fn dcau_subject(dcau: &Dcau) -> Option<&str> {
+    match dcau {
+        Dcau::Subject(s) => Some(s.as_str()),
+        _ => None,
     }
 }
 

@@ -74,7 +74,7 @@ impl Connection {
             DataEndpoint::Reuse => (false, Vec::new()),
             DataEndpoint::Active(addrs) => (false, addrs.clone()),
         };
-        let (auth, grant) = match self.data_security(req, &pool, proxied) {
+        let security = match self.data_security(req, &pool, proxied) {
             Ok(a) => a,
             Err(e) => return Ok(Outcome::failed(e)),
         };
@@ -98,8 +98,8 @@ impl Connection {
                 .session
                 .marker_interval(req.direction(), req.mode)
                 .map(Duration::from_secs),
-            auth,
-            grant,
+            auth: security.auth,
+            grant: security.grant,
         };
         let wire = WireMover {
             plan,
@@ -113,6 +113,7 @@ impl Connection {
             Err(f) => return Ok(Outcome::failed(link_failure(&f))),
         };
         let mut relays = Relays::new(proxied, req, self.passive.clone(), self.data_peers(), self.local.ip());
+        relays.secure_with(security.relay);
         // What the pool last reported: the bytes logged if the pool dies mid-transfer.
         let mut last_bytes = 0u64;
         let done = loop {
