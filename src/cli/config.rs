@@ -191,16 +191,17 @@ pub fn expand(argv: Vec<OsString>) -> Result<Expanded> {
         return unchanged(argv);
     };
     let file = ConfigFile::load(path)?;
+    let command = Cli::command();
+    let role_command = command
+        .find_subcommand(role)
+        .with_context(|| format!("no command {role}"))?;
     let mut argv = argv;
     let mut origins = Vec::new();
     for setting in file.settings(role)? {
-        let id = Cli::command()
-            .find_subcommand(role)
-            .and_then(|c| {
-                c.get_arguments()
-                    .find(|a| a.get_long() == Some(&setting.long))
-                    .map(|a| a.get_id().to_string())
-            })
+        let id = role_command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(&setting.long))
+            .map(|a| a.get_id().to_string())
             .unwrap_or_default();
         if sub.value_source(&id) == Some(ValueSource::CommandLine) {
             continue;
