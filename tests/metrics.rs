@@ -62,6 +62,7 @@ fn scrape(addr: SocketAddr) -> HashMap<&'static str, u64> {
         ("engine", value(&body, "ringmover_engine_bytes_total", "")),
         ("failures", value(&body, "ringmover_login_failures_total", "password")),
         ("adler32", value(&body, "ringmover_checksum_bytes_total", "adler32")),
+        ("abuf", value(&body, "ringmover_abuf_decisions_total", "decision=")),
     ])
 }
 
@@ -88,6 +89,7 @@ fn counters_move_by_the_bytes_moved_and_show_the_running_transfer() {
     data.read_to_end(&mut rest).unwrap();
     assert_eq!(first.len() + rest.len(), size);
     assert_eq!(c.final_reply().code, 226);
+    c.expect("ABUF", 200);
 
     let mut bad = server.control();
     bad.expect("USER alice", 331);
@@ -107,6 +109,7 @@ fn counters_move_by_the_bytes_moved_and_show_the_running_transfer() {
     );
     assert_eq!(after["failures"] - before["failures"], 1, "{after:?}");
     assert_eq!(after["adler32"] - before["adler32"], body.len() as u64, "{after:?}");
+    assert_eq!(after["abuf"] - before["abuf"], 1, "{after:?}");
 }
 
 #[test]

@@ -288,13 +288,24 @@ impl Connection {
                 if let Some(us) = rtt {
                     self.session.set_control_rtt(us);
                 }
-                if let Ok(cmd) = Command::parse(&line) {
-                    tracing::trace!(peer = %self.peer, verb = cmd.verb(), "command");
-                    if matches!(cmd, Command::Abuf(_)) {
-                        tracing::info!(peer = %self.peer, rtt_us = ?rtt, "ABUF: buffers sized from the control RTT");
+                let abuf = match Command::parse(&line) {
+                    Ok(cmd) => {
+                        tracing::trace!(peer = %self.peer, verb = cmd.verb(), "command");
+                        matches!(cmd, Command::Abuf(_))
                     }
+                    Err(_) => false,
+                };
+                self.session.handle_line(&line);
+                if abuf {
+                    let decision = if self.session.fixed_buffer().is_some() {
+                        "fixed"
+                    } else {
+                        "autotuning"
+                    };
+                    tracing::info!(peer = %self.peer, rtt_us = ?rtt, decision, "ABUF: buffers sized from the control RTT");
+                    let label = crate::metrics::label("decision", decision);
+                    crate::metrics::get().abuf_decisions.get_or_create(&label).inc();
                 }
-                self.session.handle_line(&line)
             }
             Frame::TooLong => self.session.handle_line_too_long(),
         }

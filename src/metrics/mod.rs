@@ -30,8 +30,10 @@ pub struct Metrics {
     pub sessions_active: Gauge,
     /// Failed logins by method (password, gsi, tls).
     pub login_failures: Family<Labels, Counter>,
-    /// ABUF and automatic buffer decisions (fixed or autotuning).
+    /// Socket-buffer choice per transfer: client (SBUF/ABUF), automatic, autotuning.
     pub buffer_decisions: Family<Labels, Counter>,
+    /// ABUF commands by what they decided: fixed or autotuning.
+    pub abuf_decisions: Family<Labels, Counter>,
     /// Bytes run through checksums, by algorithm.
     pub checksum_bytes: Family<Labels, Counter>,
     /// Per engine core: data bytes moved.
@@ -86,6 +88,7 @@ impl Metrics {
                 "buffer_decisions",
                 "Socket buffer choice per transfer: client (SBUF/ABUF), automatic, or kernel autotuning",
             ),
+            abuf_decisions: b.counters("abuf_decisions", "ABUF commands by decision: fixed or autotuning"),
             checksum_bytes: b.counters("checksum_bytes", "Bytes checksummed by algorithm"),
             core_bytes: b.counters("engine_bytes", "Data bytes moved per engine core"),
             core_ops: b.counters("engine_ops", "io_uring completions per engine core"),

@@ -78,6 +78,12 @@ impl Session {
         Ok(())
     }
 
+    /// The socket buffer size fixed for the next transfers (SBUF, or ABUF where autotuning
+    /// would fall short); None leaves them to kernel autotuning.
+    pub fn fixed_buffer(&self) -> Option<u64> {
+        self.buffer_size
+    }
+
     /// The driver's latest measurement of the control connection's RTT (TCP_INFO).
     pub fn set_control_rtt(&mut self, micros: u64) {
         self.control_rtt_us = micros;
