@@ -78,3 +78,56 @@ fn each_user_sees_only_their_own_root() {
     assert!(ok, "{out}");
     assert_eq!(std::fs::read(&dest).unwrap(), b"tester's");
 }
+
+/// `door --user-root users/{user}`: on every remote pool the user's directory beneath the
+/// pool's root is their root (the pool resolves it beneath its root: no `..`, no symlink out).
+#[test]
+fn a_door_confines_each_user_to_their_directory_on_every_pool() {
+    let site = common::site::Site::start_full(&["127.0.0.2", "127.0.0.3"], &["--user-root", "users/{user}"], &[]);
+    for i in 0..2 {
+        std::fs::create_dir_all(site.root(i).join("users").join(USER)).unwrap();
+        std::fs::create_dir_all(site.root(i).join("users/bob")).unwrap();
+    }
+    let own = site.root(0).join("users").join(USER);
+    std::fs::write(own.join("mine"), b"alice's").unwrap();
+    std::fs::write(
+        site.root(1).join("users").join(USER).join("other"),
+        b"on the second pool",
+    )
+    .unwrap();
+    std::fs::write(site.root(1).join("users/bob/secret"), b"bob's").unwrap();
+    std::fs::write(site.root(0).join("public"), b"for everyone").unwrap();
+    std::os::unix::fs::symlink("../bob/secret", own.join("link")).unwrap();
+
+    let mut c = Control::login(site.control, USER, PASSWORD);
+    c.expect("TYPE I", 200);
+    assert_eq!(c.download("RETR /mine").0, b"alice's");
+    assert_eq!(c.download("RETR /other").0, b"on the second pool");
+    assert!(
+        c.download("RETR /link").1.code >= 500,
+        "a symlink out of the user's directory"
+    );
+    assert!(c.download("RETR /../bob/secret").1.code >= 500);
+    assert!(
+        c.download("RETR /public").1.code >= 500,
+        "the pool's root is not the user's"
+    );
+    assert!(c.upload("STOR /new", b"written").code < 300);
+    let landed: Vec<_> = (0..2)
+        .map(|i| site.root(i).join("users").join(USER).join("new"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(landed.len(), 1, "{landed:?}");
+    assert_eq!(std::fs::read(&landed[0]).unwrap(), b"written");
+    let (list, _) = c.download("NLST /");
+    let names = String::from_utf8(list).unwrap();
+    assert!(
+        names.contains("mine") && names.contains("other") && !names.contains("secret") && !names.contains("public"),
+        "{names}"
+    );
+
+    // Anonymous users keep the pools' roots (read-only).
+    let mut anon = Control::login(site.control, "anonymous", "x");
+    anon.expect("TYPE I", 200);
+    assert_eq!(anon.download("RETR /public").0, b"for everyone");
+}

@@ -63,6 +63,11 @@ pub struct DoorArgs {
     /// FEAT lists GETPUT: auto (yes, with remote pools), always or never.
     #[arg(long, value_enum, default_value = "auto")]
     pub getput: crate::door::GetPut,
+    /// Each logged-in user (password or GSI) gets a directory beneath every pool's root as
+    /// their root, e.g. users/{user} (relative: each pool opens it beneath its own root; it
+    /// must exist on the pools). Anonymous users keep the pools' roots.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub user_root: Option<String>,
     /// Keys file of the pools allowed to join (`name:key` lines; see `ringmover link-key`).
     #[arg(long, value_name = "FILE")]
     pub pool_keys: PathBuf,
@@ -104,6 +109,18 @@ pub(super) fn prepare(args: DoorArgs) -> Result<DoorPlan> {
     }
     .config()?;
     args.gsi.apply(&mut config)?;
+    if let Some(template) = &args.user_root {
+        let escapes = template.starts_with('/') || template.split('/').any(|c| c == "..");
+        if !template.contains("{user}") || escapes {
+            anyhow::bail!(
+                "--user-root needs {{user}} in a path relative to the pools' roots, without '..', e.g. users/{{user}}"
+            );
+        }
+        config.user_roots = Some(Arc::new(crate::door::UserRoots {
+            template: template.clone(),
+            base: crate::door::UserRootBase::Pools,
+        }));
+    }
     let users = match &args.users {
         Some(p) => auth::Users::load(p)?,
         None => auth::Users::empty(),

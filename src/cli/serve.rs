@@ -196,7 +196,7 @@ pub(super) fn run(args: ServeArgs, verbose: u8) -> Result<ExitCode> {
     if let Some(template) = user_root {
         door.user_roots = Some(Arc::new(crate::door::UserRoots {
             template,
-            base: pool.clone(),
+            base: crate::door::UserRootBase::Embedded(pool.clone()),
         }));
     }
     let runtime = control_runtime()?;

@@ -145,7 +145,7 @@ impl Connection {
     /// none for them).
     fn log_in(&mut self, user: String) {
         if let Some(roots) = &self.shared.config.user_roots {
-            match roots.pools_for(&user) {
+            match roots.pools_for(&user, &self.shared.pools) {
                 Ok(pools) => self.own_pools = Some(pools),
                 Err(why) => {
                     tracing::warn!(peer = %self.peer, %user, "login refused: no root of their own: {why}");

@@ -51,10 +51,19 @@ pub struct DoorConfig {
     pub user_roots: Option<Arc<UserRoots>>,
 }
 
-/// Per-user roots: a directory template with `{user}`, served with the embedded pool's engine.
+/// Per-user roots: a directory template with `{user}`.
 pub struct UserRoots {
     pub template: String,
-    pub base: Arc<crate::pool::Pool>,
+    pub base: UserRootBase,
+}
+
+/// Where the users' directories are.
+pub enum UserRootBase {
+    /// `serve`: absolute directories, served with the embedded pool's engine.
+    Embedded(Arc<crate::pool::Pool>),
+    /// `door`: a directory beneath each remote pool's root, which the pool opens as the
+    /// session's root.
+    Pools,
 }
 
 impl std::fmt::Debug for UserRoots {
@@ -64,9 +73,10 @@ impl std::fmt::Debug for UserRoots {
 }
 
 impl UserRoots {
-    /// The pools of `user`'s own root; None when the name cannot be a directory name or the
-    /// directory cannot be opened (the login is then refused).
-    pub(crate) fn pools_for(&self, user: &str) -> Result<Arc<PoolManager>, String> {
+    /// The pools of `user`'s own root (`pools`: the door's); an error when the name cannot
+    /// be a directory name or (embedded) the directory cannot be opened: the login is then
+    /// refused. On remote pools a missing directory fails each operation with 550.
+    pub(crate) fn pools_for(&self, user: &str, pools: &PoolManager) -> Result<Arc<PoolManager>, String> {
         let plain = !user.is_empty()
             && user != "."
             && user != ".."
@@ -75,13 +85,16 @@ impl UserRoots {
         if !plain {
             return Err(format!("the user name {user:?} cannot name a directory"));
         }
-        let path = std::path::PathBuf::from(self.template.replace("{user}", user));
-        let pool = self
-            .base
-            .with_root(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let service = crate::pool::Service::new(Arc::new(pool));
-        Ok(Arc::new(PoolManager::embedded(Arc::new(service))))
+        let dir = self.template.replace("{user}", user);
+        match &self.base {
+            UserRootBase::Embedded(base) => {
+                let path = std::path::PathBuf::from(&dir);
+                let pool = base.with_root(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let service = crate::pool::Service::new(Arc::new(pool));
+                Ok(Arc::new(PoolManager::embedded(Arc::new(service))))
+            }
+            UserRootBase::Pools => Ok(Arc::new(pools.within(&dir))),
+        }
     }
 }
 

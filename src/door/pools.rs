@@ -29,7 +29,23 @@ pub enum PoolHandle {
     /// In this process (`ringmover serve`): calls, and the door's passive listener handed over.
     Local(Arc<Service>),
     /// In another process, over the pool link.
-    Remote(Arc<RemotePool>),
+    Remote(RemoteRef),
+}
+
+/// A remote pool as one session sees it: the whole pool, or (`door --user-root`) a directory
+/// beneath its root that the pool opens as that session's root.
+#[derive(Clone)]
+pub struct RemoteRef {
+    pool: Arc<RemotePool>,
+    root: Option<Arc<str>>,
+}
+
+impl std::ops::Deref for RemoteRef {
+    type Target = RemotePool;
+
+    fn deref(&self) -> &RemotePool {
+        &self.pool
+    }
 }
 
 /// A mover started on a pool: its reports, ending with [`Report::Done`].
@@ -93,7 +109,7 @@ impl PoolHandle {
     pub async fn ns(&self, op: NsOp) -> Result<NsReply, Failure> {
         match self {
             PoolHandle::Local(s) => s.ns_blocking(op).await,
-            PoolHandle::Remote(p) => p.ns(op).await,
+            PoolHandle::Remote(p) => p.pool.ns(op, p.root.as_deref()).await,
         }
     }
 
@@ -124,7 +140,14 @@ impl PoolHandle {
                 p.load_gauge.inc();
                 let run = MoverRun {
                     reports,
-                    stop: Stop::Remote { pool: p.clone(), id },
+                    stop: Stop::Remote {
+                        pool: p.pool.clone(),
+                        id,
+                    },
+                };
+                let mover = WireMover {
+                    root: p.root.as_deref().map(str::to_string),
+                    ..mover
                 };
                 if !p.alive.load(Ordering::Relaxed)
                     || p.tx
@@ -193,12 +216,21 @@ impl RemotePool {
         crate::peers::canonical(addr.ip()) == crate::peers::canonical(self.data_address) && port_ok
     }
 
-    /// Runs a namespace operation on this pool.
-    async fn ns(&self, op: NsOp) -> Result<NsReply, Failure> {
+    /// Runs a namespace operation on this pool (beneath `root` when given).
+    async fn ns(&self, op: NsOp, root: Option<&str>) -> Result<NsReply, Failure> {
         let req = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.ns.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
-        if !self.alive.load(Ordering::Relaxed) || self.tx.send(DoorMsg::Ns { req, op }).is_err() {
+        if !self.alive.load(Ordering::Relaxed)
+            || self
+                .tx
+                .send(DoorMsg::Ns {
+                    req,
+                    op,
+                    root: root.map(str::to_string),
+                })
+                .is_err()
+        {
             self.ns.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
             return Err(self.lost());
         }
@@ -221,7 +253,10 @@ const MAX_HANDSHAKES: usize = 16;
 pub struct PoolManager {
     keys: LinkKeys,
     handshakes: Arc<tokio::sync::Semaphore>,
-    pools: Mutex<Vec<PoolHandle>>,
+    /// Shared with the per-user views (`within`).
+    pools: Arc<Mutex<Vec<PoolHandle>>>,
+    /// A per-user view: every remote pool's handle carries this directory as the root.
+    within: Option<Arc<str>>,
     /// Placement of new files: path prefix → pool name (longest prefix wins).
     placement: Vec<(String, String)>,
     /// The pool in the door's process, if that is where the files are.
@@ -311,7 +346,10 @@ impl PoolManager {
         {
             let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
             pools.retain(|p| p.name() != name);
-            pools.push(PoolHandle::Remote(pool.clone()));
+            pools.push(PoolHandle::Remote(RemoteRef {
+                pool: pool.clone(),
+                root: None,
+            }));
         }
         tracing::info!(pool = %name, %data_address, "pool registered");
         let result = loop {
@@ -326,7 +364,7 @@ impl PoolManager {
         self.pools
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| !matches!(p, PoolHandle::Remote(r) if Arc::ptr_eq(r, &pool)));
+            .retain(|p| !matches!(p, PoolHandle::Remote(r) if Arc::ptr_eq(&r.pool, &pool)));
         if !self
             .pools
             .lock()
@@ -389,7 +427,28 @@ impl PoolManager {
     pub fn alive(&self) -> Vec<PoolHandle> {
         let mut v: Vec<_> = self.pools.lock().unwrap_or_else(|e| e.into_inner()).clone();
         v.sort_by(|a, b| a.name().cmp(b.name()));
+        if let Some(root) = &self.within {
+            for p in &mut v {
+                if let PoolHandle::Remote(r) = p {
+                    r.root = Some(root.clone());
+                }
+            }
+        }
         v
+    }
+
+    /// The same pools as one user sees them (`door --user-root`): `dir`, beneath each remote
+    /// pool's root, is their root there.
+    pub fn within(&self, dir: &str) -> PoolManager {
+        PoolManager {
+            keys: LinkKeys::default(),
+            handshakes: self.handshakes.clone(),
+            pools: self.pools.clone(),
+            within: Some(Arc::from(dir)),
+            placement: self.placement.clone(),
+            embedded: None,
+            relay: self.relay.clone(),
+        }
     }
 
     /// Runs a namespace operation on every pool.
@@ -424,7 +483,8 @@ impl PoolManager {
         PoolManager {
             keys,
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
-            pools: Mutex::default(),
+            pools: Arc::default(),
+            within: None,
             placement,
             embedded: None,
             relay: Some(relay),
@@ -436,7 +496,8 @@ impl PoolManager {
         PoolManager {
             keys: LinkKeys::default(),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
-            pools: Mutex::new(vec![PoolHandle::Local(service.clone())]),
+            pools: Arc::new(Mutex::new(vec![PoolHandle::Local(service.clone())])),
+            within: None,
             placement: Vec::new(),
             embedded: Some(service),
             relay: None,

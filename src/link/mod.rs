@@ -169,6 +169,9 @@ pub struct WireMover {
     /// The control session, for MODE E connection reuse on the pool.
     pub session: u64,
     pub reuse: bool,
+    /// A directory beneath the pool's root that is this session's root (`door --user-root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 /// What a mover moves (also what the door sends a remote pool: paths are the door's resolved
@@ -277,6 +280,9 @@ pub enum DoorMsg {
     Ns {
         req: u64,
         op: NsOp,
+        /// A directory beneath the pool's root to run it in (a user's own root).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
     },
     Start {
         id: u64,

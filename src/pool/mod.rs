@@ -155,6 +155,13 @@ impl Pool {
         &self.root
     }
 
+    /// The same engine and settings over a directory beneath this pool's root (a user's
+    /// part of it, `door --user-root`): it cannot resolve outside this root.
+    pub fn within(&self, dir: &str) -> Result<Pool, PoolError> {
+        let root = self.root.subroot(dir)?;
+        Ok(Pool::new(Arc::new(root), self.engine.clone(), self.config.clone()))
+    }
+
     /// The same engine and settings over another directory (a user's own root).
     pub fn with_root(&self, path: &std::path::Path) -> Result<Pool, PoolError> {
         let root = Root::open(path)?;

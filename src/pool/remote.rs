@@ -117,6 +117,10 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
         }
     });
     let movers: Arc<Mutex<HashMap<u64, watch::Sender<bool>>>> = Arc::default();
+    let roots = Roots {
+        base: service,
+        within: Mutex::default(),
+    };
     let result = loop {
         let msg = match read_frame::<_, DoorMsg>(&mut rd).await {
             Ok(Some(m)) => m,
@@ -124,14 +128,31 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
             Err(e) => break Err(e),
         };
         match msg {
-            DoorMsg::Ns { req, op } => {
-                let (service, tx) = (service.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let result = service.ns_blocking(op).await;
-                    let _ = tx.send(PoolMsg::Reply { req, result });
-                });
+            DoorMsg::Ns { req, op, root } => {
+                let tx = tx.clone();
+                match roots.service(root.as_deref()) {
+                    Ok(service) => {
+                        tokio::spawn(async move {
+                            let result = service.ns_blocking(op).await;
+                            let _ = tx.send(PoolMsg::Reply { req, result });
+                        });
+                    }
+                    Err(f) => {
+                        let _ = tx.send(PoolMsg::Reply { req, result: Err(f) });
+                    }
+                }
             }
             DoorMsg::Start { id, mut mover } => {
+                let service = match roots.service(mover.root.as_deref()) {
+                    Ok(s) => s,
+                    Err(f) => {
+                        let _ = tx.send(PoolMsg::Done {
+                            id,
+                            result: Err((f, 0)),
+                        });
+                        continue;
+                    }
+                };
                 if let Some(grant) = mover.plan.grant.take() {
                     match open_grant(&grant, &seal_key, cfg.trust.as_ref()) {
                         Ok(a) => mover.plan.auth = Some(a),
@@ -160,7 +181,7 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
                     let _ = c.send(true);
                 }
             }
-            DoorMsg::Forget { session } => service.forget(session),
+            DoorMsg::Forget { session } => roots.forget(session),
             DoorMsg::Welcome { .. } | DoorMsg::Challenge { .. } => {}
         }
     };
@@ -168,9 +189,50 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
     for (_, c) in movers.lock().unwrap_or_else(|e| e.into_inner()).drain() {
         let _ = c.send(true);
     }
-    service.forget_all();
+    roots.forget_all();
     writer.abort();
     result
+}
+
+/// This pool's service, and those of users' directories beneath its root (`door
+/// --user-root`), opened when first named and kept for the link's life.
+struct Roots {
+    base: Arc<Service>,
+    within: Mutex<HashMap<String, Arc<Service>>>,
+}
+
+impl Roots {
+    fn service(&self, dir: Option<&str>) -> Result<Arc<Service>, Failure> {
+        let Some(dir) = dir else {
+            return Ok(self.base.clone());
+        };
+        let mut within = self.within.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = within.get(dir) {
+            return Ok(s.clone());
+        }
+        let pool = self.base.pool().within(dir).map_err(|e| {
+            let mut f = super::service::pool_failure(&e);
+            f.message = format!("no root {dir} on this pool: {}", f.message);
+            f
+        })?;
+        let service = Arc::new(Service::new(Arc::new(pool)));
+        within.insert(dir.to_string(), service.clone());
+        Ok(service)
+    }
+
+    fn forget(&self, session: u64) {
+        self.base.forget(session);
+        for s in self.within.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            s.forget(session);
+        }
+    }
+
+    fn forget_all(&self) {
+        self.base.forget_all();
+        for s in self.within.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            s.forget_all();
+        }
+    }
 }
 
 /// A DCAU grant from the door as this pool's own [`crate::gsi::DataAuth`], checked against

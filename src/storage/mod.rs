@@ -165,6 +165,16 @@ impl Root {
         })
     }
 
+    /// A directory beneath this root as a root of its own (a user's part of a pool): resolved
+    /// beneath this root, so neither `..` nor a symlink can place it outside.
+    pub fn subroot(&self, vpath: &str) -> Result<Root, StorageError> {
+        let dir = self.open_at("open root", vpath, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+        Ok(Root {
+            dir,
+            path: self.path.join(relative(vpath)),
+        })
+    }
+
     /// The root's real path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -107,6 +107,7 @@ impl Connection {
             connect,
             session: self.id,
             reuse: req.reuse,
+            root: None,
         };
         let mut run = match pool.start(wire, handed, self.local.ip()) {
             Ok(r) => r,
