@@ -409,6 +409,16 @@ impl BlockRecv {
         self.pipe.is_some()
     }
 
+    /// A MODE X connection reset before its first header: the sender never took it (nothing
+    /// was sent on it, so nothing was lost); not an error. `ConnReceiver::on_close` still
+    /// refuses it if a block or an unfinished EOD sequence was under way.
+    fn unserved_x_connection(&self, res: i32) -> bool {
+        let reset = res == -libc::ECONNRESET || res == -libc::EPIPE;
+        let before_any_header = matches!(self.phase, RecvPhase::SendReady)
+            || (matches!(self.phase, RecvPhase::Header) && self.hdr_got == 0);
+        reset && before_any_header && self.carrying.is_none() && matches!(self.receiver, Receiving::X(_))
+    }
+
     pub(crate) fn new(
         file: Arc<File>,
         sock: TcpStream,
@@ -600,7 +610,18 @@ impl BlockRecv {
             self.phase != RecvPhase::Writing || !super::direct::fall_back(&self.file, r, &mut self.retried)
         });
         if let Some(r) = res {
+            // The sender may already have closed (GFD.47): BYE is best effort, and a sender
+            // that closed with our BYE unread resets the connection.
+            if self.phase == RecvPhase::SendBye {
+                return Ok(None);
+            }
             if r < 0 {
+                if self.unserved_x_connection(r) {
+                    // A passive MODE X sender that finished closed its listener with this
+                    // connection still in its backlog: it never sent anything on it.
+                    self.conn.on_close()?;
+                    return Ok(None);
+                }
                 return Err(OpError::errno("MODE E receive", r));
             }
             let n = r as usize;
@@ -611,7 +632,6 @@ impl BlockRecv {
                     }
                     self.phase = RecvPhase::Header;
                 }
-                // The sender may already have closed (GFD.47): BYE is best effort.
                 RecvPhase::SendBye => return Ok(None),
                 RecvPhase::Header => {
                     if n == 0 {

@@ -502,11 +502,15 @@ impl Run<'_> {
                     {
                         Ok(sock) => self.join(joiner, streams, sock)?,
                         // A passive MODE X sender that sent everything over the connections
-                        // it already accepted closes its listener: the rest are not needed.
+                        // it already accepted closes its listener: the rest are not needed
+                        // (refused, or reset when the close caught them in its backlog).
                         Err(PoolError::Connect(e))
                             if !self.sends
                                 && !streams.cancel.is_empty()
-                                && e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                                && matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                                ) =>
                         {
                             tracing::debug!(%remote, "MODE X sender stopped listening; receiving on the connections made");
                             return Ok(());
