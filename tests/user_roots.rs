@@ -84,6 +84,12 @@ fn each_user_sees_only_their_own_root() {
 #[test]
 fn a_door_confines_each_user_to_their_directory_on_every_pool() {
     let site = common::site::Site::start_full(&["127.0.0.2", "127.0.0.3"], &["--user-root", "users/{user}"], &[]);
+    // Without the directory on every pool the login is refused.
+    std::fs::create_dir_all(site.root(0).join("users").join(USER)).unwrap();
+    let mut early = Control::connect(site.control);
+    early.expect(&format!("USER {USER}"), 331);
+    let r = early.expect(&format!("PASS {PASSWORD}"), 530);
+    assert!(r.text().contains("No root directory"), "{}", r.text());
     for i in 0..2 {
         std::fs::create_dir_all(site.root(i).join("users").join(USER)).unwrap();
         std::fs::create_dir_all(site.root(i).join("users/bob")).unwrap();

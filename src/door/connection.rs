@@ -143,16 +143,27 @@ impl Connection {
 
     /// Logs `user` in, in their own root when `--user-root` is set (refused when there is
     /// none for them).
-    fn log_in(&mut self, user: String) {
-        if let Some(roots) = &self.shared.config.user_roots {
-            match roots.pools_for(&user, &self.shared.pools) {
-                Ok(pools) => self.own_pools = Some(pools),
+    async fn log_in(&mut self, user: String) {
+        if let Some(roots) = self.shared.config.user_roots.clone() {
+            let pools = match roots.pools_for(&user, &self.shared.pools) {
+                Ok(pools) => pools,
                 Err(why) => {
                     tracing::warn!(peer = %self.peer, %user, "login refused: no root of their own: {why}");
                     self.session.handle_auth_refused(SessionError::NoUserRoot(user));
                     return;
                 }
+            };
+            // Remote pools: the user's directory must be there on every pool in rotation.
+            if pools.local().is_none() {
+                let stat = crate::link::NsOp::Stat("/".into());
+                if let Some((pool, Err(f))) = pools.ns_all(stat).await.into_iter().find(|(_, r)| r.is_err()) {
+                    let why = format!("pool {}: {}", pool.name(), f.message);
+                    tracing::warn!(peer = %self.peer, %user, "login refused: no root of their own: {why}");
+                    self.session.handle_auth_refused(SessionError::NoUserRoot(user));
+                    return;
+                }
             }
+            self.own_pools = Some(pools);
         }
         self.session.handle_auth(Some(Access { user, writable: true }));
     }
@@ -323,7 +334,7 @@ impl Connection {
 
     async fn perform(&mut self, action: Action) -> std::io::Result<()> {
         match action {
-            Action::Authenticate { user, .. } if self.gsi_peer.is_some() => self.authenticate_gsi(&user),
+            Action::Authenticate { user, .. } if self.gsi_peer.is_some() => self.authenticate_gsi(&user).await,
             Action::Authenticate { user, password } => self.authenticate(user, password).await?,
             Action::Adat(token) => self.adat(token).await,
             Action::StartTls => self.start_tls()?,
@@ -379,7 +390,7 @@ impl Connection {
         if ok {
             self.shared.guard.succeed(ip);
             tracing::info!(%user, peer = %self.peer, "login");
-            self.log_in(user);
+            self.log_in(user).await;
         } else {
             crate::metrics::get()
                 .login_failures

@@ -75,7 +75,7 @@ impl std::fmt::Debug for UserRoots {
 impl UserRoots {
     /// The pools of `user`'s own root (`pools`: the door's); an error when the name cannot
     /// be a directory name or (embedded) the directory cannot be opened: the login is then
-    /// refused. On remote pools a missing directory fails each operation with 550.
+    /// refused. For remote pools the session checks the directory on every pool.
     pub(crate) fn pools_for(&self, user: &str, pools: &PoolManager) -> Result<Arc<PoolManager>, String> {
         let plain = !user.is_empty()
             && user != "."

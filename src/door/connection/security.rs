@@ -193,7 +193,7 @@ impl Connection {
 
     /// A USER/PASS after GSI authentication: the password is not looked at; the subject must
     /// map to the requested local user (or, for `:globus-mapping:`, to any).
-    pub(super) fn authenticate_gsi(&mut self, user: &str) {
+    pub(super) async fn authenticate_gsi(&mut self, user: &str) {
         let (Some(peer), Some(config)) = (&self.gsi_peer, &self.live.gsi) else {
             self.session.handle_auth(None);
             return;
@@ -203,7 +203,7 @@ impl Connection {
             Some(local) => {
                 tracing::info!(peer = %self.peer, %subject, user = local, "login (GSI)");
                 let user = local.to_string();
-                self.log_in(user);
+                self.log_in(user).await;
             }
             None => {
                 tracing::warn!(peer = %self.peer, %subject, requested = user, "GSI login refused: not in the grid-mapfile");
