@@ -409,6 +409,27 @@ async fn worker(
     Ok(stats)
 }
 
+fn x_size_check(o: &CopyOptions, job: &FileJob) -> bool {
+    job.download && o.mode == Mode::X && !o.partial()
+}
+
+/// MODE X carries no byte or block count, so a whole-file download is checked against the
+/// server's SIZE: a connection lost without notice cannot leave a short file reported done.
+async fn check_x_download(session: &mut Option<(FtpUrl, Session)>, job: &FileJob) -> Result<(), ClientError> {
+    let Some((_, s)) = session.as_mut() else {
+        return Err(ClientError::Lost("no session".into()));
+    };
+    let there = s.control.size(&job.remote.path).await?;
+    let here = tree::local_stat(&job.local).map(|st| st.size);
+    match (there, here) {
+        (Some(a), Some(b)) if a != b => Err(ClientError::Data(format!(
+            "MODE X download of {} ended with {b} of its {a} bytes",
+            job.remote.path
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Waits before another try; false when the tries are used up (or restarts are off).
 /// Counts the retry in `tries` (this file's) and `stats` (the worker's).
 async fn may_retry(
@@ -468,7 +489,7 @@ async fn two_with_restarts(
                 None => s.issue(pool, job.clone(), o, &resume).await?,
             };
             // Pipelining: the next file on this server, unless this one is checked afterwards.
-            let verify_after = o.verify.is_some() || tries > 0;
+            let verify_after = o.verify.is_some() || tries > 0 || x_size_check(o, &job);
             let next = if o.pipeline && !verify_after {
                 take_next_same_server(queue, &job.remote)
             } else {
@@ -494,6 +515,9 @@ async fn two_with_restarts(
         }
     };
     let (m, ahead) = moved;
+    if x_size_check(o, &job) {
+        check_x_download(session, &job).await?;
+    }
     stats.bytes += m.bytes;
     stats.streams = stats.streams.max(m.streams);
     stats.reused += usize::from(m.reused);
