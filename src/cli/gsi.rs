@@ -106,7 +106,7 @@ impl GsiArgs {
             ca_dir: self
                 .ca_dir
                 .clone()
-                .unwrap_or_else(|| PathBuf::from("/etc/grid-security/certificates")),
+                .unwrap_or_else(|| PathBuf::from(crate::gsi::creds::DEFAULT_CA_DIR)),
         };
         let gridmap_path = self
             .gridmap

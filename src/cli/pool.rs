@@ -110,7 +110,7 @@ fn dcau_trust(dir: Option<std::path::PathBuf>) -> Result<Option<crate::gsi::Trus
         Some(d) if d.is_dir() => Ok(Some(crate::gsi::TrustPaths { ca_dir: d })),
         Some(d) => anyhow::bail!("--ca-dir {}: not a directory", d.display()),
         None => {
-            let default = std::path::PathBuf::from("/etc/grid-security/certificates");
+            let default = std::path::PathBuf::from(crate::gsi::creds::DEFAULT_CA_DIR);
             Ok(default.is_dir().then_some(crate::gsi::TrustPaths { ca_dir: default }))
         }
     }

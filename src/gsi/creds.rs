@@ -10,6 +10,9 @@ use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
 
 use super::GsiError;
 
+/// Where grid hosts keep their trusted CA certificates (Globus's default for X509_CERT_DIR).
+pub const DEFAULT_CA_DIR: &str = "/etc/grid-security/certificates";
+
 /// Where the trust roots are: a directory of CA certificates named by subject hash
 /// (`<hash>.0`), with CRLs beside them (`<hash>.r0`), as `X509_CERT_DIR` holds them.
 #[derive(Clone, Debug)]
@@ -238,7 +241,7 @@ impl ClientCredentials {
         let ca_dir = std::env::var_os("X509_CERT_DIR").map(PathBuf::from).unwrap_or_else(|| {
             let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".globus/certificates"));
             home.filter(|h| h.is_dir())
-                .unwrap_or_else(|| PathBuf::from("/etc/grid-security/certificates"))
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CA_DIR))
         });
         ClientCredentials::load(&proxy, &TrustPaths { ca_dir })
     }

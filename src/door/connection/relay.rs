@@ -125,18 +125,16 @@ impl Relays {
         engine: Option<&Arc<Engine>>,
     ) -> Option<Canceller> {
         self.relayed += 1;
-        let accepted = match accepted {
-            Ok(c) => secure_client(c, self.auth.as_ref())
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string())),
-            Err(e) => Err(e),
+        let client = match accepted {
+            Ok(c) => secure_client(c, self.auth.as_ref()).await,
+            Err(e) => Err(SessionError::DataConnection(e.to_string())),
         };
-        let relayed = match (accepted, self.pool_addr) {
+        let relayed = match (client, self.pool_addr) {
             (Ok(client), Some(to)) => match connect_from(self.local, to).await {
                 Ok(pool_sock) => relay_sockets(engine, client, pool_sock, self.buffer),
                 Err(e) => Err(SessionError::DataConnection(e.to_string())),
             },
-            (Err(e), _) => Err(SessionError::DataConnection(e.to_string())),
+            (Err(e), _) => Err(e),
             (Ok(_), None) => Err(SessionError::NoDataChannel),
         };
         match relayed {
@@ -254,22 +252,23 @@ impl Connection {
         self.flush().await?;
         let peers = self.data_peers();
         let accept = accept_from(Some(&listener), &peers);
-        let result = match tokio::time::timeout(ACCEPT_TIMEOUT, accept).await {
+        let data_error = |e: std::io::Error| SessionError::DataConnection(e.to_string());
+        let sent = match tokio::time::timeout(ACCEPT_TIMEOUT, accept).await {
             Ok(Ok(s)) => match secure_client(s, auth.as_ref()).await {
-                Ok(mut s) => s.write_all(&bytes).await.map(|_| bytes.len() as u64),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+                Ok(mut s) => s.write_all(&bytes).await.map_err(data_error),
+                Err(e) => Err(e),
             },
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no data connection")),
+            Ok(Err(e)) => Err(data_error(e)),
+            Err(_) => Err(SessionError::DataConnection("no data connection".into())),
         };
         let n = bytes.len() as u64;
-        Ok(match result {
-            Ok(_) => Outcome {
+        Ok(match sent {
+            Ok(()) => Outcome {
                 bytes: n,
                 result: Ok(n),
                 streams: 1,
             },
-            Err(e) => Outcome::failed(SessionError::DataConnection(e.to_string())),
+            Err(e) => Outcome::failed(e),
         })
     }
 }
