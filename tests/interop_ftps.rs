@@ -129,3 +129,55 @@ fn commands_sent_in_clear_behind_auth_tls_are_dropped() {
         server.log()
     );
 }
+
+/// FTPS PROT P with pools in other processes: curl and lftp use plain PASV, so the door
+/// passes the TLS records through and the pool (holding the door's certificate, sealed over
+/// the link) is the TLS server; in active mode the pool connects to the client and is the
+/// TLS server there too; listings come from the door, in TLS.
+#[test]
+fn ftps_prot_p_through_a_door_with_remote_pools() {
+    let grid = Grid::new();
+    let cert = grid.path("host.pem").display().to_string();
+    let key = grid.path("host.key").display().to_string();
+    let site = common::site::Site::start_with(&["127.0.0.2"], &["--tls-cert", &cert, "--tls-key", &key]);
+    write_big(&site.root(0).join("src.bin"), 5 << 20, 9);
+    let ca = grid.path("ca.pem").display().to_string();
+    let local = tempfile::tempdir().unwrap();
+    let down = local.path().join("down.bin");
+    let down_s = down.display().to_string();
+    let port = site.control.port();
+    let url = format!("ftp://localhost:{port}/src.bin");
+    let (ok, out) = curl(&ca, &["--ssl-reqd", &url, "-o", &down_s]);
+    assert!(ok, "{out}\n{}", site.log());
+    assert_same(&site.root(0).join("src.bin"), &down);
+    let (ok, out) = curl(
+        &ca,
+        &["--ssl-reqd", "-T", &down_s, &format!("ftp://localhost:{port}/up0.bin")],
+    );
+    assert!(ok, "{out}\n{}", site.log());
+    assert_same(&down, &site.root(0).join("up0.bin"));
+    let (ok, out) = curl(&ca, &["--ssl-reqd", &format!("ftp://localhost:{port}/")]);
+    assert!(ok && out.contains("up0.bin"), "{out}\n{}", site.log());
+    // lftp passive, then active (curl 7.88's active mode with TLS fails on curl's side).
+    let script = format!(
+        "set ssl:ca-file {ca}; set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         get src.bin -o {}; put {} -o lftp-p.bin; ls; set ftp:passive-mode off; \
+         get src.bin -o {}; put {} -o lftp-a.bin; quit",
+        local.path().join("lftp.bin").display(),
+        down.display(),
+        local.path().join("lftp-a.bin").display(),
+        down.display(),
+    );
+    let login = format!("{USER},{PASSWORD}");
+    let (ok, out) = run(
+        "lftp",
+        &["-u", &login, "-e", &script, &format!("ftp://localhost:{port}")],
+    );
+    assert!(ok && out.contains("up0.bin"), "{out}\n{}", site.log());
+    assert_same(&site.root(0).join("src.bin"), &local.path().join("lftp.bin"));
+    assert_same(&down, &site.root(0).join("lftp-p.bin"));
+    assert_same(&site.root(0).join("src.bin"), &local.path().join("lftp-a.bin"));
+    assert_same(&down, &site.root(0).join("lftp-a.bin"));
+    let log = site.log();
+    assert_eq!(log.matches("prot=\"P\" peer=127.0.0.1 result=ok").count(), 8, "{log}");
+}

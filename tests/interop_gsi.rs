@@ -201,8 +201,14 @@ fn a_door_with_remote_pools_authenticates_data_on_the_pools() {
     assert_same(&site.root(0).join("a"), &down);
     // Without GET/PUT (-no-g2) globus-url-copy sends plain PASV and the door relays: the door
     // runs the DCAU handshake on the client's connections itself (stream, MODE E and the
-    // listing), and refuses -dcpriv there with a reply that says to use GET/PUT.
-    for extra in [&["-no-g2"][..], &["-no-g2", "-p", "4"][..]] {
+    // listing); with -dcpriv the pool runs it through the door, end to end.
+    for extra in [
+        &["-no-g2"][..],
+        &["-no-g2", "-p", "4"][..],
+        &["-no-g2", "-dcpriv"][..],
+        &["-no-g2", "-dcpriv", "-p", "4"][..],
+    ] {
+        let _ = std::fs::remove_file(&down);
         let mut a = extra.to_vec();
         a.extend([url.as_str(), dst.as_str()]);
         let (ok, out) = grid.guc("proxy", &[], &a);
@@ -216,8 +222,12 @@ fn a_door_with_remote_pools_authenticates_data_on_the_pools() {
     let dir_url = format!("gsiftp://localhost:{}/", site.control.port());
     let (ok, out) = grid.guc("proxy", &[], &["-no-g2", "-list", &dir_url]);
     assert!(ok && out.contains('a'), "{out}");
-    let (ok, out) = grid.guc("proxy", &[], &["-no-g2", "-dcpriv", url.as_str(), dst.as_str()]);
-    assert!(!ok && out.contains("GET/PUT"), "{out}");
+    let (ok, out) = grid.guc("proxy", &[], &["-no-g2", "-dcpriv", "-p", "4", &dst, &up]);
+    assert!(ok, "{out}");
+    assert_same(&down, &site.root(0).join("b"));
+    // The door sends the listing itself: in TLS records with -dcpriv.
+    let (ok, out) = grid.guc("proxy", &[], &["-no-g2", "-dcpriv", "-list", &dir_url]);
+    assert!(ok && out.contains('a'), "{out}");
     // A pool without a CA directory refuses DCAU with a reply that says so; -nodcau works.
     let (mut old, _root) = site.pools.remove(0);
     let _ = old.0.kill();

@@ -62,7 +62,7 @@ pub(crate) struct Connection {
     cache_pool: Option<String>,
     /// MODE E relays to a remote pool for plain-PASV uploads; they live as long as the
     /// client's data connections may be reused.
-    relays: Vec<crate::engine::Canceller>,
+    relays: Vec<relay::RelayStop>,
     /// Unique per control connection (the key of cached connections on remote pools).
     id: u64,
     peer: SocketAddr,

@@ -123,7 +123,7 @@ impl DataAuth {
                 Ok((Handshake::Initiating(i), first))
             }
             // RFC 4217: the server is the TLS server whoever opened the connection.
-            (Kind::Ftps(context), _) => Ok((Handshake::Tls(TlsServer::new(context)?), Vec::new())),
+            (Kind::Ftps(context), _) => Ok((Handshake::Tls(TlsServer::for_data(context)?), Vec::new())),
         }
     }
 

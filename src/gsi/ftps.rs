@@ -16,6 +16,8 @@ use super::GsiError;
 pub struct FtpsContext {
     context: SslContext,
     pub subject: String,
+    /// Kept to hand on, sealed, to remote pools (PROT P on their data connections).
+    own: std::sync::Arc<Credential>,
 }
 
 impl std::fmt::Debug for FtpsContext {
@@ -26,7 +28,20 @@ impl std::fmt::Debug for FtpsContext {
 
 impl FtpsContext {
     pub fn load(cert: &Path, key: &Path) -> Result<FtpsContext, GsiError> {
-        let own = Credential::load(cert, key)?;
+        FtpsContext::with(Credential::load(cert, key)?)
+    }
+
+    /// A door's certificate as [`FtpsContext::pem`] gave it (a remote pool's copy).
+    pub fn from_pem(pem: &[u8]) -> Result<FtpsContext, GsiError> {
+        FtpsContext::with(Credential::from_pem(pem)?)
+    }
+
+    /// The certificate, its key and chain as PEM, for a remote pool.
+    pub fn pem(&self) -> Result<Vec<u8>, GsiError> {
+        self.own.to_pem()
+    }
+
+    fn with(own: Credential) -> Result<FtpsContext, GsiError> {
         let mut b = SslContext::builder(SslMethod::tls_server()).map_err(GsiError::tls("TLS context"))?;
         b.set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(GsiError::tls("TLS version"))?;
@@ -38,6 +53,7 @@ impl FtpsContext {
         Ok(FtpsContext {
             context: b.build(),
             subject,
+            own: std::sync::Arc::new(own),
         })
     }
 }
@@ -58,7 +74,20 @@ impl std::fmt::Debug for TlsServer {
 
 impl TlsServer {
     pub fn new(context: &FtpsContext) -> Result<TlsServer, GsiError> {
-        let ssl = Ssl::new(&context.context).map_err(GsiError::tls("TLS session"))?;
+        TlsServer::with(Ssl::new(&context.context).map_err(GsiError::tls("TLS session"))?)
+    }
+
+    /// The server end of a data connection. It sends no session tickets: a client resumes
+    /// the control connection's session, never a data connection's, and a ticket it has not
+    /// read when it closes (lftp reads one of two) turns its close into a reset that can
+    /// drop its last records, close_notify among them.
+    pub fn for_data(context: &FtpsContext) -> Result<TlsServer, GsiError> {
+        let mut ssl = Ssl::new(&context.context).map_err(GsiError::tls("TLS session"))?;
+        ssl.set_num_tickets(0).map_err(GsiError::tls("TLS session"))?;
+        TlsServer::with(ssl)
+    }
+
+    fn with(ssl: Ssl) -> Result<TlsServer, GsiError> {
         let tls = SslStream::new(ssl, Pipe::default()).map_err(GsiError::tls("TLS session"))?;
         Ok(TlsServer {
             tls,

@@ -139,12 +139,16 @@ pub struct MoverPlan {
 /// What a remote pool needs to authenticate a transfer's data connections: the session's
 /// delegated credential, sealed (AES-256-GCM) with a key only the door and that pool hold
 /// for this link ([`auth::seal_key`]); whom the peers must be (DCAU S subject, or the
-/// credential's own identity); and whether the data goes in TLS (PROT S/P).
+/// credential's own identity); and whether the data goes in TLS (PROT S/P). For FTPS PROT P
+/// (`ftps`) the sealed credential is the door's own certificate and key instead: the pool is
+/// the TLS server on the client's data connections, as the door would be.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub sealed: String,
     pub subject: Option<String>,
     pub private: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ftps: bool,
 }
 
 /// A shared [`crate::gsi::DataAuth`]; plans compare equal when they share the same one.

@@ -9,7 +9,7 @@ mod digests;
 pub mod mover;
 pub mod remote;
 mod service;
-mod tls_relay;
+pub(crate) mod tls_relay;
 
 pub use crate::link::Report;
 pub use crate::link::{MoverRequest, Spool};

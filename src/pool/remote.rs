@@ -242,6 +242,12 @@ fn open_grant(
     seal_key: &auth::Key,
     trust: Option<&crate::gsi::TrustPaths>,
 ) -> Result<crate::link::DataAuthRef, Failure> {
+    if grant.ftps {
+        let refuse = |why: String| Failure::new(FailureKind::DataConnection, format!("PROT P on this pool: {why}"));
+        let pem = auth::unseal(seal_key, &grant.sealed).map_err(|e| refuse(e.to_string()))?;
+        let context = crate::gsi::FtpsContext::from_pem(&pem).map_err(|e| refuse(e.to_string()))?;
+        return Ok(crate::link::DataAuthRef(Arc::new(crate::gsi::DataAuth::ftps(&context))));
+    }
     let refuse = |why: String| Failure::new(FailureKind::DataConnection, format!("DCAU on this pool: {why}"));
     let trust = trust.ok_or_else(|| refuse("no CA directory (pool --ca-dir); the client may send DCAU N".into()))?;
     let pem = auth::unseal(seal_key, &grant.sealed).map_err(|e| refuse(e.to_string()))?;

@@ -36,9 +36,60 @@ pub(super) struct Relays {
     relaying: bool,
     relayed: usize,
     /// Stream mode: the one relay; its end is the transfer's.
-    relay: Option<TransferHandle>,
+    relay: Option<Relay>,
     /// DCAU (PROT C): the handshake the door runs on each client connection before relaying.
     auth: Option<DataAuthRef>,
+    /// PROT S/P: the pool runs the handshake and the TLS records through the door.
+    pass_through: bool,
+}
+
+/// One relayed connection: on the door's engine, in the data's direction; or, when the pool
+/// secures the connection itself, two tasks passing its bytes both ways.
+enum Relay {
+    Engine(TransferHandle),
+    Both {
+        data: tokio::task::JoinHandle<std::io::Result<u64>>,
+        back: tokio::task::AbortHandle,
+    },
+}
+
+impl Relay {
+    async fn finish(&mut self) -> Result<(), String> {
+        match self {
+            Relay::Engine(h) => h.finish().await.map(drop).map_err(|e| e.to_string()),
+            Relay::Both { data, .. } => match data.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    fn stopper(&self) -> RelayStop {
+        match self {
+            Relay::Engine(h) => RelayStop::Engine(h.canceller()),
+            Relay::Both { data, back } => RelayStop::Tasks(data.abort_handle(), back.clone()),
+        }
+    }
+}
+
+/// Stops a relayed connection that outlives its transfer (MODE E connections the client may
+/// reuse) when the session ends or drops its data channel.
+pub(super) enum RelayStop {
+    Engine(Canceller),
+    Tasks(tokio::task::AbortHandle, tokio::task::AbortHandle),
+}
+
+impl RelayStop {
+    pub(super) fn cancel(&self) {
+        match self {
+            RelayStop::Engine(c) => c.cancel(),
+            RelayStop::Tasks(a, b) => {
+                a.abort();
+                b.abort();
+            }
+        }
+    }
 }
 
 impl Relays {
@@ -63,12 +114,15 @@ impl Relays {
             relayed: 0,
             relay: None,
             auth: None,
+            pass_through: false,
         }
     }
 
-    /// Authenticates each client connection (DCAU, PROT C) before it is relayed.
-    pub(super) fn secure_with(&mut self, auth: Option<DataAuthRef>) {
+    /// Authenticates each client connection (DCAU, PROT C) before it is relayed, or, with
+    /// `pass_through`, leaves that to the pool.
+    pub(super) fn secure_with(&mut self, auth: Option<DataAuthRef>, pass_through: bool) {
         self.auth = auth;
+        self.pass_through = pass_through;
     }
 
     pub(super) fn proxied(&self) -> bool {
@@ -103,7 +157,7 @@ impl Relays {
         } else {
             (client, pool_sock)
         };
-        self.relay = Some(relay_sockets(engine, from, to, self.buffer)?);
+        self.relay = Some(self.relay_sockets(engine, from, to)?);
         Ok(())
     }
 
@@ -123,7 +177,7 @@ impl Relays {
         &mut self,
         accepted: std::io::Result<TcpStream>,
         engine: Option<&Arc<Engine>>,
-    ) -> Option<Canceller> {
+    ) -> Option<RelayStop> {
         self.relayed += 1;
         let client = match accepted {
             Ok(c) => secure_client(c, self.auth.as_ref()).await,
@@ -131,14 +185,14 @@ impl Relays {
         };
         let relayed = match (client, self.pool_addr) {
             (Ok(client), Some(to)) => match connect_from(self.local, to).await {
-                Ok(pool_sock) => relay_sockets(engine, client, pool_sock, self.buffer),
+                Ok(pool_sock) => self.relay_sockets(engine, client, pool_sock),
                 Err(e) => Err(SessionError::DataConnection(e.to_string())),
             },
             (Err(e), _) => Err(e),
             (Ok(_), None) => Err(SessionError::NoDataChannel),
         };
         match relayed {
-            Ok(h) => Some(h.canceller()),
+            Ok(r) => Some(r.stopper()),
             Err(e) => {
                 tracing::warn!("MODE E relay: {e}");
                 self.relaying = false;
@@ -153,11 +207,11 @@ impl Relays {
         let lost = |kind, message: String, bytes| Err((Failure::new(kind, message), bytes));
         match (done, self.relay.as_mut()) {
             (Ok(moved), Some(h)) => match h.finish().await {
-                Ok(_) => Ok(moved),
-                Err(e) => lost(FailureKind::ConnectionLost, e.to_string(), moved.bytes),
+                Ok(()) => Ok(moved),
+                Err(e) => lost(FailureKind::ConnectionLost, e, moved.bytes),
             },
             (r, Some(h)) => {
-                h.cancel();
+                h.stopper().cancel();
                 r
             }
             (Ok(_), None) if self.proxied && !self.extended => {
@@ -203,33 +257,111 @@ pub(super) async fn secure_client(
     mut client: TcpStream,
     auth: Option<&DataAuthRef>,
 ) -> Result<TcpStream, SessionError> {
+    let failed = |e: crate::pool::PoolError| SessionError::DataConnection(e.to_string());
     if let Some(auth) = auth {
-        crate::pool::dcau::secure(&mut client, &auth.0, crate::gsi::Role::Accepted)
-            .await
-            .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+        let secured = crate::pool::dcau::secure(&mut client, &auth.0, crate::gsi::Role::Accepted).await;
+        if let Some(channel) = secured.map_err(failed)? {
+            return crate::pool::tls_relay::start(client, channel).await.map_err(failed);
+        }
     }
     Ok(client)
 }
 
-fn relay_sockets(
-    engine: Option<&Arc<Engine>>,
-    from: TcpStream,
-    to: TcpStream,
-    buffer: Option<u64>,
-) -> Result<TransferHandle, SessionError> {
-    use crate::engine::{Sink, Source};
-    let engine = engine.ok_or_else(|| SessionError::Internal("no relay engine".into()))?;
-    let std_socket = |s: TcpStream| -> Result<std::net::TcpStream, SessionError> {
-        let s = s.into_std().map_err(|e| SessionError::DataConnection(e.to_string()))?;
-        s.set_nonblocking(true)
-            .map_err(|e| SessionError::DataConnection(e.to_string()))?;
-        if let Some(n) = buffer {
-            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, n as usize);
-            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, n as usize);
+impl Relays {
+    /// Relays `from` → `to`: on the door's engine, or both ways untouched (`pass_through`).
+    fn relay_sockets(
+        &self,
+        engine: Option<&Arc<Engine>>,
+        from: TcpStream,
+        to: TcpStream,
+    ) -> Result<Relay, SessionError> {
+        if self.pass_through {
+            return Ok(pass_both_ways(from, to));
         }
-        Ok(s)
-    };
-    Ok(engine.submit(Source::Socket(std_socket(from)?), Sink::Socket(std_socket(to)?), None))
+        use crate::engine::{Sink, Source};
+        let engine = engine.ok_or_else(|| SessionError::Internal("no relay engine".into()))?;
+        let buffer = self.buffer;
+        let std_socket = |s: TcpStream| -> Result<std::net::TcpStream, SessionError> {
+            let s = s.into_std().map_err(|e| SessionError::DataConnection(e.to_string()))?;
+            s.set_nonblocking(true)
+                .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+            if let Some(n) = buffer {
+                let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, n as usize);
+                let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, n as usize);
+            }
+            Ok(s)
+        };
+        let h = engine.submit(Source::Socket(std_socket(from)?), Sink::Socket(std_socket(to)?), None);
+        Ok(Relay::Engine(h))
+    }
+}
+
+/// Bytes read at a time by a pass-through relay (TLS records are at most 16 KiB).
+const PASS_CHUNK: usize = 256 << 10;
+/// How long the reverse direction of a pass-through relay may outlive the data's: the
+/// peers' last TLS messages (close_notify) still cross; a peer that never closes does not
+/// hold the door's sockets.
+const PASS_LINGER: Duration = Duration::from_secs(30);
+
+/// The data goes `from` → `to`; the other direction carries the TLS handshake and alerts.
+/// The pool is the end of the TLS records and decides the transfer's outcome; the relay only
+/// has to end each direction as its source did.
+fn pass_both_ways(from: TcpStream, to: TcpStream) -> Relay {
+    let (from_r, from_w) = from.into_split();
+    let (to_r, to_w) = to.into_split();
+    let back = tokio::spawn(async move {
+        let _ = tokio::time::timeout(PASS_LINGER, pass(to_r, from_w, None)).await;
+    });
+    let data = tokio::spawn(pass(from_r, to_w, Some(back.abort_handle())));
+    Relay::Both {
+        data,
+        back: back.abort_handle(),
+    }
+}
+
+/// Copies until `r` ends, then ends `w`'s direction the same way: a FIN for a FIN, a reset
+/// for a reset (a reset passed on as a FIN would make a cut-off upload look whole to the
+/// pool). `back` is the other direction's task, which holds the rest of `w`'s socket.
+async fn pass(
+    r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    back: Option<tokio::task::AbortHandle>,
+) -> std::io::Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let mut r = tokio::io::BufReader::with_capacity(PASS_CHUNK, r);
+    match tokio::io::copy_buf(&mut r, &mut w).await {
+        Ok(n) => {
+            w.shutdown().await?;
+            Ok(n)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            // What was passed on must reach the peer first: a reset drops the send queue.
+            let _ = tokio::time::timeout(PASS_LINGER, sent_all(w.as_ref())).await;
+            // Linger 0: the socket's close (once both halves are gone) sends a reset.
+            let _ = rustix::net::sockopt::set_socket_linger(w.as_ref(), Some(Duration::ZERO));
+            if let Some(b) = back {
+                b.abort();
+            }
+            w.forget();
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Returns once the kernel holds no unsent or unacknowledged bytes for `sock`.
+async fn sent_all(sock: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ on a socket fd we hold writes one c_int to the pointer we pass,
+        // which lives across the call.
+        let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut queued as *mut libc::c_int) };
+        if r != 0 || queued == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 impl Connection {

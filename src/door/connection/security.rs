@@ -114,21 +114,29 @@ impl Connection {
             crate::door::pools::PoolHandle::Remote(p) => Some(p),
         };
         // FTPS PROT P (a TLS control connection): the server's certificate on every data
-        // connection.
+        // connection; a remote pool gets it sealed and is the TLS server itself.
         if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, req.prot) {
-            if remote.is_some() {
-                return Err(SessionError::DataConnection(
-                    "PROT P: the pool of this file runs in another process; send PROT C".into(),
-                ));
-            }
-            return Ok(DataSecurity::plan(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(
-                tls,
-            )))));
+            let Some(pool) = remote else {
+                return Ok(DataSecurity::plan(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(
+                    tls,
+                )))));
+            };
+            let refuse = |why: String| SessionError::DataConnection(format!("PROT P: {why}; send PROT C"));
+            let pem = tls.pem().map_err(|e| refuse(e.to_string()))?;
+            let grant = Grant {
+                sealed: pool.seal(&pem).map_err(|e| refuse(e.to_string()))?,
+                subject: None,
+                private: true,
+                ftps: true,
+            };
+            return Ok(DataSecurity::sealed(grant, proxied));
         }
         if req.dcau == Dcau::None {
             return Ok(DataSecurity::default());
         }
-        if proxied {
+        // PROT C through the door: the door authenticates the client's connections and
+        // relays the clear data. PROT S/P go end to end to the pool instead (below).
+        if proxied && req.prot == Prot::Clear {
             return Ok(DataSecurity {
                 relay: self.door_side_auth(req)?,
                 ..DataSecurity::default()
@@ -143,22 +151,21 @@ impl Connection {
         let grant = Grant {
             sealed: pool.seal(&pem).map_err(refuse)?,
             subject: dcau_subject(&req.dcau).map(str::to_string),
-            private: req.prot == Prot::Private,
+            private: req.prot != Prot::Clear,
+            ftps: false,
         };
-        Ok(DataSecurity {
-            grant: Some(grant),
-            ..DataSecurity::default()
-        })
+        Ok(DataSecurity::sealed(grant, proxied))
     }
 
-    /// DCAU on connections the door itself accepts (relays, listings it sends): PROT C only,
-    /// the door relays or writes plain bytes after the handshake.
+    /// The security of connections the door itself accepts and serves: listings it sends,
+    /// and PROT C relays (the door authenticates, then relays clear bytes). With PROT S/P
+    /// the door is the end of the TLS records (`relay::secure_client`).
     pub(super) fn door_side_auth(&mut self, req: &TransferRequest) -> Result<Option<DataAuthRef>, SessionError> {
-        match (&req.dcau, req.prot) {
-            (Dcau::None, _) => Ok(None),
-            (_, Prot::Private) => Err(dcau_refusal(
-                "PROT P/S on a transfer the door relays to a pool in another process (use GET/PUT or delayed passive)",
-            )),
+        if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, req.prot) {
+            return Ok(Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))));
+        }
+        match &req.dcau {
+            Dcau::None => Ok(None),
             _ => self.local_auth(req).map(Some),
         }
     }
@@ -224,9 +231,20 @@ pub(super) struct DataSecurity {
     pub(super) grant: Option<Grant>,
     /// For the door's own ends of relayed connections.
     pub(super) relay: Option<DataAuthRef>,
+    /// The pool secures the client's relayed connections itself (PROT S/P, FTPS PROT P):
+    /// the door passes their bytes both ways untouched.
+    pub(super) pass_through: bool,
 }
 
 impl DataSecurity {
+    fn sealed(grant: Grant, proxied: bool) -> DataSecurity {
+        DataSecurity {
+            grant: Some(grant),
+            pass_through: proxied,
+            ..DataSecurity::default()
+        }
+    }
+
     fn plan(auth: DataAuthRef) -> DataSecurity {
         DataSecurity {
             auth: Some(auth),

@@ -114,7 +114,7 @@ impl Connection {
             Err(f) => return Ok(Outcome::failed(link_failure(&f))),
         };
         let mut relays = Relays::new(proxied, req, self.passive.clone(), self.data_peers(), self.local.ip());
-        relays.secure_with(security.relay);
+        relays.secure_with(security.relay, security.pass_through);
         // What the pool last reported: the bytes logged if the pool dies mid-transfer.
         let mut last_bytes = 0u64;
         let done = loop {
