@@ -181,3 +181,40 @@ fn ftps_prot_p_through_a_door_with_remote_pools() {
     let log = site.log();
     assert_eq!(log.matches("prot=\"P\" peer=127.0.0.1 result=ok").count(), 8, "{log}");
 }
+
+/// An FTPS PROT P upload cut off by a reset, through the door's pass-through relay: the
+/// door passes the reset on (not an orderly end), so the pool fails the upload and the file
+/// never appears under its name.
+#[test]
+fn a_reset_prot_p_upload_through_a_door_is_not_complete() {
+    let grid = Grid::new();
+    let cert = grid.path("host.pem").display().to_string();
+    let key = grid.path("host.key").display().to_string();
+    let site = common::site::Site::start_full(
+        &["127.0.0.2"],
+        &["--tls-cert", &cert, "--tls-key", &key],
+        &["--stall-timeout", "3"],
+    );
+    let script = r#"
+import ftplib, socket, ssl, struct, sys
+port, ca, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ftp = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=ca))
+ftp.connect("localhost", port)
+ftp.login(user, password)
+ftp.prot_p()
+data = ftp.transfercmd("STOR cut.bin")
+data.sendall(b"x" * (1 << 20))
+data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+data.close()
+try:
+    print("reply", ftp.voidresp())
+except ftplib.Error as e:
+    print("refused", e)
+"#;
+    let port = site.control.port().to_string();
+    let ca = grid.path("ca.pem").display().to_string();
+    let (ok, out) = run("python3", &["-c", script, &port, &ca, USER, PASSWORD]);
+    assert!(ok, "{out}\n{}", site.log());
+    assert!(out.starts_with("refused 4"), "{out}\n{}", site.log());
+    assert!(!site.root(0).join("cut.bin").exists(), "{out}");
+}
