@@ -50,12 +50,16 @@ fn bench_prints_ratios_csv_and_svg() {
     assert!(text.contains("targets (medians of this run)"), "{text}");
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert!(csv.starts_with("scenario,tool,streams"), "{csv}");
-    // 4 m2m tools (ours with sendfile and with send, iperf3, iperf3 -Z) and 3 file tools per
-    // scenario, at 2 points each.
-    assert_eq!(csv.lines().count(), 1 + 4 * 2 + 3 * 2 * 2, "{csv}");
+    // 4 m2m tools (ours with sendfile and with send, iperf3, iperf3 -Z), 3 download tools and
+    // 4 upload tools (the 3 pairs and dd's new-file ceiling), at 2 points each.
+    assert_eq!(csv.lines().count(), 1 + 4 * 2 + 3 * 2 + 4 * 2, "{csv}");
+    assert!(
+        text.contains("dd /dev/zero → new file") && text.contains("vs writing a new file"),
+        "{text}"
+    );
     let svg = std::fs::read_to_string(&svg).unwrap();
-    // One dot per measured point (the same 20 rows as the CSV), one legend entry per tool.
-    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() == 20, "{svg}");
+    // One dot per measured point (the same 22 rows as the CSV), one legend entry per tool.
+    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() == 22, "{svg}");
     assert!(
         svg.contains("iperf3 -Z") && svg.contains("ringmover copy ⇄ ringmover"),
         "{svg}"

@@ -351,6 +351,24 @@ pub fn targets(cases: &[Case]) -> Vec<Target> {
             }
         }
     }
+    for streams in [1, 4] {
+        let ours = find(Scenario::Upload, "ringmover copy ⇄ ringmover", streams);
+        let ceiling = find(Scenario::Upload, super::files::NEW_FILE_TOOL, streams);
+        let globus = find(Scenario::Upload, "guc ⇄ globus-gridftp-server", streams);
+        let of = |a: Option<&Case>| {
+            a.zip(ceiling).map_or("-".to_string(), |(a, c)| {
+                format!("{:.2}×", a.median.gbytes_per_s / c.median.gbytes_per_s)
+            })
+        };
+        if ceiling.is_some() {
+            out.push(Target {
+                what: format!("upload, -p {streams}, vs writing a new file on the server's CPUs (dd)"),
+                want: "(the ceiling; for reference)".into(),
+                got: format!("ours {}, Globus {}", of(ours), of(globus)),
+                met: None,
+            });
+        }
+    }
     for s in [Scenario::DiskRead, Scenario::DiskWrite] {
         for streams in [1, 4] {
             let Some(ours) = find(s, super::files::DIRECT_TOOL, streams) else {
