@@ -122,6 +122,32 @@ pub(crate) struct Transfer {
     _placed: Option<super::placement::Placed>,
 }
 
+/// Gives a finished transfer's buffers back to the arena and drops its files and sockets,
+/// except a MODE E connection that may be reused, which it returns.
+fn release(kind: Kind, ctx: &mut Ctx<'_>) -> Option<TcpStream> {
+    match kind {
+        Kind::ReadSend { buf: Some(b), .. }
+        | Kind::RecvWrite { buf: Some(b), .. }
+        | Kind::Relay { buf: Some(b), .. } => {
+            ctx.arena.give(b);
+            None
+        }
+        Kind::BlockSend(mut s) => {
+            if let Some(b) = s.buf.take() {
+                ctx.arena.give(b);
+            }
+            s.into_socket()
+        }
+        Kind::BlockRecv(mut r) => {
+            if let Some(b) = r.buf.take() {
+                ctx.arena.give(b);
+            }
+            r.into_socket()
+        }
+        _ => None,
+    }
+}
+
 fn poll(sock: &TcpStream, events: i16) -> squeue::Entry {
     opcode::PollAdd::new(types::Fd(sock.as_raw_fd()), events as u32).build()
 }
@@ -248,30 +274,12 @@ impl Transfer {
     /// Ends the transfer: returns its buffer, closes its fds (a closed socket is the end of
     /// file in stream mode) and reports the result.
     pub(crate) fn finish(self, ctx: &mut Ctx<'_>, result: Result<u64, OpError>) {
-        let ok = result.is_ok();
-        let socket = match self.kind {
-            Kind::ReadSend { buf: Some(b), .. }
-            | Kind::RecvWrite { buf: Some(b), .. }
-            | Kind::Relay { buf: Some(b), .. } => {
-                ctx.arena.give(b);
-                None
-            }
-            Kind::BlockSend(mut s) => {
-                if let Some(b) = s.buf.take() {
-                    ctx.arena.give(b);
-                }
-                s.into_socket()
-            }
-            Kind::BlockRecv(mut r) => {
-                if let Some(b) = r.buf.take() {
-                    ctx.arena.give(b);
-                }
-                r.into_socket()
-            }
-            _ => None,
-        };
+        // The files and sockets are closed before the result goes out: whoever hears of the
+        // end may delete the file at once (a full disk's space must come back) or reuse the
+        // port.
+        let socket = release(self.kind, ctx);
         // Only a cleanly finished stream hands its connection back for reuse.
-        let socket = socket.filter(|_| ok);
+        let socket = socket.filter(|_| result.is_ok());
         let _ = self.done.send(result.map(|bytes| Finished { bytes, socket }));
     }
 

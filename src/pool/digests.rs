@@ -33,13 +33,21 @@ pub struct UploadDigests {
 struct Follow {
     end: Arc<AtomicU64>,
     done: oneshot::Receiver<Hashers>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Follow {
+    /// Stops the follower of a failed upload and waits for it (at most the read it is in):
+    /// its handle on the file must be gone once the failure is reported, or deleting the
+    /// partial file would not give its space back (a full disk stayed full).
     fn drop(&mut self) {
         let _ = self
             .end
             .compare_exchange(OPEN, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
     }
 }
 
@@ -115,11 +123,15 @@ pub(crate) fn follow(digests: &Mutex<UploadDigests>, file: File, written: Arc<At
             let _ = tx.send(h);
         }
     });
-    if let Err(e) = spawned {
-        // Without the thread the digests are simply not known; CKSM reads the file.
-        tracing::warn!(error = %e, "cannot start the upload digest thread");
-    }
-    d.follow = Some(Follow { end, done });
+    let thread = match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            // Without the thread the digests are simply not known; CKSM reads the file.
+            tracing::warn!(error = %e, "cannot start the upload digest thread");
+            None
+        }
+    };
+    d.follow = Some(Follow { end, done, thread });
 }
 
 /// Reads `file` up to what the engine wrote, then up to the final length once known.
@@ -140,7 +152,8 @@ fn read_along(file: &File, written: &AtomicU64, end: &AtomicU64, mut hashers: Ha
             if last != OPEN {
                 return Some(hashers);
             }
-            std::thread::sleep(IDLE);
+            // Woken early when the upload is abandoned (see `Follow::drop`).
+            std::thread::park_timeout(IDLE);
             continue;
         }
         let want = (upto - at).min(buf.len() as u64) as usize;
