@@ -403,6 +403,13 @@ pub(crate) struct BlockRecv {
     lowat: i32,
 }
 
+/// The most a MODE E payload splice waits for before it wakes: a whole default block (1 MiB)
+/// at once. Capped at the stream-mode 512 KiB (two wake-ups per block), 2 GiB `-p 4`
+/// downloads into /dev/null took 0.68–0.94 s; with one wake-up per block 0.32–0.56 s (`-p 2`
+/// 0.72–0.83 against 0.23–0.42 s; 2-vCPU VM, 8 alternating rounds). Stream mode gained
+/// nothing from a larger mark. The kernel sizes an autotuned receive buffer to twice the mark.
+const BLOCK_RCV_LOWAT: i32 = 2 << 20;
+
 impl BlockRecv {
     /// Payloads are spliced into the file, never copied through user space.
     pub(crate) fn zero_copy(&self) -> bool {
@@ -452,9 +459,9 @@ impl BlockRecv {
         }
     }
 
-    /// Wake for `want` bytes at most (capped at the stream-mode mark).
+    /// Wake for `want` bytes at most (capped at [`BLOCK_RCV_LOWAT`]).
     fn expect(&mut self, want: u64) {
-        let mark = want.clamp(1, super::transfer::RCV_LOWAT as u64) as i32;
+        let mark = want.clamp(1, BLOCK_RCV_LOWAT as u64) as i32;
         if mark != self.lowat {
             super::transfer::set_rcvlowat(&self.sock, mark);
             self.lowat = mark;
