@@ -6,6 +6,18 @@ mod common;
 use common::grid::Grid;
 use common::{Control, Server, PASSWORD, USER};
 
+/// A user logged in to their own `place`: a symlink out of it, `..` and the `served` root's
+/// files are refused; an upload lands (the callers check where).
+fn assert_confined(c: &mut Control, place: &str, served: &str) {
+    assert!(
+        c.download("RETR /link").1.code >= 500,
+        "a symlink out of the user's {place}"
+    );
+    assert!(c.download("RETR /../bob/secret").1.code >= 500);
+    assert!(c.download("RETR /public").1.code >= 500, "{served} is not the user's");
+    assert!(c.upload("STOR /new", b"written").code < 300);
+}
+
 #[test]
 fn each_user_sees_only_their_own_root() {
     let homes = tempfile::tempdir().unwrap();
@@ -26,16 +38,7 @@ fn each_user_sees_only_their_own_root() {
 
     let mut c = Control::login(server.addr, USER, PASSWORD);
     assert_eq!(c.download("RETR /mine").0, b"alice's");
-    assert!(
-        c.download("RETR /link").1.code >= 500,
-        "a symlink out of the user's root"
-    );
-    assert!(c.download("RETR /../bob/secret").1.code >= 500);
-    assert!(
-        c.download("RETR /public").1.code >= 500,
-        "the served root is not the user's"
-    );
-    assert!(c.upload("STOR /new", b"written").code < 300);
+    assert_confined(&mut c, "root", "the served root");
     assert_eq!(std::fs::read(own.join("new")).unwrap(), b"written");
     let (list, _) = c.download("NLST /");
     let names = String::from_utf8(list).unwrap();
@@ -109,16 +112,7 @@ fn a_door_confines_each_user_to_their_directory_on_every_pool() {
     c.expect("TYPE I", 200);
     assert_eq!(c.download("RETR /mine").0, b"alice's");
     assert_eq!(c.download("RETR /other").0, b"on the second pool");
-    assert!(
-        c.download("RETR /link").1.code >= 500,
-        "a symlink out of the user's directory"
-    );
-    assert!(c.download("RETR /../bob/secret").1.code >= 500);
-    assert!(
-        c.download("RETR /public").1.code >= 500,
-        "the pool's root is not the user's"
-    );
-    assert!(c.upload("STOR /new", b"written").code < 300);
+    assert_confined(&mut c, "directory", "the pool's root");
     let landed: Vec<_> = (0..2)
         .map(|i| site.root(i).join("users").join(USER).join("new"))
         .filter(|p| p.exists())

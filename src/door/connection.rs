@@ -141,29 +141,35 @@ impl Connection {
         self.own_pools.as_ref().unwrap_or(&self.shared.pools)
     }
 
+    /// The pools of `user`'s own root; with remote pools the directory must be on every
+    /// pool in rotation.
+    async fn user_pools(
+        &self,
+        roots: &crate::door::UserRoots,
+        user: &str,
+    ) -> Result<Arc<crate::door::pools::PoolManager>, String> {
+        let pools = roots.pools_for(user, &self.shared.pools)?;
+        if pools.local().is_none() {
+            let stat = crate::link::NsOp::Stat("/".into());
+            if let Some((pool, Err(f))) = pools.ns_all(stat).await.into_iter().find(|(_, r)| r.is_err()) {
+                return Err(format!("pool {}: {}", pool.name(), f.message));
+            }
+        }
+        Ok(pools)
+    }
+
     /// Logs `user` in, in their own root when `--user-root` is set (refused when there is
     /// none for them).
     async fn log_in(&mut self, user: String) {
         if let Some(roots) = self.shared.config.user_roots.clone() {
-            let pools = match roots.pools_for(&user, &self.shared.pools) {
-                Ok(pools) => pools,
+            match self.user_pools(&roots, &user).await {
+                Ok(pools) => self.own_pools = Some(pools),
                 Err(why) => {
                     tracing::warn!(peer = %self.peer, %user, "login refused: no root of their own: {why}");
                     self.session.handle_auth_refused(SessionError::NoUserRoot(user));
                     return;
                 }
-            };
-            // Remote pools: the user's directory must be there on every pool in rotation.
-            if pools.local().is_none() {
-                let stat = crate::link::NsOp::Stat("/".into());
-                if let Some((pool, Err(f))) = pools.ns_all(stat).await.into_iter().find(|(_, r)| r.is_err()) {
-                    let why = format!("pool {}: {}", pool.name(), f.message);
-                    tracing::warn!(peer = %self.peer, %user, "login refused: no root of their own: {why}");
-                    self.session.handle_auth_refused(SessionError::NoUserRoot(user));
-                    return;
-                }
             }
-            self.own_pools = Some(pools);
         }
         self.session.handle_auth(Some(Access { user, writable: true }));
     }

@@ -63,8 +63,8 @@ pub async fn serve(
 }
 
 /// The pool's side of the handshake: the door must prove it holds this pool's key before the
-/// pool proves it (so a fake door learns nothing it could replay).
-/// The pool's side of the handshake; the key that seals credentials on this link.
+/// pool proves it (so a fake door learns nothing it could replay). Returns the key that seals
+/// credentials on this link.
 async fn handshake(
     cfg: &PoolLinkConfig,
     rd: &mut OwnedReadHalf,
@@ -157,7 +157,7 @@ async fn session(service: Arc<Service>, cfg: &PoolLinkConfig, stream: TcpStream)
                     match open_grant(&grant, &seal_key, cfg.trust.as_ref()) {
                         Ok(a) => mover.plan.auth = Some(a),
                         Err(f) => {
-                            tracing::warn!(id, "DCAU refused: {}", f.message);
+                            tracing::warn!(id, "data channel security refused: {}", f.message);
                             let _ = tx.send(PoolMsg::Done {
                                 id,
                                 result: Err((f, 0)),
@@ -235,25 +235,33 @@ impl Roots {
     }
 }
 
-/// A DCAU grant from the door as this pool's own [`crate::gsi::DataAuth`], checked against
-/// this pool's CA directory.
+/// A grant from the door as this pool's own [`crate::gsi::DataAuth`]: DCAU with the delegated
+/// credential, checked against this pool's CA directory, or FTPS PROT P with the door's
+/// certificate.
 fn open_grant(
     grant: &crate::link::Grant,
     seal_key: &auth::Key,
     trust: Option<&crate::gsi::TrustPaths>,
 ) -> Result<crate::link::DataAuthRef, Failure> {
-    if grant.ftps {
-        let refuse = |why: String| Failure::new(FailureKind::DataConnection, format!("PROT P on this pool: {why}"));
-        let pem = auth::unseal(seal_key, &grant.sealed).map_err(|e| refuse(e.to_string()))?;
-        let context = crate::gsi::FtpsContext::from_pem(&pem).map_err(|e| refuse(e.to_string()))?;
-        return Ok(crate::link::DataAuthRef(Arc::new(crate::gsi::DataAuth::ftps(&context))));
-    }
-    let refuse = |why: String| Failure::new(FailureKind::DataConnection, format!("DCAU on this pool: {why}"));
-    let trust = trust.ok_or_else(|| refuse("no CA directory (pool --ca-dir); the client may send DCAU N".into()))?;
+    let what = if grant.ftps { "PROT P" } else { "DCAU" };
+    let refuse = |why: String| Failure::new(FailureKind::DataConnection, format!("{what} on this pool: {why}"));
+    // DCAU checks its peers against the CA directory; FTPS asks for no client certificate.
+    let dcau_trust = match (grant.ftps, trust) {
+        (true, _) => None,
+        (false, Some(trust)) => Some(trust),
+        (false, None) => {
+            return Err(refuse(
+                "no CA directory (pool --ca-dir); the client may send DCAU N".into(),
+            ))
+        }
+    };
     let pem = auth::unseal(seal_key, &grant.sealed).map_err(|e| refuse(e.to_string()))?;
-    let credential = crate::gsi::Credential::from_pem(&pem).map_err(|e| refuse(e.to_string()))?;
-    let auth = crate::gsi::DataAuth::new(&credential, trust, grant.subject.as_deref(), grant.private)
-        .map_err(|e| refuse(e.to_string()))?;
+    let auth = match dcau_trust {
+        Some(trust) => crate::gsi::Credential::from_pem(&pem)
+            .and_then(|c| crate::gsi::DataAuth::new(&c, trust, grant.subject.as_deref(), grant.private)),
+        None => crate::gsi::FtpsContext::from_pem(&pem).map(|c| crate::gsi::DataAuth::ftps(&c)),
+    }
+    .map_err(|e| refuse(e.to_string()))?;
     Ok(crate::link::DataAuthRef(Arc::new(auth)))
 }
 

@@ -250,9 +250,9 @@ pub(super) async fn accept_from(listener: Option<&TcpListener>, peers: &DataPeer
     }
 }
 
-/// Relays `from` → `to` on the door's engine.
-/// Runs the DCAU handshake (the door accepted, so it is the TLS server) on a client's data
-/// connection; PROT C, so the data then flows in clear and is relayed as it is.
+/// Runs the DCAU or FTPS handshake (the door accepted, so it is the TLS server) on a client's
+/// data connection the door serves itself: under PROT C the data then flows in clear; under
+/// PROT S/P the door is the end of the TLS records and gets the plaintext end of a relay.
 pub(super) async fn secure_client(
     mut client: TcpStream,
     auth: Option<&DataAuthRef>,

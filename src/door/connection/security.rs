@@ -99,10 +99,10 @@ impl Connection {
     }
 
     /// How the data connections of `req` on `pool` are secured: a ready [`DataAuth`] for the
-    /// embedded pool, a sealed [`Grant`] for a remote one (it builds its own with its CA
-    /// directory), neither for DCAU N. For a transfer the door relays (plain PASV to a remote
-    /// pool) the door secures the client's connections itself: `relay` holds its DataAuth,
-    /// and the pool, which accepts only the door's connections, gets none.
+    /// embedded pool, a sealed [`Grant`] for a remote one (it builds its own), neither for
+    /// DCAU N. A PROT C transfer the door relays (plain PASV to a remote pool) is
+    /// authenticated by the door itself (`relay`; the pool accepts only the door's
+    /// connections); under PROT S/P the pool is the TLS end through the door (`pass_through`).
     pub(super) fn data_security(
         &mut self,
         req: &TransferRequest,
@@ -115,11 +115,9 @@ impl Connection {
         };
         // FTPS PROT P (a TLS control connection): the server's certificate on every data
         // connection; a remote pool gets it sealed and is the TLS server itself.
-        if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, req.prot) {
+        if let Some(tls) = self.ftps_private(req) {
             let Some(pool) = remote else {
-                return Ok(DataSecurity::plan(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(
-                    tls,
-                )))));
+                return Ok(DataSecurity::plan(ftps_auth(&tls)));
             };
             let refuse = |why: String| SessionError::DataConnection(format!("PROT P: {why}; send PROT C"));
             let pem = tls.pem().map_err(|e| refuse(e.to_string()))?;
@@ -161,12 +159,21 @@ impl Connection {
     /// and PROT C relays (the door authenticates, then relays clear bytes). With PROT S/P
     /// the door is the end of the TLS records (`relay::secure_client`).
     pub(super) fn door_side_auth(&mut self, req: &TransferRequest) -> Result<Option<DataAuthRef>, SessionError> {
-        if let (Some(tls), Some(_), Prot::Private) = (&self.live.tls, &self.tls, req.prot) {
-            return Ok(Some(DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))));
+        if let Some(tls) = self.ftps_private(req) {
+            return Ok(Some(ftps_auth(&tls)));
         }
         match &req.dcau {
             Dcau::None => Ok(None),
             _ => self.local_auth(req).map(Some),
+        }
+    }
+
+    /// The server's FTPS certificate when `req`'s data goes in TLS under FTPS (a TLS control
+    /// connection and PROT P).
+    fn ftps_private(&self, req: &TransferRequest) -> Option<std::sync::Arc<crate::gsi::FtpsContext>> {
+        match (&self.live.tls, &self.tls, req.prot) {
+            (Some(tls), Some(_), Prot::Private) => Some(tls.clone()),
+            _ => None,
         }
     }
 
@@ -251,6 +258,10 @@ impl DataSecurity {
             ..DataSecurity::default()
         }
     }
+}
+
+fn ftps_auth(tls: &crate::gsi::FtpsContext) -> DataAuthRef {
+    DataAuthRef(std::sync::Arc::new(DataAuth::ftps(tls)))
 }
 
 fn dcau_refusal(why: &str) -> SessionError {
