@@ -130,6 +130,10 @@ pub struct CopyArgs {
     /// (filesystems that refuse it stay buffered).
     #[arg(long)]
     pub direct_io: bool,
+    /// TCP congestion control of data connections: auto (the host's, but cubic instead of a
+    /// pacing bbr between two ends on this host), host, or an algorithm such as bbr or cubic.
+    #[arg(long, value_name = "ALG", value_parser = super::valid::congestion)]
+    pub congestion: Option<String>,
     /// Record engine op latencies and add their percentiles to the --json record.
     #[arg(long)]
     pub latency: bool,
@@ -192,7 +196,8 @@ pub(super) fn run(args: CopyArgs) -> Result<ExitCode> {
         }
         .with_direct_io(args.direct_io),
     )?);
-    let pool = client::local_pool(root, engine.clone(), args.direct_io);
+    let congestion = super::parse_congestion(args.congestion.as_deref())?;
+    let pool = client::local_pool(root, engine.clone(), args.direct_io, congestion);
     let mut record = control_runtime()?.block_on(client::copy_many(&pool, &pairs, &options))?;
     record.op_latency_us = latency.map(|l| l.summary());
     if args.json {

@@ -123,6 +123,10 @@ pub struct DataLimitArgs {
     /// bypassing the page cache: for disks; filesystems that refuse it stay buffered.
     #[arg(long)]
     pub direct_io: bool,
+    /// TCP congestion control of data connections: auto (the host's, but cubic instead of a
+    /// pacing bbr between two ends on this host), host, or an algorithm such as bbr or cubic.
+    #[arg(long, value_name = "ALG", value_parser = valid::congestion)]
+    pub congestion: Option<String>,
 }
 
 impl DataLimitArgs {
@@ -138,8 +142,16 @@ impl DataLimitArgs {
             config.max_data_connections = n.max(1);
         }
         config.direct_io = self.direct_io;
+        config.congestion = parse_congestion(self.congestion.as_deref())?;
         Ok(())
     }
+}
+
+/// `--congestion`; none: auto.
+pub fn parse_congestion(arg: Option<&str>) -> Result<crate::pool::tcp::Congestion> {
+    arg.map_or(Ok(Default::default()), |a| {
+        a.parse().map_err(|e: String| anyhow::anyhow!("--congestion: {e}"))
+    })
 }
 
 /// The automatic socket-buffer policy: the target rate and this host's limits.

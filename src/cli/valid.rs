@@ -37,3 +37,7 @@ pub fn data_path(s: &str) -> Result<String, String> {
 pub fn networks(s: &str) -> Result<String, String> {
     keep_anyhow(s, super::networks_arg(Some(s)))
 }
+
+pub fn congestion(s: &str) -> Result<String, String> {
+    keep(s, s.parse::<crate::pool::tcp::Congestion>())
+}

@@ -83,6 +83,7 @@ pub fn local_pool(
     root: std::sync::Arc<crate::storage::Root>,
     engine: std::sync::Arc<crate::engine::Engine>,
     direct_io: bool,
+    congestion: crate::pool::tcp::Congestion,
 ) -> Pool {
     Pool::new(
         root,
@@ -95,6 +96,7 @@ pub fn local_pool(
             // The server always copies an upload into a file: spare it our 4 KiB fragments.
             copy_to_local_peer: true,
             direct_io,
+            congestion,
             ..crate::pool::PoolConfig::default()
         },
     )

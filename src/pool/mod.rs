@@ -9,6 +9,7 @@ mod digests;
 pub mod mover;
 pub mod remote;
 mod service;
+pub mod tcp;
 pub(crate) mod tls_relay;
 
 pub use crate::link::Report;
@@ -90,6 +91,8 @@ pub struct PoolConfig {
     /// Address the pool listens on for passive transfers it opens itself (default: the
     /// address the request came in on).
     pub data_address: Option<IpAddr>,
+    /// Congestion control of data connections (see [`tcp::Congestion`]).
+    pub congestion: tcp::Congestion,
 }
 
 impl Default for PoolConfig {
@@ -103,6 +106,7 @@ impl Default for PoolConfig {
             data_path: None,
             copy_to_local_peer: false,
             direct_io: false,
+            congestion: tcp::Congestion::Auto,
             upload_digests: vec![Algorithm::Adler32],
             data_address: None,
         }
@@ -258,7 +262,7 @@ impl Pool {
             self.config.data_path.unwrap_or_else(|| self.engine.path()),
             DataPath::Auto
         );
-        if auto && self.config.copy_to_local_peer && same_host(sock) {
+        if auto && self.config.copy_to_local_peer && tcp::same_host(sock) {
             Some(DataPath::ReadWrite)
         } else {
             self.path_for(file)
@@ -304,7 +308,7 @@ impl Pool {
         loop {
             let (s, from) = listener.accept().await.map_err(PoolError::Connect)?;
             if peers.allows(from.ip()) {
-                tune(&s, buffer);
+                tcp::tune(&s, buffer, &self.config.congestion);
                 return Ok(s);
             }
             tracing::warn!(%from, client = %peers.client, "dropped data connection from a foreign address");
@@ -353,9 +357,9 @@ impl Pool {
                     if local.is_ipv4() == remote.is_ipv4() {
                         let _ = sock.bind(SocketAddr::new(local, 0));
                     }
-                    set_buffers(&sock, buffer);
+                    tcp::set_buffers(&sock, buffer);
                     let s = sock.connect(remote).await.map_err(PoolError::Connect)?;
-                    tune(&s, buffer);
+                    tcp::tune(&s, buffer, &self.config.congestion);
                     match auth {
                         Some(auth) => Self::secured(s, auth, crate::gsi::Role::Connected).await,
                         None => Ok(s),
@@ -448,30 +452,10 @@ impl Pool {
     }
 }
 
-/// Whether the socket's peer runs on this host (loopback, or our own address).
-fn same_host(sock: &std::net::TcpStream) -> bool {
-    match (sock.peer_addr(), sock.local_addr()) {
-        (Ok(peer), Ok(local)) => {
-            let peer = peer.ip().to_canonical();
-            peer.is_loopback() || peer == local.ip().to_canonical()
-        }
-        _ => false,
-    }
-}
-
 fn engine_socket(stream: TcpStream) -> Result<std::net::TcpStream, PoolError> {
     let s = stream.into_std().map_err(PoolError::Connect)?;
     s.set_nonblocking(true).map_err(PoolError::Connect)?;
     Ok(s)
-}
-
-fn tune(stream: &TcpStream, buffer: Option<u64>) {
-    if let Some(n) = buffer {
-        let n = n.min(usize::MAX as u64) as usize;
-        let _ = rustix::net::sockopt::set_socket_send_buffer_size(stream, n);
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(stream, n);
-    }
-    let _ = stream.set_nodelay(true);
 }
 
 fn bind(addr: SocketAddr, buffer: Option<u64>) -> io::Result<TcpListener> {
@@ -480,17 +464,9 @@ fn bind(addr: SocketAddr, buffer: Option<u64>) -> io::Result<TcpListener> {
     } else {
         TcpSocket::new_v6()?
     };
-    set_buffers(&sock, buffer);
+    tcp::set_buffers(&sock, buffer);
     sock.bind(addr)?;
     sock.listen(64)
-}
-
-fn set_buffers(sock: &TcpSocket, buffer: Option<u64>) {
-    if let Some(n) = buffer {
-        let n = n.min(u32::MAX as u64) as u32;
-        let _ = sock.set_send_buffer_size(n);
-        let _ = sock.set_recv_buffer_size(n);
-    }
 }
 
 fn rand_seed() -> u32 {

@@ -14,6 +14,7 @@ use super::Connection;
 use crate::engine::{Canceller, Engine, TransferHandle};
 use crate::link::{DataAuthRef, Failure, FailureKind, MoverResult};
 use crate::peers::DataPeers;
+use crate::pool::tcp::Congestion;
 use crate::protocol::session::TransferRequest;
 use crate::protocol::SessionError;
 
@@ -232,7 +233,9 @@ async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStrea
     if local.is_ipv4() == to.is_ipv4() {
         sock.bind(SocketAddr::new(local, 0))?;
     }
-    sock.connect(to).await
+    let s = sock.connect(to).await?;
+    Congestion::Auto.apply(&s);
+    Ok(s)
 }
 
 /// The next connection from one of `peers` on `listener` (pending for ever without a
@@ -244,6 +247,7 @@ pub(super) async fn accept_from(listener: Option<&TcpListener>, peers: &DataPeer
     loop {
         let (s, from) = l.accept().await?;
         if peers.allows(from.ip()) {
+            Congestion::Auto.apply(&s);
             return Ok(s);
         }
         tracing::warn!(%from, client = %peers.client, "relay: dropped data connection from a foreign address");
