@@ -388,6 +388,19 @@ pub fn targets(cases: &[Case]) -> Vec<Target> {
     out
 }
 
+/// What the host's congestion control means for the file rows, when it paces inside TCP: the
+/// peers then pace on loopback and ringmover (`--congestion auto`) does not.
+pub fn congestion_note(host_algorithm: &str) -> Option<String> {
+    host_algorithm.starts_with("bbr").then(|| {
+        format!(
+            "note: the host's TCP congestion control is {host_algorithm}, which paces inside TCP where no fq qdisc \
+             does (loopback): iperf3 and Globus pace here; ringmover's file transfers between ends on one host \
+             use cubic (--congestion auto), its m2m rows keep {host_algorithm}. To compare on the same footing: \
+             sysctl -w net.ipv4.tcp_congestion_control=cubic\n"
+        )
+    })
+}
+
 pub fn targets_table(targets: &[Target]) -> String {
     let mut out = String::from("targets (medians of this run):\n");
     for t in targets {
@@ -476,5 +489,11 @@ mod tests {
         csv(&cases, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 6);
         assert_eq!(crate::bench::human(4 << 20), "4M");
+    }
+
+    #[test]
+    fn the_note_names_a_pacing_host_algorithm_only() {
+        assert!(congestion_note("bbr").is_some_and(|n| n.contains("bbr") && n.contains("cubic")));
+        assert!(congestion_note("cubic").is_none());
     }
 }

@@ -54,7 +54,7 @@ pub fn check(host: &Host, target: &Target, scope: &Scope) -> Vec<Row> {
         "net.core.default_qdisc",
         &["fq"],
         "fq",
-        "fq paces each flow (needed for pacing and good with BBR)",
+        "fq paces each flow; without it bbr paces inside TCP with a timer per burst, which costs CPU at high rates",
     ));
     rows.push(sysctl_is(
         host,
