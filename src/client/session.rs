@@ -209,7 +209,7 @@ impl Session {
             Channel::Reuse(k.channel, k.conns)
         } else if client_listens {
             let l = pool
-                .open_passive(self.control.local, o.tcp_bs.or(self.abuf))
+                .open_passive(self.control.local, o.tcp_bs.or(self.abuf), self.control.peer)
                 .map_err(|e| ClientError::Data(e.to_string()))?;
             if !getput {
                 lines.push(Request::Port(v4_address(&l)?).to_string());

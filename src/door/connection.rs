@@ -426,10 +426,12 @@ impl Connection {
         match self.pools().local() {
             Some(service) => service
                 .pool()
-                .open_passive(self.local.ip(), None)
+                .open_passive(self.local.ip(), None, self.peer.ip())
                 .map_err(|e| link_failure(&crate::pool::pool_failure(&e))),
             None => std::net::TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
                 .and_then(|l| {
+                    let same_host = crate::pool::tcp::same_host_ip(self.peer.ip(), self.local.ip());
+                    crate::pool::tcp::Congestion::Auto.prepare(&l, same_host);
                     l.set_nonblocking(true)?;
                     TcpListener::from_std(l)
                 })

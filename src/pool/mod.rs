@@ -172,17 +172,25 @@ impl Pool {
         Ok(Pool::new(Arc::new(root), self.engine.clone(), self.config.clone()))
     }
 
-    /// Opens a passive listener on `ip`, within the port range when one is set.
-    pub fn open_passive(&self, ip: IpAddr, buffer: Option<u64>) -> Result<TcpListener, PoolError> {
+    /// Opens a passive listener on `ip`, within the port range when one is set, for data
+    /// connections from `peer`.
+    pub fn open_passive(&self, ip: IpAddr, buffer: Option<u64>, peer: IpAddr) -> Result<TcpListener, PoolError> {
+        let bind = |addr: SocketAddr| {
+            let sock = new_socket(addr)?;
+            tcp::set_buffers(&sock, buffer);
+            self.config.congestion.prepare(&sock, tcp::same_host_ip(peer, ip));
+            sock.bind(addr)?;
+            sock.listen(64)
+        };
         let Some(range) = self.config.port_range.clone() else {
-            return bind(SocketAddr::new(ip, 0), buffer).map_err(PoolError::Connect);
+            return bind(SocketAddr::new(ip, 0)).map_err(PoolError::Connect);
         };
         // Start at a varying port so consecutive sessions do not race for the same one.
         let span = u32::from(range.end() - range.start()) + 1;
         let start = (std::process::id() ^ rand_seed()) % span;
         for i in 0..span {
             let port = range.start() + ((start + i) % span) as u16;
-            if let Ok(l) = bind(SocketAddr::new(ip, port), buffer) {
+            if let Ok(l) = bind(SocketAddr::new(ip, port)) {
                 return Ok(l);
             }
         }
@@ -348,16 +356,15 @@ impl Pool {
                     }
                 },
                 DataChannel::Connect { local, remote } => {
-                    let sock = if remote.is_ipv4() {
-                        TcpSocket::new_v4()
-                    } else {
-                        TcpSocket::new_v6()
-                    }
-                    .map_err(PoolError::Connect)?;
+                    let sock = new_socket(remote).map_err(PoolError::Connect)?;
                     if local.is_ipv4() == remote.is_ipv4() {
                         let _ = sock.bind(SocketAddr::new(local, 0));
                     }
                     tcp::set_buffers(&sock, buffer);
+                    let from = sock.local_addr().map_or(local, |a| a.ip());
+                    self.config
+                        .congestion
+                        .prepare(&sock, tcp::same_host_ip(remote.ip(), from));
                     let s = sock.connect(remote).await.map_err(PoolError::Connect)?;
                     tcp::tune(&s, buffer, &self.config.congestion);
                     match auth {
@@ -458,15 +465,12 @@ fn engine_socket(stream: TcpStream) -> Result<std::net::TcpStream, PoolError> {
     Ok(s)
 }
 
-fn bind(addr: SocketAddr, buffer: Option<u64>) -> io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
+fn new_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
+    if addr.is_ipv4() {
+        TcpSocket::new_v4()
     } else {
-        TcpSocket::new_v6()?
-    };
-    tcp::set_buffers(&sock, buffer);
-    sock.bind(addr)?;
-    sock.listen(64)
+        TcpSocket::new_v6()
+    }
 }
 
 fn rand_seed() -> u32 {

@@ -254,7 +254,7 @@ pub async fn run(
         MoverChannel::Listener(l) => Some(Accepting { listener: l.clone() }),
         MoverChannel::Listen => {
             let ip = pool.config.data_address.unwrap_or(spec.local);
-            let l = pool.open_passive(ip, spec.plan.buffer)?;
+            let l = pool.open_passive(ip, spec.plan.buffer, spec.plan.peers.client)?;
             let addr = l.local_addr().map_err(PoolError::Connect)?;
             let _ = events.send(MoverEvent::Listening(addr));
             Some(Accepting { listener: Arc::new(l) })

@@ -5,12 +5,13 @@
 //! timer per burst, and in a VM every timer is an interrupt the hypervisor delivers. A same-host
 //! stream download spent two thirds of the sender's CPU there: 2 GiB took 0.53-0.68 s with bbr
 //! and 0.18-0.21 s with cubic (`docs/engine-paths.md`). Between two ends on one host there is no
-//! queue that pacing protects.
+//! queue that pacing protects. The choice is made before a connection exists (on its listener,
+//! or before connect): an established bbr connection switched to cubic keeps pacing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -51,30 +52,41 @@ fn is_algorithm_name(s: &str) -> bool {
 }
 
 impl Congestion {
-    /// The algorithm to set on a connection, if any: `current` is the socket's algorithm now.
-    pub fn choice(&self, current: &str, same_host: bool) -> Option<&str> {
+    /// The algorithm a data connection should run, given the host's default.
+    pub fn wanted<'a>(&'a self, host: &'a str, same_host: bool) -> &'a str {
         match self {
-            Congestion::Auto if same_host && paces_itself(current) => Some("cubic"),
-            Congestion::Auto | Congestion::Host => None,
-            Congestion::Named(name) if name == current => None,
-            Congestion::Named(name) => Some(name),
+            Congestion::Auto if same_host && paces_itself(host) => "cubic",
+            Congestion::Auto | Congestion::Host => host,
+            Congestion::Named(name) => name,
         }
     }
 
-    /// Sets the chosen algorithm on an established connection (the kernel re-initialises the
-    /// congestion state; nothing was sent yet). A refusal is logged once and the host's
-    /// algorithm stays.
-    pub fn apply(&self, stream: &TcpStream) {
-        if *self == Congestion::Host {
+    /// Sets the algorithm on a socket before it connects or listens (the children of a
+    /// listener inherit it). It must be chosen before the connection exists: a bbr connection
+    /// switched later keeps pacing inside TCP (the kernel does not undo what bbr's start set).
+    pub fn prepare(&self, sock: &impl AsFd, same_host: bool) {
+        if *self != Congestion::Host {
+            self.set(sock, same_host);
+        }
+    }
+
+    /// Corrects an accepted or made connection whose algorithm is not the one wanted (a
+    /// listener prepared for one peer, a connection from another).
+    pub fn apply(&self, stream: &impl Connected) {
+        if *self != Congestion::Host {
+            self.set(stream, same_host(stream));
+        }
+    }
+
+    fn set(&self, sock: &impl AsFd, same_host: bool) {
+        let (Some(host), Ok(current)) = (host_default(), rustix::net::sockopt::tcp_congestion(sock)) else {
+            return;
+        };
+        let want = self.wanted(host, same_host);
+        if want == current {
             return;
         }
-        let Ok(current) = rustix::net::sockopt::tcp_congestion(stream) else {
-            return;
-        };
-        let Some(want) = self.choice(&current, same_host(stream)) else {
-            return;
-        };
-        match rustix::net::sockopt::set_tcp_congestion(stream, want) {
+        match rustix::net::sockopt::set_tcp_congestion(sock, want) {
             Ok(()) => {
                 static SAID: Once = Once::new();
                 SAID.call_once(|| tracing::info!(from = %current, to = want, "data connections' congestion control"));
@@ -89,6 +101,18 @@ impl Congestion {
     }
 }
 
+/// The host's (this network namespace's) default algorithm.
+fn host_default() -> Option<&'static str> {
+    static HOST: OnceLock<Option<String>> = OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| is_algorithm_name(s))
+    })
+    .as_deref()
+}
+
 /// Algorithms that pace their own sends (and so arm a timer per burst without `fq`).
 fn paces_itself(algorithm: &str) -> bool {
     algorithm.starts_with("bbr")
@@ -96,13 +120,15 @@ fn paces_itself(algorithm: &str) -> bool {
 
 /// Whether the socket's peer runs on this host (loopback, or our own address).
 pub fn same_host(sock: &impl Connected) -> bool {
-    match (sock.peer(), sock.local()) {
-        (Some(peer), Some(local)) => {
-            let peer = peer.ip().to_canonical();
-            peer.is_loopback() || peer == local.ip().to_canonical()
-        }
-        _ => false,
-    }
+    sock.peer()
+        .zip(sock.local())
+        .is_some_and(|(p, l)| same_host_ip(p.ip(), l.ip()))
+}
+
+/// Whether `peer` is this host, seen from a socket on `local`.
+pub fn same_host_ip(peer: IpAddr, local: IpAddr) -> bool {
+    let peer = peer.to_canonical();
+    peer.is_loopback() || peer == local.to_canonical()
 }
 
 /// A connected socket's two addresses (std's and tokio's streams).
@@ -166,30 +192,39 @@ mod tests {
     #[test]
     fn auto_drops_pacing_only_between_ends_on_one_host() {
         let auto = Congestion::Auto;
-        assert_eq!(auto.choice("bbr", true), Some("cubic"));
-        assert_eq!(auto.choice("bbr", false), None);
-        assert_eq!(auto.choice("cubic", true), None);
-        assert_eq!(auto.choice("htcp", true), None);
-        assert_eq!(Congestion::Host.choice("bbr", true), None);
+        assert_eq!(auto.wanted("bbr", true), "cubic");
+        assert_eq!(auto.wanted("bbr", false), "bbr");
+        assert_eq!(auto.wanted("cubic", true), "cubic");
+        assert_eq!(auto.wanted("htcp", true), "htcp");
+        assert_eq!(Congestion::Host.wanted("bbr", true), "bbr");
         let named = Congestion::Named("bbr".into());
-        assert_eq!(named.choice("cubic", false), Some("bbr"));
-        assert_eq!(named.choice("bbr", true), None);
+        assert_eq!(named.wanted("cubic", false), "bbr");
+        assert_eq!(named.wanted("cubic", true), "bbr");
+        let v6_loopback: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(same_host_ip(v6_loopback, "10.0.0.1".parse().unwrap()));
+        assert!(same_host_ip("10.0.0.1".parse().unwrap(), "10.0.0.1".parse().unwrap()));
+        assert!(!same_host_ip("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap()));
     }
 
     #[tokio::test]
-    async fn a_loopback_connection_leaves_bbr() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    async fn a_prepared_listener_hands_its_algorithm_to_each_connection() {
+        let sock = TcpSocket::new_v4().unwrap();
+        let reno = Congestion::Named("reno".into());
+        reno.prepare(&sock, true);
+        sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let l = sock.listen(4).unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (b, _) = l.accept().await.unwrap();
         assert!(same_host(&a) && same_host(&b));
-        // This host may lack bbr; the test then checks that cubic stays as it is.
-        let had_bbr = rustix::net::sockopt::set_tcp_congestion(&a, "bbr").is_ok();
-        tune(&a, None, &Congestion::Auto);
-        let now = rustix::net::sockopt::tcp_congestion(&a).unwrap();
-        if had_bbr {
-            assert_eq!(now, "cubic");
-        }
-        tune(&b, None, &Congestion::Named("reno".into()));
         assert_eq!(rustix::net::sockopt::tcp_congestion(&b).unwrap(), "reno");
+        // A connection whose algorithm is not the wanted one is corrected once it exists.
+        tune(&a, None, &reno);
+        assert_eq!(rustix::net::sockopt::tcp_congestion(&a).unwrap(), "reno");
+        let host = host_default().unwrap();
+        tune(&b, None, &Congestion::Auto);
+        assert_eq!(
+            rustix::net::sockopt::tcp_congestion(&b).unwrap(),
+            Congestion::Auto.wanted(host, true)
+        );
     }
 }

@@ -233,6 +233,7 @@ async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStrea
     if local.is_ipv4() == to.is_ipv4() {
         sock.bind(SocketAddr::new(local, 0))?;
     }
+    Congestion::Auto.prepare(&sock, crate::pool::tcp::same_host_ip(to.ip(), local));
     let s = sock.connect(to).await?;
     Congestion::Auto.apply(&s);
     Ok(s)
