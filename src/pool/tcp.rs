@@ -11,7 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::str::FromStr;
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -82,7 +82,7 @@ impl Congestion {
         let (Some(host), Ok(current)) = (host_default(), rustix::net::sockopt::tcp_congestion(sock)) else {
             return;
         };
-        let want = self.wanted(host, same_host);
+        let want = self.wanted(&host, same_host);
         if want == current {
             return;
         }
@@ -101,16 +101,13 @@ impl Congestion {
     }
 }
 
-/// The host's (this network namespace's) default algorithm.
-fn host_default() -> Option<&'static str> {
-    static HOST: OnceLock<Option<String>> = OnceLock::new();
-    HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| is_algorithm_name(s))
-    })
-    .as_deref()
+/// The host's (this network namespace's) default algorithm, read each time: an operator may
+/// change it while the server runs.
+fn host_default() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| is_algorithm_name(s))
 }
 
 /// Algorithms that pace their own sends (and so arm a timer per burst without `fq`).
@@ -224,7 +221,7 @@ mod tests {
         tune(&b, None, &Congestion::Auto);
         assert_eq!(
             rustix::net::sockopt::tcp_congestion(&b).unwrap(),
-            Congestion::Auto.wanted(host, true)
+            Congestion::Auto.wanted(&host, true)
         );
     }
 }
