@@ -150,6 +150,22 @@ fn cpus_this_process_may_not_use_are_refused() {
     );
 }
 
+#[test]
+fn a_congestion_control_that_is_not_a_name_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_str().unwrap();
+    fails(
+        "serve",
+        &["--root", root, "--congestion", "cu bic"],
+        &["--congestion", "not a congestion control"],
+    );
+    fails(
+        "copy",
+        &["--congestion", "a/b", "/dev/null", "/dev/null"],
+        &["--congestion"],
+    );
+}
+
 /// Without CAP_IPC_LOCK and with a small RLIMIT_MEMLOCK the kernel refuses to register the
 /// engine's buffers: the server still runs and says how to raise the limit (needs root to
 /// drop to nobody, as CI has).
