@@ -38,6 +38,10 @@ pub struct DoorArgs {
     /// Leave socket buffers to kernel autotuning when a client sends no SBUF.
     #[arg(long)]
     pub no_auto_buffers: bool,
+    /// TCP congestion control of the data connections the door relays: auto (the host's, but
+    /// cubic instead of a pacing bbr between two ends on this host), host, or an algorithm.
+    #[arg(long, value_name = "ALG", value_parser = super::valid::congestion)]
+    pub congestion: Option<String>,
     /// Maximum concurrent control sessions.
     #[arg(long, default_value_t = 256)]
     pub max_sessions: usize,
@@ -106,6 +110,7 @@ pub(super) fn prepare(args: DoorArgs) -> Result<DoorPlan> {
         no_auto_buffers: args.no_auto_buffers,
         trusted_networks: args.trusted_networks.as_deref(),
         getput: args.getput,
+        congestion: args.congestion.as_deref(),
     }
     .config()?;
     args.gsi.apply(&mut config)?;

@@ -346,6 +346,7 @@ struct DoorOptions<'a> {
     no_auto_buffers: bool,
     trusted_networks: Option<&'a str>,
     getput: crate::door::GetPut,
+    congestion: Option<&'a str>,
 }
 
 impl DoorOptions<'_> {
@@ -372,6 +373,7 @@ impl DoorOptions<'_> {
             tls: None,
             require_tls: false,
             user_roots: None,
+            congestion: parse_congestion(self.congestion)?,
         })
     }
 }

@@ -126,6 +126,7 @@ pub(super) fn prepare(args: ServeArgs) -> Result<ServePlan> {
         no_auto_buffers: args.no_auto_buffers,
         trusted_networks: args.trusted_networks.as_deref(),
         getput: args.getput.unwrap_or_default(),
+        congestion: args.data.congestion.as_deref(),
     }
     .config()?;
     args.gsi.apply(&mut door)?;

@@ -431,7 +431,7 @@ impl Connection {
             None => std::net::TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
                 .and_then(|l| {
                     let same_host = crate::pool::tcp::same_host_ip(self.peer.ip(), self.local.ip());
-                    crate::pool::tcp::Congestion::Auto.prepare(&l, same_host);
+                    self.shared.config.congestion.prepare(&l, same_host);
                     l.set_nonblocking(true)?;
                     TcpListener::from_std(l)
                 })

@@ -49,6 +49,9 @@ pub struct DoorConfig {
     pub require_tls: bool,
     /// Each logged-in user's own root (`--user-root`); anonymous users keep the served root.
     pub user_roots: Option<Arc<UserRoots>>,
+    /// Congestion control of the data connections the door relays (plain PASV/PORT with
+    /// remote pools).
+    pub congestion: crate::pool::tcp::Congestion,
 }
 
 /// Per-user roots: a directory template with `{user}`.
@@ -151,6 +154,7 @@ impl Default for DoorConfig {
             tls: None,
             require_tls: false,
             user_roots: None,
+            congestion: Default::default(),
         }
     }
 }

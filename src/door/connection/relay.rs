@@ -30,6 +30,7 @@ pub(super) struct Relays {
     listener: Option<Arc<TcpListener>>,
     peers: DataPeers,
     local: IpAddr,
+    congestion: Congestion,
     /// Stream mode: the door's connection to the pool, waiting for the client's.
     pool_side: Option<TcpStream>,
     /// MODE E: where the pool listens, for one connection per client connection.
@@ -100,6 +101,7 @@ impl Relays {
         listener: Option<Arc<TcpListener>>,
         peers: DataPeers,
         local: IpAddr,
+        congestion: Congestion,
     ) -> Relays {
         Relays {
             proxied,
@@ -109,6 +111,7 @@ impl Relays {
             listener,
             peers,
             local,
+            congestion,
             pool_side: None,
             pool_addr: None,
             relaying: false,
@@ -135,7 +138,7 @@ impl Relays {
         if self.extended {
             self.pool_addr = Some(addr);
         } else {
-            self.pool_side = Some(connect_from(self.local, addr).await?);
+            self.pool_side = Some(connect_from(self.local, addr, &self.congestion).await?);
         }
         Ok(())
     }
@@ -148,10 +151,13 @@ impl Relays {
             return Ok(());
         };
         let listener = self.listener.clone().ok_or(SessionError::NoDataChannel)?;
-        let client = tokio::time::timeout(ACCEPT_TIMEOUT, accept_from(Some(&listener), &self.peers))
-            .await
-            .map_err(|_| SessionError::DataConnection(format!("no data connection within {ACCEPT_TIMEOUT:?}")))?
-            .map_err(|e| SessionError::DataConnection(e.to_string()))?;
+        let client = tokio::time::timeout(
+            ACCEPT_TIMEOUT,
+            accept_from(Some(&listener), &self.peers, &self.congestion),
+        )
+        .await
+        .map_err(|_| SessionError::DataConnection(format!("no data connection within {ACCEPT_TIMEOUT:?}")))?
+        .map_err(|e| SessionError::DataConnection(e.to_string()))?;
         let client = secure_client(client, self.auth.as_ref()).await?;
         let (from, to) = if self.sends {
             (pool_sock, client)
@@ -169,7 +175,7 @@ impl Relays {
 
     /// The client's next MODE E connection.
     pub(super) async fn accept_next(&self) -> std::io::Result<TcpStream> {
-        accept_from(self.listener.as_deref(), &self.peers).await
+        accept_from(self.listener.as_deref(), &self.peers, &self.congestion).await
     }
 
     /// Relays one accepted MODE E connection to the pool; its canceller, which outlives the
@@ -185,7 +191,7 @@ impl Relays {
             Err(e) => Err(SessionError::DataConnection(e.to_string())),
         };
         let relayed = match (client, self.pool_addr) {
-            (Ok(client), Some(to)) => match connect_from(self.local, to).await {
+            (Ok(client), Some(to)) => match connect_from(self.local, to, &self.congestion).await {
                 Ok(pool_sock) => self.relay_sockets(engine, client, pool_sock),
                 Err(e) => Err(SessionError::DataConnection(e.to_string())),
             },
@@ -224,7 +230,7 @@ impl Relays {
 }
 
 /// Connects from the door's address, so the pool can tell the relay from a stranger.
-async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+async fn connect_from(local: IpAddr, to: SocketAddr, congestion: &Congestion) -> std::io::Result<TcpStream> {
     let sock = if to.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -233,22 +239,26 @@ async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStrea
     if local.is_ipv4() == to.is_ipv4() {
         sock.bind(SocketAddr::new(local, 0))?;
     }
-    Congestion::Auto.prepare(&sock, crate::pool::tcp::same_host_ip(to.ip(), local));
+    congestion.prepare(&sock, crate::pool::tcp::same_host_ip(to.ip(), local));
     let s = sock.connect(to).await?;
-    Congestion::Auto.apply(&s);
+    congestion.apply(&s);
     Ok(s)
 }
 
 /// The next connection from one of `peers` on `listener` (pending for ever without a
 /// listener); strangers are dropped.
-pub(super) async fn accept_from(listener: Option<&TcpListener>, peers: &DataPeers) -> std::io::Result<TcpStream> {
+pub(super) async fn accept_from(
+    listener: Option<&TcpListener>,
+    peers: &DataPeers,
+    congestion: &Congestion,
+) -> std::io::Result<TcpStream> {
     let Some(l) = listener else {
         return std::future::pending().await;
     };
     loop {
         let (s, from) = l.accept().await?;
         if peers.allows(from.ip()) {
-            Congestion::Auto.apply(&s);
+            congestion.apply(&s);
             return Ok(s);
         }
         tracing::warn!(%from, client = %peers.client, "relay: dropped data connection from a foreign address");
@@ -388,7 +398,7 @@ impl Connection {
         self.session.handle_transfer_started(false);
         self.flush().await?;
         let peers = self.data_peers();
-        let accept = accept_from(Some(&listener), &peers);
+        let accept = accept_from(Some(&listener), &peers, &self.shared.config.congestion);
         let data_error = |e: std::io::Error| SessionError::DataConnection(e.to_string());
         let sent = match tokio::time::timeout(ACCEPT_TIMEOUT, accept).await {
             Ok(Ok(s)) => match secure_client(s, auth.as_ref()).await {

@@ -113,7 +113,14 @@ impl Connection {
             Ok(r) => r,
             Err(f) => return Ok(Outcome::failed(link_failure(&f))),
         };
-        let mut relays = Relays::new(proxied, req, self.passive.clone(), self.data_peers(), self.local.ip());
+        let mut relays = Relays::new(
+            proxied,
+            req,
+            self.passive.clone(),
+            self.data_peers(),
+            self.local.ip(),
+            self.shared.config.congestion.clone(),
+        );
         relays.secure_with(security.relay, security.pass_through);
         // What the pool last reported: the bytes logged if the pool dies mid-transfer.
         let mut last_bytes = 0u64;
