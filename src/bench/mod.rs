@@ -353,13 +353,46 @@ fn iperf3_bps(out: &std::process::Output) -> Result<f64, BenchError> {
 type Tool<'a> = (String, Box<dyn FnMut() -> Result<Sample, BenchError> + 'a>);
 
 /// Runs every tool once per round, `runs` rounds: slow drift of a noisy machine then hits
-/// every tool alike. Returns each tool's samples.
+/// every tool alike. Every other round runs the tools in reverse, so no tool always runs right
+/// after the same one (what a run leaves behind, such as a deleted file's pages, differs).
+/// Returns each tool's samples.
 fn interleaved(runs: usize, tools: &mut [Tool<'_>]) -> Result<Vec<(String, Vec<Sample>)>, BenchError> {
     let mut out: Vec<(String, Vec<Sample>)> = tools.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
-    for _ in 0..runs {
-        for (i, (_, f)) in tools.iter_mut().enumerate() {
-            out[i].1.push(f()?);
+    let n = tools.len();
+    for round in 0..runs {
+        for k in 0..n {
+            let i = if round % 2 == 0 { k } else { n - 1 - k };
+            out[i].1.push((tools[i].1)()?);
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_other_round_runs_in_reverse() {
+        let order = std::cell::RefCell::new(Vec::new());
+        let tool = |name: &'static str| -> Tool<'_> {
+            let order = &order;
+            (
+                name.into(),
+                Box::new(move || {
+                    order.borrow_mut().push(name);
+                    Ok(Sample {
+                        gbytes_per_s: 1.0,
+                        cpu_s_per_gb: 1.0,
+                        client_cpu_s_per_gb: None,
+                        server_cpu_s_per_gb: None,
+                    })
+                }),
+            )
+        };
+        let mut tools = vec![tool("a"), tool("b"), tool("c")];
+        let out = interleaved(3, &mut tools).unwrap();
+        assert_eq!(*order.borrow(), ["a", "b", "c", "c", "b", "a", "a", "b", "c"]);
+        assert!(out.iter().all(|(_, runs)| runs.len() == 3));
+    }
 }
