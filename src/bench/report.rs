@@ -388,10 +388,10 @@ pub fn targets(cases: &[Case]) -> Vec<Target> {
     out
 }
 
-/// What the host's congestion control means for the file rows, when it paces inside TCP: the
-/// peers then pace on loopback and ringmover (`--congestion auto`) does not.
-pub fn congestion_note(host_algorithm: &str) -> Option<String> {
-    host_algorithm.starts_with("bbr").then(|| {
+/// What the host's congestion control means for the file rows, when it paces inside TCP
+/// (`paces`): the peers then pace on loopback and ringmover (`--congestion auto`) does not.
+pub fn congestion_note(host_algorithm: &str, paces: bool) -> Option<String> {
+    paces.then(|| {
         format!(
             "note: the host's TCP congestion control is {host_algorithm}, which paces inside TCP where no fq qdisc \
              does (loopback): iperf3 and Globus pace here; ringmover's file transfers between ends on one host \
@@ -493,7 +493,7 @@ mod tests {
 
     #[test]
     fn the_note_names_a_pacing_host_algorithm_only() {
-        assert!(congestion_note("bbr").is_some_and(|n| n.contains("bbr") && n.contains("cubic")));
-        assert!(congestion_note("cubic").is_none());
+        assert!(congestion_note("bbr", true).is_some_and(|n| n.contains("bbr") && n.contains("cubic")));
+        assert!(congestion_note("cubic", false).is_none());
     }
 }

@@ -140,8 +140,10 @@ pub(super) fn run(args: BenchArgs) -> Result<ExitCode> {
             print!("{}", report::best(&cases));
         } else if plan.peers {
             print!("{}", report::targets_table(&targets));
-            let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default();
-            print!("{}", report::congestion_note(host.trim()).unwrap_or_default());
+            if let Some(host) = crate::pool::tcp::host_default() {
+                let paces = crate::pool::tcp::paces_itself(&host);
+                print!("{}", report::congestion_note(&host, paces).unwrap_or_default());
+            }
         }
     }
     if let Some(p) = &args.csv {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 
 use std::fs::File;
 use std::sync::atomic::AtomicU64;
@@ -176,7 +176,7 @@ impl Pool {
     /// connections from `peer`.
     pub fn open_passive(&self, ip: IpAddr, buffer: Option<u64>, peer: IpAddr) -> Result<TcpListener, PoolError> {
         let bind = |addr: SocketAddr| {
-            let sock = new_socket(addr)?;
+            let sock = tcp::new_socket(addr)?;
             tcp::set_buffers(&sock, buffer);
             self.config.congestion.prepare(&sock, tcp::same_host_ip(peer, ip));
             sock.bind(addr)?;
@@ -356,7 +356,7 @@ impl Pool {
                     }
                 },
                 DataChannel::Connect { local, remote } => {
-                    let sock = new_socket(remote).map_err(PoolError::Connect)?;
+                    let sock = tcp::new_socket(remote).map_err(PoolError::Connect)?;
                     if local.is_ipv4() == remote.is_ipv4() {
                         let _ = sock.bind(SocketAddr::new(local, 0));
                     }
@@ -463,14 +463,6 @@ fn engine_socket(stream: TcpStream) -> Result<std::net::TcpStream, PoolError> {
     let s = stream.into_std().map_err(PoolError::Connect)?;
     s.set_nonblocking(true).map_err(PoolError::Connect)?;
     Ok(s)
-}
-
-fn new_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
-    if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
 }
 
 fn rand_seed() -> u32 {

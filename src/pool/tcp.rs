@@ -103,7 +103,7 @@ impl Congestion {
 
 /// The host's (this network namespace's) default algorithm, read each time: an operator may
 /// change it while the server runs.
-fn host_default() -> Option<String> {
+pub fn host_default() -> Option<String> {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
         .ok()
         .map(|s| s.trim().to_owned())
@@ -111,7 +111,7 @@ fn host_default() -> Option<String> {
 }
 
 /// Algorithms that pace their own sends (and so arm a timer per burst without `fq`).
-fn paces_itself(algorithm: &str) -> bool {
+pub fn paces_itself(algorithm: &str) -> bool {
     algorithm.starts_with("bbr")
 }
 
@@ -154,13 +154,27 @@ impl Connected for TcpStream {
 
 /// Options of a new data connection: fixed buffers when given, no Nagle, the congestion control.
 pub fn tune(stream: &TcpStream, buffer: Option<u64>, congestion: &Congestion) {
-    if let Some(n) = buffer {
-        let n = n.min(usize::MAX as u64) as usize;
-        let _ = rustix::net::sockopt::set_socket_send_buffer_size(stream, n);
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(stream, n);
-    }
+    set_connection_buffers(stream, buffer);
     let _ = stream.set_nodelay(true);
     congestion.apply(stream);
+}
+
+/// Fixed buffers on a connection that exists already, when given.
+pub fn set_connection_buffers(sock: &impl AsFd, buffer: Option<u64>) {
+    if let Some(n) = buffer {
+        let n = n.min(usize::MAX as u64) as usize;
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(sock, n);
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(sock, n);
+    }
+}
+
+/// A TCP socket of `addr`'s family.
+pub fn new_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
 }
 
 /// Fixed buffers on a socket before it listens or connects (so the window scale fits them).

@@ -231,11 +231,7 @@ impl Relays {
 
 /// Connects from the door's address, so the pool can tell the relay from a stranger.
 async fn connect_from(local: IpAddr, to: SocketAddr, congestion: &Congestion) -> std::io::Result<TcpStream> {
-    let sock = if to.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
+    let sock = crate::pool::tcp::new_socket(to)?;
     if local.is_ipv4() == to.is_ipv4() {
         sock.bind(SocketAddr::new(local, 0))?;
     }
@@ -300,10 +296,7 @@ impl Relays {
             let s = s.into_std().map_err(|e| SessionError::DataConnection(e.to_string()))?;
             s.set_nonblocking(true)
                 .map_err(|e| SessionError::DataConnection(e.to_string()))?;
-            if let Some(n) = buffer {
-                let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, n as usize);
-                let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, n as usize);
-            }
+            crate::pool::tcp::set_connection_buffers(&s, buffer);
             Ok(s)
         };
         let h = engine.submit(Source::Socket(std_socket(from)?), Sink::Socket(std_socket(to)?), None);
