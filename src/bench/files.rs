@@ -552,38 +552,33 @@ fn drop_caches() -> Result<(), BenchError> {
 
 /// fio reading the source or writing a new file in `dir` sequentially as the engine does with
 /// `--direct-io`: direct I/O in blocks of its buffer size, one job per stream (each its
-/// share), queue depth 1.
+/// share), at the engine's queue depth per stream: 1 for reads, 2 for writes (the next
+/// receive's buffer is written while the one before may still be at the device).
 fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample, BenchError> {
     let jobs = u64::from(streams.max(1));
     let bs = crate::engine::DIRECT_BUFFER as u64;
     let share = (size / jobs) / bs * bs;
-    let (rw, file) = match scenario {
+    let (rw, file, depth) = match scenario {
         Scenario::DiskRead => {
             drop_caches()?;
-            ("read", dir.join("src"))
+            ("read", dir.join("src"), 1)
         }
         _ => {
             let f = dir.join("fio-write");
             let _ = std::fs::remove_file(&f);
-            ("write", f)
+            ("write", f, 2)
         }
     };
     let mut cmd = Command::new("fio");
-    cmd.args([
-        "--name=bench",
-        "--rw",
-        rw,
-        "--iodepth=1",
-        "--direct=1",
-        "--ioengine=psync",
-    ])
-    .arg(format!("--bs={bs}"))
-    .arg(format!("--size={share}"))
-    .arg(format!("--offset_increment={share}"))
-    .arg(format!("--numjobs={jobs}"))
-    .arg("--end_fsync=1")
-    .arg("--group_reporting")
-    .arg(format!("--filename={}", file.display()));
+    cmd.args(["--name=bench", "--rw", rw, "--direct=1", "--ioengine=libaio"])
+        .arg(format!("--iodepth={depth}"))
+        .arg(format!("--bs={bs}"))
+        .arg(format!("--size={share}"))
+        .arg(format!("--offset_increment={share}"))
+        .arg(format!("--numjobs={jobs}"))
+        .arg("--end_fsync=1")
+        .arg("--group_reporting")
+        .arg(format!("--filename={}", file.display()));
     let meter = cpu::Meter::start(None);
     let out = cmd
         .stdin(Stdio::null())

@@ -1,4 +1,4 @@
-//! One registered buffer arena per core. A buffer belongs to the transfer (and its op in flight)
+//! One registered buffer arena per core. A buffer belongs to the transfer (and its ops in flight)
 //! that took it until the transfer ends; when the arena is empty a transfer gets a heap buffer.
 
 use io_uring::IoUring;
@@ -60,6 +60,11 @@ impl Arena {
             Some(i) => Buffer::Fixed(i),
             None => Buffer::Heap(vec![0u8; self.buf_size].into_boxed_slice()),
         }
+    }
+
+    /// A buffer of the arena, or none when all are taken (never a heap one).
+    pub(crate) fn try_take(&mut self) -> Option<Buffer> {
+        self.free.pop().map(Buffer::Fixed)
     }
 
     /// The first `len` bytes of a buffer, once no op is using it.

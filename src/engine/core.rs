@@ -1,6 +1,7 @@
 //! One core: a pinned thread that owns an io_uring, a buffer arena and the transfers placed on
-//! it. Every active transfer has exactly one op in flight, keyed by its id as `user_data`; the
-//! transfer (and the buffer and fds the op uses) lives until that op's completion arrives.
+//! it. Every active transfer has one op in flight, or a few in numbered slots; `user_data` is
+//! the transfer's id and the slot. The transfer (and the buffers and fds its ops use) lives
+//! until the completion of its last op in flight arrives.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -19,6 +20,14 @@ const WAKE: u64 = u64::MAX;
 /// `user_data` of cancel requests (their completions carry no news).
 const CANCEL: u64 = u64::MAX - 1;
 const RING_ENTRIES: u32 = 256;
+/// Low bits of `user_data` that carry an op's slot within its transfer.
+const SLOT_BITS: u32 = 2;
+
+/// `user_data` of a transfer's op in `slot`. Ids count up from 1 and stay far below 2^62, so
+/// this never meets `WAKE` or `CANCEL`.
+fn user_data(id: u64, slot: u8) -> u64 {
+    id << SLOT_BITS | u64::from(slot)
+}
 
 /// The CPUs this process may run on.
 pub(crate) fn allowed_cpus() -> Vec<usize> {
@@ -133,11 +142,21 @@ struct CoreLoop {
     wake: Arc<OwnedFd>,
     wake_buf: Box<[u8; 8]>,
     wake_armed: bool,
-    transfers: HashMap<u64, Transfer>,
+    transfers: HashMap<u64, Running>,
     stopping: bool,
-    /// With a latency recorder: when each transfer's op in flight was submitted.
+    /// With a latency recorder: when each op in flight (by `user_data`) was submitted.
     latency: Option<(OpLatency, HashMap<u64, Instant>)>,
     stats: CoreStats,
+}
+
+/// A transfer and what the kernel still holds of it.
+struct Running {
+    transfer: Transfer,
+    /// Bit `i` set: the op in slot `i` is in flight.
+    in_flight: u8,
+    /// The result of a transfer that ended with ops still in flight (an error, a cancel):
+    /// reported once the last of them completed.
+    ending: Option<Result<u64, OpError>>,
 }
 
 /// This core's metrics, looked up once.
@@ -210,13 +229,14 @@ impl CoreLoop {
                 match user_data {
                     WAKE => self.wake_armed = false,
                     CANCEL => {}
-                    id => self.advance(id, Some(res)),
+                    data => self.advance(data >> SLOT_BITS, Some(((data & ((1 << SLOT_BITS) - 1)) as u8, res))),
                 }
             }
         }
         // Leaving with transfers still in flight would free memory the kernel may write to.
-        for (_, t) in self.transfers.drain() {
-            t.finish(&mut Ctx { arena: &mut self.arena }, Err(OpError::Stopped));
+        for (_, r) in self.transfers.drain() {
+            r.transfer
+                .finish(&mut Ctx { arena: &mut self.arena }, Err(OpError::Stopped));
         }
     }
 
@@ -229,8 +249,13 @@ impl CoreLoop {
                         let _ = job.done.send(Err(OpError::Stopped));
                         continue;
                     }
-                    let t = Transfer::new(job, &mut Ctx { arena: &mut self.arena });
-                    self.transfers.insert(id, t);
+                    let transfer = Transfer::new(job, &mut Ctx { arena: &mut self.arena });
+                    let running = Running {
+                        transfer,
+                        in_flight: 0,
+                        ending: None,
+                    };
+                    self.transfers.insert(id, running);
                     self.advance(id, None);
                 }
                 Msg::Cancel(id) => self.cancel(id),
@@ -244,51 +269,96 @@ impl CoreLoop {
     }
 
     fn cancel(&mut self, id: u64) {
-        if let Some(t) = self.transfers.get_mut(&id) {
-            if !t.cancelled {
-                t.cancelled = true;
-                self.push(opcode::AsyncCancel::new(id).build().user_data(CANCEL));
-            }
+        let Some(r) = self.transfers.get_mut(&id) else {
+            return;
+        };
+        if r.transfer.cancelled {
+            return;
+        }
+        r.transfer.cancelled = true;
+        let in_flight = r.in_flight;
+        self.cancel_slots(id, in_flight);
+    }
+
+    fn cancel_slots(&mut self, id: u64, slots: u8) {
+        for slot in (0..1 << SLOT_BITS).filter(|s| slots & (1 << s) != 0) {
+            let target = user_data(id, slot);
+            self.push(opcode::AsyncCancel::new(target).build().user_data(CANCEL));
         }
     }
 
-    /// Runs a transfer's state machine after its op completed (`res`) or at its start (`None`).
-    fn advance(&mut self, id: u64, res: Option<i32>) {
-        let Some(t) = self.transfers.get_mut(&id) else {
+    /// Runs a transfer's state machine after its op in `slot` completed (`done`) or at its
+    /// start (`None`).
+    fn advance(&mut self, id: u64, done: Option<(u8, i32)>) {
+        let Some(r) = self.transfers.get_mut(&id) else {
             return;
         };
-        if let (Some((rec, started)), Some(_)) = (&mut self.latency, res) {
-            if let Some(at) = started.remove(&id) {
-                rec.record(at.elapsed().as_micros() as u64);
+        if let Some((slot, _)) = done {
+            r.in_flight &= !(1 << slot);
+            if let Some((rec, started)) = &mut self.latency {
+                if let Some(at) = started.remove(&user_data(id, slot)) {
+                    rec.record(at.elapsed().as_micros() as u64);
+                }
             }
-        }
-        let before = t.moved();
-        let step = if t.cancelled && res.is_some() {
-            Step::Done(Err(OpError::Cancelled))
-        } else {
-            t.advance(&mut Ctx { arena: &mut self.arena }, res)
-        };
-        let moved = t.moved() - before;
-        if res.is_some() {
             self.stats.ops.inc();
         }
+        if r.ending.is_some() {
+            // Ended already: only waiting for the kernel to give its ops back.
+            self.end_if_idle(id);
+            return;
+        }
+        let t = &mut r.transfer;
+        let before = t.moved();
+        let step = if t.cancelled && done.is_some() {
+            Step::Done(Err(OpError::Cancelled))
+        } else {
+            t.advance(&mut Ctx { arena: &mut self.arena }, done)
+        };
+        let moved = t.moved() - before;
         if moved > 0 {
             self.stats.bytes.inc_by(moved);
             if t.zero_copy() {
                 self.stats.zero_copy.inc_by(moved);
             }
         }
+        let step = match step {
+            // Nothing in flight and nothing to submit would wait forever.
+            Step::Submit(ops) if r.in_flight == 0 && ops.iter().all(Option::is_none) => {
+                Step::Done(Err(OpError::Stopped))
+            }
+            step => step,
+        };
         match step {
-            Step::Submit(entry) => {
-                if let Some((_, started)) = &mut self.latency {
-                    started.insert(id, Instant::now());
+            Step::Submit(ops) => {
+                r.in_flight |= ops.iter().flatten().fold(0, |m, (slot, _)| m | 1 << slot);
+                for (slot, entry) in ops.into_iter().flatten() {
+                    if let Some((_, started)) = &mut self.latency {
+                        started.insert(user_data(id, slot), Instant::now());
+                    }
+                    self.push(entry.user_data(user_data(id, slot)));
                 }
-                self.push(entry.user_data(id))
             }
             Step::Done(result) => {
-                if let Some(t) = self.transfers.remove(&id) {
-                    t.finish(&mut Ctx { arena: &mut self.arena }, result);
+                r.ending = Some(result);
+                let rest = r.in_flight;
+                if rest != 0 {
+                    self.cancel_slots(id, rest);
                 }
+                self.end_if_idle(id);
+            }
+        }
+    }
+
+    /// Reports an ended transfer once none of its ops is in flight.
+    fn end_if_idle(&mut self, id: u64) {
+        if self.transfers.get(&id).is_some_and(|r| r.in_flight == 0) {
+            if let Some(Running {
+                transfer,
+                ending: Some(result),
+                ..
+            }) = self.transfers.remove(&id)
+            {
+                transfer.finish(&mut Ctx { arena: &mut self.arena }, result);
             }
         }
     }
@@ -298,9 +368,9 @@ impl CoreLoop {
             // Entries point only at heap memory (arena slots, boxed headers, heap buffers,
             // `Bytes`, static lines) and fds owned by a transfer in `self.transfers`, or at this
             // loop's `wake_buf`/`wake`; that memory does not move when a transfer value moves.
-            // SAFETY: a transfer (with its memory and fds) is removed only after the last
-            // completion of its one op in flight, so everything stays valid while the kernel
-            // uses it.
+            // SAFETY: a transfer (with its memory and fds) is removed only after the completion
+            // of its last op in flight (`Running::in_flight`, `end_if_idle`), so everything
+            // stays valid while the kernel uses it.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 return;

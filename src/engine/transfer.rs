@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use super::arena::Buffer;
 use super::blocks::{BlockRecv, BlockSend};
 use super::core::Ctx;
-use super::{DataPath, Finished, Observer, OpError, Sink, Source};
+use super::recv_write::RecvWrite;
+use super::{DataPath, Finished, OpError, Sink, Source};
 
 /// Largest single `sendfile`/`splice` call.
 const CHUNK: usize = 4 << 20;
@@ -39,8 +40,13 @@ pub(crate) struct Job {
     pub(crate) placed: Option<super::placement::Placed>,
 }
 
+/// Ops to submit, each with its slot: the number its completion comes back with. A transfer
+/// with one op in flight at a time uses slot 0.
+pub(crate) type Ops = [Option<(u8, squeue::Entry)>; 2];
+
 pub(crate) enum Step {
-    Submit(squeue::Entry),
+    /// Submit these (none while the transfer waits for another op of its own).
+    Submit(Ops),
     Done(Result<u64, OpError>),
 }
 
@@ -74,19 +80,8 @@ enum Kind {
         /// The read in flight is a retry after a direct read was refused.
         retried: bool,
     },
-    /// Socket→file with io_uring `Recv` then `WriteFixed`.
-    RecvWrite {
-        sock: TcpStream,
-        file: File,
-        offset: Option<u64>,
-        observer: Option<Box<dyn Observer>>,
-        buf: Option<Buffer>,
-        filled: usize,
-        written: usize,
-        writing: bool,
-        /// The write in flight is a retry after a direct write was refused.
-        retried: bool,
-    },
+    /// Socket→file with io_uring `Recv` then `WriteFixed`, two buffers in turn.
+    RecvWrite(RecvWrite),
     /// Socket→file with `splice(2)` through a pipe, polled for readability.
     SpliceRecv {
         sock: TcpStream,
@@ -126,9 +121,11 @@ pub(crate) struct Transfer {
 /// except a MODE E connection that may be reused, which it returns.
 fn release(kind: Kind, ctx: &mut Ctx<'_>) -> Option<TcpStream> {
     match kind {
-        Kind::ReadSend { buf: Some(b), .. }
-        | Kind::RecvWrite { buf: Some(b), .. }
-        | Kind::Relay { buf: Some(b), .. } => {
+        Kind::RecvWrite(r) => {
+            r.release(ctx.arena);
+            None
+        }
+        Kind::ReadSend { buf: Some(b), .. } | Kind::Relay { buf: Some(b), .. } => {
             ctx.arena.give(b);
             None
         }
@@ -224,17 +221,9 @@ impl Transfer {
                 },
                 Err(e) => Kind::Invalid(Some(e)),
             },
-            (Source::Socket(sock), Sink::File { file, offset, observer }, _) => Kind::RecvWrite {
-                sock,
-                file,
-                offset,
-                observer,
-                buf: Some(ctx.arena.take()),
-                filled: 0,
-                written: 0,
-                writing: false,
-                retried: false,
-            },
+            (Source::Socket(sock), Sink::File { file, offset, observer }, _) => {
+                Kind::RecvWrite(RecvWrite::new(sock, file, offset, observer, ctx.arena))
+            }
             (
                 Source::Blocks {
                     file,
@@ -303,9 +292,20 @@ impl Transfer {
         self.progress.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Step {
-        match self.step(ctx, res) {
-            Ok(Some(entry)) => Step::Submit(entry),
+    /// Takes the completion of the op in a slot (none at the start) and says what comes next.
+    pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_>, done: Option<(u8, i32)>) -> Step {
+        if let Kind::RecvWrite(r) = &mut self.kind {
+            let mut n = 0;
+            let next = r.step(ctx, done, &mut n);
+            self.count(n);
+            return match next {
+                Ok(Some(ops)) => Step::Submit(ops),
+                Ok(None) => Step::Done(Ok(self.moved)),
+                Err(e) => Step::Done(Err(e)),
+            };
+        }
+        match self.step(ctx, done.map(|(_, res)| res)) {
+            Ok(Some(entry)) => Step::Submit([Some((0, entry)), None]),
             Ok(None) => Step::Done(Ok(self.moved)),
             Err(e) => Step::Done(Err(e)),
         }
@@ -372,7 +372,7 @@ impl Transfer {
                 Ok(next)
             }
             Kind::Relay { .. } => self.relay(ctx, res),
-            Kind::RecvWrite { .. } => self.recv_write(ctx, res),
+            Kind::RecvWrite(_) => Err(OpError::Stopped),
         }
     }
 
@@ -579,73 +579,6 @@ impl Transfer {
         self.count(relayed);
         Ok(Some(next))
     }
-
-    fn recv_write(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
-        let Kind::RecvWrite {
-            sock,
-            file,
-            offset,
-            observer,
-            buf,
-            filled,
-            written,
-            writing,
-            retried,
-        } = &mut self.kind
-        else {
-            unreachable!()
-        };
-        let buf = buf.as_mut().ok_or(OpError::Stopped)?;
-        let (ptr, fixed) = ctx.arena.ptr(buf);
-        let mut newly_written = 0u64;
-        // A direct write the kernel refused is written again through the page cache.
-        let res = res.filter(|&r| !*writing || !super::direct::fall_back(file, r, retried));
-        if let Some(r) = res {
-            let n = completed(if *writing { "write" } else { "recv" }, r)?;
-            if *writing {
-                if n == 0 {
-                    return Err(OpError::io("write", std::io::Error::from_raw_os_error(libc::ENOSPC)));
-                }
-                *written += n;
-                newly_written = n as u64;
-                if let Some(o) = offset {
-                    *o += n as u64;
-                }
-            } else if n == 0 {
-                if let Some(o) = observer {
-                    o.complete();
-                }
-                return Ok(None);
-            } else {
-                if let Some(o) = observer {
-                    // The kernel is done with the buffer: the recv completed.
-                    o.observe(ctx.arena.bytes(buf, n));
-                }
-                *filled = n;
-                *written = 0;
-                *writing = true;
-            }
-        }
-        let fd = types::Fd(file.as_raw_fd());
-        let next = if *writing && *written < *filled {
-            let p = ptr.wrapping_add(*written);
-            let len = (*filled - *written) as u32;
-            // Offset -1 (u64::MAX) writes at the file position, which O_APPEND keeps at the end.
-            let at = offset.unwrap_or(u64::MAX);
-            match fixed {
-                Some(i) => opcode::WriteFixed::new(fd, p, len, i).offset(at).build(),
-                None => opcode::Write::new(fd, p, len).offset(at).build(),
-            }
-        } else {
-            *writing = false;
-            let len = ctx.arena.buf_size() as u32;
-            opcode::Recv::new(types::Fd(sock.as_raw_fd()), ptr, len)
-                .flags(libc::MSG_WAITALL)
-                .build()
-        };
-        self.count(newly_written);
-        Ok(Some(next))
-    }
 }
 
 /// What [`DataPath::Auto`] means for one transfer (measured on loopback, see
@@ -701,7 +634,7 @@ fn set_lowat(sock: &TcpStream, bytes: libc::c_int) {
 }
 
 /// A completion result as a byte count, or the errno as an error.
-fn completed(op: &'static str, res: i32) -> Result<usize, OpError> {
+pub(crate) fn completed(op: &'static str, res: i32) -> Result<usize, OpError> {
     if res < 0 {
         Err(OpError::errno(op, res))
     } else {
