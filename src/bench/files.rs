@@ -552,8 +552,8 @@ fn drop_caches() -> Result<(), BenchError> {
 
 /// fio reading the source or writing a new file in `dir` sequentially as the engine does with
 /// `--direct-io`: direct I/O in blocks of its buffer size, one job per stream (each its
-/// share), at the engine's queue depth per stream: 1 for reads, 2 for writes (the next
-/// receive's buffer is written while the one before may still be at the device).
+/// share), at the engine's queue depth per stream: 2 for a stream-mode write (the next
+/// receive's buffer is written while the one before may still be at the device), else 1.
 fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample, BenchError> {
     let jobs = u64::from(streams.max(1));
     let bs = crate::engine::DIRECT_BUFFER as u64;
@@ -566,7 +566,7 @@ fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample
         _ => {
             let f = dir.join("fio-write");
             let _ = std::fs::remove_file(&f);
-            ("write", f, 2)
+            ("write", f, if streams == 1 { 2 } else { 1 })
         }
     };
     let mut cmd = Command::new("fio");

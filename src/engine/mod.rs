@@ -188,6 +188,13 @@ impl Default for OpLatency {
     }
 }
 
+/// Buffer size through the page cache. A buffer is filled by one copy and emptied by the next
+/// on the same CPU; it must still be in that CPU's cache for the second (with the two a
+/// receiving stream keeps in turn, and the page-cache pages between). Buffered uploads into
+/// ext4 from globus-url-copy, 2 GiB, five rotated rounds, medians: 256 KiB 2.95 s, 128 KiB
+/// 3.23 s, 512 KiB 4.31 s, 1 MiB 6.79 s; globus-gridftp-server 2.99 s (2 MiB of L2 per core).
+pub const PAGE_CACHE_BUFFER: usize = 256 << 10;
+
 /// Buffer size with direct I/O.
 pub const DIRECT_BUFFER: usize = 4 << 20;
 
@@ -209,8 +216,8 @@ impl Default for EngineConfig {
         EngineConfig {
             cores: 0,
             path: DataPath::Auto,
-            buffer_size: 1 << 20,
-            buffers_per_core: 16,
+            buffer_size: PAGE_CACHE_BUFFER,
+            buffers_per_core: 32,
             first_cpu: 0,
             cpus: Vec::new(),
             op_latency: None,
