@@ -552,21 +552,22 @@ fn drop_caches() -> Result<(), BenchError> {
 
 /// fio reading the source or writing a new file in `dir` sequentially as the engine does with
 /// `--direct-io`: direct I/O in blocks of its buffer size, one job per stream (each its
-/// share), at the engine's queue depth per stream: 2 for a stream-mode write (the next
-/// receive's buffer is written while the one before may still be at the device), else 1.
+/// share), at the engine's queue depth per stream: 2 in stream mode (a stream reads its next
+/// range while sending, and receives while writing), 1 per MODE E stream.
 fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample, BenchError> {
     let jobs = u64::from(streams.max(1));
     let bs = crate::engine::DIRECT_BUFFER as u64;
     let share = (size / jobs) / bs * bs;
-    let (rw, file, depth) = match scenario {
+    let depth = if streams == 1 { 2 } else { 1 };
+    let (rw, file) = match scenario {
         Scenario::DiskRead => {
             drop_caches()?;
-            ("read", dir.join("src"), 1)
+            ("read", dir.join("src"))
         }
         _ => {
             let f = dir.join("fio-write");
             let _ = std::fs::remove_file(&f);
-            ("write", f, if streams == 1 { 2 } else { 1 })
+            ("write", f)
         }
     };
     let mut cmd = Command::new("fio");

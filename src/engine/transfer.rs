@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::arena::Buffer;
 use super::blocks::{BlockRecv, BlockSend};
 use super::core::Ctx;
+use super::read_send::ReadSend;
 use super::recv_write::RecvWrite;
 use super::{DataPath, Finished, OpError, Sink, Source};
 
@@ -67,19 +68,8 @@ enum Kind {
         pos: usize,
         left: u64,
     },
-    /// File→socket with io_uring `ReadFixed` then `Send`.
-    ReadSend {
-        file: File,
-        sock: TcpStream,
-        offset: u64,
-        remaining: Option<u64>,
-        buf: Option<Buffer>,
-        filled: usize,
-        sent: usize,
-        sending: bool,
-        /// The read in flight is a retry after a direct read was refused.
-        retried: bool,
-    },
+    /// File→socket with io_uring `ReadFixed` then `Send`, two buffers in turn.
+    ReadSend(ReadSend),
     /// Socket→file with io_uring `Recv` then `WriteFixed`, two buffers in turn.
     RecvWrite(RecvWrite),
     /// Socket→file with `splice(2)` through a pipe, polled for readability.
@@ -125,7 +115,11 @@ fn release(kind: Kind, ctx: &mut Ctx<'_>) -> Option<TcpStream> {
             r.release(ctx.arena);
             None
         }
-        Kind::ReadSend { buf: Some(b), .. } | Kind::Relay { buf: Some(b), .. } => {
+        Kind::ReadSend(r) => {
+            r.release(ctx.arena);
+            None
+        }
+        Kind::Relay { buf: Some(b), .. } => {
             ctx.arena.give(b);
             None
         }
@@ -162,17 +156,9 @@ impl Transfer {
                 offset,
                 remaining: length,
             },
-            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::ReadWrite) => Kind::ReadSend {
-                file,
-                sock,
-                offset,
-                remaining: length,
-                buf: Some(ctx.arena.take()),
-                filled: 0,
-                sent: 0,
-                sending: false,
-                retried: false,
-            },
+            (Source::File { file, offset, length }, Sink::Socket(sock), DataPath::ReadWrite) => {
+                Kind::ReadSend(ReadSend::new(file, sock, offset, length, ctx.arena))
+            }
             (Source::Memory(data), Sink::Socket(sock), _) => Kind::SendMemory { data, sock, pos: 0 },
             (Source::Repeat { pattern, total }, Sink::Socket(sock), _) if !pattern.is_empty() || total == 0 => {
                 Kind::SendRepeat {
@@ -294,9 +280,13 @@ impl Transfer {
 
     /// Takes the completion of the op in a slot (none at the start) and says what comes next.
     pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_>, done: Option<(u8, i32)>) -> Step {
-        if let Kind::RecvWrite(r) = &mut self.kind {
-            let mut n = 0;
-            let next = r.step(ctx, done, &mut n);
+        let mut n = 0;
+        let slotted = match &mut self.kind {
+            Kind::RecvWrite(r) => Some(r.step(ctx, done, &mut n)),
+            Kind::ReadSend(r) => Some(r.step(ctx, done, &mut n)),
+            _ => None,
+        };
+        if let Some(next) = slotted {
             self.count(n);
             return match next {
                 Ok(Some(ops)) => Step::Submit(ops),
@@ -352,7 +342,6 @@ impl Transfer {
                         .build(),
                 ))
             }
-            Kind::ReadSend { .. } => self.read_send(ctx, res),
             Kind::SendRepeat { data, sock, pos, left } => {
                 let mut sent = 0;
                 if let Some(r) = res {
@@ -372,7 +361,8 @@ impl Transfer {
                 Ok(next)
             }
             Kind::Relay { .. } => self.relay(ctx, res),
-            Kind::RecvWrite(_) => Err(OpError::Stopped),
+            // Driven by `advance`, several ops at a time.
+            Kind::RecvWrite(_) | Kind::ReadSend(_) => Err(OpError::Stopped),
         }
     }
 
@@ -469,72 +459,6 @@ impl Transfer {
         };
         self.count(got);
         result
-    }
-
-    fn read_send(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {
-        let Kind::ReadSend {
-            file,
-            sock,
-            offset,
-            remaining,
-            buf,
-            filled,
-            sent,
-            sending,
-            retried,
-        } = &mut self.kind
-        else {
-            unreachable!()
-        };
-        let buf = buf.as_mut().ok_or(OpError::Stopped)?;
-        let (ptr, fixed) = ctx.arena.ptr(buf);
-        let mut newly_sent = 0u64;
-        // A direct read the kernel refused is read again through the page cache.
-        let res = res.filter(|&r| *sending || !super::direct::fall_back(file, r, retried));
-        if let Some(r) = res {
-            let n = completed(if *sending { "send" } else { "read" }, r)?;
-            if *sending {
-                *sent += n;
-                newly_sent = n as u64;
-            } else if n == 0 {
-                return match remaining {
-                    Some(r) if *r > 0 => Err(OpError::ShortSource {
-                        got: *offset,
-                        want: *offset + *r,
-                    }),
-                    _ => Ok(None),
-                };
-            } else {
-                *filled = n;
-                *sent = 0;
-                *offset += n as u64;
-                if let Some(r) = remaining {
-                    *r -= n as u64;
-                }
-                *sending = true;
-            }
-        }
-        let next = if *sending && *sent < *filled {
-            // SAFETY-free pointer arithmetic: `sent < filled <= buf_size`, inside the buffer.
-            let p = ptr.wrapping_add(*sent);
-            Some(
-                opcode::Send::new(types::Fd(sock.as_raw_fd()), p, (*filled - *sent) as u32)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build(),
-            )
-        } else if *remaining == Some(0) {
-            None
-        } else {
-            *sending = false;
-            let want = remaining.map_or(ctx.arena.buf_size(), |r| r.min(ctx.arena.buf_size() as u64) as usize) as u32;
-            let fd = types::Fd(file.as_raw_fd());
-            Some(match fixed {
-                Some(i) => opcode::ReadFixed::new(fd, ptr, want, i).offset(*offset).build(),
-                None => opcode::Read::new(fd, ptr, want).offset(*offset).build(),
-            })
-        };
-        self.count(newly_sent);
-        Ok(next)
     }
 
     fn relay(&mut self, ctx: &mut Ctx<'_>, res: Option<i32>) -> Result<Option<squeue::Entry>, OpError> {

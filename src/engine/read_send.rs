@@ -1,0 +1,346 @@
+//! File→socket through the core's registered buffers: `ReadFixed` into a buffer, then `Send`
+//! from it. With a second buffer free in the arena, the next part of the file is read while
+//! the previous buffer is sent: a direct read waits for the device, and with one buffer the
+//! socket sat idle meanwhile.
+//!
+//! Each buffer has at most one op in flight and its index is that op's slot. Reads ask for
+//! consecutive ranges of the file and may run together; sends go strictly in file order, one
+//! at a time. A read that comes back short is read on until its range is full or the file ends.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+use io_uring::{opcode, squeue, types};
+
+use super::arena::{Arena, Buffer};
+use super::core::Ctx;
+use super::transfer::{completed, Ops};
+use super::OpError;
+
+/// Buffers a sending stream keeps in turn.
+const DEPTH: usize = 2;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    /// Reading the range of `len` bytes at `at`, `got` of them in the buffer so far.
+    Reading {
+        at: u64,
+        got: usize,
+        len: usize,
+    },
+    /// Holds `len` bytes, waiting for its turn to be sent.
+    Ready {
+        len: usize,
+    },
+    Sending {
+        sent: usize,
+        len: usize,
+    },
+}
+
+struct Part {
+    buf: Buffer,
+    state: State,
+    /// The read in flight is a retry after a direct read was refused.
+    retried: bool,
+}
+
+pub(crate) struct ReadSend {
+    file: File,
+    sock: TcpStream,
+    /// File offset of the next range to read.
+    next: u64,
+    /// Bytes not yet asked of the file; `None`: up to its end.
+    unread: Option<u64>,
+    /// Where the requested bytes end (`None`: the file's end).
+    end: Option<u64>,
+    parts: Vec<Part>,
+    /// The buffers holding or reading ranges, in file order.
+    order: VecDeque<usize>,
+    /// A read found the file's end: no range after it is asked for.
+    ended: bool,
+}
+
+impl ReadSend {
+    pub(crate) fn new(file: File, sock: TcpStream, offset: u64, length: Option<u64>, arena: &mut Arena) -> ReadSend {
+        let mut parts = vec![Part::new(arena.take())];
+        // Only registered buffers: a heap one would cost an allocation (and is refused by
+        // direct I/O); without one the transfer simply runs one op at a time.
+        parts.extend(std::iter::from_fn(|| arena.try_take().map(Part::new)).take(DEPTH - 1));
+        ReadSend {
+            file,
+            sock,
+            next: offset,
+            unread: length,
+            end: length.map(|l| offset.saturating_add(l)),
+            parts,
+            order: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// Gives the buffers back (the core calls this once no op of the transfer is in flight).
+    pub(crate) fn release(self, arena: &mut Arena) {
+        self.parts.into_iter().for_each(|p| arena.give(p.buf));
+    }
+
+    /// Takes the completion of the op in `slot` (none at the start) and returns the ops to
+    /// submit next, or `None` when every byte went out. `moved` gets the bytes sent by this
+    /// completion.
+    pub(crate) fn step(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        done: Option<(u8, i32)>,
+        moved: &mut u64,
+    ) -> Result<Option<Ops>, OpError> {
+        let mut ops: Ops = [None, None];
+        let mut add = |op: (u8, squeue::Entry)| {
+            let free = ops.iter_mut().find(|o| o.is_none());
+            debug_assert!(free.is_some(), "more ops than buffers");
+            if let Some(free) = free {
+                *free = Some(op);
+            }
+        };
+        if let Some((slot, res)) = done {
+            if let Some(op) = self.completed(ctx, usize::from(slot), res, moved)? {
+                add((slot, op));
+            }
+        }
+        if let Some(op) = self.next_send(ctx) {
+            add(op);
+        }
+        // Each buffer gets at most one op per step, so these fit in `ops`.
+        while let Some(op) = self.next_read(ctx) {
+            add(op);
+        }
+        if self.order.is_empty() && (self.ended || self.unread == Some(0)) {
+            return Ok(None);
+        }
+        Ok(Some(ops))
+    }
+
+    /// Books the completion of buffer `i`'s op; returns the op that buffer needs next, if any.
+    fn completed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        i: usize,
+        res: i32,
+        moved: &mut u64,
+    ) -> Result<Option<squeue::Entry>, OpError> {
+        let part = self.parts.get_mut(i).ok_or(OpError::Stopped)?;
+        match part.state {
+            State::Free | State::Ready { .. } => Err(OpError::Stopped),
+            State::Reading { at, got, len } => {
+                // A direct read the kernel refused is read again through the page cache.
+                if super::direct::fall_back(&self.file, res, &mut part.retried) {
+                    return Ok(Some(read(ctx, &self.file, &mut part.buf, at, got, len)));
+                }
+                let n = completed("read", res)?;
+                let got = got + n;
+                if n > 0 && got < len {
+                    part.state = State::Reading { at, got, len };
+                    return Ok(Some(read(ctx, &self.file, &mut part.buf, at, got, len)));
+                }
+                if n == 0 {
+                    // The file ends inside this range: nothing after it is read.
+                    self.ended = true;
+                    let short = at + got as u64;
+                    if let Some(end) = self.end.filter(|&e| e > short) {
+                        return Err(OpError::ShortSource { got: short, want: end });
+                    }
+                }
+                if got == 0 {
+                    part.state = State::Free;
+                    self.order.retain(|&j| j != i);
+                } else {
+                    part.state = State::Ready { len: got };
+                }
+                Ok(None)
+            }
+            State::Sending { sent, len } => {
+                let n = completed("send", res)?;
+                *moved += n as u64;
+                let sent = sent + n;
+                if sent < len {
+                    part.state = State::Sending { sent, len };
+                    return Ok(Some(send(ctx, &self.sock, &mut part.buf, sent, len)));
+                }
+                part.state = State::Free;
+                self.order.pop_front();
+                Ok(None)
+            }
+        }
+    }
+
+    /// A send of the first range in file order once it is read, unless a send is running.
+    fn next_send(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
+        let &i = self.order.front()?;
+        let part = &mut self.parts[i];
+        let State::Ready { len } = part.state else {
+            return None;
+        };
+        part.state = State::Sending { sent: 0, len };
+        Some((i as u8, send(ctx, &self.sock, &mut part.buf, 0, len)))
+    }
+
+    /// A read of the next range into a free buffer, while there is one to read.
+    fn next_read(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
+        if self.ended || self.unread == Some(0) {
+            return None;
+        }
+        let i = self.parts.iter().position(|p| p.state == State::Free)?;
+        let size = ctx.arena.buf_size();
+        let len = self.unread.map_or(size, |u| u.min(size as u64) as usize);
+        let at = self.next;
+        // The range ends at or before `end` (checked when made) or the file's end, which is
+        // below 2^63.
+        self.next = at.saturating_add(len as u64);
+        if let Some(u) = &mut self.unread {
+            *u -= len as u64;
+        }
+        let part = &mut self.parts[i];
+        part.state = State::Reading { at, got: 0, len };
+        self.order.push_back(i);
+        Some((i as u8, read(ctx, &self.file, &mut part.buf, at, 0, len)))
+    }
+}
+
+impl Part {
+    fn new(buf: Buffer) -> Part {
+        Part {
+            buf,
+            state: State::Free,
+            retried: false,
+        }
+    }
+}
+
+/// The read of the rest of a range of `len` bytes at `at` into `buf`, `got` of them there.
+fn read(ctx: &mut Ctx<'_>, file: &File, buf: &mut Buffer, at: u64, got: usize, len: usize) -> squeue::Entry {
+    let (ptr, fixed) = ctx.arena.ptr(buf);
+    let p = ptr.wrapping_add(got);
+    let n = (len - got) as u32;
+    let fd = types::Fd(file.as_raw_fd());
+    let at = at.saturating_add(got as u64);
+    match fixed {
+        Some(i) => opcode::ReadFixed::new(fd, p, n, i).offset(at).build(),
+        None => opcode::Read::new(fd, p, n).offset(at).build(),
+    }
+}
+
+/// The send of `buf`'s bytes from `sent` to `len`.
+fn send(ctx: &mut Ctx<'_>, sock: &TcpStream, buf: &mut Buffer, sent: usize, len: usize) -> squeue::Entry {
+    let (ptr, _) = ctx.arena.ptr(buf);
+    opcode::Send::new(types::Fd(sock.as_raw_fd()), ptr.wrapping_add(sent), (len - sent) as u32)
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slots of the ops a step asked for.
+    fn slots(ops: Result<Option<Ops>, OpError>) -> Vec<u8> {
+        let ops = ops.expect("no error").expect("the transfer goes on");
+        ops.iter().flatten().map(|(s, _)| *s).collect()
+    }
+
+    fn with_transfer(buffers: usize, offset: u64, length: Option<u64>, test: impl FnOnce(&mut Ctx<'_>, &mut ReadSend)) {
+        let ring = io_uring::IoUring::new(8).unwrap();
+        let mut arena = Arena::new(&ring, buffers, 4096);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (sock, _) = l.accept().unwrap();
+        let mut r = ReadSend::new(tempfile::tempfile().unwrap(), sock, offset, length, &mut arena);
+        test(&mut Ctx { arena: &mut arena }, &mut r);
+        r.release(&mut arena);
+        assert_eq!(
+            arena.try_take().is_some() as usize + arena.try_take().is_some() as usize,
+            buffers.min(2)
+        );
+    }
+
+    #[test]
+    fn the_next_range_is_read_while_a_buffer_is_sent_in_file_order() {
+        with_transfer(2, 0, None, |ctx, r| {
+            let mut n = 0;
+            assert_eq!(slots(r.step(ctx, None, &mut n)), [0, 1], "two ranges read at once");
+            assert_eq!(
+                slots(r.step(ctx, Some((1, 4096)), &mut n)),
+                Vec::<u8>::new(),
+                "1 waits for 0"
+            );
+            assert_eq!(slots(r.step(ctx, Some((0, 1000)), &mut n)), [0], "0 short: read on");
+            assert_eq!(slots(r.step(ctx, Some((0, 3096)), &mut n)), [0], "0 full: sent");
+            assert_eq!(slots(r.step(ctx, Some((0, 96)), &mut n)), [0], "the rest of 0's send");
+            assert_eq!(
+                slots(r.step(ctx, Some((0, 4000)), &mut n)),
+                [1, 0],
+                "send 1, read the next range into 0"
+            );
+            assert_eq!(n, 4096);
+            assert_eq!(
+                slots(r.step(ctx, Some((0, 0)), &mut n)),
+                Vec::<u8>::new(),
+                "the file ended; 1 still sending"
+            );
+            assert_eq!(
+                r.step(ctx, Some((1, 4096)), &mut n).unwrap().map(|_| ()),
+                None,
+                "all sent: done"
+            );
+            assert_eq!(n, 8192);
+        });
+    }
+
+    #[test]
+    fn a_lone_buffer_goes_one_op_at_a_time() {
+        with_transfer(1, 0, None, |ctx, r| {
+            let mut n = 0;
+            assert_eq!(slots(r.step(ctx, None, &mut n)), [0]);
+            assert_eq!(slots(r.step(ctx, Some((0, 4096)), &mut n)), [0], "send");
+            assert_eq!(slots(r.step(ctx, Some((0, 4096)), &mut n)), [0], "then read");
+            assert!(r.step(ctx, Some((0, 0)), &mut n).unwrap().is_none(), "ended, all sent");
+        });
+    }
+
+    #[test]
+    fn a_length_stops_the_reads_and_a_short_file_is_an_error() {
+        with_transfer(2, 10, Some(5000), |ctx, r| {
+            let mut n = 0;
+            assert_eq!(slots(r.step(ctx, None, &mut n)), [0, 1], "4096 + 904 bytes asked");
+            assert_eq!(slots(r.step(ctx, Some((0, 4096)), &mut n)), [0]);
+            assert_eq!(slots(r.step(ctx, Some((1, 904)), &mut n)), Vec::<u8>::new());
+            assert_eq!(slots(r.step(ctx, Some((0, 4096)), &mut n)), [1], "nothing more to read");
+            assert!(r.step(ctx, Some((1, 904)), &mut n).unwrap().is_none());
+            assert_eq!(n, 5000);
+        });
+        with_transfer(2, 0, Some(8192), |ctx, r| {
+            let mut n = 0;
+            r.step(ctx, None, &mut n).unwrap();
+            let short = r.step(ctx, Some((1, 0)), &mut n);
+            assert!(matches!(short, Err(OpError::ShortSource { got: 4096, want: 8192 })));
+        });
+    }
+
+    #[test]
+    fn an_empty_range_or_file_ends_at_once() {
+        with_transfer(2, 0, Some(0), |ctx, r| {
+            assert!(r.step(ctx, None, &mut 0).unwrap().is_none());
+        });
+        with_transfer(2, 0, None, |ctx, r| {
+            let mut n = 0;
+            r.step(ctx, None, &mut n).unwrap();
+            assert_eq!(
+                slots(r.step(ctx, Some((1, 0)), &mut n)),
+                Vec::<u8>::new(),
+                "0 still reading"
+            );
+            assert!(r.step(ctx, Some((0, 0)), &mut n).unwrap().is_none());
+        });
+    }
+}
