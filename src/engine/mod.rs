@@ -18,6 +18,7 @@ mod arena;
 mod blocks;
 mod core;
 pub mod direct;
+mod parts;
 mod placement;
 mod read_send;
 mod recv_write;

@@ -16,11 +16,9 @@ use io_uring::{opcode, squeue, types};
 
 use super::arena::{Arena, Buffer};
 use super::core::Ctx;
-use super::transfer::{completed, Ops};
+use super::parts::{self, Collect, Part, Slotted};
+use super::transfer::completed;
 use super::OpError;
-
-/// Buffers a sending stream keeps in turn.
-const DEPTH: usize = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -41,13 +39,6 @@ enum State {
     },
 }
 
-struct Part {
-    buf: Buffer,
-    state: State,
-    /// The read in flight is a retry after a direct read was refused.
-    retried: bool,
-}
-
 pub(crate) struct ReadSend {
     file: File,
     sock: TcpStream,
@@ -57,7 +48,7 @@ pub(crate) struct ReadSend {
     unread: Option<u64>,
     /// Where the requested bytes end (`None`: the file's end).
     end: Option<u64>,
-    parts: Vec<Part>,
+    parts: Vec<Part<State>>,
     /// The buffers holding or reading ranges, in file order.
     order: VecDeque<usize>,
     /// A read found the file's end: no range after it is asked for.
@@ -66,17 +57,13 @@ pub(crate) struct ReadSend {
 
 impl ReadSend {
     pub(crate) fn new(file: File, sock: TcpStream, offset: u64, length: Option<u64>, arena: &mut Arena) -> ReadSend {
-        let mut parts = vec![Part::new(arena.take())];
-        // Only registered buffers: a heap one would cost an allocation (and is refused by
-        // direct I/O); without one the transfer simply runs one op at a time.
-        parts.extend(std::iter::from_fn(|| arena.try_take().map(Part::new)).take(DEPTH - 1));
         ReadSend {
             file,
             sock,
             next: offset,
             unread: length,
             end: length.map(|l| offset.saturating_add(l)),
-            parts,
+            parts: parts::take(arena, true, State::Free),
             order: VecDeque::new(),
             ended: false,
         }
@@ -84,45 +71,55 @@ impl ReadSend {
 
     /// Gives the buffers back (the core calls this once no op of the transfer is in flight).
     pub(crate) fn release(self, arena: &mut Arena) {
-        self.parts.into_iter().for_each(|p| arena.give(p.buf));
+        parts::release(self.parts, arena);
     }
 
-    /// Takes the completion of the op in `slot` (none at the start) and returns the ops to
-    /// submit next, or `None` when every byte went out. `moved` gets the bytes sent by this
-    /// completion.
-    pub(crate) fn step(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        done: Option<(u8, i32)>,
-        moved: &mut u64,
-    ) -> Result<Option<Ops>, OpError> {
-        let mut ops: Ops = [None, None];
-        let mut add = |op: (u8, squeue::Entry)| {
-            let free = ops.iter_mut().find(|o| o.is_none());
-            debug_assert!(free.is_some(), "more ops than buffers");
-            if let Some(free) = free {
-                *free = Some(op);
-            }
+    /// A send of the first range in file order once it is read, unless a send is running.
+    fn next_send(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
+        let &i = self.order.front()?;
+        let part = &mut self.parts[i];
+        let State::Ready { len } = part.state else {
+            return None;
         };
-        if let Some((slot, res)) = done {
-            if let Some(op) = self.completed(ctx, usize::from(slot), res, moved)? {
-                add((slot, op));
-            }
-        }
-        if let Some(op) = self.next_send(ctx) {
-            add(op);
-        }
-        // Each buffer gets at most one op per step, so these fit in `ops`.
-        while let Some(op) = self.next_read(ctx) {
-            add(op);
-        }
-        if self.order.is_empty() && (self.ended || self.unread == Some(0)) {
-            return Ok(None);
-        }
-        Ok(Some(ops))
+        part.state = State::Sending { sent: 0, len };
+        Some((i as u8, send(ctx, &self.sock, &mut part.buf, 0, len)))
     }
 
-    /// Books the completion of buffer `i`'s op; returns the op that buffer needs next, if any.
+    /// A read of the next range into a free buffer, while there is one to read.
+    fn next_read(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
+        if self.ended || self.unread == Some(0) {
+            return None;
+        }
+        let i = self.parts.iter().position(|p| p.state == State::Free)?;
+        let size = ctx.arena.buf_size();
+        let len = self.unread.map_or(size, |u| u.min(size as u64) as usize);
+        let at = self.next;
+        // The range ends at or before `end` (checked when made) or the file's end, which is
+        // below 2^63.
+        self.next = at.saturating_add(len as u64);
+        if let Some(u) = &mut self.unread {
+            *u -= len as u64;
+        }
+        let part = &mut self.parts[i];
+        part.state = State::Reading { at, got: 0, len };
+        self.order.push_back(i);
+        Some((i as u8, read(ctx, &self.file, &mut part.buf, at, 0, len)))
+    }
+}
+
+impl Slotted for ReadSend {
+    fn start(&mut self, ctx: &mut Ctx<'_>, ops: &mut Collect) {
+        ops.add(self.next_send(ctx));
+        // Each buffer gets at most one op per step, so these fit.
+        while let Some(op) = self.next_read(ctx) {
+            ops.add(Some(op));
+        }
+    }
+
+    fn over(&mut self) -> bool {
+        self.order.is_empty() && (self.ended || self.unread == Some(0))
+    }
+
     fn completed(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -174,48 +171,6 @@ impl ReadSend {
             }
         }
     }
-
-    /// A send of the first range in file order once it is read, unless a send is running.
-    fn next_send(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
-        let &i = self.order.front()?;
-        let part = &mut self.parts[i];
-        let State::Ready { len } = part.state else {
-            return None;
-        };
-        part.state = State::Sending { sent: 0, len };
-        Some((i as u8, send(ctx, &self.sock, &mut part.buf, 0, len)))
-    }
-
-    /// A read of the next range into a free buffer, while there is one to read.
-    fn next_read(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
-        if self.ended || self.unread == Some(0) {
-            return None;
-        }
-        let i = self.parts.iter().position(|p| p.state == State::Free)?;
-        let size = ctx.arena.buf_size();
-        let len = self.unread.map_or(size, |u| u.min(size as u64) as usize);
-        let at = self.next;
-        // The range ends at or before `end` (checked when made) or the file's end, which is
-        // below 2^63.
-        self.next = at.saturating_add(len as u64);
-        if let Some(u) = &mut self.unread {
-            *u -= len as u64;
-        }
-        let part = &mut self.parts[i];
-        part.state = State::Reading { at, got: 0, len };
-        self.order.push_back(i);
-        Some((i as u8, read(ctx, &self.file, &mut part.buf, at, 0, len)))
-    }
-}
-
-impl Part {
-    fn new(buf: Buffer) -> Part {
-        Part {
-            buf,
-            state: State::Free,
-            retried: false,
-        }
-    }
 }
 
 /// The read of the rest of a range of `len` bytes at `at` into `buf`, `got` of them there.
@@ -241,27 +196,12 @@ fn send(ctx: &mut Ctx<'_>, sock: &TcpStream, buf: &mut Buffer, sent: usize, len:
 
 #[cfg(test)]
 mod tests {
+    use super::super::parts::testing::{self, slots};
     use super::*;
 
-    /// The slots of the ops a step asked for.
-    fn slots(ops: Result<Option<Ops>, OpError>) -> Vec<u8> {
-        let ops = ops.expect("no error").expect("the transfer goes on");
-        ops.iter().flatten().map(|(s, _)| *s).collect()
-    }
-
     fn with_transfer(buffers: usize, offset: u64, length: Option<u64>, test: impl FnOnce(&mut Ctx<'_>, &mut ReadSend)) {
-        let ring = io_uring::IoUring::new(8).unwrap();
-        let mut arena = Arena::new(&ring, buffers, 4096);
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (sock, _) = l.accept().unwrap();
-        let mut r = ReadSend::new(tempfile::tempfile().unwrap(), sock, offset, length, &mut arena);
-        test(&mut Ctx { arena: &mut arena }, &mut r);
-        r.release(&mut arena);
-        assert_eq!(
-            arena.try_take().is_some() as usize + arena.try_take().is_some() as usize,
-            buffers.min(2)
-        );
+        let make = |sock, arena: &mut Arena| ReadSend::new(tempfile::tempfile().unwrap(), sock, offset, length, arena);
+        testing::with_transfer(buffers, make, test, ReadSend::release);
     }
 
     #[test]

@@ -16,11 +16,9 @@ use io_uring::{opcode, squeue, types};
 
 use super::arena::{Arena, Buffer};
 use super::core::Ctx;
-use super::transfer::{completed, Ops};
+use super::parts::{self, Collect, Part, Slotted};
+use super::transfer::completed;
 use super::{Observer, OpError};
-
-/// Buffers a positional receive keeps in turn.
-const DEPTH: usize = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -34,20 +32,13 @@ enum State {
     },
 }
 
-struct Part {
-    buf: Buffer,
-    state: State,
-    /// The write in flight is a retry after a direct write was refused.
-    retried: bool,
-}
-
 pub(crate) struct RecvWrite {
     sock: TcpStream,
     file: File,
     /// File offset of the next byte to receive; `None` appends.
     next: Option<u64>,
     observer: Option<Box<dyn Observer>>,
-    parts: Vec<Part>,
+    parts: Vec<Part<State>>,
     /// The peer closed: no receive is started again.
     ended: bool,
 }
@@ -60,57 +51,55 @@ impl RecvWrite {
         observer: Option<Box<dyn Observer>>,
         arena: &mut Arena,
     ) -> RecvWrite {
-        let mut parts = vec![Part::new(arena.take())];
-        if offset.is_some() {
-            // Only registered buffers: a heap one would cost an allocation (and is refused
-            // by direct I/O); without one the transfer simply runs one op at a time.
-            parts.extend(std::iter::from_fn(|| arena.try_take().map(Part::new)).take(DEPTH - 1));
-        }
         RecvWrite {
             sock,
             file,
             next: offset,
             observer,
-            parts,
+            // Appends take one buffer: only the file position orders their writes.
+            parts: parts::take(arena, offset.is_some(), State::Free),
             ended: false,
         }
     }
 
     /// Gives the buffers back (the core calls this once no op of the transfer is in flight).
     pub(crate) fn release(self, arena: &mut Arena) {
-        self.parts.into_iter().for_each(|p| arena.give(p.buf));
+        parts::release(self.parts, arena);
     }
 
-    /// Takes the completion of the op in `slot` (none at the start) and returns the ops to
-    /// submit next, or `None` when every byte is received and written. `moved` gets the
-    /// bytes written by this completion.
-    pub(crate) fn step(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        done: Option<(u8, i32)>,
-        moved: &mut u64,
-    ) -> Result<Option<Ops>, OpError> {
-        let mut ops: Ops = [None, None];
-        if let Some((slot, res)) = done {
-            let i = usize::from(slot);
-            if let Some(op) = self.completed(ctx, i, res, moved)? {
-                ops[0] = Some((slot, op));
-            }
+    /// A receive into a free buffer, unless one is running or the peer closed.
+    fn next_receive(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
+        let receiving = self.parts.iter().any(|p| p.state == State::Receiving);
+        if self.ended || receiving {
+            return None;
         }
-        if let Some(op) = self.next_receive(ctx) {
-            ops[1] = Some(op);
-        }
-        let busy = self.parts.iter().any(|p| p.state != State::Free);
-        if !busy && self.ended {
+        let i = self.parts.iter().position(|p| p.state == State::Free)?;
+        let part = &mut self.parts[i];
+        part.state = State::Receiving;
+        let (ptr, _) = ctx.arena.ptr(&mut part.buf);
+        let len = ctx.arena.buf_size() as u32;
+        let op = opcode::Recv::new(types::Fd(self.sock.as_raw_fd()), ptr, len)
+            .flags(libc::MSG_WAITALL)
+            .build();
+        Some((i as u8, op))
+    }
+}
+
+impl Slotted for RecvWrite {
+    fn start(&mut self, ctx: &mut Ctx<'_>, ops: &mut Collect) {
+        ops.add(self.next_receive(ctx));
+    }
+
+    fn over(&mut self) -> bool {
+        let over = self.ended && self.parts.iter().all(|p| p.state == State::Free);
+        if over {
             if let Some(o) = &mut self.observer {
                 o.complete();
             }
-            return Ok(None);
         }
-        Ok(Some(ops))
+        over
     }
 
-    /// Books the completion of buffer `i`'s op; returns the op that buffer needs next, if any.
     fn completed(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -161,33 +150,6 @@ impl RecvWrite {
             }
         }
     }
-
-    /// A receive into a free buffer, unless one is running or the peer closed.
-    fn next_receive(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
-        let receiving = self.parts.iter().any(|p| p.state == State::Receiving);
-        if self.ended || receiving {
-            return None;
-        }
-        let i = self.parts.iter().position(|p| p.state == State::Free)?;
-        let part = &mut self.parts[i];
-        part.state = State::Receiving;
-        let (ptr, _) = ctx.arena.ptr(&mut part.buf);
-        let len = ctx.arena.buf_size() as u32;
-        let op = opcode::Recv::new(types::Fd(self.sock.as_raw_fd()), ptr, len)
-            .flags(libc::MSG_WAITALL)
-            .build();
-        Some((i as u8, op))
-    }
-}
-
-impl Part {
-    fn new(buf: Buffer) -> Part {
-        Part {
-            buf,
-            state: State::Free,
-            retried: false,
-        }
-    }
 }
 
 /// The write of the part of `buf`'s `len` received bytes from `done` on, at file offset
@@ -207,27 +169,12 @@ fn write(ctx: &mut Ctx<'_>, file: &File, buf: &mut Buffer, at: Option<u64>, done
 
 #[cfg(test)]
 mod tests {
+    use super::super::parts::testing::{self, slots};
     use super::*;
 
-    /// The slots of the ops a step asked for (a buffer's next op first, then a receive).
-    fn slots(ops: Result<Option<Ops>, OpError>) -> Vec<u8> {
-        let ops = ops.expect("no error").expect("the transfer goes on");
-        ops.iter().flatten().map(|(s, _)| *s).collect()
-    }
-
     fn with_transfer(buffers: usize, offset: Option<u64>, test: impl FnOnce(&mut Ctx<'_>, &mut RecvWrite)) {
-        let ring = io_uring::IoUring::new(8).unwrap();
-        let mut arena = Arena::new(&ring, buffers, 4096);
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (sock, _) = l.accept().unwrap();
-        let mut r = RecvWrite::new(sock, tempfile::tempfile().unwrap(), offset, None, &mut arena);
-        test(&mut Ctx { arena: &mut arena }, &mut r);
-        r.release(&mut arena);
-        assert_eq!(
-            arena.try_take().is_some() as usize + arena.try_take().is_some() as usize,
-            buffers.min(2)
-        );
+        let make = |sock, arena: &mut Arena| RecvWrite::new(sock, tempfile::tempfile().unwrap(), offset, None, arena);
+        testing::with_transfer(buffers, make, test, RecvWrite::release);
     }
 
     #[test]

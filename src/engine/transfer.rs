@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::arena::Buffer;
 use super::blocks::{BlockRecv, BlockSend};
 use super::core::Ctx;
+use super::parts::Slotted;
 use super::read_send::ReadSend;
 use super::recv_write::RecvWrite;
 use super::{DataPath, Finished, OpError, Sink, Source};
