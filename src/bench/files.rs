@@ -558,7 +558,7 @@ fn fio(scenario: Scenario, dir: &Path, size: u64, streams: u32) -> Result<Sample
     let jobs = u64::from(streams.max(1));
     let bs = crate::engine::DIRECT_BUFFER as u64;
     let share = (size / jobs) / bs * bs;
-    let depth = if streams == 1 { 2 } else { 1 };
+    let depth = if streams == 1 { crate::engine::STREAM_DEPTH } else { 1 };
     let (rw, file) = match scenario {
         Scenario::DiskRead => {
             drop_caches()?;

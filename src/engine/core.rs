@@ -29,6 +29,11 @@ fn user_data(id: u64, slot: u8) -> u64 {
     id << SLOT_BITS | u64::from(slot)
 }
 
+/// The transfer id and slot a `user_data` names.
+fn id_and_slot(data: u64) -> (u64, u8) {
+    (data >> SLOT_BITS, (data & ((1 << SLOT_BITS) - 1)) as u8)
+}
+
 /// The CPUs this process may run on.
 pub(crate) fn allowed_cpus() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
@@ -229,7 +234,10 @@ impl CoreLoop {
                 match user_data {
                     WAKE => self.wake_armed = false,
                     CANCEL => {}
-                    data => self.advance(data >> SLOT_BITS, Some(((data & ((1 << SLOT_BITS) - 1)) as u8, res))),
+                    data => {
+                        let (id, slot) = id_and_slot(data);
+                        self.advance(id, Some((slot, res)));
+                    }
                 }
             }
         }

@@ -197,6 +197,10 @@ impl Default for OpLatency {
 /// 3.23 s, 512 KiB 4.31 s, 1 MiB 6.79 s; globus-gridftp-server 2.99 s (2 MiB of L2 per core).
 pub const PAGE_CACHE_BUFFER: usize = 256 << 10;
 
+/// Buffers a stream-mode transfer on the registered-buffer paths keeps in turn (`parts.rs`):
+/// one op on the device or socket while the other buffer's op runs. MODE E streams keep one.
+pub const STREAM_DEPTH: usize = 2;
+
 /// Buffer size with direct I/O.
 pub const DIRECT_BUFFER: usize = 4 << 20;
 

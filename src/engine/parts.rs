@@ -9,10 +9,6 @@ use super::core::Ctx;
 use super::transfer::Ops;
 use super::OpError;
 
-/// Buffers such a transfer keeps in turn: one op on the device or socket while the other
-/// buffer's op runs.
-pub(crate) const DEPTH: usize = 2;
-
 pub(crate) struct Part<S> {
     pub(crate) buf: Buffer,
     pub(crate) state: S,
@@ -25,7 +21,7 @@ pub(crate) struct Part<S> {
 /// simply runs one op at a time.
 pub(crate) fn take<S: Copy>(arena: &mut Arena, more: bool, free: S) -> Vec<Part<S>> {
     let first = arena.take();
-    let extra = std::iter::from_fn(|| arena.try_take()).take(if more { DEPTH - 1 } else { 0 });
+    let extra = std::iter::from_fn(|| arena.try_take()).take(if more { super::STREAM_DEPTH - 1 } else { 0 });
     std::iter::once(first)
         .chain(extra)
         .map(|buf| Part {
@@ -55,8 +51,11 @@ pub(crate) trait Slotted {
     /// Adds the ops that other buffers can start now.
     fn start(&mut self, ctx: &mut Ctx<'_>, ops: &mut Collect);
 
-    /// Whether every byte moved and no op is in flight; the transfer ends when it says so.
-    fn over(&mut self) -> bool;
+    /// Whether every byte moved and no op is in flight.
+    fn over(&self) -> bool;
+
+    /// Called once when the transfer is over.
+    fn finish(&mut self) {}
 
     /// Takes the completion of the op in `slot` (none at the start) and returns the ops to
     /// submit next, or `None` at the end. `moved` gets the bytes this completion moved.
@@ -67,7 +66,11 @@ pub(crate) trait Slotted {
             ops.add(next.map(|op| (slot, op)));
         }
         self.start(ctx, &mut ops);
-        Ok((!self.over()).then(|| ops.ops()))
+        if self.over() {
+            self.finish();
+            return Ok(None);
+        }
+        Ok(Some(ops.ops()))
     }
 }
 
@@ -76,6 +79,13 @@ pub(crate) trait Slotted {
 pub(crate) struct Collect(Ops);
 
 impl Collect {
+    /// The ops of a transfer with a single op to submit.
+    pub(crate) fn one(slot: u8, op: squeue::Entry) -> Ops {
+        let mut ops = Collect::default();
+        ops.add(Some((slot, op)));
+        ops.ops()
+    }
+
     pub(crate) fn add(&mut self, op: Option<(u8, squeue::Entry)>) {
         let Some(op) = op else { return };
         let free = self.0.iter_mut().find(|o| o.is_none());

@@ -7,7 +7,6 @@
 //! consecutive ranges of the file and may run together; sends go strictly in file order, one
 //! at a time. A read that comes back short is read on until its range is full or the file ends.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -29,14 +28,26 @@ enum State {
         got: usize,
         len: usize,
     },
-    /// Holds `len` bytes, waiting for its turn to be sent.
+    /// Holds the `len` bytes at `at`, waiting for its turn to be sent.
     Ready {
+        at: u64,
         len: usize,
     },
     Sending {
+        at: u64,
         sent: usize,
         len: usize,
     },
+}
+
+impl State {
+    /// File offset of the range this buffer holds or reads; `None` when free.
+    fn at(self) -> Option<u64> {
+        match self {
+            State::Free => None,
+            State::Reading { at, .. } | State::Ready { at, .. } | State::Sending { at, .. } => Some(at),
+        }
+    }
 }
 
 pub(crate) struct ReadSend {
@@ -49,8 +60,6 @@ pub(crate) struct ReadSend {
     /// Where the requested bytes end (`None`: the file's end).
     end: Option<u64>,
     parts: Vec<Part<State>>,
-    /// The buffers holding or reading ranges, in file order.
-    order: VecDeque<usize>,
     /// A read found the file's end: no range after it is asked for.
     ended: bool,
 }
@@ -64,7 +73,6 @@ impl ReadSend {
             unread: length,
             end: length.map(|l| offset.saturating_add(l)),
             parts: parts::take(arena, true, State::Free),
-            order: VecDeque::new(),
             ended: false,
         }
     }
@@ -76,12 +84,13 @@ impl ReadSend {
 
     /// A send of the first range in file order once it is read, unless a send is running.
     fn next_send(&mut self, ctx: &mut Ctx<'_>) -> Option<(u8, squeue::Entry)> {
-        let &i = self.order.front()?;
-        let part = &mut self.parts[i];
-        let State::Ready { len } = part.state else {
+        let (i, part) = (self.parts.iter_mut().enumerate())
+            .filter(|(_, p)| p.state != State::Free)
+            .min_by_key(|(_, p)| p.state.at())?;
+        let State::Ready { at, len } = part.state else {
             return None;
         };
-        part.state = State::Sending { sent: 0, len };
+        part.state = State::Sending { at, sent: 0, len };
         Some((i as u8, send(ctx, &self.sock, &mut part.buf, 0, len)))
     }
 
@@ -102,7 +111,6 @@ impl ReadSend {
         }
         let part = &mut self.parts[i];
         part.state = State::Reading { at, got: 0, len };
-        self.order.push_back(i);
         Some((i as u8, read(ctx, &self.file, &mut part.buf, at, 0, len)))
     }
 }
@@ -116,8 +124,8 @@ impl Slotted for ReadSend {
         }
     }
 
-    fn over(&mut self) -> bool {
-        self.order.is_empty() && (self.ended || self.unread == Some(0))
+    fn over(&self) -> bool {
+        (self.ended || self.unread == Some(0)) && self.parts.iter().all(|p| p.state == State::Free)
     }
 
     fn completed(
@@ -149,24 +157,21 @@ impl Slotted for ReadSend {
                         return Err(OpError::ShortSource { got: short, want: end });
                     }
                 }
-                if got == 0 {
-                    part.state = State::Free;
-                    self.order.retain(|&j| j != i);
-                } else {
-                    part.state = State::Ready { len: got };
-                }
+                part.state = match got {
+                    0 => State::Free,
+                    len => State::Ready { at, len },
+                };
                 Ok(None)
             }
-            State::Sending { sent, len } => {
+            State::Sending { at, sent, len } => {
                 let n = completed("send", res)?;
                 *moved += n as u64;
                 let sent = sent + n;
                 if sent < len {
-                    part.state = State::Sending { sent, len };
+                    part.state = State::Sending { at, sent, len };
                     return Ok(Some(send(ctx, &self.sock, &mut part.buf, sent, len)));
                 }
                 part.state = State::Free;
-                self.order.pop_front();
                 Ok(None)
             }
         }

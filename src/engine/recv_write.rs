@@ -90,14 +90,14 @@ impl Slotted for RecvWrite {
         ops.add(self.next_receive(ctx));
     }
 
-    fn over(&mut self) -> bool {
-        let over = self.ended && self.parts.iter().all(|p| p.state == State::Free);
-        if over {
-            if let Some(o) = &mut self.observer {
-                o.complete();
-            }
+    fn over(&self) -> bool {
+        self.ended && self.parts.iter().all(|p| p.state == State::Free)
+    }
+
+    fn finish(&mut self) {
+        if let Some(o) = &mut self.observer {
+            o.complete();
         }
-        over
     }
 
     fn completed(

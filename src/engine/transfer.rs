@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::arena::Buffer;
 use super::blocks::{BlockRecv, BlockSend};
 use super::core::Ctx;
-use super::parts::Slotted;
+use super::parts::{Collect, Slotted};
 use super::read_send::ReadSend;
 use super::recv_write::RecvWrite;
 use super::{DataPath, Finished, OpError, Sink, Source};
@@ -44,7 +44,7 @@ pub(crate) struct Job {
 
 /// Ops to submit, each with its slot: the number its completion comes back with. A transfer
 /// with one op in flight at a time uses slot 0.
-pub(crate) type Ops = [Option<(u8, squeue::Entry)>; 2];
+pub(crate) type Ops = [Option<(u8, squeue::Entry)>; super::STREAM_DEPTH];
 
 pub(crate) enum Step {
     /// Submit these (none while the transfer waits for another op of its own).
@@ -282,21 +282,18 @@ impl Transfer {
     /// Takes the completion of the op in a slot (none at the start) and says what comes next.
     pub(crate) fn advance(&mut self, ctx: &mut Ctx<'_>, done: Option<(u8, i32)>) -> Step {
         let mut n = 0;
-        let slotted = match &mut self.kind {
-            Kind::RecvWrite(r) => Some(r.step(ctx, done, &mut n)),
-            Kind::ReadSend(r) => Some(r.step(ctx, done, &mut n)),
-            _ => None,
+        let next = match &mut self.kind {
+            Kind::RecvWrite(r) => r.step(ctx, done, &mut n),
+            Kind::ReadSend(r) => r.step(ctx, done, &mut n),
+            _ => self
+                .step(ctx, done.map(|(_, res)| res))
+                .map(|op| op.map(|e| Collect::one(0, e))),
         };
-        if let Some(next) = slotted {
+        if n > 0 {
             self.count(n);
-            return match next {
-                Ok(Some(ops)) => Step::Submit(ops),
-                Ok(None) => Step::Done(Ok(self.moved)),
-                Err(e) => Step::Done(Err(e)),
-            };
         }
-        match self.step(ctx, done.map(|(_, res)| res)) {
-            Ok(Some(entry)) => Step::Submit([Some((0, entry)), None]),
+        match next {
+            Ok(Some(ops)) => Step::Submit(ops),
             Ok(None) => Step::Done(Ok(self.moved)),
             Err(e) => Step::Done(Err(e)),
         }
